@@ -1,0 +1,1 @@
+"""Dagster wiring: definitions, jobs, schedules, sensors (the thin shell around `preflight`)."""

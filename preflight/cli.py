@@ -1,0 +1,51 @@
+"""The `preflight` command: one entry point, one sub-command per job.
+
+Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+heavy imports (torch, ultralytics, Dagster, MLflow) happen inside ``run`` so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: sub-command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("preflight.data.cli_synth", "generate the embedded synthetic warehouse sample"),
+    "evaluate": ("preflight.metrics.cli", "COCO-exact per-slice evaluation of a detector's results"),
+    "zoo": ("preflight.models.cli", "build or list the demo model zoo (stand-in checkpoints)"),
+    "demo": ("pipeline.demo", "run the whole pipeline end to end on the embedded sample"),
+    "ui": ("pipeline.ui", "start the Dagster UI and the MLflow UI on 127.0.0.1"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preflight",
+        description="Production validation for lightweight vision models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
