@@ -1,0 +1,103 @@
+"""Stage 2: label validation with Great Expectations; bad rows are quarantined with a reason."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from assets._md import md_table
+from resources import PreflightStore, SettingsResource
+
+#: Asset checks shown in the UI, each backed by one or more Great Expectations expectations.
+CHECKS: dict[str, str] = {
+    "invalid_fraction_within_limit": "quarantined images stay under validation.max_invalid_fraction",
+    "classes_in_taxonomy": "every box's class is in the operational taxonomy",
+    "boxes_inside_images": "every box lies inside its image with positive area",
+    "no_duplicate_boxes": "no exact duplicate boxes in an image",
+    "slice_columns_valid": "required slice columns are present and hold allowed values",
+    "image_ids_unique": "image ids (content hashes) are unique",
+    "images_decode": "every image decodes",
+}
+
+
+@dg.asset(
+    group_name="validation",
+    kinds={"great_expectations", "parquet"},
+    check_specs=[dg.AssetCheckSpec(name, asset="validated_labels", description=desc)
+                 for name, desc in CHECKS.items()],
+)
+def validated_labels(
+    context: dg.AssetExecutionContext,
+    ingested_sample: dict,
+    settings: SettingsResource,
+    store: PreflightStore,
+):
+    """The ingested tables with invalid rows moved to quarantine (images in = valid + quarantined)."""
+    from preflight.data.validate import LabelValidationError, validate_labels
+
+    cfg = settings.load()
+    images = pd.read_parquet(ingested_sample["images"])
+    boxes = pd.read_parquet(ingested_sample["boxes"])
+    ingest_quarantine = pd.read_parquet(ingested_sample["quarantine"])
+    required = {k: (set(v) if v is not None else None)
+                for k, v in cfg.validation.required_columns.items()}
+
+    failure: LabelValidationError | None = None
+    try:
+        result = validate_labels(images, boxes, taxonomy=cfg.taxonomy_obj,
+                                 required_columns=required,
+                                 max_invalid_fraction=cfg.validation.max_invalid_fraction)
+    except LabelValidationError as exc:
+        failure = exc
+        result = exc.result
+    quarantine = pd.concat([ingest_quarantine, result.quarantine], ignore_index=True)
+    paths = {
+        "images": str(store.write_table("validated_images", result.images)),
+        "boxes": str(store.write_table("validated_boxes", result.boxes)),
+        "quarantine": str(store.write_table("quarantine", quarantine)),
+    }
+    stats = result.stats
+    reasons = (quarantine.groupby(["stage", "reason_code"]).size().rename("rows")
+               .reset_index().sort_values("rows", ascending=False)
+               if len(quarantine) else pd.DataFrame(columns=["stage", "reason_code", "rows"]))
+    examples = quarantine[["source", "line", "reason"]].head(15) if len(quarantine) else quarantine
+    metadata = {
+        "images_in": int(stats["images_in"]),
+        "images_valid": int(stats["images_valid"]),
+        "images_quarantined": int(stats["images_quarantined"]),
+        "boxes_in": int(stats["boxes_in"]),
+        "boxes_valid": int(stats["boxes_valid"]),
+        "boxes_quarantined": int(stats["boxes_quarantined"]),
+        "files_quarantined_at_ingestion": len(ingest_quarantine),
+        "quarantine_reasons": dg.MetadataValue.md(md_table(reasons)),
+        "quarantine_examples": dg.MetadataValue.md(md_table(examples)),
+        "expectations": dg.MetadataValue.md(md_table(result.expectations)),
+        "quarantine_table": dg.MetadataValue.path(paths["quarantine"]),
+    }
+    if failure is not None:
+        # The quarantine is already written: nothing is lost, and the message names the reasons.
+        raise dg.Failure(description=str(failure), metadata=metadata)
+    yield dg.Output(paths, metadata=metadata)
+    yield from _check_results(result.expectations, stats, cfg.validation.max_invalid_fraction)
+
+
+def _check_results(expectations: pd.DataFrame, stats: dict, max_invalid_fraction: float):
+    """One AssetCheckResult per check, from the Great Expectations result table."""
+    invalid = stats["images_quarantined"] / max(stats["images_in"], 1)
+    yield dg.AssetCheckResult(
+        check_name="invalid_fraction_within_limit",
+        passed=invalid <= max_invalid_fraction,
+        metadata={"invalid_fraction": float(invalid), "limit": max_invalid_fraction})
+    for name in CHECKS:
+        if name == "invalid_fraction_within_limit":
+            continue
+        rows = expectations[expectations["check"] == name] if len(expectations) else expectations
+        unexpected = int(rows["unexpected_count"].sum()) if len(rows) else 0
+        yield dg.AssetCheckResult(
+            check_name=name,
+            # Failing rows were quarantined, so the check warns rather than errors: the
+            # validated tables are clean, but somebody should look at the source data.
+            passed=bool(rows["success"].all()) if len(rows) else True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unexpected_rows": unexpected, "expectations": len(rows),
+                      "details": dg.MetadataValue.md(md_table(rows))})
