@@ -1,0 +1,412 @@
+"""Ingest a landing folder into the images, boxes and quarantine tables (see docs/CONTRACTS.md).
+
+``ingest`` reads YOLO or COCO labels (``formats``), hashes and decodes each image once
+(``properties``), joins the optional metadata table, derives slice bins from the pixels for the
+slices the metadata lacks, groups near-duplicate frames and splits the sample into a fine-tuning
+pool and a held-out evaluation set.
+
+Policy decisions (the lead's pipeline relies on them):
+
+* Images whose bytes cannot be read or whose path leaves the landing folder are quarantined here
+  (``level == "image"``); they have no content id. Images that are read but do not decode stay in
+  the images table with ``decode_ok = False`` (and ``decode_error`` / ``decode_detail``) so the
+  label validation — the authority on "every image decodes" — quarantines them with their boxes.
+* Images with no label file / no COCO annotations are background frames with zero boxes.
+* Split: near-duplicate frames form a *group* (same ``camera`` and ``captured_at`` chained within
+  ``group_window_minutes``; without a usable ``captured_at`` the group is the content hash, so
+  byte-identical copies share it). Groups are assigned whole, never straddling the split. Within
+  each stratum (the values of ``strata`` columns present, e.g. camera x shift x lighting) groups
+  are ordered by ``sha1(seed:group_id)`` and taken into ``eval`` while that brings the stratum's
+  eval count closer to its target (``eval_fraction`` x stratum size, plus the rounding carried
+  over from the previous stratum in sorted order). Nothing depends on file order, so re-ingesting
+  the same data, in any order, gives the same split. Undecodable images get no split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from preflight.data.errors import (
+    IngestError,
+    QuarantineRecord,
+    quarantine_frame,
+    reason_counts,
+    where,
+)
+from preflight.data.formats import (
+    BoxEntry,
+    ImageEntry,
+    detect_format,
+    read_coco,
+    read_yolo,
+    rel,
+)
+from preflight.data.properties import (
+    BIN_STANDS_FOR,
+    BINS,
+    PROPERTY_COLUMNS,
+    bin_values,
+    decode,
+    pixel_properties,
+    size_bin,
+)
+from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+IMAGE_COLUMNS: tuple[str, ...] = (
+    "image_id", "file_name", "source", "path", "width", "height", "file_size", "decode_ok",
+    "decode_error", "decode_detail", "source_image_id", "split", "group_id", "stratum",
+)
+BOX_COLUMNS: tuple[str, ...] = (
+    "image_id", "box_id", "file_name", "class_id", "class_name", "x", "y", "w", "h", "area",
+    "iscrowd", "truncated", "occluded", "size_bin", "source", "line", "source_box_id",
+)
+SLICE_COLUMNS: tuple[str, ...] = (
+    "site", "camera", "shift", "week", "lighting", "blur", "lens", "captured_at")
+DEFAULT_STRATA: tuple[str, ...] = ("camera", "shift", "lighting")
+_RESERVED = set(IMAGE_COLUMNS) | set(PROPERTY_COLUMNS) | {b[0] for b in BINS.values()}
+
+
+@dataclass
+class IngestResult:
+    images: pd.DataFrame
+    boxes: pd.DataFrame
+    quarantine: pd.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY, fmt: str = "auto",
+           metadata_path: str | Path | None = None, eval_fraction: float = 0.3,
+           group_window_minutes: float = 10.0, strata: tuple[str, ...] = DEFAULT_STRATA,
+           seed: int = 0, progress: bool = False) -> IngestResult:
+    """Read a landing folder into ``IngestResult(images, boxes, quarantine, stats)``."""
+    landing = Path(landing_dir)
+    if not landing.is_dir():
+        raise IngestError(f"landing folder {landing} does not exist or is not a folder")
+    if fmt not in ("auto", "yolo", "coco"):
+        raise IngestError(f"fmt must be auto, yolo or coco, got {fmt!r}")
+    if not 0.0 < eval_fraction < 1.0:
+        raise IngestError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    kind, json_path, data, records = detect_format(landing, fmt)
+    raw = (read_coco(landing, taxonomy, json_path, data) if kind == "coco"
+           else read_yolo(landing, taxonomy))
+    records = records + raw.quarantine
+    images, image_records = _load_images(raw.images, progress)
+    boxes, box_records = _build_boxes(raw.boxes, images)
+    records += image_records + box_records
+
+    meta_stats: dict[str, Any] = {"path": None}
+    meta_file = Path(metadata_path) if metadata_path is not None else find_metadata(landing)
+    meta_columns: set[str] = set()
+    if meta_file is not None:
+        if not meta_file.is_file():
+            raise IngestError(f"metadata file {meta_file} does not exist")
+        meta, meta_records = read_metadata(meta_file, landing)
+        records += meta_records
+        if meta is not None:
+            images, meta_stats, meta_columns = _join_metadata(images, meta, kind)
+            meta_stats["path"] = str(meta_file)
+    derived = []
+    for prop, (bin_col, _, _) in BINS.items():
+        if BIN_STANDS_FOR[bin_col] not in meta_columns:
+            images[bin_col] = bin_values(images[prop], prop)
+            derived.append(bin_col)
+
+    images["group_id"] = assign_groups(images, group_window_minutes)
+    used_strata = [c for c in strata if c in images.columns] or [
+        c for c in ("brightness_bin",) if c in images.columns]
+    images["stratum"] = stratum_keys(images, used_strata)
+    images["split"] = assign_split(images, eval_fraction=eval_fraction, seed=seed)
+
+    quarantine = quarantine_frame(records)
+    stats = _stats(kind, landing, images, boxes, quarantine, raw.notes)
+    stats.update(metadata=meta_stats, derived_slices=derived, strata_columns=used_strata,
+                 eval_fraction=eval_fraction, group_window_minutes=group_window_minutes)
+    return IngestResult(images, boxes, quarantine, stats)
+
+
+def content_id(data: bytes) -> str:
+    """The stable image id: sha1 of the file bytes, first 16 hex characters."""
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def _load_images(entries: list[ImageEntry], progress: bool
+                 ) -> tuple[pd.DataFrame, list[QuarantineRecord]]:
+    rows: list[dict[str, Any]] = []
+    records: list[QuarantineRecord] = []
+    for entry in tqdm(sorted(entries, key=lambda e: e.file_name), desc="ingest images",
+                      unit="img", disable=not progress):
+        try:
+            data = entry.path.read_bytes()
+        except OSError as exc:
+            records.append(QuarantineRecord(entry.source, "unreadable_file",
+                                            f"{entry.source}: cannot be read ({exc})",
+                                            level="image"))
+            continue
+        image_id = content_id(data)
+        dec = decode(data)
+        row: dict[str, Any] = {
+            "image_id": image_id, "file_name": entry.file_name, "source": entry.source,
+            "path": str(entry.path),
+            "width": None, "height": None, "file_size": len(data),
+            "decode_ok": dec.image is not None, "decode_error": dec.error,
+            "decode_detail": dec.detail, "source_image_id": entry.source_image_id,
+        }
+        row.update(dict.fromkeys(PROPERTY_COLUMNS, np.nan))
+        if dec.image is not None:
+            h, w = dec.image.shape[:2]
+            declared = (entry.declared_width, entry.declared_height)
+            if declared != (None, None) and declared != (w, h):
+                records.append(QuarantineRecord(
+                    entry.source, "size_mismatch",
+                    f"{entry.source}: annotations declare {declared[0]}x{declared[1]} but the "
+                    f"image is {w}x{h}; its boxes cannot be trusted", level="image",
+                    image_id=image_id))
+                continue
+            row.update(width=w, height=h, **pixel_properties(dec.image))
+        rows.append(row)
+    images = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS[:11]) + list(PROPERTY_COLUMNS))
+    images["width"] = images["width"].astype("Int64")
+    images["height"] = images["height"].astype("Int64")
+    images["file_size"] = images["file_size"].astype("int64")
+    images["decode_ok"] = images["decode_ok"].astype(bool)
+    images["source_image_id"] = uniform_ids(images["source_image_id"])
+    for col in PROPERTY_COLUMNS:
+        images[col] = images[col].astype(float)
+    return images, records
+
+
+def _box_sort_key(b: BoxEntry) -> tuple:
+    sid = b.source_box_id
+    sid_key = (0, int(sid), "") if isinstance(sid, (int, np.integer)) else (1, 0, str(sid))
+    return (b.file_name, b.line if b.line is not None else 0, sid_key)
+
+
+def _build_boxes(entries: list[BoxEntry], images: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, list[QuarantineRecord]]:
+    by_name = {r.file_name: r for r in images.itertuples(index=False)}
+    rows, records = [], []
+    for b in sorted(entries, key=_box_sort_key):
+        im = by_name.get(b.file_name)
+        if im is None:
+            records.append(QuarantineRecord(
+                b.source, "image_quarantined",
+                f"{where(b.source, b.line, b.source_box_id)}: its image {b.file_name} was "
+                f"quarantined", line=b.line))
+            continue
+        c0, c1, c2, c3 = b.coords
+        if b.normalized:
+            W = float(im.width) if im.decode_ok else np.nan
+            H = float(im.height) if im.decode_ok else np.nan
+            x, y, w, h = (c0 - c2 / 2) * W, (c1 - c3 / 2) * H, c2 * W, c3 * H
+        else:
+            x, y, w, h = c0, c1, c2, c3
+        rows.append({
+            "image_id": im.image_id, "file_name": b.file_name, "class_id": b.class_id,
+            "class_name": b.class_name, "x": x, "y": y, "w": w, "h": h,
+            "area": b.area if b.area is not None else w * h, "iscrowd": b.iscrowd,
+            "truncated": b.truncated, "occluded": b.occluded, "source": b.source,
+            "line": b.line, "source_box_id": b.source_box_id,
+        })
+    boxes = pd.DataFrame(rows, columns=[c for c in BOX_COLUMNS if c not in ("box_id", "size_bin")])
+    boxes.insert(1, "box_id", np.arange(len(boxes), dtype=np.int64))
+    boxes["class_id"] = boxes["class_id"].astype("int64")
+    for col in ("x", "y", "w", "h", "area", "occluded"):
+        boxes[col] = pd.to_numeric(boxes[col], errors="coerce").astype(float)
+    boxes["iscrowd"] = pd.to_numeric(boxes["iscrowd"], errors="coerce").astype("Int64")
+    boxes["truncated"] = boxes["truncated"].map(_to_bool).astype("boolean")
+    boxes["line"] = boxes["line"].astype("Int64")
+    boxes["source_box_id"] = uniform_ids(boxes["source_box_id"])
+    boxes.insert(boxes.columns.get_loc("occluded") + 1, "size_bin", size_bin(boxes["area"]))
+    return boxes, records
+
+
+def uniform_ids(values: pd.Series) -> pd.Series:
+    """Source ids as ``Int64`` when all are integers, else as strings (Parquet needs one type)."""
+    present = values.dropna()
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
+        return values.astype("Int64")
+    return values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
+                      else str(v)).astype(object)
+
+
+def _to_bool(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return pd.NA
+    if isinstance(v, str):
+        return {"true": True, "1": True, "false": False, "0": False}.get(v.strip().lower(), pd.NA)
+    return bool(v)
+
+
+def find_metadata(landing: Path) -> Path | None:
+    for name in ("metadata.parquet", "metadata.csv"):
+        if (landing / name).is_file():
+            return landing / name
+    return None
+
+
+def read_metadata(path: Path, landing: Path) -> tuple[pd.DataFrame | None, list[QuarantineRecord]]:
+    """A metadata table keyed by ``file_name`` and/or ``image_id``; unreadable → quarantined."""
+    source = rel(path.resolve(), landing.resolve())
+    try:
+        if path.suffix.lower() == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt"):
+            df = pd.read_csv(path, encoding="utf-8-sig")
+        else:
+            raise ValueError(f"unknown table type {path.suffix!r} (use .csv or .parquet)")
+    except Exception as exc:  # noqa: BLE001 - any unreadable table is quarantined
+        return None, [QuarantineRecord(source, "invalid_metadata",
+                                       f"{source}: cannot be read ({exc}); slices derived from "
+                                       f"pixels instead", level="file")]
+    if "file_name" not in df.columns and "image_id" not in df.columns:
+        return None, [QuarantineRecord(source, "invalid_metadata",
+                                       f"{source}: needs a 'file_name' or 'image_id' column; "
+                                       f"ignored", level="file")]
+    return df, []
+
+
+def _id_key(v: Any) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _norm_name(name: Any) -> str:
+    s = str(name).replace("\\", "/")
+    while s.startswith("./"):
+        s = s[2:]
+    return s[len("images/"):] if s.startswith("images/") else s
+
+
+def _join_metadata(images: pd.DataFrame, meta: pd.DataFrame, kind: str
+                   ) -> tuple[pd.DataFrame, dict[str, Any], set[str]]:
+    meta = meta.copy()
+    if "file_name" in meta.columns:
+        key, left = "file_name", images["file_name"].map(_norm_name)
+        meta["__key"] = meta["file_name"].map(lambda v: None if pd.isna(v) else _norm_name(v))
+        meta = meta.drop(columns=["file_name"])
+        if "image_id" in meta.columns:
+            meta = meta.rename(columns={"image_id": "__meta_image_id"})
+    else:
+        key, left = "image_id", images["source_image_id"].map(_id_key)
+        meta["__key"] = meta["image_id"].map(_id_key)
+        meta = meta.drop(columns=["image_id"])
+    meta = meta[meta["__key"].notna()]  # rows without a key cannot match any image
+    duplicates = int(meta["__key"].duplicated().sum())
+    meta = meta.drop_duplicates("__key", keep="first")
+    original = set(meta.columns) - {"__key", "__meta_image_id"}
+    renames = {c: f"meta_{c}" for c in original if c in _RESERVED}
+    meta = meta.rename(columns=renames)
+    if "captured_at" in meta.columns:
+        meta["captured_at"] = _to_datetime(meta["captured_at"])
+    out = images.assign(__key=left.to_numpy()).merge(meta, on="__key", how="left",
+                                                     indicator=True)
+    matched = out["_merge"] == "both"
+    if "__meta_image_id" in out.columns:
+        if kind != "coco":
+            out["source_image_id"] = uniform_ids(out["source_image_id"].astype(object).where(
+                out["source_image_id"].notna(), out["__meta_image_id"]))
+        out = out.drop(columns=["__meta_image_id"])
+    out = out.drop(columns=["__key", "_merge"])
+    stats = {"key": key, "rows": int(len(meta) + duplicates), "duplicate_keys": duplicates,
+             "matched_images": int(matched.sum()),
+             "images_without_metadata": int((~matched).sum()),
+             "unmatched_rows": int(len(meta) - matched.sum()),
+             "renamed_columns": renames}
+    return out, stats, original
+
+
+def _to_datetime(values: pd.Series) -> pd.Series:
+    try:
+        return pd.to_datetime(values, errors="coerce")
+    except (TypeError, ValueError):
+        return pd.to_datetime(values, errors="coerce", utc=True)
+
+
+def _hash_unit(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / float(16**15)
+
+
+def assign_groups(images: pd.DataFrame, window_minutes: float) -> pd.Series:
+    """Near-duplicate groups: frames of one camera chained within ``window_minutes``.
+
+    Frames without a usable ``captured_at`` are grouped by content hash (``h:<image_id>``).
+    """
+    groups = pd.Series("h:" + images["image_id"].astype(str), index=images.index, dtype=object)
+    if "captured_at" not in images.columns or not len(images):
+        return groups
+    ts = pd.to_datetime(images["captured_at"], errors="coerce", utc=True)
+    cam = (images["camera"].astype(str) if "camera" in images.columns
+           else pd.Series("", index=images.index))
+    frame = pd.DataFrame({"cam": cam, "ts": ts, "id": images["image_id"]})[ts.notna()]
+    frame = frame.sort_values(["cam", "ts", "id"], kind="mergesort")
+    window = pd.Timedelta(minutes=float(window_minutes))
+    new = (frame["cam"] != frame["cam"].shift()) | (frame["ts"].diff() > window)
+    first_ts = frame["ts"].where(new).ffill()
+    keys = frame["cam"] + "|" + first_ts.map(lambda t: t.isoformat())
+    groups.loc[frame.index] = "t:" + keys.map(lambda k: hashlib.sha1(k.encode()).hexdigest()[:12])
+    return groups
+
+
+def stratum_keys(images: pd.DataFrame, columns: list[str]) -> pd.Series:
+    if not columns:
+        return pd.Series("all", index=images.index, dtype=object)
+    parts = [c + "=" + images[c].astype(object).where(images[c].notna(), "?").astype(str)
+             for c in columns]
+    key = parts[0]
+    for p in parts[1:]:
+        key = key + "|" + p
+    return key.astype(object)
+
+
+def assign_split(images: pd.DataFrame, *, eval_fraction: float, seed: int = 0) -> pd.Series:
+    """``finetune`` / ``eval`` per image from ``group_id`` and ``stratum`` (see module doc)."""
+    split = pd.Series(None, index=images.index, dtype=object)
+    ok = images[images["decode_ok"].astype(bool)] if len(images) else images
+    if not len(ok):
+        return split
+    members = ok.groupby("group_id")
+    sizes = members.size()
+    stratum_of = members["stratum"].agg(
+        lambda s: sorted(s.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
+    table = pd.DataFrame({"size": sizes, "stratum": stratum_of})
+    table["score"] = [_hash_unit(f"{seed}:{g}") for g in table.index]
+    eval_groups: set[str] = set()
+    carry = 0.0
+    for _, part in sorted(table.groupby("stratum"), key=lambda kv: kv[0]):
+        target = eval_fraction * part["size"].sum() + carry
+        picked = 0
+        for gid, row in part.sort_values(["score"]).iterrows():
+            if abs(picked + row["size"] - target) < abs(picked - target):
+                eval_groups.add(gid)
+                picked += int(row["size"])
+        carry = target - picked
+    split.loc[ok.index] = np.where(ok["group_id"].isin(eval_groups), "eval", "finetune")
+    return split
+
+
+def _stats(kind: str, landing: Path, images: pd.DataFrame, boxes: pd.DataFrame,
+           quarantine: pd.DataFrame, notes: list[str]) -> dict[str, Any]:
+    level = quarantine["level"]
+    n_img_q, n_box_q = int((level == "image").sum()), int((level == "box").sum())
+    split_counts = images["split"].value_counts().to_dict() if len(images) else {}
+    return {
+        "format": kind, "landing_dir": str(landing.resolve()),
+        "images_found": len(images) + n_img_q, "images_ingested": len(images),
+        "images_quarantined": n_img_q,
+        "images_undecodable": int((~images["decode_ok"].astype(bool)).sum()),
+        "boxes_found": len(boxes) + n_box_q, "boxes_ingested": len(boxes),
+        "boxes_quarantined": n_box_q, "files_quarantined": int((level == "file").sum()),
+        "reasons": reason_counts(quarantine), "groups": int(images["group_id"].nunique()),
+        "largest_group": int(images["group_id"].value_counts().max()) if len(images) else 0,
+        "split": {k: int(v) for k, v in split_counts.items()}, "notes": list(notes),
+    }

@@ -1,0 +1,210 @@
+"""COCO bbox evaluation, vectorised: parameters, IoU and greedy matching.
+
+This reproduces ``pycocotools.cocoeval.COCOeval.evaluate`` for ``iouType='bbox'`` with NumPy
+(no Python loop over images): the matching of every (image, category) is done once, for every
+IoU threshold and area range at the same time, and the results are kept per detection so that
+any subset of images (a slice, a bootstrap resample) can be accumulated without matching again.
+
+The semantics follow pycocotools exactly:
+
+* detections of one (image, category) are ordered by score with a stable sort (ties keep input
+  order) and truncated to ``max_dets[-1]`` *before* matching;
+* ground truth is ignored when ``iscrowd`` or when its ``area`` field (as given, not ``w*h``)
+  lies outside the area range (both bounds inclusive); non-ignored ground truth is visited first;
+* IoU with a crowd box is ``intersection / detection area``; a crowd box can be matched by any
+  number of detections;
+* a detection takes, among the eligible non-ignored ground truth with ``IoU >= t``, the one with
+  the highest IoU (ties: the later one in input order); only if there is none it may take an
+  ignored one (same rule); a detection matched to ignored ground truth is ignored;
+* an unmatched detection whose area ``w*h`` lies outside the area range is ignored.
+
+Known, deliberate difference: pycocotools stores matches as annotation ids and tests ``id != 0``,
+so a ground-truth annotation with ``id == 0`` is never counted as matched there. Here matches are
+positions, so that quirk is not reproduced (COCO ids start at 1 in practice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AREA_LABELS: tuple[str, ...] = ("all", "small", "medium", "large")
+STAT_NAMES: tuple[str, ...] = (
+    "AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+    "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large",
+)
+#: largest number of candidate (detection, ground truth) pairs whose IoU is computed at once
+PAIR_CHUNK = 2_000_000
+
+
+@dataclass(frozen=True)
+class CocoParams:
+    """The COCO detection parameters (``pycocotools.cocoeval.Params(iouType='bbox')``)."""
+
+    iou_thresholds: tuple[float, ...] = tuple(float(v) for v in np.linspace(0.5, 0.95, 10))
+    rec_thresholds: tuple[float, ...] = tuple(float(v) for v in np.linspace(0.0, 1.0, 101))
+    max_dets: tuple[int, ...] = (1, 10, 100)
+    area_ranges: tuple[tuple[float, float], ...] = (
+        (0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+    area_labels: tuple[str, ...] = AREA_LABELS
+
+    def __post_init__(self) -> None:
+        if list(self.max_dets) != sorted(self.max_dets) or not self.max_dets:
+            raise ValueError("max_dets must be a non-empty increasing sequence")
+        if len(self.area_ranges) != len(self.area_labels):
+            raise ValueError("area_ranges and area_labels differ in length")
+        if list(self.iou_thresholds) != sorted(self.iou_thresholds):
+            raise ValueError("iou_thresholds must be increasing")
+
+    def iou_index(self, iou: float) -> int:
+        hits = np.flatnonzero(np.isclose(np.asarray(self.iou_thresholds), iou))
+        if not len(hits):
+            raise ValueError(f"IoU threshold {iou} is not one of {self.iou_thresholds}")
+        return int(hits[0])
+
+    def area_index(self, label: str) -> int:
+        return self.area_labels.index(label)
+
+    def max_det_index(self, max_det: int) -> int:
+        return self.max_dets.index(max_det)
+
+
+def box_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """IoU of paired boxes ``d[i]`` and ``g[i]`` (top-left ``x, y, w, h``), the same floating-point
+    operations as pycocotools' ``bbIou`` (crowd: intersection over the detection's area)."""
+    dx, dy, dw, dh = d[:, 0], d[:, 1], d[:, 2], d[:, 3]
+    gx, gy, gw, gh = g[:, 0], g[:, 1], g[:, 2], g[:, 3]
+    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
+    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
+    inter = w * h
+    da = dw * dh
+    union = da + gw * gh - inter
+    if crowd is not None:
+        union = np.where(crowd, da, union)
+    ok = (w > 0) & (h > 0)
+    out = np.zeros(len(d), dtype=np.float64)
+    np.divide(inter, union, out=out, where=ok)
+    return out
+
+
+def group_ranks(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Rank of each item inside its group, by descending score, ties in input order (stable)."""
+    n = len(group)
+    order = np.lexsort((np.arange(n), -score, group))
+    g_sorted = group[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = g_sorted[1:] != g_sorted[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n) - start
+    return ranks
+
+
+def candidate_pairs(dt_box: np.ndarray, dt_group: np.ndarray, gt_box: np.ndarray,
+                    gt_group: np.ndarray, gt_crowd: np.ndarray | None,
+                    min_iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (detection, ground truth) pairs of the same group with ``IoU >= min_iou``.
+
+    Returns ``(dt_index, gt_index, iou)``; IoU is computed in chunks of at most ``PAIR_CHUNK``.
+    """
+    n_gt = len(gt_group)
+    order_g = np.lexsort((np.arange(n_gt), gt_group))
+    g_sorted = gt_group[order_g]
+    lo = np.searchsorted(g_sorted, dt_group, side="left")
+    hi = np.searchsorted(g_sorted, dt_group, side="right")
+    counts = hi - lo
+    out_d, out_g, out_iou = [], [], []
+    dts = np.flatnonzero(counts)
+    if len(dts):
+        cum = np.cumsum(counts[dts])
+        bounds = [0]
+        while bounds[-1] < len(dts):
+            base = cum[bounds[-1] - 1] if bounds[-1] else 0
+            nxt = int(np.searchsorted(cum, base + PAIR_CHUNK, side="right"))
+            bounds.append(max(nxt, bounds[-1] + 1))
+        for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
+            d_idx = dts[b0:b1]
+            c = counts[d_idx]
+            rep_d = np.repeat(d_idx, c)
+            first = np.cumsum(c) - c
+            offs = np.arange(int(c.sum())) - np.repeat(first, c) + np.repeat(lo[d_idx], c)
+            rep_g = order_g[offs]
+            iou = box_iou(dt_box[rep_d], gt_box[rep_g],
+                          None if gt_crowd is None else gt_crowd[rep_g])
+            keep = iou >= min_iou
+            out_d.append(rep_d[keep])
+            out_g.append(rep_g[keep])
+            out_iou.append(iou[keep])
+    if not out_d:
+        return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+    return np.concatenate(out_d), np.concatenate(out_g), np.concatenate(out_iou)
+
+
+def in_area(area: np.ndarray, area_ranges) -> np.ndarray:
+    """``(A, n)``: area inside each range, both bounds inclusive (as pycocotools)."""
+    rng = np.asarray(area_ranges, dtype=np.float64)
+    return (area[None, :] >= rng[:, :1]) & (area[None, :] <= rng[:, 1:])
+
+
+@dataclass
+class Matches:
+    """Per-detection and per-ground-truth results of COCO matching.
+
+    ``dt_gt[a, t, i]``: the ground truth matched by detection ``i`` at area range ``a`` and IoU
+    threshold ``t`` (-1: unmatched); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a true
+    / false positive (neither: ignored); ``gt_ignore (A, n_gt)``.
+    """
+
+    dt_gt: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    gt_ignore: np.ndarray
+
+
+def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, dt_rank: np.ndarray,
+          gt_box: np.ndarray, gt_area: np.ndarray, gt_crowd: np.ndarray, gt_group: np.ndarray,
+          params: CocoParams) -> Matches:
+    """COCO greedy matching for all groups (image, category) at once.
+
+    Detections must already be truncated to ``max_dets[-1]`` per group; ``dt_rank`` is the rank of
+    a detection inside its group (0 = highest score). The loop runs over ranks only: at step ``r``
+    every group's ``r``-th detection is matched, all groups, thresholds and area ranges together.
+    """
+    thr = np.asarray(params.iou_thresholds, dtype=np.float64)
+    T, A = len(thr), len(params.area_ranges)
+    n_dt, n_gt = len(dt_group), len(gt_group)
+    gt_ignore = gt_crowd[None, :] | ~in_area(gt_area, params.area_ranges)      # (A, n_gt)
+    dt_gt = np.full((n_dt, A, T), -1, dtype=np.int64)
+    pd_, pg, piou = candidate_pairs(dt_box, dt_group, gt_box, gt_group, gt_crowd,
+                                    float(min(params.iou_thresholds)))
+    if len(pd_):
+        order = np.lexsort((pg, piou, pd_, dt_rank[pd_]))
+        pd_, pg, piou = pd_[order], pg[order], piou[order]
+        p_rank = dt_rank[pd_]
+        taken = np.zeros((n_gt, A, T), dtype=bool)
+        regular = ~gt_ignore.T                                                # (n_gt, A)
+        bounds = np.flatnonzero(np.diff(p_rank)) + 1
+        for s0, s1 in zip(np.r_[0, bounds], np.r_[bounds, len(pd_)], strict=True):
+            d, g, iou = pd_[s0:s1], pg[s0:s1], piou[s0:s1]
+            starts = np.r_[0, np.flatnonzero(np.diff(d)) + 1]
+            elig = (iou[:, None, None] >= thr[None, None, :]) & \
+                (~taken[g] | gt_crowd[g][:, None, None])                      # (P, A, T)
+            reg = regular[g][:, :, None]
+            pos = np.arange(len(d))[:, None, None]
+            best_reg = np.maximum.reduceat(np.where(elig & reg, pos, -1), starts, axis=0)
+            best_ign = np.maximum.reduceat(np.where(elig & ~reg, pos, -1), starts, axis=0)
+            best = np.where(best_reg >= 0, best_reg, best_ign)
+            hit = best >= 0
+            gsel = np.where(hit, g[np.maximum(best, 0)], -1)                  # (nd, A, T)
+            dt_gt[d[starts]] = gsel
+            ii, aa, tt = np.nonzero(hit)
+            taken[gsel[ii, aa, tt], aa, tt] = True
+    dt_gt = np.ascontiguousarray(dt_gt.transpose(1, 2, 0))                    # (A, T, n_dt)
+    matched = dt_gt >= 0
+    ign_gt = np.take_along_axis(gt_ignore[:, None, :].repeat(T, axis=1),
+                                np.maximum(dt_gt, 0), axis=2) if n_gt else np.zeros_like(matched)
+    out_of_range = ~in_area(dt_area, params.area_ranges)[:, None, :]            # (A, 1, n_dt)
+    ignored = (matched & ign_gt) | (~matched & out_of_range)
+    return Matches(dt_gt=dt_gt, tp=matched & ~ignored, fp=~matched & ~ignored,
+                   gt_ignore=gt_ignore)

@@ -1,0 +1,91 @@
+"""Detection confusion matrix over the classes plus ``background``, at the operating point.
+
+Rows are the truth, columns the prediction. At the operating threshold and IoU ``iou``:
+
+* a true positive (COCO matching, area all, maxDets 100) counts on the diagonal;
+* the remaining false positives and the remaining (undetected, non-crowd) boxes of the same image
+  are paired one-to-one on ``IoU >= iou`` regardless of class, highest IoU first (as
+  ultralytics' ConfusionMatrix does): a pair counts at ``(box class, predicted class)`` -- this
+  is where look-alike classes show up;
+* an unpaired box counts at ``(box class, background)`` (missed), an unpaired false positive at
+  ``(background, predicted class)``; detections matched to crowd regions are not counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from preflight.metrics.coco import candidate_pairs
+from preflight.metrics.index import EvaluationIndex
+from preflight.metrics.slices import make_slices
+
+BACKGROUND = "background"
+CONFUSION_COLUMNS = ["slice_column", "slice_value", "true_class", "pred_class", "count",
+                     "n_images"]
+
+
+def _one_to_one(d: np.ndarray, g: np.ndarray, iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (detection, box) pairs, highest IoU first."""
+    order = np.lexsort((g, d, -iou))
+    d, g = d[order], g[order]
+    _, first_d = np.unique(d, return_index=True)
+    keep = np.sort(first_d)
+    d, g = d[keep], g[keep]
+    _, first_g = np.unique(g, return_index=True)
+    keep = np.sort(first_g)
+    return d[keep], g[keep]
+
+
+def confusion_events(index: EvaluationIndex, operating_threshold: float = 0.25,
+                     iou: float = 0.5) -> pd.DataFrame:
+    """One row per counted event: ``image`` (position), ``true`` and ``pred`` (class position,
+    ``K`` = background)."""
+    K = index.n_classes
+    tp, fp = index.op_status(operating_threshold, iou)
+    a, t = index.params.area_index("all"), index.params.iou_index(iou)
+    gt_left = ~index.gt_ignore[a] & ~index.gt_detected(operating_threshold, iou)
+    f, g_left = np.flatnonzero(fp), np.flatnonzero(gt_left)
+    pd_, pg, piou = candidate_pairs(index.dt_box[f], index.dt_img[f], index.gt_box[g_left],
+                                    index.gt_img[g_left], None, iou)
+    pd_, pg = _one_to_one(f[pd_], g_left[pg], piou)
+    fp_left = fp.copy()
+    fp_left[pd_] = False
+    gt_left[pg] = False
+    t_tp = index.gt_cat[index.dt_gt[a, t][tp]]
+    images = np.concatenate([index.dt_img[tp], index.dt_img[pd_], index.gt_img[gt_left],
+                             index.dt_img[fp_left]])
+    true = np.concatenate([t_tp, index.gt_cat[pg], index.gt_cat[gt_left],
+                           np.full(int(fp_left.sum()), K)])
+    pred = np.concatenate([index.dt_cat[tp], index.dt_cat[pd_], np.full(int(gt_left.sum()), K),
+                           index.dt_cat[fp_left]])
+    return pd.DataFrame({"image": images, "true": true, "pred": pred})
+
+
+def confusion_matrix(index: EvaluationIndex, *, slice_columns: list[str] | None = None,
+                     operating_threshold: float = 0.25, iou: float = 0.5) -> pd.DataFrame:
+    """Long confusion table ``slice_column, slice_value, true_class, pred_class, count,
+    n_images``: every (true, predicted) cell of the (K+1)² matrix, overall and per slice value."""
+    ev = confusion_events(index, operating_threshold, iou)
+    K = index.n_classes
+    names = [*index.class_names, BACKGROUND]
+    cell = (ev["true"].to_numpy() * (K + 1) + ev["pred"].to_numpy())
+    img = ev["image"].to_numpy()
+    true_names = np.repeat(names, K + 1)
+    pred_names = np.tile(names, K + 1)
+    frames = []
+    for s in make_slices(index.images, slice_columns):
+        counts = np.bincount(cell[s.mask[img]], minlength=(K + 1) ** 2)
+        frames.append(pd.DataFrame({
+            "slice_column": s.column, "slice_value": s.value, "true_class": true_names,
+            "pred_class": pred_names, "count": counts.astype(np.int64),
+            "n_images": int(s.mask.sum())}))
+    return pd.concat(frames, ignore_index=True)[CONFUSION_COLUMNS]
+
+
+def confusion_pivot(table: pd.DataFrame, slice_column: str = "__all__",
+                    slice_value: str = "__all__") -> pd.DataFrame:
+    """One slice of :func:`confusion_matrix` as a square matrix (rows true, columns predicted)."""
+    sub = table[(table["slice_column"] == slice_column) & (table["slice_value"] == slice_value)]
+    order = list(dict.fromkeys(sub["true_class"]))
+    return sub.pivot(index="true_class", columns="pred_class", values="count").loc[order, order]

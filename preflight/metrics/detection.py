@@ -1,0 +1,191 @@
+"""Per-slice detection metrics in the long format: COCO stats, per-class AP, operating point.
+
+``evaluate_detections`` matches once (:class:`EvaluationIndex`) and then, for the overall set and
+every slice value, re-accumulates the stored matches: the twelve COCO stats (equal to pycocotools
+with ``params.imgIds`` = the slice's images), ``AP.<class>``, and precision / recall / F1 at the
+deployment's operating confidence threshold (IoU 0.5, area all, maxDets 100), per class and
+pooled over classes. Box slices (gt columns such as ``size_bin``) get the recall of their boxes at
+the operating point. Rates carry Wilson intervals; with ``bootstrap > 0`` AP, AP50, AP75, AR100,
+``AP.<class>`` and the F1s carry image-level percentile bootstrap intervals (resample the slice's
+images with replacement, re-accumulate the stored matches: no re-matching).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from preflight.metrics.coco import STAT_NAMES, CocoParams
+from preflight.metrics.index import EvaluationIndex
+from preflight.metrics.intervals import (
+    percentile_interval,
+    resample_weights,
+    slice_rng,
+    wilson_interval,
+)
+from preflight.metrics.slices import OVERALL, LongTable, Slice, box_table, make_slices
+
+DEFAULT_MIN_IMAGES = 30
+DEFAULT_MIN_BOXES = 50
+#: stats whose bootstrap interval is computed (area all, maxDets 100) -> position in quick_stats
+BOOTSTRAP_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "AR100": 3}
+#: area range of each stat (for the row's n_boxes)
+STAT_AREA = {"AP_small": "small", "AP_medium": "medium", "AP_large": "large",
+             "AR_small": "small", "AR_medium": "medium", "AR_large": "large"}
+
+
+def evaluate_detections(
+    gt: pd.DataFrame,
+    dt: pd.DataFrame,
+    images: pd.DataFrame | None = None,
+    *,
+    slice_columns: list[str] | None = None,
+    box_slice_columns: list[str] | None = None,
+    class_names: dict[int, str] | None = None,
+    operating_threshold: float = 0.25,
+    bootstrap: int = 0,
+    seed: int = 0,
+    min_images: int = DEFAULT_MIN_IMAGES,
+    min_boxes: int = DEFAULT_MIN_BOXES,
+    model_input_size: int | None = None,
+    params: CocoParams | None = None,
+) -> pd.DataFrame:
+    """The long metrics table for a detector's results ``dt`` against ground truth ``gt``.
+
+    ``images`` (``image_id`` + slice columns) is the set of evaluated images; images without
+    ground truth or detections count (as in COCO). Image ids may be str or int but must have the
+    same type in all three tables. ``class_names`` maps class id to name (default: ``gt``'s
+    ``class_name`` column, else the id).
+    """
+    index = EvaluationIndex.build(gt, dt, images, class_names=class_names, params=params)
+    return evaluate_index(index, slice_columns=slice_columns, box_slice_columns=box_slice_columns,
+                          operating_threshold=operating_threshold, bootstrap=bootstrap, seed=seed,
+                          min_images=min_images, min_boxes=min_boxes,
+                          model_input_size=model_input_size)
+
+
+def evaluate_index(
+    index: EvaluationIndex,
+    *,
+    slice_columns: list[str] | None = None,
+    box_slice_columns: list[str] | None = None,
+    operating_threshold: float = 0.25,
+    bootstrap: int = 0,
+    seed: int = 0,
+    min_images: int = DEFAULT_MIN_IMAGES,
+    min_boxes: int = DEFAULT_MIN_BOXES,
+    model_input_size: int | None = None,
+) -> pd.DataFrame:
+    """:func:`evaluate_detections` on an already built :class:`EvaluationIndex`."""
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    table = LongTable()
+    for s in make_slices(index.images, slice_columns):
+        _image_slice_rows(index, s, table, operating_threshold, bootstrap, seed)
+    if box_slice_columns:
+        boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
+        for s in make_slices(boxes, box_slice_columns, include_overall=False, what="ground-truth"):
+            _box_slice_rows(index, s, table, operating_threshold)
+    return table.frame(min_images, min_boxes)
+
+
+def summary_metrics(gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFrame | None = None, *,
+                    operating_threshold: float = 0.25,
+                    class_names: dict[int, str] | None = None) -> dict[str, float]:
+    """Overall metrics as ``{metric: value}`` (the twelve COCO stats, ``AP.<class>``, and
+    precision / recall / F1 at the operating point): a drop-in ``evaluate_fn`` for stress tests."""
+    table = evaluate_detections(gt, dt, images, operating_threshold=operating_threshold,
+                                class_names=class_names)
+    return dict(zip(table["metric"], table["value"].astype(float), strict=True))
+
+
+def _prf(tp, fp, pos):
+    tp, fp, pos = (np.asarray(v, dtype=np.float64) for v in (tp, fp, pos))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
+        recall = np.where(pos > 0, tp / pos, np.nan)
+        denom = tp + fp + pos          # 2TP + FP + FN
+        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+    return precision, recall, f1
+
+
+def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshold: float,
+                      bootstrap: int, seed: int) -> None:
+    mask = s.mask
+    n_img = int(mask.sum())
+    p = index.params
+    K = index.n_classes
+    stats, per_class = index.stats(mask)
+    gsel = mask[index.gt_img]
+    box_count = {lbl: int((gsel & ~index.gt_ignore[p.area_index(lbl)]).sum())
+                 for lbl in p.area_labels}
+    a_all = p.area_index("all")
+    class_boxes = np.bincount(index.gt_cat[gsel & ~index.gt_ignore[a_all]], minlength=K)
+    tpc, fpc, pos = (c[mask] for c in index.op_counts(threshold))
+    tp_k, fp_k, pos_k = tpc.sum(0), fpc.sum(0), pos.sum(0)
+    prec_k, rec_k, f1_k = _prf(tp_k, fp_k, pos_k)
+    prec, rec, f1 = _prf(tp_k.sum(), fp_k.sum(), pos_k.sum())
+
+    ci_stats = np.full((len(STAT_NAMES), 2), np.nan)
+    ci_class = np.full((K, 2), np.nan)
+    ci_f1_k = np.full((K, 2), np.nan)
+    ci_f1 = np.full(2, np.nan)
+    if bootstrap and n_img:
+        rng = slice_rng(seed, s.column, s.value)
+        W = resample_weights(rng, n_img, bootstrap)
+        img_pos = np.flatnonzero(mask)
+        full = np.zeros(index.n_images)
+        samples = np.empty((bootstrap, 4 + K))
+        for b in range(bootstrap):
+            full[img_pos] = W[b]
+            samples[b] = index.quick_stats(full)
+        point = np.concatenate([[stats[STAT_NAMES.index(k)] for k in BOOTSTRAP_STATS],
+                                per_class])
+        lo, hi = percentile_interval(samples, point)
+        for name, j in BOOTSTRAP_STATS.items():
+            ci_stats[STAT_NAMES.index(name)] = lo[j], hi[j]
+        ci_class[:] = np.column_stack([lo[4:], hi[4:]])
+        btp, bfp, bpos = W @ tpc, W @ fpc, W @ pos                    # (B, K)
+        ci_f1_k[:] = np.column_stack(percentile_interval(_prf(btp, bfp, bpos)[2], f1_k))
+        f1_b = _prf(btp.sum(1), bfp.sum(1), bpos.sum(1))[2]
+        ci_f1[:] = np.ravel(percentile_interval(f1_b, np.atleast_1d(f1)))
+
+    col, val = s.column, s.value
+    for i, name in enumerate(STAT_NAMES):
+        table.add(col, val, name, stats[i], *ci_stats[i], n_img,
+                  box_count[STAT_AREA.get(name, "all")])
+    for k, cname in enumerate(index.class_names):
+        table.add(col, val, f"AP.{cname}", per_class[k], *ci_class[k], n_img, class_boxes[k])
+    for k, cname in enumerate(index.class_names):
+        plo, phi = wilson_interval(tp_k[k], tp_k[k] + fp_k[k])
+        rlo, rhi = wilson_interval(tp_k[k], pos_k[k])
+        nb = class_boxes[k]
+        table.add(col, val, f"precision.{cname}", prec_k[k], plo, phi, n_img, nb)
+        table.add(col, val, f"recall.{cname}", rec_k[k], rlo, rhi, n_img, nb)
+        table.add(col, val, f"F1.{cname}", f1_k[k], *ci_f1_k[k], n_img, nb)
+    nb = box_count["all"]
+    table.add(col, val, "precision", prec, *wilson_interval(tp_k.sum(), tp_k.sum() + fp_k.sum()),
+              n_img, nb)
+    table.add(col, val, "recall", rec, *wilson_interval(tp_k.sum(), pos_k.sum()), n_img, nb)
+    table.add(col, val, "F1", f1, *ci_f1, n_img, nb)
+
+
+def _box_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshold: float) -> None:
+    ok = s.mask & ~index.gt_ignore[index.params.area_index("all")]
+    hit = index.gt_detected(threshold) & ok
+    n, k = int(ok.sum()), int(hit.sum())
+    n_img = len(np.unique(index.gt_img[ok]))
+    table.add(s.column, s.value, "recall", k / n if n else np.nan, *wilson_interval(k, n),
+              n_img, n)
+    K = index.n_classes
+    n_k = np.bincount(index.gt_cat[ok], minlength=K)
+    hit_k = np.bincount(index.gt_cat[hit], minlength=K)
+    for c, cname in enumerate(index.class_names):
+        if not n_k[c]:
+            continue
+        imgs_c = len(np.unique(index.gt_img[ok & (index.gt_cat == c)]))
+        table.add(s.column, s.value, f"recall.{cname}", hit_k[c] / n_k[c],
+                  *wilson_interval(hit_k[c], n_k[c]), imgs_c, n_k[c])
+
+
+__all__ = ["evaluate_detections", "evaluate_index", "summary_metrics", "OVERALL"]

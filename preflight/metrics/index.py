@@ -1,0 +1,268 @@
+"""``EvaluationIndex``: detections matched to ground truth once, queried per slice.
+
+Build it from the ingested tables (``gt``: ``image_id, class_id, x, y, w, h, area, iscrowd``
+plus optional box columns; ``dt``: ``image_id, class_id, score, x, y, w, h``; ``images``:
+``image_id`` plus slice columns). Every query takes an image mask (a slice) or integer image
+weights (a bootstrap resample) and re-accumulates the stored per-detection match results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
+from preflight.metrics.coco import CocoParams, group_ranks, in_area, match
+
+GT_REQUIRED = ("image_id", "class_id", "x", "y", "w", "h")
+DT_REQUIRED = ("image_id", "class_id", "score", "x", "y", "w", "h")
+
+
+def _require(df: pd.DataFrame, cols, what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} table lacks columns {missing} (has {list(df.columns)})")
+
+
+def _numeric(df: pd.DataFrame, cols, what: str) -> np.ndarray:
+    try:
+        arr = df[list(cols)].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: columns {list(cols)} must be numeric ({exc})") from None
+    if arr.size and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).sum())
+        raise ValueError(f"{what}: {bad} rows have a missing or non-finite value in {list(cols)}")
+    return arr
+
+
+def _image_index(ids: pd.Series) -> pd.Index:
+    uniq = pd.unique(ids.to_numpy())
+    try:
+        return pd.Index(sorted(uniq))
+    except TypeError:  # mixed types: order as strings
+        return pd.Index(sorted(uniq, key=str))
+
+
+def _positions(index: pd.Index, ids: pd.Series, what: str) -> np.ndarray:
+    pos = index.get_indexer(ids.to_numpy())
+    if (pos < 0).any():
+        unknown = pd.unique(ids.to_numpy()[pos < 0])
+        raise ValueError(
+            f"{what} references {len(unknown)} image id(s) that are not in the images table, "
+            f"e.g. {[str(u) for u in unknown[:5]]} (check the id type: str vs int)")
+    return pos.astype(np.int64)
+
+
+@dataclass
+class EvaluationIndex:
+    """Matching done once; per-slice COCO accumulation and operating-point counts on demand.
+
+    Detection arrays (``dt_*``) are in pycocotools' accumulation order (category, descending score,
+    image order, input order) and truncated to ``params.max_dets[-1]`` per (image, category).
+    Ground-truth arrays (``gt_*``) keep the input row order (``gt_row``).
+    """
+
+    params: CocoParams
+    image_ids: pd.Index
+    images: pd.DataFrame
+    class_ids: np.ndarray
+    class_names: list[str]
+    gt: pd.DataFrame
+    gt_img: np.ndarray
+    gt_cat: np.ndarray
+    gt_box: np.ndarray
+    gt_area: np.ndarray
+    gt_crowd: np.ndarray
+    gt_ignore: np.ndarray
+    dt_row: np.ndarray
+    dt_img: np.ndarray
+    dt_cat: np.ndarray
+    dt_score: np.ndarray
+    dt_box: np.ndarray
+    dt_rank: np.ndarray
+    dt_gt: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFrame | None = None, *,
+              class_names: dict[int, str] | None = None,
+              params: CocoParams | None = None) -> EvaluationIndex:
+        params = params or CocoParams()
+        _require(gt, GT_REQUIRED, "ground-truth")
+        _require(dt, DT_REQUIRED, "detection")
+        if images is None:
+            images = pd.DataFrame({"image_id": _image_index(gt["image_id"])})
+        _require(images, ("image_id",), "images")
+        if images["image_id"].duplicated().any():
+            dup = images.loc[images["image_id"].duplicated(), "image_id"].head(5).tolist()
+            raise ValueError(f"images table has duplicate image ids, e.g. {dup}")
+        image_ids = _image_index(images["image_id"])
+        images = images.set_index("image_id").loc[image_ids].reset_index()
+        gt = gt.reset_index(drop=True)
+        dt = dt.reset_index(drop=True)
+        gt_img = _positions(image_ids, gt["image_id"], "ground truth")
+        dt_img = _positions(image_ids, dt["image_id"], "detections")
+
+        gt_cls = _numeric(gt, ["class_id"], "ground truth")[:, 0].astype(np.int64)
+        dt_cls = _numeric(dt, ["class_id"], "detections")[:, 0].astype(np.int64)
+        names = {int(k): str(v) for k, v in (class_names or {}).items()}
+        if not names and "class_name" in gt.columns:
+            pairs = pd.DataFrame({"c": gt_cls, "n": gt["class_name"].astype(str)}).drop_duplicates()
+            names = dict(zip(pairs["c"].tolist(), pairs["n"].tolist(), strict=True))
+        class_ids = np.unique(np.concatenate([gt_cls, dt_cls, np.array(list(names), np.int64)]))
+        gt_cat = np.searchsorted(class_ids, gt_cls).astype(np.int64)
+        dt_cat_all = np.searchsorted(class_ids, dt_cls).astype(np.int64)
+        K = len(class_ids)
+
+        gt_box = _numeric(gt, ["x", "y", "w", "h"], "ground truth")
+        gt_area = (_numeric(gt, ["area"], "ground truth")[:, 0] if "area" in gt.columns
+                   else gt_box[:, 2] * gt_box[:, 3])
+        gt_crowd = (gt["iscrowd"].fillna(0).to_numpy().astype(np.int64) != 0
+                    if "iscrowd" in gt.columns else np.zeros(len(gt), bool))
+        dt_box_all = _numeric(dt, ["x", "y", "w", "h"], "detections")
+        dt_score_all = _numeric(dt, ["score"], "detections")[:, 0]
+
+        # per (image, category) rank by score; keep the top max_dets[-1] (pycocotools truncates
+        # before matching)
+        dt_group_all = dt_img * K + dt_cat_all
+        rank_all = group_ranks(dt_group_all, dt_score_all)
+        keep = np.flatnonzero(rank_all < params.max_dets[-1])
+        # pycocotools' accumulation order: category, -score (stable), image order, input order
+        order = keep[np.lexsort((keep, dt_img[keep], -dt_score_all[keep], dt_cat_all[keep]))]
+        dt_box = dt_box_all[order]
+        m = match(dt_box, dt_box[:, 2] * dt_box[:, 3], dt_group_all[order], rank_all[order],
+                  gt_box, gt_area, gt_crowd, gt_img * K + gt_cat, params)
+        return cls(
+            params=params, image_ids=image_ids, images=images, class_ids=class_ids,
+            class_names=[str(names.get(int(c), c)) for c in class_ids], gt=gt,
+            gt_img=gt_img, gt_cat=gt_cat, gt_box=gt_box, gt_area=gt_area, gt_crowd=gt_crowd,
+            gt_ignore=m.gt_ignore, dt_row=order, dt_img=dt_img[order], dt_cat=dt_cat_all[order],
+            dt_score=dt_score_all[order], dt_box=dt_box, dt_rank=rank_all[order],
+            dt_gt=m.dt_gt, tp=m.tp, fp=m.fp)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_ids)
+
+    def image_mask(self, image_ids=None) -> np.ndarray:
+        """Boolean mask over ``image_ids`` (None: all images)."""
+        if image_ids is None:
+            return np.ones(self.n_images, dtype=bool)
+        pos = _positions(self.image_ids, pd.Series(list(image_ids)), "slice")
+        mask = np.zeros(self.n_images, dtype=bool)
+        mask[pos] = True
+        return mask
+
+    def _weights(self, mask: np.ndarray | None, weights: np.ndarray | None):
+        """(image weight vector or None, dt selection, gt selection)."""
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            return w, w[self.dt_img] > 0, w[self.gt_img] > 0
+        if mask is None:
+            return None, np.ones(len(self.dt_img), bool), np.ones(len(self.gt_img), bool)
+        return None, mask[self.dt_img], mask[self.gt_img]
+
+    def npig(self, area: int, gsel: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """Non-ignored ground truth per category (weighted by image weights ``w``)."""
+        ok = gsel & ~self.gt_ignore[area]
+        ww = None if w is None else w[self.gt_img[ok]]
+        return np.bincount(self.gt_cat[ok], weights=ww, minlength=self.n_classes)
+
+    # ------------------------------------------------------------------ COCO accumulation
+    def evaluate(self, mask: np.ndarray | None = None, *, weights: np.ndarray | None = None,
+                 areas: list[int] | None = None, max_dets: list[int] | None = None,
+                 iou_index: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``precision (T, R, K, A, M)`` and ``recall (T, K, A, M)`` for the images in ``mask``
+        (or weighted by integer image ``weights``); cells not requested stay NaN."""
+        p = self.params
+        T = len(p.iou_thresholds) if iou_index is None else len(iou_index)
+        R, K, A, M = len(p.rec_thresholds), self.n_classes, len(p.area_ranges), len(p.max_dets)
+        precision = np.full((T, R, K, A, M), np.nan)
+        recall = np.full((T, K, A, M), np.nan)
+        w, dsel, gsel = self._weights(mask, weights)
+        rec = np.asarray(p.rec_thresholds)
+        tsel = slice(None) if iou_index is None else np.asarray(iou_index)
+        for mi, md in enumerate(p.max_dets):
+            if max_dets is not None and md not in max_dets:
+                continue
+            idx = np.flatnonzero(dsel & (self.dt_rank < md))
+            cat = self.dt_cat[idx]
+            dw = None if w is None else w[self.dt_img[idx]]
+            for a in range(A) if areas is None else areas:
+                pr, rc = accumulate(self.tp[a][tsel][:, idx], self.fp[a][tsel][:, idx], cat,
+                                    self.npig(a, gsel, w), rec, dw)
+                precision[:, :, :, a, mi] = pr
+                recall[:, :, a, mi] = rc
+        return precision, recall
+
+    def stats(self, mask: np.ndarray | None = None, *,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The twelve COCO stats (NaN for pycocotools' -1) and per-class AP ``(K,)``."""
+        p = self.params
+        precision, recall = self.evaluate(mask, weights=weights)
+        stats = coco_stats(precision, recall, p.iou_index(0.5), p.iou_index(0.75),
+                           {k: p.area_index(k) for k in ("all", "small", "medium", "large")},
+                           {k: p.max_det_index(k) for k in (1, 10, 100)})
+        per_class = nanmean(precision[:, :, :, p.area_index("all"), p.max_det_index(100)],
+                            axis=(0, 1))
+        return stats, per_class
+
+    def quick_stats(self, weights: np.ndarray) -> np.ndarray:
+        """``[AP, AP50, AP75, AR100, AP.<class>...]`` at area all / maxDets 100 (bootstrap)."""
+        p = self.params
+        a, m = p.area_index("all"), p.max_det_index(100)
+        precision, recall = self.evaluate(weights=weights, areas=[a], max_dets=[100])
+        pr, rc = precision[..., a, m], recall[..., a, m]
+        t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
+        return np.concatenate([[nanmean(pr), nanmean(pr[t50]), nanmean(pr[t75]), nanmean(rc)],
+                               nanmean(pr, axis=(0, 1))])
+
+    # ------------------------------------------------------------------ operating point
+    def op_status(self, threshold: float, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Per detection at the operating point (area all, maxDets 100): (true positive, false
+        positive) booleans, both False for ignored detections or scores below ``threshold``."""
+        key = ("op", float(threshold), float(iou))
+        if key not in self._cache:
+            t, a = self.params.iou_index(iou), self.params.area_index("all")
+            above = self.dt_score >= threshold
+            self._cache[key] = (self.tp[a, t] & above, self.fp[a, t] & above)
+        return self._cache[key]
+
+    def gt_detected(self, threshold: float, iou: float = 0.5) -> np.ndarray:
+        """Per ground truth: matched (area all) by a detection scoring at least ``threshold``."""
+        key = ("gtdet", float(threshold), float(iou))
+        if key not in self._cache:
+            t, a = self.params.iou_index(iou), self.params.area_index("all")
+            tp, _ = self.op_status(threshold, iou)
+            hit = np.zeros(len(self.gt_img), dtype=bool)
+            hit[self.dt_gt[a, t][tp]] = True
+            self._cache[key] = hit
+        return self._cache[key]
+
+    def op_counts(self, threshold: float, iou: float = 0.5) -> tuple[np.ndarray, ...]:
+        """Per-image, per-class counts ``(N, K)`` of TP, FP and positives (non-ignored GT)."""
+        key = ("counts", float(threshold), float(iou))
+        if key not in self._cache:
+            N, K = self.n_images, self.n_classes
+            tp, fp = self.op_status(threshold, iou)
+            cells = self.dt_img * K + self.dt_cat
+            tpc = np.bincount(cells[tp], minlength=N * K).reshape(N, K)
+            fpc = np.bincount(cells[fp], minlength=N * K).reshape(N, K)
+            ok = ~self.gt_ignore[self.params.area_index("all")]
+            pos = np.bincount((self.gt_img * K + self.gt_cat)[ok], minlength=N * K).reshape(N, K)
+            self._cache[key] = (tpc, fpc, pos)
+        return self._cache[key]
+
+    def gt_in_area(self) -> np.ndarray:
+        """``(A, n_gt)`` ground truth area inside each range (for box counts per stat)."""
+        return in_area(self.gt_area, self.params.area_ranges)

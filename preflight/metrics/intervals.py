@@ -1,0 +1,76 @@
+"""Uncertainty: Wilson score intervals for rates, percentile bootstrap intervals, thin flags."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+#: two-sided 95% normal quantile
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for ``successes / n`` (arrays broadcast); NaN where ``n == 0``.
+
+    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z / (1 + z²/n) * sqrt(p(1-p)/n + z²/4n²)``.
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        z2 = z * z
+        denom = 1.0 + z2 / n
+        centre = (p + z2 / (2.0 * n)) / denom
+        half = z / denom * np.sqrt(np.maximum(p * (1.0 - p) / n + z2 / (4.0 * n * n), 0.0))
+        low = np.clip(centre - half, 0.0, 1.0)
+        high = np.clip(centre + half, 0.0, 1.0)
+    bad = ~(n > 0)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
+def percentile_interval(samples: np.ndarray, point: np.ndarray | None = None,
+                        level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval per column of ``samples (B, m)``, ignoring NaN replicates.
+
+    With ``point`` given, the interval is widened where needed so that it contains the point
+    estimate (a percentile interval of a skewed statistic can miss it by a hair); NaN where there
+    is no finite replicate or the point estimate is NaN.
+    """
+    s = np.asarray(samples, dtype=np.float64)
+    if s.ndim == 1:
+        s = s[:, None]
+    alpha = (1.0 - level) / 2.0
+    low = np.full(s.shape[1], np.nan)
+    high = np.full(s.shape[1], np.nan)
+    ok = np.isfinite(s).any(axis=0)
+    if ok.any():
+        low[ok] = np.nanquantile(s[:, ok], alpha, axis=0)
+        high[ok] = np.nanquantile(s[:, ok], 1.0 - alpha, axis=0)
+    if point is not None:
+        pt = np.asarray(point, dtype=np.float64).reshape(-1)
+        low = np.where(np.isfinite(pt), np.fmin(low, pt), np.nan)
+        high = np.where(np.isfinite(pt), np.fmax(high, pt), np.nan)
+        low = np.where(ok, low, np.nan)
+        high = np.where(ok, high, np.nan)
+    return low, high
+
+
+def slice_rng(seed: int, *key: object) -> np.random.Generator:
+    """A generator determined by ``seed`` and the slice key only, so that a slice's bootstrap does
+    not depend on which other slices were requested."""
+    h = zlib.crc32("\x1f".join(map(str, key)).encode())
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, h]))
+
+
+def resample_weights(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
+    """``(resamples, n)`` integer weights: how often each of ``n`` units is drawn (with
+    replacement, ``n`` draws per resample)."""
+    draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
+    offs = np.arange(resamples)[:, None] * n
+    return np.bincount((draws + offs).ravel(), minlength=resamples * n).reshape(resamples, n)
+
+
+def thin_flag(n_images, n_boxes, min_images: int, min_boxes: int) -> np.ndarray:
+    """True where the sample is too small for the estimate to be read as a fact."""
+    return (np.asarray(n_images) < min_images) | (np.asarray(n_boxes) < min_boxes)

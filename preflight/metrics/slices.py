@@ -1,0 +1,149 @@
+"""Slices (image subsets and box subsets) and the long metrics table.
+
+Long format (docs/CONTRACTS.md): ``slice_column, slice_value, metric, value, ci_low, ci_high,
+n_images, n_boxes, thin``; the overall rows use ``__all__`` for both slice columns. Slice values
+are strings (a Parquet column needs one type); missing values are not a slice. Numeric or
+datetime columns with more than ``max_levels`` distinct values are cut into ``n_bins`` quantile
+bins (labelled by their interval).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from preflight.metrics.intervals import thin_flag
+
+LONG_COLUMNS = ["slice_column", "slice_value", "metric", "value", "ci_low", "ci_high",
+                "n_images", "n_boxes", "thin"]
+OVERALL = "__all__"
+#: COCO size bins (object area in pixels²)
+SMALL, MEDIUM = 32.0**2, 96.0**2
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A named subset: ``mask`` is over the index's images (image slice) or gt rows (box slice)."""
+
+    column: str
+    value: str
+    mask: np.ndarray
+
+
+def slice_labels(series: pd.Series, max_levels: int = 20, n_bins: int = 4) -> pd.Series:
+    """String labels for a slice column (None where missing); high-cardinality numbers binned."""
+    s = series.reset_index(drop=True)
+    present = s.notna().to_numpy()
+    out = pd.Series([None] * len(s), dtype=object)
+    if not present.any():
+        return out
+    numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+    timelike = pd.api.types.is_datetime64_any_dtype(s)
+    if (numeric or timelike) and s.nunique(dropna=True) > max_levels:
+        binned = pd.qcut(s, q=n_bins, duplicates="drop")
+        out[present] = binned[present].astype(str).to_numpy()
+        return out
+    vals = s[present]
+    if numeric and pd.api.types.is_float_dtype(vals) and (vals == vals.round()).all():
+        vals = vals.astype(np.int64)
+    out[present] = vals.astype(str).to_numpy()
+    return out
+
+
+def _sort_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def make_slices(frame: pd.DataFrame, columns: list[str] | None, *, include_overall: bool = True,
+                max_levels: int = 20, n_bins: int = 4, what: str = "images") -> list[Slice]:
+    """One :class:`Slice` per (column, value) over the rows of ``frame`` (overall first)."""
+    n = len(frame)
+    out = [Slice(OVERALL, OVERALL, np.ones(n, dtype=bool))] if include_overall else []
+    for col in columns or []:
+        if col not in frame.columns:
+            raise ValueError(f"slice column {col!r} is not in the {what} table "
+                             f"(columns: {sorted(map(str, frame.columns))})")
+        labels = slice_labels(frame[col], max_levels=max_levels, n_bins=n_bins).to_numpy()
+        values = sorted({v for v in labels if v is not None}, key=_sort_key)
+        for v in values:
+            out.append(Slice(str(col), v, labels == v))
+    return out
+
+
+def size_bin(area: np.ndarray) -> np.ndarray:
+    """COCO size bin of an object area: small < 32², medium < 96², large."""
+    a = np.asarray(area, dtype=np.float64)
+    return np.where(a < SMALL, "small", np.where(a < MEDIUM, "medium", "large"))
+
+
+def occluded_bin(occluded: np.ndarray) -> np.ndarray:
+    """Occluded fraction bins: ``none`` (< 0.01), ``partial`` (< 0.5), ``heavy``."""
+    o = np.asarray(occluded, dtype=np.float64)
+    out = np.where(o < 0.01, "none", np.where(o < 0.5, "partial", "heavy")).astype(object)
+    out[~np.isfinite(o)] = None
+    return out
+
+
+def box_table(gt: pd.DataFrame, columns: list[str], images: pd.DataFrame | None = None,
+              model_input_size: int | None = None) -> pd.DataFrame:
+    """The box slice columns for ``gt`` rows, deriving the standard ones when absent:
+    ``size_bin`` (from ``area``), ``occluded_bin`` (from ``occluded``) and ``input_size_bin``
+    (object size at the model input: the area scaled by ``model_input_size / max(width,
+    height)`` squared, letterbox resize, binned like ``size_bin``)."""
+    out = pd.DataFrame(index=gt.index)
+    for col in columns:
+        if col in gt.columns:
+            out[col] = gt[col]
+        elif col == "size_bin":
+            area = gt["area"] if "area" in gt.columns else gt["w"] * gt["h"]
+            out[col] = size_bin(area.to_numpy())
+        elif col == "occluded_bin" and "occluded" in gt.columns:
+            out[col] = occluded_bin(gt["occluded"].to_numpy())
+        elif col == "input_size_bin" and model_input_size and images is not None \
+                and {"width", "height"} <= set(images.columns):
+            dims = images.set_index("image_id")[["width", "height"]].max(axis=1)
+            longest = dims.reindex(gt["image_id"].to_numpy()).to_numpy(dtype=np.float64)
+            scale = float(model_input_size) / longest
+            area = (gt["w"] * gt["h"]).to_numpy(dtype=np.float64) * scale**2
+            out[col] = size_bin(area)
+        else:
+            raise ValueError(f"box slice column {col!r} is not in the ground-truth table and "
+                             "cannot be derived (size_bin needs area; occluded_bin needs "
+                             "occluded; input_size_bin needs model_input_size and image sizes)")
+    return out
+
+
+class LongTable:
+    """Collects rows of the long metrics table."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def add(self, column: str, value: str, metric: str, v, lo=np.nan, hi=np.nan,
+            n_images: int = 0, n_boxes: int = 0) -> None:
+        self.rows.append((column, value, metric, _f(v), _f(lo), _f(hi), int(n_images),
+                          int(n_boxes)))
+
+    def frame(self, min_images: int, min_boxes: int) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=LONG_COLUMNS[:-1])
+        df["thin"] = thin_flag(df["n_images"].to_numpy(), df["n_boxes"].to_numpy(),
+                               min_images, min_boxes).astype(bool)
+        return df.astype({"slice_column": str, "slice_value": str, "metric": str,
+                          "value": np.float64, "ci_low": np.float64, "ci_high": np.float64,
+                          "n_images": np.int64, "n_boxes": np.int64})
+
+
+def _f(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def empty_long() -> pd.DataFrame:
+    return LongTable().frame(0, 0)

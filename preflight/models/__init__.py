@@ -1,0 +1,75 @@
+"""Model adapters: one :class:`Detector` protocol for every family, the candidates file, the demo
+zoo and a resumable training function.
+
+Import-light: ultralytics/torch load only when a model is built, trained or loaded.
+"""
+
+from preflight.models.base import (
+    PRED_COLUMNS,
+    ChecksumError,
+    Detector,
+    ModelError,
+    TrainResult,
+    empty_predictions,
+)
+from preflight.models.candidates import (
+    DEFAULT_CANDIDATES_PATH,
+    Candidate,
+    CandidateError,
+    get_candidate,
+    load_candidates,
+    parse_candidates,
+    unmapped_classes,
+)
+from preflight.models.zoo import (
+    Manifest,
+    ResolvedWeights,
+    ZooError,
+    build_zoo,
+    default_zoo_dir,
+    resolve_weights,
+    sha256_file,
+)
+
+
+def __getattr__(name: str):
+    """Lazy access to the torch/ultralytics-backed pieces."""
+    if name in ("UltralyticsDetector", "load_detector", "make_predict_fn", "PREDICT_FN_FACTORY"):
+        from preflight.models import ultralytics_adapter
+
+        return getattr(ultralytics_adapter, name)
+    if name in ("train_detector", "evaluate_detector"):
+        from preflight.models import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'preflight.models' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_CANDIDATES_PATH",
+    "PREDICT_FN_FACTORY",
+    "PRED_COLUMNS",
+    "Candidate",
+    "CandidateError",
+    "ChecksumError",
+    "Detector",
+    "Manifest",
+    "ModelError",
+    "ResolvedWeights",
+    "TrainResult",
+    "UltralyticsDetector",
+    "ZooError",
+    "build_zoo",
+    "default_zoo_dir",
+    "empty_predictions",
+    "evaluate_detector",
+    "get_candidate",
+    "load_candidates",
+    "load_detector",
+    "make_predict_fn",
+    "parse_candidates",
+    "resolve_weights",
+    "sha256_file",
+    "train_detector",
+    "unmapped_classes",
+]

@@ -1,0 +1,104 @@
+"""The one protocol every model family implements, and the shapes it returns.
+
+A :class:`Detector` takes RGB ``uint8`` frames (``H x W x 3``, any size) and returns one
+DataFrame per frame with columns :data:`PRED_COLUMNS` -- ``class_id`` already in the
+*operational* taxonomy (via the candidate's ``class_map``; detections of model classes with no
+mapping are dropped), ``x, y, w, h`` top-left box in the frame's own pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pandas only for type hints: keep ``import preflight.models`` light
+    import pandas as pd
+
+#: Columns of one frame's predictions (the ``image_id`` column is added by the caller).
+PRED_COLUMNS: tuple[str, ...] = ("class_id", "score", "x", "y", "w", "h")
+
+
+class ModelError(RuntimeError):
+    """A model could not be built, loaded, trained or exported (with a sentence saying why)."""
+
+
+class ChecksumError(ModelError):
+    """A checkpoint's sha256 does not match the one recorded for it."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    ``checkpoint`` is the weights to use (best.pt when the run validated, else last.pt);
+    ``last_checkpoint`` the resumable/last epoch; ``metrics`` the final validation numbers
+    (``map50``, ``map50_95``, ``precision``, ``recall`` -- empty when no validation ran);
+    ``history`` one row per epoch from ultralytics' ``results.csv`` (losses, lr, val metrics).
+    """
+
+    checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict[str, float]
+    history: pd.DataFrame
+    seconds: float
+    epochs_run: int = 0
+    train_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_train_loss(self) -> dict[str, float]:
+        """The last epoch's ``train/*`` losses (empty when no epoch finished)."""
+        if self.history is None or self.history.empty:
+            return {}
+        last = self.history.iloc[-1]
+        return {str(k): float(last[k]) for k in self.history.columns if str(k).startswith("train/")}
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What Preflight needs from any detector, whatever its family."""
+
+    name: str
+    input_size: int
+
+    def predict(self, images: list[np.ndarray]) -> list[pd.DataFrame]:
+        """RGB uint8 frames -> one frame of :data:`PRED_COLUMNS` per image (original pixels,
+        operational class ids)."""
+        ...
+
+    def train(self, data_yaml: str | Path, out_dir: str | Path, **kwargs: Any) -> TrainResult:
+        """Fine-tune from the current weights on a YOLO dataset; returns where the weights went."""
+        ...
+
+    def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
+        """Write a deployable artefact of the current weights; returns its path."""
+        ...
+
+
+def empty_predictions() -> pd.DataFrame:
+    """A zero-row predictions frame with the right columns and dtypes."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "class_id": np.zeros(0, dtype=np.int64),
+        "score": np.zeros(0, dtype=np.float64),
+        "x": np.zeros(0, dtype=np.float64),
+        "y": np.zeros(0, dtype=np.float64),
+        "w": np.zeros(0, dtype=np.float64),
+        "h": np.zeros(0, dtype=np.float64),
+    })
+
+
+def check_rgb_frame(image: Any, index: int = 0) -> np.ndarray:
+    """Validate one input frame (H x W x 3 uint8) and return it as a contiguous array."""
+    if not isinstance(image, np.ndarray):
+        raise ModelError(f"image {index}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ModelError(f"image {index}: expected an RGB frame of shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ModelError(f"image {index}: expected dtype uint8, got {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ModelError(f"image {index}: empty frame {image.shape}")
+    return image

@@ -1,0 +1,254 @@
+"""The candidates file: which models to compare, where their weights come from, and how their
+label space maps onto the operational taxonomy.
+
+```yaml
+candidates:
+  - name: yolov8n                  # unique; also the zoo checkpoint's file name
+    family: ultralytics            # model family (adapter); see FAMILY_KEYS
+    weights: zoo:yolov8n           # zoo:<name> | a local .pt path | a hub name such as yolov8n.pt
+    arch: yolov8n.yaml             # ultralytics model YAML used to build the zoo stand-in
+    input_size: 320                # inference/training image size (multiple of 32)
+    class_map: {person: person, forklift: forklift}   # model class name -> operational class name
+```
+
+Optional keys: ``description``, ``sha256`` (checked for local/hub weights), and per family (see
+:data:`FAMILY_KEYS`) ``zoo_train`` (``epochs``/``lr0``/``batch`` overrides for the zoo stand-in).
+Relative ``arch``/``weights`` paths are resolved against the candidates file's folder first, then
+the working directory. Validation is strict: unknown keys, unknown operational class names,
+missing fields and duplicate keys are errors naming the file, the candidate and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+DEFAULT_CANDIDATES_PATH = Path(__file__).resolve().parents[2] / "config" / "candidates.yaml"
+
+REQUIRED_KEYS: tuple[str, ...] = ("name", "family", "weights", "input_size", "class_map")
+COMMON_OPTIONAL_KEYS: tuple[str, ...] = ("description", "sha256", "arch")
+#: Extra keys each family accepts (a new family -- e.g. ``timm`` classifiers -- adds a row here
+#: and an adapter in ``preflight.models``).
+FAMILY_KEYS: dict[str, tuple[str, ...]] = {
+    "ultralytics": ("zoo_train",),
+}
+ZOO_TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {"epochs": int, "lr0": (int, float), "batch": int}
+ZOO_PREFIX = "zoo:"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CandidateError(ValueError):
+    """The candidates file is malformed (the message names the file, candidate and key)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to evaluate. ``class_map`` maps model class names to operational names."""
+
+    name: str
+    family: str
+    weights: str
+    input_size: int
+    class_map: dict[str, str]
+    arch: str | None = None
+    description: str = ""
+    sha256: str | None = None
+    zoo_train: dict[str, Any] = field(default_factory=dict)
+    source_dir: Path | None = None  # folder of the candidates file (resolves relative paths)
+
+    @property
+    def is_zoo(self) -> bool:
+        return self.weights.startswith(ZOO_PREFIX)
+
+    @property
+    def zoo_name(self) -> str | None:
+        return self.weights[len(ZOO_PREFIX):] if self.is_zoo else None
+
+    @property
+    def model_classes(self) -> list[str]:
+        """The label space a zoo stand-in is trained with: the class_map keys, in file order."""
+        return list(self.class_map)
+
+    def operational_ids(self, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict[str, int]:
+        """model class name -> operational class id."""
+        return {m: taxonomy.id_of(op) for m, op in self.class_map.items()}
+
+    def resolve_path(self, value: str) -> Path | None:
+        """An existing file for ``value`` (absolute, or relative to the candidates file's folder,
+        then the working directory); None when there is none."""
+        p = Path(os.path.expanduser(value))
+        options = [p] if p.is_absolute() else [
+            *([self.source_dir / p] if self.source_dir else []), Path.cwd() / p]
+        for option in options:
+            if option.is_file():
+                return option.resolve()
+        return None
+
+    def resolve_arch(self) -> str:
+        """The model YAML: an absolute path when it is a local file, else the name as given
+        (ultralytics resolves its own YAMLs such as ``yolov8n.yaml``)."""
+        if not self.arch:
+            raise CandidateError(f"candidate {self.name!r}: no 'arch' given (needed to build it)")
+        local = self.resolve_path(self.arch)
+        if local is not None:
+            return str(local)
+        if "/" in self.arch or os.sep in self.arch:
+            raise CandidateError(
+                f"candidate {self.name!r}: arch file {self.arch!r} not found "
+                f"(looked relative to {self.source_dir} and {Path.cwd()})")
+        return self.arch
+
+
+def unmapped_classes(candidate: Candidate, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[str]:
+    """Operational classes no model class maps to: "no analog in pre-training" (taxonomy order)."""
+    mapped = set(candidate.class_map.values())
+    return [name for name in taxonomy.names if name not in mapped]
+
+
+def _no_duplicates_loader() -> type[yaml.SafeLoader]:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise CandidateError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
+def load_candidates(path: str | Path | None = None, *,
+                    taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Candidate]:
+    """Read and validate a candidates YAML (default: ``$PREFLIGHT_CANDIDATES`` or
+    ``config/candidates.yaml``)."""
+    path = Path(path or os.environ.get("PREFLIGHT_CANDIDATES") or DEFAULT_CANDIDATES_PATH)
+    if not path.is_file():
+        raise CandidateError(f"candidates file {path} does not exist")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_no_duplicates_loader())
+    except CandidateError as exc:
+        raise CandidateError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise CandidateError(f"{path}: not valid YAML: {exc}") from None
+    return parse_candidates(raw, taxonomy=taxonomy, source=path)
+
+
+def parse_candidates(raw: Any, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                     source: str | Path | None = None) -> list[Candidate]:
+    """Validate an in-memory candidates document (the parsed YAML)."""
+    where = str(source) if source else "candidates"
+    source_dir = Path(source).resolve().parent if source else None
+    if not isinstance(raw, dict):
+        raise CandidateError(f"{where}: expected a mapping with a 'candidates' list, "
+                             f"got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"candidates", "version"})
+    if unknown:
+        raise CandidateError(f"{where}: unknown top-level key(s) {unknown}; "
+                             "allowed: ['candidates', 'version']")
+    if raw.get("version", 1) != 1:
+        raise CandidateError(f"{where}: version {raw.get('version')!r} not supported (only 1)")
+    items = raw.get("candidates")
+    if not isinstance(items, list) or not items:
+        raise CandidateError(f"{where}: 'candidates' must be a non-empty list")
+    out: list[Candidate] = []
+    for i, item in enumerate(items):
+        cand = _parse_one(item, i, where, taxonomy, source_dir)
+        if any(c.name == cand.name for c in out):
+            raise CandidateError(f"{where}: candidates[{i}] ({cand.name}): duplicate name "
+                                 f"{cand.name!r}")
+        out.append(cand)
+    return out
+
+
+def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
+               source_dir: Path | None) -> Candidate:
+    label = f"{where}: candidates[{index}]"
+    if not isinstance(item, dict):
+        raise CandidateError(f"{label}: expected a mapping, got {type(item).__name__}")
+    if isinstance(item.get("name"), str):
+        label += f" ({item['name']})"
+
+    def fail(message: str) -> None:
+        raise CandidateError(f"{label}: {message}")
+
+    missing = [k for k in REQUIRED_KEYS if k not in item]
+    if missing:
+        fail(f"missing required key(s) {missing}")
+    family = item["family"]
+    if family not in FAMILY_KEYS:
+        fail(f"unknown family {family!r}; known: {sorted(FAMILY_KEYS)}")
+    allowed = {*REQUIRED_KEYS, *COMMON_OPTIONAL_KEYS, *FAMILY_KEYS[family]}
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        fail(f"unknown key(s) {unknown}; allowed for family {family!r}: {sorted(allowed)}")
+
+    name = item["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        fail(f"name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
+    weights = item["weights"]
+    if not isinstance(weights, str) or not weights.strip():
+        fail(f"weights must be a non-empty string, got {weights!r}")
+    weights = weights.strip()
+    if weights.startswith(ZOO_PREFIX) and not _NAME_RE.match(weights[len(ZOO_PREFIX):]):
+        fail(f"weights {weights!r}: 'zoo:' must be followed by a zoo model name")
+    size = item["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 4096 or size % 32:
+        fail(f"input_size must be an integer multiple of 32 in 32..4096, got {size!r}")
+    arch = item.get("arch")
+    if arch is not None and (not isinstance(arch, str) or not arch.strip()):
+        fail(f"arch must be a model YAML name or path, got {arch!r}")
+    if weights.startswith(ZOO_PREFIX) and not arch:
+        fail("zoo weights need 'arch' (the model YAML the zoo stand-in is built from)")
+    sha = item.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or not _SHA_RE.match(sha.lower())):
+        fail(f"sha256 must be 64 hex digits, got {sha!r}")
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        fail("description must be a string")
+
+    class_map = item["class_map"]
+    if not isinstance(class_map, dict) or not class_map:
+        fail("class_map must be a non-empty mapping {model_class_name: operational_class_name}")
+    bad_keys = [k for k in class_map if not isinstance(k, str) or not k]
+    if bad_keys:
+        fail(f"class_map keys must be model class names (strings), got {bad_keys}")
+    unknown_ops = sorted({str(v) for v in class_map.values() if v not in taxonomy.names})
+    if unknown_ops:
+        fail(f"class_map maps to unknown operational class(es) {unknown_ops}; "
+             f"the taxonomy is {list(taxonomy.names)}")
+
+    zoo_train = item.get("zoo_train") or {}
+    if not isinstance(zoo_train, dict):
+        fail("zoo_train must be a mapping")
+    for key, value in zoo_train.items():
+        if key not in ZOO_TRAIN_KEYS:
+            fail(f"zoo_train: unknown key {key!r}; allowed: {sorted(ZOO_TRAIN_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, ZOO_TRAIN_KEYS[key]) or value <= 0:
+            fail(f"zoo_train.{key} must be a positive number, got {value!r}")
+
+    return Candidate(name=name, family=family, weights=weights, input_size=size,
+                     class_map={str(k): str(v) for k, v in class_map.items()},
+                     arch=arch.strip() if arch else None, description=description,
+                     sha256=sha.lower() if sha else None, zoo_train=dict(zoo_train),
+                     source_dir=source_dir)
+
+
+def get_candidate(candidates: list[Candidate], name: str) -> Candidate:
+    for cand in candidates:
+        if cand.name == name:
+            return cand
+    raise CandidateError(f"no candidate named {name!r}; known: {[c.name for c in candidates]}")

@@ -1,0 +1,129 @@
+"""``preflight zoo build`` / ``preflight zoo list``: the demo model zoo.
+
+The zoo lives in ``$PREFLIGHT_HOME/zoo`` (default ``./.preflight/zoo``). Heavy imports
+(torch, ultralytics) happen inside :func:`run`, so ``preflight --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from preflight.models.zoo import (
+    DEFAULT_BATCH,
+    DEFAULT_EPOCHS,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_N_IMAGES,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--zoo", metavar="DIR", default=None,
+                        help="zoo folder (default: $PREFLIGHT_HOME/zoo, i.e. ./.preflight/zoo)")
+    common.add_argument("--candidates", metavar="YAML", default=None,
+                        help="candidates file (default: config/candidates.yaml)")
+
+    build = sub.add_parser("build", parents=[common], help="train the demo stand-in checkpoints",
+                           description="Train each zoo: candidate briefly on the clean synthetic "
+                                       "benchmark profile; cached by sha256 and settings.")
+    build.add_argument("--force", action="store_true", help="retrain even if up to date")
+    build.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                       help=f"training epochs (default {DEFAULT_EPOCHS})")
+    build.add_argument("--n-images", type=int, default=DEFAULT_N_IMAGES,
+                       help=f"benchmark images to generate (default {DEFAULT_N_IMAGES})")
+    build.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                       help=f"image and training size in px (default {DEFAULT_IMAGE_SIZE})")
+    build.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                       help=f"training batch size (default {DEFAULT_BATCH})")
+    build.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
+    build.add_argument("--device", default=None,
+                       help="cpu, cuda:0, ... (default: cuda when available, else cpu)")
+    build.add_argument("--data", metavar="DIR", default=None,
+                       help="train on this YOLO dataset instead of generating the benchmark profile")
+    build.add_argument("--only", metavar="NAME", nargs="+", default=None,
+                       help="build only these candidates")
+    build.add_argument("--quiet", action="store_true", help="no ultralytics progress output")
+
+    listing = sub.add_parser("list", parents=[common], help="show the zoo manifest")
+    listing.add_argument("--json", action="store_true", help="print the raw manifest")
+
+
+def _fmt_row(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _list(args: argparse.Namespace) -> int:
+    from preflight.models.candidates import load_candidates, unmapped_classes
+    from preflight.models.zoo import Manifest, default_zoo_dir
+
+    zoo_dir = args.zoo or default_zoo_dir()
+    manifest = Manifest.load(zoo_dir)
+    if args.json:
+        print(json.dumps({"zoo_dir": str(zoo_dir), "models": manifest.models,
+                          "last_build": manifest.last_build}, indent=2, default=str))
+        return 0
+    candidates = load_candidates(args.candidates)
+    header = ["name", "arch", "sha256", "MB", "epochs", "imgsz", "mAP50*", "train s", "built"]
+    rows = []
+    for name, entry in sorted(manifest.models.items()):
+        train = entry.get("train", {})
+        val = entry.get("heldout_val", {})
+        rows.append([name, str(entry.get("arch")), entry["sha256"][:12],
+                     f"{entry.get('size_bytes', 0) / 1e6:.1f}", str(train.get("epochs", "")),
+                     str(train.get("imgsz", "")),
+                     f"{val['map50']:.3f}" if "map50" in val else "-",
+                     f"{entry.get('seconds', 0):.0f}", str(entry.get("built_at", ""))])
+    print(f"zoo: {zoo_dir}")
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        print(_fmt_row(header, widths))
+        for row in rows:
+            print(_fmt_row(row, widths))
+        print("* mAP50 on the held-out clean benchmark images (ultralytics val)")
+    else:
+        print("(empty: run `preflight zoo build`)")
+    for cand in candidates:
+        missing = unmapped_classes(cand)
+        built = cand.zoo_name in manifest.models if cand.is_zoo else None
+        state = {True: "built", False: "NOT BUILT", None: f"weights {cand.weights}"}[built]
+        print(f"candidate {cand.name}: {state}; no analog in pre-training: "
+              f"{', '.join(missing) if missing else 'none'}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from preflight.models.candidates import load_candidates
+    from preflight.models.zoo import build_zoo, default_zoo_dir
+
+    logging.getLogger("preflight").setLevel(logging.INFO)
+    candidates = load_candidates(args.candidates)
+    t0 = time.perf_counter()
+    manifest = build_zoo(args.zoo or default_zoo_dir(), candidates, data_dir=args.data,
+                         n_images=args.n_images, image_size=args.image_size, epochs=args.epochs,
+                         seed=args.seed, batch=args.batch, device=args.device, force=args.force,
+                         progress=not args.quiet, only=args.only)
+    last = manifest.last_build
+    print(f"zoo {manifest.zoo_dir}: built {last.get('built') or 'nothing'}, "
+          f"cached {last.get('cached') or 'nothing'} in {time.perf_counter() - t0:.0f} s")
+    for name in last.get("built", []) + last.get("cached", []):
+        entry = manifest.models[name]
+        print(f"  {name}: sha256 {entry['sha256'][:12]}  held-out mAP50 "
+              f"{entry.get('heldout_val', {}).get('map50', float('nan')):.3f}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from preflight.models.base import ModelError
+    from preflight.models.candidates import CandidateError
+
+    try:
+        return _build(args) if args.zoo_command == "build" else _list(args)
+    except (CandidateError, ModelError) as exc:
+        print(f"preflight zoo: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,220 @@
+"""Train or fine-tune an ultralytics detector, resumably; evaluate one on a YOLO dataset.
+
+:func:`train_detector` is used both to build the demo zoo (from a model YAML) and later to
+fine-tune a candidate (from its checkpoint). Runs are offline-safe (see ``ultralytics_env``):
+``amp=False`` (ultralytics' AMP check downloads a model on CUDA), ``plots=False``, integrations
+off. Output layout is ultralytics': ``out_dir/weights/{last,best}.pt``, ``out_dir/results.csv``,
+``out_dir/args.yaml``.
+
+Resume: when ``out_dir/weights/last.pt`` is an interrupted run (it still carries optimizer state
+and its epoch is before the last), ``resume=True`` continues it from the next epoch. A finished
+run with the same settings is not retrained: its result is returned as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from preflight.models.base import ModelError, TrainResult
+from preflight.models.ultralytics_env import (
+    import_ultralytics,
+    integrations_off,
+    load_ultralytics_model,
+    resolve_device,
+    ultralytics_device,
+    ultralytics_logging,
+)
+
+log = logging.getLogger(__name__)
+
+#: Augmentation hyper-parameters ``train_detector(augment=...)`` may override.
+AUGMENT_KEYS = frozenset({
+    "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+    "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "erasing", "close_mosaic",
+})
+#: Settings that must match for a finished run in ``out_dir`` to count as "this run".
+_SAME_RUN_KEYS = ("data", "epochs", "imgsz", "batch", "seed", "freeze", "lr0", "optimizer")
+
+
+def _load_ckpt(path: Path) -> dict[str, Any]:
+    import_ultralytics()
+    from ultralytics.utils.patches import torch_load
+
+    try:
+        ckpt = torch_load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
+        raise ModelError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(ckpt, dict):
+        raise ModelError(f"{path} is not an ultralytics checkpoint")
+    return ckpt
+
+
+def read_history(out_dir: str | Path):
+    """Per-epoch rows of ``results.csv`` (column names stripped); empty frame if none."""
+    import pandas as pd
+
+    csv = Path(out_dir) / "results.csv"
+    if not csv.is_file():
+        return pd.DataFrame()
+    frame = pd.read_csv(csv)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def normalise_metrics(raw: dict[str, Any] | None) -> dict[str, float]:
+    """ultralytics ``metrics/mAP50(B)``-style keys -> ``map50, map50_95, precision, recall``."""
+    names = {"metrics/mAP50(B)": "map50", "metrics/mAP50-95(B)": "map50_95",
+             "metrics/precision(B)": "precision", "metrics/recall(B)": "recall",
+             "fitness": "fitness"}
+    out: dict[str, float] = {}
+    for key, value in (raw or {}).items():
+        if key in names and value is not None:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            if not math.isnan(value):
+                out[names[key]] = value
+    return out
+
+
+def _run_state(last: Path, wanted: dict[str, Any]) -> str:
+    """``resumable`` | ``finished`` (same settings) | ``stale`` (other settings or unreadable)."""
+    try:
+        ckpt = _load_ckpt(last)
+    except ModelError:
+        return "stale"
+    args = ckpt.get("train_args") or {}
+    epoch = int(ckpt.get("epoch", -1))  # a finished run's last.pt is stripped: epoch -1
+    epochs = int(args.get("epochs", 0) or 0)
+    if ckpt.get("optimizer") is not None and 0 <= epoch < epochs - 1:
+        return "resumable"
+    keys = [k for k in _SAME_RUN_KEYS if k in wanted]
+    if wanted.get("optimizer") == "auto":  # ultralytics records the optimizer/lr it picked
+        keys = [k for k in keys if k not in ("optimizer", "lr0")]
+    same = all(str(args.get(k)) == str(wanted.get(k)) for k in keys)
+    return "finished" if same else "stale"
+
+
+def _clear_run(out_dir: Path) -> None:
+    """Remove a previous run's ultralytics artefacts (results.csv would otherwise be appended)."""
+    shutil.rmtree(out_dir / "weights", ignore_errors=True)
+    for name in ("results.csv", "args.yaml"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _result(out_dir: Path, seconds: float) -> TrainResult:
+    weights = out_dir / "weights"
+    last, best = weights / "last.pt", weights / "best.pt"
+    if not last.is_file():
+        raise ModelError(f"training in {out_dir} finished without writing {last}")
+    checkpoint = best if best.is_file() else last
+    ckpt = _load_ckpt(checkpoint)
+    history = read_history(out_dir)
+    return TrainResult(checkpoint=checkpoint, last_checkpoint=last,
+                       metrics=normalise_metrics(ckpt.get("train_metrics")), history=history,
+                       seconds=seconds, epochs_run=len(history),
+                       train_args=dict(ckpt.get("train_args") or {}))
+
+
+def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: str | Path, *,
+                   epochs: int = 10, imgsz: int = 320, batch: int = 16,
+                   freeze: int | None = None, seed: int = 0, device: str | None = None,
+                   resume: bool = True, augment: dict[str, Any] | None = None,
+                   lr0: float | None = None, optimizer: str = "auto", workers: int = 0,
+                   val: bool = False, progress: bool = True,
+                   callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainResult:
+    """Train ``weights_or_arch`` (a .pt to fine-tune, a model YAML to train from scratch, or a hub
+    name) on ``data_yaml``; results in ``out_dir``.
+
+    ``freeze``: number of leading layers to freeze (ultralytics' ``freeze``). ``lr0``: initial
+    learning rate; with ``optimizer="auto"`` ultralytics ignores it, so giving ``lr0`` switches
+    the optimizer to AdamW. ``val=False`` validates only after the last epoch (ultralytics
+    always does that). ``callbacks``: ``{event: fn(trainer)}`` added to the run (e.g.
+    ``on_fit_epoch_end``). Deterministic (``deterministic=True``, ``seed``), single-process data
+    loading (``workers``), no AMP, no plots.
+    """
+    out_dir = Path(out_dir).resolve()
+    data_yaml = Path(data_yaml).resolve()
+    if not data_yaml.is_file():
+        raise ModelError(f"data file {data_yaml} does not exist")
+    if epochs < 1 or batch < 1 or imgsz < 32:
+        raise ModelError(f"bad training settings: epochs={epochs}, batch={batch}, imgsz={imgsz}")
+    augment = dict(augment or {})
+    unknown = sorted(set(augment) - AUGMENT_KEYS)
+    if unknown:
+        raise ModelError(f"unknown augmentation key(s) {unknown}; allowed: {sorted(AUGMENT_KEYS)}")
+    if lr0 is not None and optimizer == "auto":
+        optimizer = "AdamW"
+    dev = ultralytics_device(resolve_device(device))
+    args: dict[str, Any] = dict(
+        data=str(data_yaml), epochs=int(epochs), imgsz=int(imgsz), batch=int(batch), seed=int(seed),
+        deterministic=True, device=dev, workers=int(workers), amp=False, plots=False, val=bool(val),
+        save=True, exist_ok=True, project=str(out_dir.parent), name=out_dir.name, verbose=progress,
+        optimizer=optimizer, **augment)
+    if lr0 is not None:
+        args["lr0"] = float(lr0)
+    if freeze:
+        args["freeze"] = int(freeze)
+
+    t0 = time.perf_counter()
+    last = out_dir / "weights" / "last.pt"
+    with integrations_off(), ultralytics_logging(progress):
+        state = _run_state(last, args) if last.is_file() else "none"
+        if state == "finished" and resume:
+            log.info("training in %s already finished with these settings; not retraining", out_dir)
+            return _result(out_dir, time.perf_counter() - t0)
+        if state == "resumable" and resume:
+            log.info("resuming the interrupted run in %s", out_dir)
+            model = load_ultralytics_model(last)
+            _add_callbacks(model, callbacks)
+            model.train(resume=True, device=dev, workers=int(workers), plots=False,
+                        save_dir=str(out_dir))
+        else:
+            if state != "none":
+                log.info("starting a fresh run in %s (previous run: %s)", out_dir, state)
+                _clear_run(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            model = load_ultralytics_model(weights_or_arch)
+            _add_callbacks(model, callbacks)
+            try:
+                model.train(**args)
+            except FileNotFoundError as exc:
+                raise ModelError(f"training {weights_or_arch} on {data_yaml} failed: {exc}") from exc
+    return _result(out_dir, time.perf_counter() - t0)
+
+
+def _add_callbacks(model, callbacks: dict[str, Callable[[Any], None]] | None) -> None:
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
+
+
+def evaluate_detector(weights: str | Path, data_yaml: str | Path, *, imgsz: int = 320,
+                      split: str = "val", batch: int = 16, device: str | None = None,
+                      out_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """ultralytics ``val`` (plots off) -> ``map50, map50_95, precision, recall`` plus per-class
+    AP50 under ``ap50_per_class`` (model class names). For quick zoo sanity checks; Preflight's
+    own COCO-exact evaluation lives in ``preflight.metrics``."""
+    import tempfile
+
+    dev = ultralytics_device(resolve_device(device))
+    with integrations_off(), ultralytics_logging(progress), \
+            tempfile.TemporaryDirectory(prefix="preflight-val-") as tmp:
+        model = load_ultralytics_model(weights)
+        project = Path(out_dir) if out_dir else Path(tmp)
+        metrics = model.val(data=str(data_yaml), imgsz=int(imgsz), split=split, batch=int(batch),
+                            device=dev, plots=False, save_json=False, verbose=False,
+                            workers=0, project=str(project), name="val", exist_ok=True)
+        out: dict[str, Any] = normalise_metrics(metrics.results_dict)
+        names = model.names
+        per_class = {}
+        for i, cls in enumerate(getattr(metrics.box, "ap_class_index", [])):
+            per_class[str(names[int(cls)])] = float(metrics.box.ap50[i])
+        out["ap50_per_class"] = per_class
+    return out

@@ -1,0 +1,229 @@
+"""Ultralytics detectors (YOLOv8, RT-DETR, ...) behind Preflight's :class:`Detector` protocol.
+
+Input frames are RGB ``uint8`` (Preflight's convention); ultralytics treats numpy input as BGR
+(OpenCV order), so :meth:`UltralyticsDetector.predict` reverses the channels before handing the
+frames over. Predictions come back in each frame's original pixel coordinates (ultralytics undoes
+its letterbox), as top-left ``x, y, w, h``, with class ids translated to the operational taxonomy
+through the candidate's ``class_map``; only mapped model classes are kept (filtered before NMS).
+
+Defaults follow COCO-style evaluation: ``conf=0.001``, ``max_det=100``, NMS IoU 0.7, fp32.
+Every frame is letterboxed to a square ``input_size`` (``rect=False``; ultralytics' own default
+pads same-shaped batches only to a stride multiple), so a frame's predictions do not depend on
+which frames share its batch, and batch-1 latency measures what a fixed-shape export would do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from preflight.models.base import (
+    ModelError,
+    TrainResult,
+    check_rgb_frame,
+    empty_predictions,
+)
+from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.ultralytics_env import (
+    import_ultralytics,
+    load_ultralytics_model,
+    resolve_device,
+    ultralytics_device,
+)
+from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+log = logging.getLogger(__name__)
+
+PREDICT_FN_FACTORY = "preflight.models.ultralytics_adapter:make_predict_fn"
+
+
+class UltralyticsDetector:
+    """One loaded ultralytics model plus its mapping onto the operational taxonomy."""
+
+    family = "ultralytics"
+
+    def __init__(self, model: Any, *, name: str, input_size: int, class_map: dict[str, str] | None,
+                 weights: str, taxonomy: Taxonomy = DEFAULT_TAXONOMY, device: str | None = None,
+                 conf: float = 0.001, iou: float = 0.7, max_det: int = 100, batch_size: int = 16,
+                 sha256: str | None = None, weights_source: str = "local") -> None:
+        self.model = model
+        self.name = name
+        self.input_size = int(input_size)
+        self.weights = weights
+        self.sha256 = sha256
+        self.weights_source = weights_source
+        self.taxonomy = taxonomy
+        self.device = resolve_device(device)
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
+        self.batch_size = max(1, int(batch_size))
+        names = {int(k): str(v) for k, v in dict(model.names).items()}
+        if class_map is None:  # model already speaks the operational taxonomy (e.g. fine-tuned)
+            class_map = {n: n for n in names.values() if n in taxonomy.names}
+        unknown = sorted(set(class_map) - set(names.values()))
+        if unknown:
+            raise ModelError(f"{name}: class_map names model class(es) {unknown} that the model "
+                             f"does not have; its classes are {sorted(names.values())}")
+        self.class_map = dict(class_map)
+        self.model_names = names
+        #: model class id -> operational class id (mapped classes only)
+        self.id_map = {i: taxonomy.id_of(class_map[n]) for i, n in names.items() if n in class_map}
+        if not self.id_map:
+            raise ModelError(f"{name}: no model class maps to the operational taxonomy")
+        self._lut = np.full(max(names) + 1, -1, dtype=np.int64)
+        for model_id, op_id in self.id_map.items():
+            self._lut[model_id] = op_id
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, zoo_dir: str | Path | None = None,
+                       device: str | None = None, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                       **kwargs: Any) -> UltralyticsDetector:
+        """Load a candidate's weights (zoo: sha256-checked against the manifest)."""
+        from preflight.models.zoo import resolve_weights
+
+        if candidate.family != cls.family:
+            raise ModelError(f"candidate {candidate.name!r} is family {candidate.family!r}, "
+                             f"not {cls.family!r}")
+        resolved = resolve_weights(candidate, zoo_dir)
+        model = _load(resolved.path)
+        return cls(model, name=candidate.name, input_size=candidate.input_size,
+                   class_map=candidate.class_map, weights=resolved.path, taxonomy=taxonomy,
+                   device=device, sha256=resolved.sha256, weights_source=resolved.source, **kwargs)
+
+    @classmethod
+    def from_weights(cls, weights: str | Path, *, name: str | None = None, input_size: int = 320,
+                     class_map: dict[str, str] | None = None, device: str | None = None,
+                     taxonomy: Taxonomy = DEFAULT_TAXONOMY, **kwargs: Any) -> UltralyticsDetector:
+        """Load a checkpoint the caller names (e.g. a fine-tuned ``best.pt``). ``class_map=None``:
+        the model's class names are operational class names (unknown ones are dropped)."""
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"weights file {path} does not exist")
+        model = _load(str(path))
+        return cls(model, name=name or path.stem, input_size=input_size, class_map=class_map,
+                   weights=str(path), taxonomy=taxonomy, device=device, **kwargs)
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, images: list[np.ndarray]):
+        """RGB uint8 frames -> one DataFrame (class_id, score, x, y, w, h) per frame."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        frames = [check_rgb_frame(im, i) for i, im in enumerate(images)]
+        out = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start:start + self.batch_size]]
+            results = self.model.predict(
+                chunk, imgsz=self.input_size, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                classes=sorted(self.id_map), device=ultralytics_device(self.device), rect=False,
+                verbose=False, save=False, stream=False)
+            out.extend(self._to_frame(r) for r in results)
+        return out
+
+    __call__ = predict
+
+    @property
+    def predict_fn(self):
+        """``predict_fn(list_of_rgb_frames)`` for ``preflight.latency`` (pre-processing, model and
+        NMS included; results are copied to host memory, so CUDA work is complete on return)."""
+        return self.predict
+
+    def latency_spec(self) -> tuple[str, dict[str, Any]]:
+        """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
+        return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
+                                    "input_size": self.input_size, "class_map": self.class_map,
+                                    "device": self.device, "sha256": self.sha256}
+
+    def _to_frame(self, result):
+        import pandas as pd
+
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return empty_predictions()
+        xyxy = boxes.xyxy.detach().cpu().numpy().astype(np.float64)
+        score = boxes.conf.detach().cpu().numpy().astype(np.float64)
+        model_ids = boxes.cls.detach().cpu().numpy().astype(np.int64)
+        op_ids = self._lut[np.clip(model_ids, 0, len(self._lut) - 1)]
+        keep = op_ids >= 0
+        frame = pd.DataFrame({
+            "class_id": op_ids[keep], "score": score[keep], "x": xyxy[keep, 0],
+            "y": xyxy[keep, 1], "w": xyxy[keep, 2] - xyxy[keep, 0],
+            "h": xyxy[keep, 3] - xyxy[keep, 1]})
+        return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+    # ------------------------------------------------------------------ training / export
+    def train(self, data_yaml: str | Path, out_dir: str | Path, **kwargs: Any) -> TrainResult:
+        """Fine-tune from these weights (see :func:`preflight.models.training.train_detector`)."""
+        from preflight.models.training import train_detector
+
+        kwargs.setdefault("imgsz", self.input_size)
+        kwargs.setdefault("device", self.device)
+        return train_detector(self.weights, data_yaml, out_dir, **kwargs)
+
+    def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
+        """Export the weights (``torchscript`` needs nothing extra; ``onnx`` needs the onnx
+        package, which is never auto-installed). Returns the artefact's path in ``out_dir``."""
+        import importlib.util
+        import shutil
+        import tempfile
+
+        from preflight.models.ultralytics_env import integrations_off
+
+        needs = {"onnx": "onnx", "openvino": "openvino", "engine": "tensorrt"}
+        if format in needs and importlib.util.find_spec(needs[format]) is None:
+            raise ModelError(f"export to {format} needs the '{needs[format]}' package, which is "
+                             "not installed (Preflight never installs packages on its own)")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="preflight-export-") as tmp, integrations_off():
+            src = Path(tmp) / f"{self.name}.pt"
+            shutil.copyfile(self.weights, src)
+            model = _load(str(src))
+            produced = Path(model.export(format=format, imgsz=self.input_size, device="cpu",
+                                         half=False, verbose=False))
+            target = out_dir / produced.name
+            if produced.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(produced, target)
+            else:
+                shutil.copyfile(produced, target)
+        return target
+
+
+def _load(source: str):
+    import_ultralytics()
+    try:
+        return load_ultralytics_model(source)
+    except Exception as exc:  # noqa: BLE001 - wrap ultralytics' many failure types
+        raise ModelError(f"cannot load ultralytics weights {source!r}: {exc}") from exc
+
+
+def load_detector(name: str, *, candidates_path: str | Path | None = None,
+                  zoo_dir: str | Path | None = None, device: str | None = None,
+                  **kwargs: Any) -> UltralyticsDetector:
+    """The detector for candidate ``name`` of the candidates file."""
+    candidate = get_candidate(load_candidates(candidates_path), name)
+    return UltralyticsDetector.from_candidate(candidate, zoo_dir, device, **kwargs)
+
+
+def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
+                    zoo_dir: str | None = None, weights: str | None = None, name: str | None = None,
+                    input_size: int = 320, class_map: dict[str, str] | None = None,
+                    device: str | None = None, sha256: str | None = None):
+    """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a weights file
+    (verified against ``sha256`` when given). Returns ``predict_fn(list_of_rgb_frames)``."""
+    if candidate is not None:
+        return load_detector(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
+                             device=device).predict_fn
+    if weights is None:
+        raise ModelError("make_predict_fn needs a candidate name or a weights path")
+    if sha256 is not None:
+        from preflight.models.base import ChecksumError
+        from preflight.models.zoo import sha256_file
+
+        if sha256_file(weights) != sha256:
+            raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
+    return UltralyticsDetector.from_weights(weights, name=name, input_size=input_size,
+                                            class_map=class_map, device=device).predict_fn

@@ -1,0 +1,365 @@
+"""The demo model zoo: stand-ins for public checkpoints, built offline and sha256-checked.
+
+:func:`build_zoo` trains each ``zoo:`` candidate briefly on the clean *benchmark* synthetic profile
+(the public-dataset stand-in) and stores ``<zoo>/<name>.pt`` plus ``<zoo>/manifest.json`` (sha256,
+architecture, training and data settings, library versions, wall time, final train loss,
+held-out mAP). A stand-in's label space is its candidate's ``class_map`` keys -- the benchmark
+never shows ``sku_new``, so nothing maps to it ("no analog in pre-training").
+
+Rebuilding is cached: a candidate whose checkpoint exists with the manifest's sha256 and whose
+settings are unchanged is skipped (``force=True`` retrains). An interrupted build resumes the
+interrupted candidate from its last finished epoch. :func:`resolve_weights` is the only way
+Preflight finds weights: the zoo folder (sha256 checked -> :class:`ChecksumError`), a local
+path the user named (checked against the candidate's optional ``sha256``), or a hub name the user
+named explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from preflight.config import preflight_home
+from preflight.models.base import ChecksumError, ModelError
+from preflight.models.candidates import Candidate
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+#: Defaults measured on 2 CPU cores: the four default stand-ins build in ~15 minutes.
+DEFAULT_N_IMAGES = 320
+DEFAULT_IMAGE_SIZE = 320
+DEFAULT_EPOCHS = 6
+DEFAULT_BATCH = 16
+VAL_FRACTION = 0.15
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class ZooError(ModelError):
+    """The zoo lacks a model, or a candidate cannot be built into it."""
+
+
+def default_zoo_dir() -> Path:
+    return preflight_home() / "zoo"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Manifest:
+    """``<zoo>/manifest.json``: ``models[name]`` is one stand-in's record."""
+
+    zoo_dir: Path
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_build: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.zoo_dir / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, zoo_dir: str | Path) -> Manifest:
+        zoo_dir = Path(zoo_dir)
+        path = zoo_dir / MANIFEST_NAME
+        if not path.is_file():
+            return cls(zoo_dir=zoo_dir)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ZooError(f"{path}: unreadable zoo manifest ({exc}); rebuild with "
+                           "`preflight zoo build --force`") from exc
+        return cls(zoo_dir=zoo_dir, models=dict(raw.get("models") or {}),
+                   last_build=dict(raw.get("last_build") or {}))
+
+    def save(self) -> None:
+        self.zoo_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"format_version": FORMAT_VERSION, "updated_at": _now(), "models": self.models,
+               "last_build": self.last_build}
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
+        os.replace(tmp, self.path)
+
+    def checkpoint_path(self, name: str) -> Path:
+        entry = self.models.get(name)
+        if entry is None:
+            raise ZooError(f"model {name!r} is not in the zoo at {self.zoo_dir} "
+                           f"(has: {sorted(self.models)}); build it with `preflight zoo build`")
+        return self.zoo_dir / entry["checkpoint"]
+
+    def verify(self, name: str) -> Path:
+        """The checkpoint of ``name`` after checking its sha256 against the manifest."""
+        path = self.checkpoint_path(name)
+        if not path.is_file():
+            raise ZooError(f"zoo checkpoint {path} is missing; rebuild with `preflight zoo build`")
+        expected = self.models[name]["sha256"]
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumError(
+                f"zoo checkpoint {path} has sha256 {actual} but the manifest records {expected}: "
+                "the file was modified or corrupted since it was built. Refusing to load it; "
+                "rebuild with `preflight zoo build --force`.")
+        return path
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where a candidate's weights are: ``source`` is ``zoo`` | ``local`` | ``hub``."""
+
+    path: str
+    source: str
+    sha256: str | None
+
+
+def resolve_weights(candidate: Candidate, zoo_dir: str | Path | None = None) -> ResolvedWeights:
+    """Find (and checksum) a candidate's weights. Zoo weights must match the manifest; local
+    weights must match the candidate's ``sha256`` when it gives one; a bare name that is not a
+    local file (e.g. ``yolov8n.pt``) is handed to ultralytics, which downloads it if it can."""
+    if candidate.is_zoo:
+        manifest = Manifest.load(zoo_dir or default_zoo_dir())
+        path = manifest.verify(candidate.zoo_name or candidate.name)
+        return ResolvedWeights(str(path), "zoo", manifest.models[candidate.zoo_name]["sha256"])
+    local = candidate.resolve_path(candidate.weights)
+    if local is None and ("/" in candidate.weights or os.sep in candidate.weights):
+        raise ModelError(f"candidate {candidate.name!r}: weights file {candidate.weights!r} not "
+                         f"found (looked relative to {candidate.source_dir} and {Path.cwd()})")
+    if local is None:
+        log.warning("candidate %r: %r is not a local file; ultralytics will try to download it",
+                    candidate.name, candidate.weights)
+        return ResolvedWeights(candidate.weights, "hub", candidate.sha256)
+    digest = sha256_file(local)
+    if candidate.sha256 and digest != candidate.sha256:
+        raise ChecksumError(f"weights {local} of candidate {candidate.name!r} have sha256 {digest} "
+                            f"but the candidates file expects {candidate.sha256}")
+    return ResolvedWeights(str(local), "local", digest)
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _data_names(data_dir: Path) -> list[str]:
+    doc = yaml.safe_load((data_dir / "data.yaml").read_text(encoding="utf-8")) or {}
+    names = doc.get("names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise ZooError(f"{data_dir / 'data.yaml'} has no 'names'")
+
+
+def _pairs(data_dir: Path) -> list[tuple[Path, Path]]:
+    images = data_dir / "images"
+    if not images.is_dir():
+        raise ZooError(f"{data_dir} has no images/ folder (expected a YOLO dataset)")
+    out = []
+    for img in sorted(p for p in images.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+        out.append((img, data_dir / "labels" / img.relative_to(images).with_suffix(".txt")))
+    if len(out) < 2:
+        raise ZooError(f"{data_dir} has {len(out)} image(s); the zoo needs at least 2")
+    return out
+
+
+def _fingerprint(pairs: list[tuple[Path, Path]], root: Path) -> str:
+    digest = hashlib.sha256()
+    for img, lbl in pairs:
+        digest.update(f"{img.relative_to(root)}:{img.stat().st_size}\n".encode())
+        if lbl.is_file():
+            digest.update(lbl.read_bytes())
+    return digest.hexdigest()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def prepare_view(data_dir: Path, model_classes: list[str], class_map: dict[str, str],
+                 views_dir: Path, *, seed: int, val_fraction: float = VAL_FRACTION) -> Path:
+    """A train/val YOLO dataset whose class ids are the model's label space: boxes of classes
+    outside it are dropped, and a seeded ``val_fraction`` of the images is held out for val."""
+    data_names = _data_names(data_dir)
+    inverse: dict[str, int] = {}
+    for model_id, model_name in enumerate(model_classes):
+        op = class_map[model_name]
+        if op in inverse:
+            raise ZooError(f"class_map maps two model classes to {op!r}; a zoo stand-in needs a "
+                           "one-to-one class_map")
+        inverse[op] = model_id
+    remap = {i: inverse[name] for i, name in enumerate(data_names) if name in inverse}
+    pairs = _pairs(data_dir)
+    key = hashlib.sha256(json.dumps([_fingerprint(pairs, data_dir), model_classes, class_map,
+                                     seed, val_fraction]).encode()).hexdigest()[:12]
+    view = views_dir / key
+    if (view / "data.yaml").is_file():
+        return view
+    tmp = views_dir / f".{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(pairs) - 1, max(1, round(val_fraction * len(pairs))))
+    val_idx = set(order[:n_val])
+    for i, (img, lbl) in enumerate(pairs):
+        split = "val" if i in val_idx else "train"
+        rel = img.relative_to(data_dir / "images")
+        _link_or_copy(img, tmp / "images" / split / rel)
+        lines = []
+        if lbl.is_file():
+            for line in lbl.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if parts and int(float(parts[0])) in remap:
+                    lines.append(" ".join([str(remap[int(float(parts[0]))]), *parts[1:]]))
+        out = tmp / "labels" / split / rel.with_suffix(".txt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+    names = {i: n for i, n in enumerate(model_classes)}
+    (tmp / "data.yaml").write_text(yaml.safe_dump(
+        {"path": str(view.resolve()), "train": "images/train", "val": "images/val",
+         "names": names}, sort_keys=False), encoding="utf-8")
+    shutil.rmtree(view, ignore_errors=True)
+    os.replace(tmp, view)
+    return view
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    return {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def _benchmark_data(zoo_dir: Path, n_images: int, image_size: int, seed: int,
+                    progress: bool) -> tuple[Path, dict[str, Any]]:
+    data_dir = zoo_dir / "data" / f"benchmark-n{n_images}-px{image_size}-seed{seed}"
+    info = {"source": "synth", "profile": "benchmark", "n": n_images, "image_size": image_size,
+            "seed": seed}
+    if not (data_dir / "data.yaml").is_file():
+        try:
+            from preflight.data.synth import generate
+        except ImportError as exc:
+            raise ZooError("the synthetic generator (preflight.data.synth) is not available; "
+                           "pass data_dir= a YOLO benchmark dataset") from exc
+        shutil.rmtree(data_dir, ignore_errors=True)
+        log.info("generating %d clean benchmark images in %s", n_images, data_dir)
+        summary = generate(data_dir, profile="benchmark", n=n_images, seed=seed,
+                           image_size=image_size, progress=progress)
+        info["seconds"] = round(float(summary.seconds), 2)
+    return data_dir, info
+
+
+def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
+              data_dir: str | Path | None = None, n_images: int = DEFAULT_N_IMAGES,
+              image_size: int = DEFAULT_IMAGE_SIZE, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+              batch: int = DEFAULT_BATCH, device: str | None = None, force: bool = False,
+              progress: bool = True, only: list[str] | None = None) -> Manifest:
+    """Train every ``zoo:`` candidate (or those named in ``only``) and record it in the manifest.
+
+    ``data_dir``: a YOLO benchmark dataset to train on; None generates the synthetic benchmark
+    profile (``n_images`` at ``image_size``, ``seed``) under ``<zoo>/data``. A candidate's
+    ``zoo_train`` (epochs / lr0 / batch) overrides the build-wide settings for it.
+    """
+    from preflight.models.training import train_detector
+    from preflight.models.ultralytics_env import import_ultralytics, resolve_device
+
+    import_ultralytics()
+    t_start = time.perf_counter()
+    zoo_dir = Path(zoo_dir or default_zoo_dir()).resolve()
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in candidates if c.is_zoo and (not only or c.name in only)]
+    if not todo:
+        raise ZooError("no zoo candidates to build (weights: zoo:<name>)")
+    if data_dir is None:
+        data_path, data_info = _benchmark_data(zoo_dir, n_images, image_size, seed, progress)
+    else:
+        data_path = Path(data_dir).resolve()
+        if not (data_path / "data.yaml").is_file():
+            raise ZooError(f"{data_path} is not a YOLO dataset (no data.yaml)")
+        data_info = {"source": "dir", "path": str(data_path)}
+    data_info["fingerprint"] = _fingerprint(_pairs(data_path), data_path)
+    dev = resolve_device(device)
+    manifest = Manifest.load(zoo_dir)
+    built, cached = [], []
+    for cand in todo:
+        zoo_name = cand.zoo_name or cand.name
+        train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)), "imgsz": int(image_size),
+                     "batch": int(cand.zoo_train.get("batch", batch)), "seed": int(seed),
+                     "lr0": cand.zoo_train.get("lr0"), "val_fraction": VAL_FRACTION}
+        arch = cand.resolve_arch()
+        config = {"arch": cand.arch, "arch_sha256": sha256_file(arch) if Path(arch).is_file()
+                  else None, "model_classes": cand.model_classes,
+                  "class_map": cand.class_map, "train": train_cfg,
+                  "data_fingerprint": data_info["fingerprint"]}
+        entry = manifest.models.get(zoo_name)
+        ckpt = zoo_dir / f"{zoo_name}.pt"
+        if (not force and entry and entry.get("config") == config and ckpt.is_file()
+                and sha256_file(ckpt) == entry.get("sha256")):
+            log.info("zoo: %s is up to date (cached)", zoo_name)
+            cached.append(zoo_name)
+            continue
+        view = prepare_view(data_path, cand.model_classes, cand.class_map, zoo_dir / "data" / "views",
+                            seed=seed)
+        run_dir = zoo_dir / "runs" / zoo_name
+        marker = run_dir / "zoo_config.json"
+        if force or not marker.is_file() or json.loads(marker.read_text("utf-8")) != config:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            marker.write_text(json.dumps(config, sort_keys=True), "utf-8")
+        log.info("zoo: training %s (%s) for %d epochs at %d px on %s", zoo_name, cand.arch,
+                 train_cfg["epochs"], image_size, dev)
+        result = train_detector(arch, view / "data.yaml", run_dir, epochs=train_cfg["epochs"],
+                                imgsz=image_size, batch=train_cfg["batch"], seed=seed, device=dev,
+                                resume=True, lr0=train_cfg["lr0"], progress=progress)
+        tmp = ckpt.with_suffix(".pt.tmp")
+        shutil.copyfile(result.checkpoint, tmp)
+        os.replace(tmp, ckpt)
+        args = result.train_args
+        manifest.models[zoo_name] = {
+            "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
+            "candidate": cand.name, "family": cand.family, "arch": cand.arch,
+            "model_classes": cand.model_classes, "config": config,
+            "train": {**train_cfg, "optimizer": args.get("optimizer"), "lr0_used": args.get("lr0"),
+                      "device": dev, "deterministic": True, "amp": False},
+            "data": {**data_info, "view": str(view), "train_images": _count(view / "images/train"),
+                     "val_images": _count(view / "images/val")},
+            "versions": _versions(), "seconds": round(result.seconds, 1),
+            "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
+            "built_at": _now(),
+        }
+        manifest.save()
+        built.append(zoo_name)
+        log.info("zoo: %s done in %.0f s, held-out mAP50 %.3f", zoo_name, result.seconds,
+                 result.metrics.get("map50", float("nan")))
+    manifest.last_build = {"finished_at": _now(), "seconds": round(time.perf_counter() - t_start, 1),
+                           "built": built, "cached": cached, "device": dev}
+    manifest.save()
+    return manifest
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)

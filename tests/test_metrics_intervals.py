@@ -1,0 +1,113 @@
+"""Wilson intervals, the image bootstrap and thin flags, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflight.metrics import EvaluationIndex, evaluate_detections, wilson_interval
+from preflight.metrics.intervals import percentile_interval, resample_weights, thin_flag
+from preflight.metrics.synthetic import random_case
+
+
+def test_wilson_hand_values():
+    # 5/10: centre 0.5, half = 1.96/1.38415 * sqrt(0.025 + 3.8415/400) = 0.26341
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.236593, abs=1e-5)
+    assert hi == pytest.approx(0.763407, abs=1e-5)
+    # 0/10: centre = 0.19207/1.38415 = 0.13876 = half, so [0, 0.27753]
+    lo, hi = wilson_interval(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12)
+    assert hi == pytest.approx(0.277533, abs=1e-5)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == pytest.approx(1.0, abs=1e-12)
+    assert lo == pytest.approx(1 - 0.277533, abs=1e-5)
+    # 81/263 (Wilson 1927 style textbook check: 0.2553, 0.3662)
+    lo, hi = wilson_interval(81, 263)
+    assert (lo, hi) == pytest.approx((0.2553, 0.3662), abs=5e-4)
+    lo, hi = wilson_interval(np.array([0, 3]), np.array([0, 0]))
+    assert np.isnan(lo).all() and np.isnan(hi).all()
+
+
+def test_wilson_narrows_with_n_and_contains_p():
+    k = np.array([1, 10, 100, 1000])
+    n = k * 2
+    lo, hi = wilson_interval(k, n)
+    assert (lo <= 0.5).all() and (hi >= 0.5).all()
+    assert np.all(np.diff(hi - lo) < 0)
+
+
+def test_percentile_interval_and_resample_weights():
+    rng = np.random.default_rng(0)
+    w = resample_weights(rng, 7, 500)
+    assert w.shape == (500, 7) and (w.sum(axis=1) == 7).all()
+    samples = np.column_stack([np.arange(1, 101, dtype=float), np.full(100, np.nan)])
+    lo, hi = percentile_interval(samples)
+    assert lo[0] == pytest.approx(3.475) and hi[0] == pytest.approx(97.525)
+    assert np.isnan(lo[1]) and np.isnan(hi[1])
+    lo, hi = percentile_interval(samples[:, :1], np.array([99.9]))   # widened to the point
+    assert hi[0] == 99.9
+    assert thin_flag([10, 40, 40], [100, 10, 100], 30, 50).tolist() == [True, True, False]
+
+
+def _ap_rows(table):
+    return table[table["metric"].isin(["AP", "AP50", "AP75", "AR100", "F1"])
+                 | table["metric"].str.startswith("AP.")].reset_index(drop=True)
+
+
+def test_bootstrap_is_seeded_and_contains_the_estimate():
+    rng = np.random.default_rng(1)
+    gt, dt, images = random_case(rng, 60, 3, 4.0, 0.05, 2)
+    kw = dict(slice_columns=["shift"], bootstrap=40)
+    a = evaluate_detections(gt, dt, images, seed=3, **kw)
+    b = evaluate_detections(gt, dt, images, seed=3, **kw)
+    c = evaluate_detections(gt, dt, images, seed=4, **kw)
+    pd.testing.assert_frame_equal(a, b)
+    rows = _ap_rows(a)
+    assert not rows["ci_low"].equals(_ap_rows(c)["ci_low"])
+    finite = rows[rows["value"].notna()]
+    assert finite["ci_low"].notna().all()
+    assert (finite["ci_low"] <= finite["value"] + 1e-12).all()
+    assert (finite["value"] <= finite["ci_high"] + 1e-12).all()
+    assert (finite["ci_high"] - finite["ci_low"] > 0).any()
+    # requesting another slice column does not change a slice's interval
+    d = evaluate_detections(gt, dt, images, seed=3, slice_columns=["camera", "shift"],
+                            bootstrap=40)
+    key = ["slice_column", "slice_value", "metric"]
+    merged = a.merge(d, on=key, suffixes=("", "_d"))
+    assert np.allclose(merged["ci_low"], merged["ci_low_d"], equal_nan=True)
+
+
+def test_weighted_accumulation_equals_physically_resampled_images():
+    """The bootstrap re-accumulates stored matches with image weights; that must equal
+    evaluating a data set in which the drawn images are really duplicated."""
+    rng = np.random.default_rng(2)
+    gt, dt, images = random_case(rng, 25, 3, 4.0, 0.1, 6)    # (almost) no score ties
+    index = EvaluationIndex.build(gt, dt, images)
+    weights = resample_weights(np.random.default_rng(9), index.n_images, 1)[0]
+    got = index.quick_stats(weights.astype(float))
+
+    copies_gt, copies_dt, copies_img = [], [], []
+    for pos, k in enumerate(weights):
+        img = index.image_ids[pos]
+        for c in range(k):
+            new = int(img) * 10 + c
+            copies_gt.append(gt[gt["image_id"] == img].assign(image_id=new))
+            copies_dt.append(dt[dt["image_id"] == img].assign(image_id=new))
+            copies_img.append(new)
+    dup = EvaluationIndex.build(pd.concat(copies_gt), pd.concat(copies_dt),
+                                pd.DataFrame({"image_id": copies_img}))
+    stats, per_class = dup.stats()
+    want = np.concatenate([[stats[0], stats[1], stats[2], stats[8]], per_class])
+    assert np.allclose(got, want, atol=1e-12, equal_nan=True)
+
+
+def test_thin_flags_follow_the_minimums():
+    rng = np.random.default_rng(4)
+    gt, dt, images = random_case(rng, 40, 2, 3.0, 0.0, 1)
+    t = evaluate_detections(gt, dt, images, slice_columns=["shift"], min_images=20,
+                            min_boxes=10)
+    expect = (t["n_images"] < 20) | (t["n_boxes"] < 10)
+    assert (t["thin"] == expect).all()
+    assert t["thin"].any() and not t["thin"].all()

@@ -1,0 +1,315 @@
+"""Candidates file parsing/validation, the ultralytics adapter (coordinates, class ids, RGB/BGR),
+and resumable training. Tiny on purpose: 96 px toy images, yolov8n, 1-2 epochs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preflight.models import (
+    DEFAULT_CANDIDATES_PATH,
+    Candidate,
+    CandidateError,
+    load_candidates,
+    parse_candidates,
+    unmapped_classes,
+)
+from preflight.taxonomy import DEFAULT_TAXONOMY
+
+BENCH_MAP = {n: n for n in ("person", "forklift", "pallet", "box", "sku_a", "sku_b")}
+
+
+def _doc(**overrides):
+    cand = {"name": "m", "family": "ultralytics", "weights": "zoo:m", "arch": "yolov8n.yaml",
+            "input_size": 320, "class_map": dict(BENCH_MAP)}
+    cand.update(overrides)
+    return {"candidates": [cand]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _home(tmp_path_factory):
+    """Zoo, ultralytics settings and font stand-in stay out of the repo and the user's home;
+    any attempt to reach the network (downloads, online checks) is recorded and fails the test."""
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(repr(args[:2]))
+        raise OSError("network access attempted in an offline test")
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFLIGHT_HOME", str(tmp_path_factory.mktemp("home")))
+    patch.setattr(socket, "getaddrinfo", refuse)
+    patch.setattr(socket, "create_connection", refuse)
+    patch.setattr(socket.socket, "connect", refuse)
+    yield
+    patch.undo()
+    assert not attempts, f"network access attempted: {attempts}"
+
+
+# --------------------------------------------------------------------------- candidates file
+
+def test_default_candidates_file_parses():
+    cands = load_candidates(DEFAULT_CANDIDATES_PATH)
+    assert [c.name for c in cands] == ["yolov8n", "yolov8s", "rtdetr", "yolov8n-p2"]
+    for c in cands:
+        assert c.family == "ultralytics" and c.is_zoo and c.zoo_name == c.name
+        assert c.input_size == 320
+        assert c.model_classes == list(BENCH_MAP)
+        assert unmapped_classes(c) == ["sku_new"]  # the benchmark never saw it
+    rtdetr = next(c for c in cands if c.name == "rtdetr")
+    arch = Path(rtdetr.resolve_arch())
+    assert arch.is_file() and arch.parent.name == "models"  # resolved next to candidates.yaml
+    assert cands[0].resolve_arch() == "yolov8n.yaml"  # ultralytics' own YAML, by name
+
+
+def test_unmapped_classes_in_taxonomy_order():
+    cand = parse_candidates(_doc(class_map={"truck": "forklift", "human": "person"}))[0]
+    assert unmapped_classes(cand, DEFAULT_TAXONOMY) == ["pallet", "box", "sku_a", "sku_b",
+                                                        "sku_new"]
+    assert cand.operational_ids() == {"truck": 1, "human": 0}
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (_doc(clas_map={}), "unknown key(s) ['clas_map']"),
+    (_doc(class_map={"person": "people"}), "unknown operational class(es) ['people']"),
+    ({"candidates": [{"name": "m", "family": "ultralytics", "weights": "zoo:m"}]},
+     "missing required key(s) ['input_size', 'class_map']"),
+    (_doc(family="tensorflow"), "unknown family 'tensorflow'"),
+    (_doc(input_size=300), "multiple of 32"),
+    (_doc(arch=None), "zoo weights need 'arch'"),
+    (_doc(weights="zoo:"), "'zoo:' must be followed by a zoo model name"),
+    (_doc(sha256="abc"), "sha256 must be 64 hex digits"),
+    (_doc(zoo_train={"epoch": 3}), "zoo_train: unknown key 'epoch'"),
+    (_doc(name="bad name"), "name must be"),
+    ({"candidates": []}, "non-empty list"),
+    ({"models": []}, "unknown top-level key(s) ['models']"),
+    ([1, 2], "expected a mapping"),
+])
+def test_validation_errors_are_clear(doc, message):
+    with pytest.raises(CandidateError) as info:
+        parse_candidates(doc, source="cands.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("cands.yaml")
+
+
+def test_errors_name_the_candidate_and_duplicates(tmp_path):
+    with pytest.raises(CandidateError, match=r"candidates\[1\] \(m\): duplicate name 'm'"):
+        parse_candidates({"candidates": _doc()["candidates"] * 2})
+    path = tmp_path / "c.yaml"
+    path.write_text(textwrap.dedent("""
+        candidates:
+          - name: a
+            family: ultralytics
+            weights: zoo:a
+            arch: yolov8n.yaml
+            input_size: 320
+            class_map: {person: person, person: box}
+    """))
+    with pytest.raises(CandidateError, match=r"c\.yaml: duplicate key 'person' at line 8"):
+        load_candidates(path)
+    with pytest.raises(CandidateError, match="does not exist"):
+        load_candidates(tmp_path / "missing.yaml")
+
+
+def test_local_and_hub_weights_resolution(tmp_path):
+    from preflight.models import ChecksumError, ModelError, resolve_weights, sha256_file
+
+    weights = tmp_path / "w" / "my.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"not really a model")
+    cands_file = tmp_path / "c.yaml"
+    cands_file.write_text("candidates: []")  # only its folder matters
+    cand = Candidate(name="mine", family="ultralytics", weights="w/my.pt", input_size=320,
+                     class_map={"person": "person"}, source_dir=tmp_path)
+    resolved = resolve_weights(cand)
+    assert resolved.source == "local" and resolved.path == str(weights.resolve())
+    assert resolved.sha256 == sha256_file(weights)
+    bad = Candidate(**{**cand.__dict__, "sha256": "0" * 64})
+    with pytest.raises(ChecksumError, match="candidates file expects"):
+        resolve_weights(bad)
+    with pytest.raises(ModelError, match="not found"):
+        resolve_weights(Candidate(**{**cand.__dict__, "weights": "w/other.pt"}))
+    hub = resolve_weights(Candidate(**{**cand.__dict__, "weights": "yolov8n.pt"}))
+    assert hub.source == "hub" and hub.path == "yolov8n.pt"  # only when the user names it
+
+
+# --------------------------------------------------------------------------- adapter
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny yolov8n trained for 1 epoch on the toy set (shared by the adapter tests)."""
+    from preflight.models import train_detector
+    from preflight.models.toy import write_toy_dataset
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_toy_dataset(root / "toy", n=8, size=96)
+    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
+                            batch=4, seed=0, device="cpu", progress=False)
+    return result, data
+
+
+def test_train_result(trained):
+    result, _ = trained
+    assert result.checkpoint.is_file() and result.last_checkpoint.name == "last.pt"
+    assert result.epochs_run == 1 and len(result.history) == 1
+    assert {"train/box_loss", "train/cls_loss"} <= set(result.final_train_loss)
+    assert result.train_args["amp"] is False and result.train_args["plots"] is False
+
+
+def test_predict_original_coordinates_and_operational_ids(trained):
+    from preflight.models import PRED_COLUMNS, UltralyticsDetector
+
+    result, _ = trained
+    names = list(DEFAULT_TAXONOMY.names)
+    # model class "box" -> operational "sku_b" and "person" -> "forklift"; others unmapped
+    # conf=0: a 1-epoch toy model scores everything near zero; we want boxes to check geometry
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu",
+                                           class_map={"box": "sku_b", "person": "forklift"},
+                                           conf=0.0)
+    assert det.id_map == {names.index("person"): names.index("forklift"),
+                          names.index("box"): names.index("sku_b")}
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (150, 230, 3), dtype=np.uint8),
+              rng.integers(0, 255, (64, 40, 3), dtype=np.uint8)]
+    outs = det.predict(frames)
+    assert len(outs) == 2
+    for frame, out in zip(frames, outs, strict=True):
+        assert tuple(out.columns) == PRED_COLUMNS
+        assert len(out) > 0
+        assert set(out["class_id"]) <= {names.index("forklift"), names.index("sku_b")}
+        height, width = frame.shape[:2]
+        assert (out["x"] >= -0.5).all() and (out["x"] + out["w"] <= width + 0.5).all()
+        assert (out["y"] >= -0.5).all() and (out["y"] + out["h"] <= height + 0.5).all()
+        assert (out["w"] >= 0).all() and len(out) <= 100
+        assert out["score"].is_monotonic_decreasing
+    # boxes reach beyond the 96-px network input: coordinates are the frame's own
+    assert outs[0][["x", "w"]].sum(axis=1).max() > 96 or outs[0]["y"].max() > 96
+    # identical to calling ultralytics directly on the BGR frame and scaling nothing ourselves
+    direct = det.model.predict(np.ascontiguousarray(frames[0][..., ::-1]), imgsz=96, conf=0.0,
+                               iou=0.7, max_det=100, classes=sorted(det.id_map), device="cpu",
+                               rect=False, verbose=False)[0].boxes
+    assert len(direct) == len(outs[0])
+    np.testing.assert_allclose(np.sort(direct.xyxy[:, 0].numpy()), np.sort(outs[0]["x"]),
+                               atol=1e-3)
+    # batch composition does not change a frame's predictions
+    alone = det.predict([frames[1]])[0]
+    np.testing.assert_allclose(alone.to_numpy(), outs[1].to_numpy(), atol=1e-4)
+    with pytest.raises(Exception, match="does not have"):
+        UltralyticsDetector.from_weights(result.checkpoint, class_map={"truck": "forklift"})
+
+
+def test_rgb_frames_reach_the_network_as_rgb(trained):
+    """Ultralytics reads numpy input as BGR; the adapter must flip our RGB frames so that the
+    network (which is fed RGB) sees red as red."""
+    from preflight.models import UltralyticsDetector
+
+    result, _ = trained
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    det.predict([np.zeros((96, 96, 3), np.uint8)])  # warm up so the predictor's model exists
+    seen = []
+    net = det.model.predictor.model
+    handle = net.model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+    try:
+        red = np.zeros((96, 96, 3), np.uint8)
+        red[..., 0] = 255  # pure red in RGB
+        det.predict([red])
+    finally:
+        handle.remove()
+    x = seen[-1][0]  # C x H x W, float in [0, 1], channel order RGB
+    centre = x[:, 48, 48]
+    assert centre[0] > 0.99 and centre[1] < 0.01 and centre[2] < 0.01
+
+
+def test_predict_fn_and_latency_spec(trained):
+    from preflight.models import UltralyticsDetector, make_predict_fn
+
+    result, _ = trained
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    frame = np.full((80, 120, 3), 120, np.uint8)
+    assert len(det.predict_fn([frame])) == 1
+    factory, kwargs = det.latency_spec()
+    assert factory == "preflight.models.ultralytics_adapter:make_predict_fn"
+    fn = make_predict_fn(**kwargs)
+    out = fn([frame])[0]
+    ref = det.predict([frame])[0]
+    np.testing.assert_allclose(out[["x", "y", "w", "h", "score"]].to_numpy(),
+                               ref[["x", "y", "w", "h", "score"]].to_numpy(), atol=1e-4)
+    from preflight.models.base import ModelError
+
+    with pytest.raises(ModelError, match="RGB frame"):
+        det.predict([np.zeros((10, 10), np.uint8)])
+
+
+def test_export_torchscript(trained, tmp_path):
+    from preflight.models import ModelError, UltralyticsDetector
+
+    result, _ = trained
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    path = det.export(tmp_path / "exported")
+    assert path.is_file() and path.suffix == ".torchscript" and path.parent == tmp_path / "exported"
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        with pytest.raises(ModelError, match="never installs"):
+            det.export(tmp_path / "x", format="onnx")
+
+
+def test_resume_continues_an_interrupted_run(trained, tmp_path):
+    from preflight.models import train_detector
+    from preflight.models.training import _load_ckpt
+
+    _, data = trained
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise Interrupt
+
+    run = tmp_path / "run"
+    kwargs = dict(epochs=2, imgsz=64, batch=4, seed=0, device="cpu", progress=False)
+    with pytest.raises(Interrupt):
+        train_detector("yolov8n.yaml", data / "data.yaml", run,
+                       callbacks={"on_fit_epoch_end": stop_after_first_epoch}, **kwargs)
+    last = run / "weights" / "last.pt"
+    ckpt = _load_ckpt(last)
+    assert ckpt["epoch"] == 0 and ckpt["optimizer"] is not None  # resumable state
+
+    started = []
+    result = train_detector("yolov8n.yaml", data / "data.yaml", run, resume=True,
+                            callbacks={"on_train_epoch_start":
+                                       lambda t: started.append(t.epoch)}, **kwargs)
+    assert started == [1]  # only the second epoch ran: not restarted from 0
+    assert list(result.history["epoch"]) == [1, 2]
+    assert _load_ckpt(result.last_checkpoint)["optimizer"] is None  # finished and stripped
+    # finished with the same settings: returned as is, no retraining
+    mtime = result.last_checkpoint.stat().st_mtime_ns
+    again = train_detector("yolov8n.yaml", data / "data.yaml", run, resume=True, **kwargs)
+    assert again.last_checkpoint.stat().st_mtime_ns == mtime and again.epochs_run == 2
+
+
+def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
+    """The small RT-DETR YAML shipped in config/models builds as RT-DETR (its own trainer and
+    NMS-free predictor) and goes through the same adapter."""
+    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.models.ultralytics_env import load_ultralytics_model
+
+    _, data = trained
+    arch = next(c for c in load_candidates() if c.name == "rtdetr").resolve_arch()
+    model = load_ultralytics_model(arch)
+    assert type(model).__name__ == "RTDETR"
+    assert sum(p.numel() for p in model.model.parameters()) < 5e6  # rtdetr-l has ~33M
+    result = train_detector(arch, data / "data.yaml", tmp_path / "rt", epochs=1, imgsz=64,
+                            batch=4, device="cpu", progress=False)
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=64, device="cpu",
+                                           conf=0.0)
+    assert type(det.model).__name__ == "RTDETR"
+    out = det.predict([np.full((48, 80, 3), 90, np.uint8)])[0]
+    assert 0 < len(out) <= 100 and (out["x"] + out["w"] <= 80.5).all()
+    assert (out["y"] + out["h"] <= 48.5).all()
