@@ -1,6 +1,5 @@
 """Small helpers for Dagster metadata (Markdown tables from DataFrames)."""
 
-from __future__ import annotations
 
 import pandas as pd
 

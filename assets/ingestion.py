@@ -1,6 +1,5 @@
 """Stage 1: the production sample lands and is ingested into Parquet tables with slice columns."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

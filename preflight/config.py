@@ -116,9 +116,151 @@ class BarSettings:
 
 
 @dataclass(frozen=True)
+class ZooSettings:
+    """How `preflight zoo build` makes the demo stand-ins (trained on the benchmark profile)."""
+
+    n_images: int = 320
+    image_size: int = 320
+    epochs: int = 6
+    batch: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.n_images >= 4, "zoo.n_images", "must be >= 4")
+        _check(self.epochs >= 1, "zoo.epochs", "must be >= 1")
+        _check(32 <= self.image_size <= 4096, "zoo.image_size", "must be in 32..4096")
+
+
+@dataclass(frozen=True)
+class StressSettings:
+    """The edge-case stress suite (albumentations) run on a subset of the evaluation set."""
+
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3])
+    #: corruptions to run, as ``family/corruption`` or ``family`` (empty: the whole suite)
+    corruptions: list[str] = field(default_factory=list)
+    n_images: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(all(1 <= s <= 5 for s in self.severities) and bool(self.severities),
+               "stress.severities", "must be a non-empty list of severities in 1..5")
+        _check(self.n_images >= 1, "stress.n_images", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """Latency as production sees it (batch 1, p99, co-tenant load, cold start, server)."""
+
+    iterations: int = 60
+    warmup: int = 5
+    batch_size: int = 8
+    load_workers: int = 1
+    server_queries: int = 80
+    server_max_seconds: float = 10.0
+    cold_start: bool = True
+    device: str | None = None  # None: CUDA when present, else CPU
+
+    def __post_init__(self) -> None:
+        _check(self.iterations >= 5, "latency.iterations", "must be >= 5")
+        _check(self.warmup >= 0, "latency.warmup", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Fine-tuning on the production fine-tuning pool (never the evaluation set)."""
+
+    #: candidates to fine-tune (empty: every candidate)
+    candidates: list[str] = field(default_factory=list)
+    epochs: int = 4
+    batch: int = 16
+    #: leading layers frozen: 0 trains everything, 10 freezes a YOLOv8 backbone (head only)
+    freeze: int = 0
+    lr0: float | None = None
+    #: nested fractions of the pool for the learning curve (the last must be 1.0)
+    learning_curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    #: candidates that get a learning curve (empty: none; "*" : all fine-tuned)
+    learning_curve_candidates: list[str] = field(default_factory=list)
+    seed: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "finetune.epochs", "must be >= 1")
+        _check(self.batch >= 1, "finetune.batch", "must be >= 1")
+        _check(self.freeze >= 0, "finetune.freeze", "must be >= 0")
+        fr = self.learning_curve_fractions
+        _check(bool(fr) and all(0 < f <= 1 for f in fr) and fr == sorted(fr) and fr[-1] == 1.0,
+               "finetune.learning_curve_fractions",
+               "must be increasing fractions in (0, 1] ending with 1.0")
+
+
+@dataclass(frozen=True)
+class TilingSettings:
+    """Sliced inference for small objects (evaluated when small-object recall fails)."""
+
+    enabled: bool = True
+    tile: int = 160
+    overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(self.tile >= 32, "tiling.tile", "must be >= 32")
+        _check(0 <= self.overlap < 0.9, "tiling.overlap", "must be in [0, 0.9)")
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    #: objects smaller than this (sqrt of area, pixels at model input) are architecture-bound
+    small_object_px: float = 16.0
+    #: a fine-tune "fixed" a slice when recall rose by at least this much
+    min_improvement: float = 0.05
+    #: a learning curve is saturated when doubling the data gains less than this
+    saturation_tolerance: float = 0.01
+    registered_model_name: str = "preflight-detector"
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Nightly drift re-evaluation of the champion (warn/fail levels)."""
+
+    psi_warn: float = 0.1
+    psi_fail: float = 0.25
+    p_value: float = 0.01
+    embedding_auc_fail: float = 0.75
+    min_drop: float = 0.05
+    #: a failing drift check requests the fine-tune / decision chain again
+    retrigger_on_fail: bool = False
+
+    def __post_init__(self) -> None:
+        _check(0 < self.psi_warn <= self.psi_fail, "drift.psi_warn",
+               "must be > 0 and <= drift.psi_fail")
+        _check(0 < self.p_value < 1, "drift.p_value", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class LandingSettings:
+    """Where labelled batches land after launch (one sub-folder per batch)."""
+
+    dir: str | None = None  # None: <home>/landing/batches
+    sensor_interval_seconds: int = 30
+
+    def __post_init__(self) -> None:
+        _check(self.sensor_interval_seconds >= 5, "landing.sensor_interval_seconds",
+               "must be >= 5")
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        _check(len(self.cron.split()) == 5, "schedule.cron",
+               f"must be a 5-field cron expression, got {self.cron!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"schedule.timezone: unknown time zone {self.timezone!r}") from None
 
 
 @dataclass(frozen=True)
@@ -137,8 +279,18 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     bar: BarSettings = field(default_factory=BarSettings)
+    zoo: ZooSettings = field(default_factory=ZooSettings)
+    stress: StressSettings = field(default_factory=StressSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    tiling: TilingSettings = field(default_factory=TilingSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    landing: LandingSettings = field(default_factory=LandingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    #: the candidates file (relative paths: to the settings file's folder, then the cwd)
+    candidates_file: str | None = None
 
     @property
     def taxonomy_obj(self) -> Taxonomy:
@@ -229,7 +381,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return settings_from_dict(raw)
+    settings = settings_from_dict(raw)
+    if settings.candidates_file and not Path(settings.candidates_file).is_absolute():
+        near = (path.parent / settings.candidates_file).resolve()
+        if near.exists():
+            settings = dataclasses.replace(settings, candidates_file=str(near))
+    return settings
 
 
 def settings_from_dict(raw: dict[str, Any]) -> Settings:

@@ -3,5 +3,6 @@
 from resources.settings import SettingsResource
 from resources.store import PreflightStore
 from resources.tracking import MlflowTracker
+from resources.zoo import ModelZoo
 
-__all__ = ["MlflowTracker", "PreflightStore", "SettingsResource"]
+__all__ = ["MlflowTracker", "ModelZoo", "PreflightStore", "SettingsResource"]

@@ -129,7 +129,8 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
                    resume: bool = True, augment: dict[str, Any] | None = None,
                    lr0: float | None = None, optimizer: str = "auto", workers: int = 0,
                    val: bool = False, progress: bool = True,
-                   callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainResult:
+                   callbacks: dict[str, Callable[[Any], None]] | None = None,
+                   albumentations: list | None = None) -> TrainResult:
     """Train ``weights_or_arch`` (a .pt to fine-tune, a model YAML to train from scratch, or a hub
     name) on ``data_yaml``; results in ``out_dir``.
 
@@ -137,7 +138,8 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
     learning rate; with ``optimizer="auto"`` ultralytics ignores it, so giving ``lr0`` switches
     the optimizer to AdamW. ``val=False`` validates only after the last epoch (ultralytics
     always does that). ``callbacks``: ``{event: fn(trainer)}`` added to the run (e.g.
-    ``on_fit_epoch_end``). Deterministic (``deterministic=True``, ``seed``), single-process data
+    ``on_fit_epoch_end``). ``albumentations``: image-only albumentations transforms applied
+    in ultralytics' augmentation pipeline (its ``augmentations`` argument). Deterministic (``deterministic=True``, ``seed``), single-process data
     loading (``workers``), no AMP, no plots.
     """
     out_dir = Path(out_dir).resolve()
@@ -162,6 +164,8 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
         args["lr0"] = float(lr0)
     if freeze:
         args["freeze"] = int(freeze)
+    if albumentations:
+        args["augmentations"] = list(albumentations)
 
     t0 = time.perf_counter()
     last = out_dir / "weights" / "last.pt"

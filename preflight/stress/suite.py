@@ -264,3 +264,21 @@ def iter_stressed(corruption: Corruption,
     for image_id, image, boxes, class_ids in images:
         yield image_id, apply(corruption, image, boxes, class_ids,
                               seed=derive_seed(seed, image_id, corruption))
+
+
+def select_suite(names: Sequence[str], severities: Sequence[int] = (1, 2, 3)) -> list[Corruption]:
+    """The suite for ``names`` (``family`` or ``family/corruption``; empty: everything) at each of
+    ``severities``; an unknown name is an error that lists the valid ones."""
+    if not names:
+        return default_suite(severities)
+    chosen: list[Corruption] = []
+    for name in names:
+        family, _, corruption = str(name).partition("/")
+        if family not in SEVERITY_PARAMS:
+            raise ValueError(f"unknown stress family {family!r}; known: {list(SEVERITY_PARAMS)}")
+        known = SEVERITY_PARAMS[family]
+        if corruption and corruption not in known:
+            raise ValueError(f"unknown corruption {name!r}; {family} has {list(known)}")
+        for corr in ([corruption] if corruption else list(known)):
+            chosen.extend(Corruption(family, corr, int(s)) for s in severities)
+    return list(dict.fromkeys(chosen))

@@ -1,0 +1,151 @@
+"""Stage 6: the decision — ship off-the-shelf, fine-tune, replace, or collect more data first.
+
+Reads every candidate's off-the-shelf and fine-tuned results, learning curves and tiling results,
+applies the rule (:mod:`preflight.decide`), writes the report (Markdown, HTML, JSON) and registers
+the chosen model in MLflow's registry with the alias ``champion``.
+"""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from assets._md import md_table
+from assets._record import candidate_key, jsonable, record_run
+from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
+
+#: per-candidate inputs of the decision (asset name -> required)
+INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "reeval", "reeval_latency", "tiling_eval",
+          "finetuned_model", "learning_curve")
+
+
+def _read(path: str | None) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path else None
+
+
+def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int):
+    """The decision rule's evidence for one candidate from its assets' outputs."""
+    from preflight.decide.evidence import build_evidence
+
+    cfg = settings.load()
+    off = inputs["offtheshelf_eval"]
+    ft = inputs.get("reeval")
+    curve = inputs.get("learning_curve")
+    points = _read(curve["tables"]["points"]) if curve else None
+    if points is not None:
+        points = points.rename(columns={"n_train_images": "n_images_train"})
+    return build_evidence(
+        candidate, offtheshelf=_read(off["tables"]["metrics"]),
+        latency_p99_ms=inputs["offtheshelf_latency"]["production_p99_ms"],
+        finetuned=_read(ft["tables"]["metrics"]) if ft else None,
+        latency_p99_ms_finetuned=(inputs["reeval_latency"]["production_p99_ms"]
+                                  if inputs.get("reeval_latency") else None),
+        cost_offtheshelf=_read(off["tables"]["cost"]),
+        cost_finetuned=_read(ft["tables"]["cost"]) if ft else None,
+        no_analog=off.get("no_analog", []), input_size=off["input_size"],
+        image_size=off.get("image_size"), family="ultralytics", size_rank=rank,
+        points=points, tiling=inputs.get("tiling_eval"), pool_images=pool_images,
+        saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed)
+
+
+def build_decision_asset(candidates: list[str], finetuned: set[str],
+                         curves: set[str]) -> dg.AssetsDefinition:
+    """The decision asset over every candidate's per-candidate assets."""
+    ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
+    for name in candidates:
+        key = candidate_key(name)
+        wanted = ["offtheshelf_eval", "offtheshelf_latency", "tiling_eval"]
+        if name in finetuned:
+            wanted += ["finetuned_model", "reeval", "reeval_latency"]
+        if name in curves:
+            wanted.append("learning_curve")
+        ins.update({f"{key}__{asset}": dg.AssetIn(key=[key, asset]) for asset in wanted})
+
+    @dg.asset(name="decision", group_name="decision", ins=ins, kinds={"mlflow", "html"})
+    def decision(context: dg.AssetExecutionContext, settings: SettingsResource,
+                 store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo,
+                 **inputs) -> dg.Output[dict]:
+        """The call with its evidence: per candidate and overall, each failing slice routed to
+        data collection (data-solvable) or model change (architecture-bound)."""
+        from preflight.decide import Bar, decide
+        from preflight.decide.evidence import size_ranks
+        from preflight.report.decision import before_after_chart, write_decision_report
+
+        cfg = settings.load()
+        labels = inputs.pop("validated_labels")
+        images = pd.read_parquet(labels["images"])
+        pool = int((images["split"] == "finetune").sum())
+        per_cand = {name: {asset: inputs.get(f"{candidate_key(name)}__{asset}")
+                           for asset in INPUTS} for name in candidates}
+        ranks = size_ranks({n: int(v["offtheshelf_eval"].get("n_parameters") or 0)
+                            for n, v in per_cand.items()})
+        evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n]) for n in candidates]
+        result = decide(evidence, Bar.from_settings(cfg.bar, cfg.decision))
+
+        out_dir = store.path("reports", "decision.md").parent
+        plots = {}
+        for name in candidates:
+            if name in finetuned:
+                plots[f"before_after_{name}"] = before_after_chart(
+                    result.slices, out_dir / "plots" / f"before_after_{candidate_key(name)}.png",
+                    candidate=name, title=f"{name}: recall off-the-shelf vs fine-tuned")
+        summary = pd.DataFrame([{
+            "candidate": v.name, "verdict": v.verdict, "stage": v.stage,
+            "p99 ms": v.latency_p99_ms, "daily cost": v.daily_cost, "pass": v.n_pass,
+            "fail": v.n_fail, "not enough evidence": v.n_not_enough,
+            "AP50 off-the-shelf": per_cand[v.name]["offtheshelf_eval"]["AP50"],
+            "AP50 fine-tuned": (per_cand[v.name]["reeval"] or {}).get("AP50"),
+        } for v in result.candidates])
+        paths = write_decision_report(result, out_dir, plots=plots,
+                                      evidence={"Candidates": summary})
+        champion = _register_champion(context, tracker, result, per_cand, cfg, paths)
+        (out_dir / "champion.json").write_text(json.dumps(jsonable(champion), indent=1),
+                                                encoding="utf-8")
+        slices = result.slices
+        routed = slices[slices["status"] == "fail"][
+            ["candidate", "stage", "slice_column", "slice_value", "metric", "value",
+             "failure_kind", "route", "remedy"]]
+        o = result.overall
+        context.log.info(f"decision: {o.verdict} — {o.candidate} ({o.stage})")
+        return dg.Output(jsonable({"verdict": o.verdict, "candidate": o.candidate,
+                                   "stage": o.stage, "reasons": list(o.reasons),
+                                   "report": {k: str(v) for k, v in paths.items()},
+                                   "champion": champion}), metadata={
+            "verdict": dg.MetadataValue.text(f"{o.verdict}: {o.candidate} ({o.stage})"),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in o.reasons)),
+            "candidates": dg.MetadataValue.md(md_table(summary)),
+            "failing_slices_routed": dg.MetadataValue.md(md_table(routed, max_rows=30)),
+            "fixed_by_finetune": len(result.fixed), "not_fixed": len(result.not_fixed),
+            "not_enough_evidence": len(result.not_enough_evidence),
+            "report_html": dg.MetadataValue.path(str(paths["html"])),
+            "report_markdown": dg.MetadataValue.path(str(paths["markdown"])),
+            **({"champion_model": dg.MetadataValue.text(
+                f"{champion['registered_model']} v{champion['version']} @champion")}
+               if champion.get("version") else {})})
+
+    return decision
+
+
+def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,
+                       paths: dict) -> dict:
+    """Register the chosen model (alias ``champion``) with the decision JSON attached."""
+    o = result.overall
+    if not o.candidate:
+        return {"candidate": None, "reason": "no candidate chosen: " + "; ".join(o.reasons)}
+    inputs = per_cand[o.candidate]
+    fine = o.stage == "fine-tuned" and inputs.get("finetuned_model")
+    weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]
+    metrics_path = (inputs["reeval"] if fine else inputs["offtheshelf_eval"])["tables"]["metrics"]
+    run = record_run(context, tracker, name="decision", stage="decision",
+                     candidate=o.candidate,
+                     params={"verdict": o.verdict, "candidate": o.candidate, "stage": o.stage},
+                     metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
+    name = cfg.decision.registered_model_name
+    version = tracker.register_model(
+        run["mlflow_run_id"], weights, name, alias="champion",
+        description=f"{o.verdict}: {o.candidate} ({o.stage}). " + " ".join(o.reasons)[:4000],
+        tags={"candidate": o.candidate, "stage": str(o.stage), "verdict": o.verdict})
+    return {"candidate": o.candidate, "stage": o.stage, "verdict": o.verdict,
+            "weights": weights, "metrics": metrics_path, "registered_model": name,
+            "version": version, "mlflow_run_id": run["mlflow_run_id"],
+            "input_size": inputs["offtheshelf_eval"]["input_size"]}

@@ -1,0 +1,68 @@
+"""Assemble a candidate's evidence for :func:`preflight.decide.decide` from the stored tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from preflight.decide.learning_curve import fit_slice_curves
+from preflight.decide.rule import CandidateEvidence, TilingResult
+from preflight.metrics.slices import OVERALL
+
+
+def overall_value(table: pd.DataFrame | None, metric: str) -> float | None:
+    """The overall value of ``metric`` in a long table (None when absent)."""
+    if table is None:
+        return None
+    row = table[(table["slice_column"] == OVERALL) & (table["metric"] == metric)]
+    return float(row["value"].iloc[0]) if len(row) else None
+
+
+def curve_points(points: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Learning-curve points (fine-tuned long tables stacked with ``n_images_train``) restricted
+    to the recall rows the bar judges: overall ``recall``/``recall.<class>`` and slice ``recall``."""
+    if points is None or points.empty:
+        return None
+    overall = points["slice_column"] == OVERALL
+    keep = (points["metric"] == "recall") | (overall & points["metric"].str.startswith("recall."))
+    return points[keep & points["value"].notna()]
+
+
+def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: float,
+                   finetuned: pd.DataFrame | None = None,
+                   latency_p99_ms_finetuned: float | None = None,
+                   cost_offtheshelf: pd.DataFrame | None = None,
+                   cost_finetuned: pd.DataFrame | None = None,
+                   no_analog: Sequence[str] = (), input_size: int = 640,
+                   image_size: int | None = None, family: str = "", size_rank: int = 0,
+                   points: pd.DataFrame | None = None, tiling: dict | None = None,
+                   pool_images: int | None = None, saturation_tol: float = 0.01,
+                   seed: int = 0) -> CandidateEvidence:
+    """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing)."""
+    pts = curve_points(points)
+    curves = (fit_slice_curves(pts, saturation_tol=saturation_tol, seed=seed)
+              if pts is not None and pts["n_images_train"].nunique() >= 2 else {})
+    tiled = None
+    if tiling and tiling.get("evaluated"):
+        ci = tiling.get("ci_tiled") or (math.nan, math.nan)
+        tiles = f"{tiling.get('passes_per_frame', 0)} passes/frame ({tiling.get('tile')} px tiles)"
+        tiled = TilingResult(recall=float(tiling["recall_tiled"]), ci_low=float(ci[0]),
+                             ci_high=float(ci[1]),
+                             extra_latency_p99_ms=float(tiling["p99_ms_tiled"])
+                             - float(tiling["p99_ms_full"]), tiles=tiles)
+    return CandidateEvidence(
+        name=name, offtheshelf=offtheshelf, latency_p99_ms=float(latency_p99_ms),
+        finetuned=finetuned, latency_p99_ms_finetuned=latency_p99_ms_finetuned,
+        daily_cost=overall_value(cost_offtheshelf, "cost.daily"),
+        daily_cost_finetuned=overall_value(cost_finetuned, "cost.daily"),
+        no_analog_classes=tuple(no_analog), input_size=int(input_size), image_size=image_size,
+        family=family, size_rank=int(size_rank), learning_curves=curves, tiling=tiled,
+        finetune_pool_images=pool_images)
+
+
+def size_ranks(parameters: dict[str, int]) -> dict[str, int]:
+    """Candidates ranked by parameter count (0 = lightest); ties share the order of names."""
+    order = sorted(parameters, key=lambda n: (parameters[n], n))
+    return {name: rank for rank, name in enumerate(order)}

@@ -1,0 +1,310 @@
+"""Evaluate one candidate on an ingested sample: predictions, the failure distribution, stress.
+
+Framework-free glue between the ingested tables (docs/CONTRACTS.md), a model's ``predict`` and
+the evaluation engine (:mod:`preflight.metrics`). Frames are read from disk in batches and
+dropped after prediction, so memory stays flat as the evaluation set grows; only the (small)
+prediction table is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from preflight.metrics.confusion import confusion_matrix
+from preflight.metrics.cost import CostModel, expected_cost
+from preflight.metrics.detection import evaluate_index
+from preflight.metrics.errors import classify_detections, error_decomposition
+from preflight.metrics.index import EvaluationIndex
+from preflight.metrics.slices import OVERALL
+from preflight.models.base import PRED_COLUMNS as _PRED
+
+PRED_COLUMNS = list(_PRED)
+
+log = logging.getLogger(__name__)
+
+PredictFn = Callable[[list[np.ndarray]], Sequence[pd.DataFrame]]
+GT_COLUMNS = ["image_id", "class_id", "class_name", "x", "y", "w", "h", "area", "iscrowd",
+              "truncated", "occluded"]
+
+
+class FrameReadError(RuntimeError):
+    """A frame that passed validation could not be read at evaluation time."""
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """An image file as an RGB ``uint8`` array."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FrameReadError(f"cannot read image {path} (moved or corrupted after validation?)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def iter_frame_batches(images: pd.DataFrame, batch_size: int) -> Iterator[tuple[list, list]]:
+    """``(image_ids, RGB frames)`` batches in table order; one batch in memory at a time."""
+    ids = images["image_id"].tolist()
+    paths = images["path"].tolist()
+    for start in range(0, len(ids), batch_size):
+        yield ids[start:start + batch_size], [read_rgb(p) for p in paths[start:start + batch_size]]
+
+
+def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: int = 16,
+                   progress: bool = False, desc: str = "predict") -> pd.DataFrame:
+    """Run ``predict_fn`` over every image: ``image_id`` + ``PRED_COLUMNS``, original pixels."""
+    frames: list[pd.DataFrame] = []
+    batches = iter_frame_batches(images, batch_size)
+    total = -(-len(images) // batch_size)
+    for ids, rgb in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch"):
+        preds = list(predict_fn(rgb))
+        if len(preds) != len(ids):
+            raise ValueError(f"predict_fn returned {len(preds)} results for {len(ids)} frames")
+        for image_id, pred in zip(ids, preds, strict=True):
+            if len(pred):
+                frames.append(pred[PRED_COLUMNS].assign(image_id=image_id))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in ["image_id", *PRED_COLUMNS]})
+    out = pd.concat(frames, ignore_index=True)[["image_id", *PRED_COLUMNS]]
+    out["class_id"] = out["class_id"].astype(np.int64)
+    return out
+
+
+def ground_truth(boxes: pd.DataFrame) -> pd.DataFrame:
+    """The boxes table in the evaluation engine's ground-truth shape."""
+    gt = boxes.copy()
+    for col, default in (("iscrowd", 0), ("truncated", False), ("occluded", 0.0)):
+        if col not in gt.columns:
+            gt[col] = default
+    return gt[[c for c in GT_COLUMNS if c in gt.columns]].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """What to compute (the ``evaluation:`` settings plus the candidate's input size)."""
+
+    slice_columns: tuple[str, ...]
+    box_slice_columns: tuple[str, ...]
+    operating_threshold: float = 0.25
+    bootstrap: int = 200
+    seed: int = 0
+    min_images: int = 30
+    min_boxes: int = 50
+    model_input_size: int | None = None
+
+    @classmethod
+    def from_settings(cls, evaluation, model_input_size: int | None = None) -> EvaluationSpec:
+        return cls(tuple(evaluation.slice_columns), tuple(evaluation.box_slice_columns),
+                   evaluation.operating_threshold, evaluation.bootstrap, evaluation.seed,
+                   evaluation.min_images, evaluation.min_boxes, model_input_size)
+
+
+@dataclass(frozen=True)
+class FailureDistribution:
+    """Everything the evaluation engine says about one candidate on one image set."""
+
+    metrics: pd.DataFrame      # the long table (per slice, with intervals and thin flags)
+    errors: pd.DataFrame       # TIDE-style error types per slice
+    confusion: pd.DataFrame    # long confusion table (overall and per slice)
+    cost: pd.DataFrame         # expected daily cost per slice
+    detections: pd.DataFrame   # per-detection error labels
+    seconds: float
+
+
+def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd.DataFrame,
+                         spec: EvaluationSpec, cost: CostModel,
+                         class_names: dict[int, str]) -> FailureDistribution:
+    """Match once, then every view of the failure distribution from the same index."""
+    t0 = time.perf_counter()
+    slice_cols = [c for c in spec.slice_columns if c in images.columns]
+    missing = sorted(set(spec.slice_columns) - set(slice_cols))
+    if missing:
+        log.warning("slice columns %s are not in the images table; skipped", missing)
+    box_cols = [c for c in spec.box_slice_columns
+                if c in gt.columns or c in ("size_bin", "occluded_bin", "input_size_bin")]
+    imgs = images[["image_id", *slice_cols, *[c for c in ("width", "height")
+                                               if c in images.columns]]]
+    index = EvaluationIndex.build(gt, predictions, imgs, class_names=class_names)
+    common = dict(min_images=spec.min_images, min_boxes=spec.min_boxes)
+    metrics = evaluate_index(index, slice_columns=slice_cols, box_slice_columns=box_cols,
+                             operating_threshold=spec.operating_threshold,
+                             bootstrap=spec.bootstrap, seed=spec.seed,
+                             model_input_size=spec.model_input_size, **common)
+    errors = error_decomposition(index, slice_columns=slice_cols,
+                                 operating_threshold=spec.operating_threshold, **common)
+    confusion = confusion_matrix(index, slice_columns=slice_cols,
+                                 operating_threshold=spec.operating_threshold)
+    daily = expected_cost(index, cost, slice_columns=slice_cols,
+                          operating_threshold=spec.operating_threshold, **common)
+    detections = classify_detections(index)
+    return FailureDistribution(metrics, errors, confusion, daily, detections,
+                               time.perf_counter() - t0)
+
+
+def mlflow_metric_names(metrics: pd.DataFrame) -> dict[str, float]:
+    """``{metric}`` overall and ``{metric}.{slice_column}.{slice_value}`` per slice (sortable,
+    filterable names such as ``AP50.lighting.dim``); non-finite values are dropped."""
+    values = metrics["value"].astype(float)
+    overall = metrics["slice_column"] == OVERALL
+    names = np.where(overall, metrics["metric"],
+                     metrics["metric"] + "." + metrics["slice_column"].astype(str) + "."
+                     + metrics["slice_value"].astype(str))
+    return {str(k): float(v) for k, v in zip(names, values, strict=True) if np.isfinite(v)}
+
+
+def failing_slices(metrics: pd.DataFrame, metric: str = "recall", k: int = 10) -> pd.DataFrame:
+    """The ``k`` worst slices on ``metric`` with evidence (non-thin first, then by value)."""
+    rows = metrics[(metrics["metric"] == metric) & (metrics["slice_column"] != OVERALL)]
+    rows = rows[np.isfinite(rows["value"].astype(float))]
+    rows = rows.sort_values(["thin", "value"], ascending=[True, True])
+    return rows[["slice_column", "slice_value", "metric", "value", "ci_low", "ci_high",
+                 "n_images", "n_boxes", "thin"]].head(k).reset_index(drop=True)
+
+
+def worst_images(gt: pd.DataFrame, predictions: pd.DataFrame, detections: pd.DataFrame,
+                 threshold: float, k: int = 6) -> list:
+    """Image ids with the most errors at the operating point (missed boxes + false positives)."""
+    errs = detections[(detections["score"] >= threshold) & (detections["error"] != "tp")] \
+        if {"score", "error"} <= set(detections.columns) else detections.iloc[:0]
+    fp_count = errs.groupby("image_id").size() if len(errs) else pd.Series(dtype=int)
+    per_image = gt.groupby("image_id").size().rename("n_gt")
+    found = (predictions[predictions["score"] >= threshold].groupby("image_id").size()
+             .rename("n_dt"))
+    table = pd.concat([per_image, found, fp_count.rename("n_err")], axis=1).fillna(0)
+    table["score"] = (table["n_gt"] - table["n_dt"]).abs() + table["n_err"]
+    return table.sort_values("score", ascending=False).head(k).index.tolist()
+
+
+def stress_inputs(images: pd.DataFrame, gt: pd.DataFrame
+                  ) -> Iterator[tuple[object, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(image_id, RGB frame, boxes xywh, class ids)`` for :func:`preflight.stress.stress_evaluate`
+    (read lazily, one frame at a time)."""
+    by_image = {k: v for k, v in gt.groupby("image_id")}
+    empty = gt.iloc[:0]
+    for image_id, path in zip(images["image_id"], images["path"], strict=True):
+        boxes = by_image.get(image_id, empty)
+        yield (image_id, read_rgb(path), boxes[["x", "y", "w", "h"]].to_numpy(np.float64),
+               boxes["class_id"].to_numpy(np.int64))
+
+
+def stratified_subset(images: pd.DataFrame, n: int, columns: Sequence[str], seed: int = 0
+                      ) -> pd.DataFrame:
+    """``n`` images spread over the values of ``columns`` (deterministic given ``seed``)."""
+    if len(images) <= n:
+        return images
+    cols = [c for c in columns if c in images.columns]
+    order = images.sample(frac=1.0, random_state=seed)
+    if cols:
+        order = order.assign(_rank=order.groupby(cols, dropna=False).cumcount())
+        order = order.sort_values("_rank", kind="stable").drop(columns="_rank")
+    return order.head(n).sort_values("image_id").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class CandidateEvaluation:
+    """A candidate's predictions on an image set and its failure distribution, plus the plots."""
+
+    predictions: pd.DataFrame
+    result: FailureDistribution
+    plots: dict[str, str]
+    predict_seconds: float
+    n_images: int
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        return self.result.metrics
+
+    def overall(self, metric: str) -> float:
+        m = self.result.metrics
+        row = m[(m["slice_column"] == OVERALL) & (m["metric"] == metric)]
+        return float(row["value"].iloc[0]) if len(row) else float("nan")
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"predictions": self.predictions, "metrics": self.result.metrics,
+                "errors": self.result.errors, "confusion": self.result.confusion,
+                "cost": self.result.cost}
+
+
+def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame,
+                       spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
+                       plot_dir: str | None = None, batch_size: int = 16, title: str = "",
+                       recall_bar: float | None = None, progress: bool = False
+                       ) -> CandidateEvaluation:
+    """Predict every image, compute the failure distribution and (optionally) draw its plots:
+    the per-slice recall and AP50 charts with intervals, the confusion matrix, the error-type
+    breakdown and a grid of the worst frames with boxes drawn."""
+    t0 = time.perf_counter()
+    predictions = predict_images(predict_fn, images, batch_size=batch_size, progress=progress,
+                                 desc=title or "predict")
+    predict_seconds = time.perf_counter() - t0
+    result = failure_distribution(gt, predictions, images, spec, cost, class_names)
+    plots = (draw_evaluation_plots(result, predictions, images, gt, spec, class_names,
+                                   plot_dir, title=title, recall_bar=recall_bar)
+             if plot_dir else {})
+    return CandidateEvaluation(predictions, result, plots, predict_seconds, len(images))
+
+
+def draw_evaluation_plots(result: FailureDistribution, predictions: pd.DataFrame,
+                          images: pd.DataFrame, gt: pd.DataFrame, spec: EvaluationSpec,
+                          class_names: dict[int, str], out_dir: str, *, title: str = "",
+                          recall_bar: float | None = None) -> dict[str, str]:
+    from pathlib import Path
+
+    from preflight.metrics.confusion import confusion_pivot
+    from preflight.report.plots import (
+        bar_chart,
+        confusion_chart,
+        draw_frame,
+        frame_grid,
+        slice_chart,
+    )
+
+    out = Path(out_dir)
+    plots = {
+        "slices_recall": slice_chart(result.metrics, "recall", out / "slices_recall.png",
+                                     title=f"{title}: recall at the operating point by slice",
+                                     bar=recall_bar),
+        "slices_AP50": slice_chart(result.metrics, "AP50", out / "slices_AP50.png",
+                                   title=f"{title}: AP50 by slice"),
+        "confusion": confusion_chart(confusion_pivot(result.confusion), out / "confusion.png",
+                                     title=f"{title}: confusion at the operating point"),
+    }
+    err = result.errors
+    gains = err[(err["slice_column"] == OVERALL) & err["metric"].str.startswith("dAP50.")]
+    if len(gains):
+        series = pd.Series(gains["value"].to_numpy(dtype=float),
+                           index=gains["metric"].str.removeprefix("dAP50."))
+        plots["error_types"] = bar_chart(series, out / "error_types.png",
+                                         title=f"{title}: AP50 gained if each error type were fixed",
+                                         xlabel="dAP50")
+    worst = worst_images(gt, predictions, result.detections, spec.operating_threshold)
+    by_id = images.set_index("image_id")
+    names = [class_names[k] for k in sorted(class_names)]
+    frames = [draw_frame(read_rgb(by_id.loc[i, "path"]), gt[gt["image_id"] == i],
+                         predictions[predictions["image_id"] == i], names,
+                         threshold=spec.operating_threshold, caption=str(i)[:10])
+              for i in worst]
+    plots["worst_frames"] = frame_grid(frames, out / "worst_frames.png")
+    return {k: str(v) for k, v in plots.items()}
+
+
+def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame, suite,
+                     *, operating_threshold: float, class_names: dict[int, str], seed: int = 0,
+                     batch_size: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stress table (AP, AP50, recall per family/corruption/severity with rPC) and its
+    per-family summary (mPC, rPC, worst condition)."""
+    from preflight.metrics.detection import summary_metrics
+    from preflight.stress import stress_evaluate, summarize_rpc
+
+    def evaluate_fn(g, d, imgs):
+        return summary_metrics(g, d, imgs, operating_threshold=operating_threshold,
+                               class_names=class_names)
+
+    table = stress_evaluate(predict_fn, stress_inputs(images, gt), evaluate_fn, suite, seed=seed,
+                            batch_size=batch_size, metrics=["AP", "AP50", "recall", "precision"])
+    return table, summarize_rpc(table)

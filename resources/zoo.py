@@ -1,0 +1,45 @@
+"""The model zoo as a Dagster resource: the candidates file and where checkpoints live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from preflight.config import load_settings
+from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.zoo import default_zoo_dir
+
+
+class ModelZoo(dg.ConfigurableResource):
+    """Loads candidates (sha256-checked zoo stand-ins, local checkpoints or hub names)."""
+
+    candidates_file: str | None = None  # None: the settings' candidates_file
+    zoo_dir: str | None = None  # None: <home>/zoo
+    device: str | None = None  # None: CUDA when present, else CPU
+
+    def candidates(self) -> list[Candidate]:
+        path = (self.candidates_file or os.environ.get("PREFLIGHT_CANDIDATES")
+                or load_settings().candidates_file)
+        return load_candidates(path)
+
+    def candidate(self, name: str) -> Candidate:
+        return get_candidate(self.candidates(), name)
+
+    def directory(self) -> Path:
+        return Path(self.zoo_dir).resolve() if self.zoo_dir else default_zoo_dir()
+
+    def detector(self, name: str):
+        """The loaded off-the-shelf detector of candidate ``name``."""
+        from preflight.models.ultralytics_adapter import UltralyticsDetector
+
+        return UltralyticsDetector.from_candidate(self.candidate(name), self.directory(),
+                                                  self.device)
+
+    def finetuned_detector(self, name: str, weights: str):
+        from preflight.models.ultralytics_adapter import UltralyticsDetector
+
+        cand = self.candidate(name)
+        return UltralyticsDetector.from_weights(weights, name=f"{name}-finetuned",
+                                                input_size=cand.input_size, device=self.device)

@@ -1,0 +1,117 @@
+"""The decision report: three files, a self-contained HTML page, a JSON that round-trips."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflight.decide import Bar, CandidateEvidence, decide, fit_learning_curve
+from preflight.report.decision import (
+    before_after_chart,
+    learning_curve_chart,
+    write_decision_report,
+)
+
+ALL = "__all__"
+DIM = ("lighting", "dim", "recall")
+SMALL = ("size_bin", "small", "recall")
+
+
+def table(overrides=None, thin=()):
+    rows = {(ALL, ALL, "recall"): (0.8, 0.76, 0.84), (ALL, ALL, "precision"): (0.85, 0.8, 0.9),
+            (ALL, ALL, "recall.sku_a"): (0.75, 0.68, 0.81), DIM: (0.7, 0.62, 0.77),
+            SMALL: (0.65, 0.57, 0.72), ("camera", "c9", "recall"): (0.3, 0.05, 0.7),
+            **(overrides or {})}
+    return pd.DataFrame([{"slice_column": c, "slice_value": v, "metric": m, "value": x,
+                          "ci_low": lo, "ci_high": hi, "n_images": 5 if v == "c9" else 200,
+                          "n_boxes": 8 if v == "c9" else 400, "thin": v == "c9"}
+                         for (c, v, m), (x, lo, hi) in rows.items()])
+
+
+@pytest.fixture(scope="module")
+def decision_and_points():
+    n = np.array([250.0, 500.0, 1000.0])
+    values = 0.6 - 4.0 * n ** -0.5
+    fit = fit_learning_curve(n, values, n_boot=50)
+    points = pd.DataFrame({"n_images_train": n, "value": values, "ci_low": values - 0.03,
+                           "ci_high": values + 0.03})
+    nano = CandidateEvidence(
+        name="nano", offtheshelf=table({DIM: (0.3, 0.25, 0.35), (ALL, ALL, "recall.sku_a"):
+                                        (0.3, 0.24, 0.36)}),
+        finetuned=table({DIM: (0.47, 0.44, 0.49)}), latency_p99_ms=40.0, daily_cost=120.0,
+        input_size=320, learning_curves={DIM: fit})
+    small = CandidateEvidence(
+        name="small", offtheshelf=table({SMALL: (0.2, 0.14, 0.27)}),
+        finetuned=table({SMALL: (0.22, 0.16, 0.29)}), latency_p99_ms=300.0, daily_cost=90.0,
+        input_size=320, size_rank=1)
+    return decide([nano, small], Bar()), points, fit
+
+
+def test_charts_are_written(tmp_path, decision_and_points):
+    decision, points, fit = decision_and_points
+    ba = before_after_chart(decision.slices, tmp_path / "ba.png", candidate="nano")
+    lc = learning_curve_chart(points, fit, 0.5, tmp_path / "lc.png")
+    flat = fit_learning_curve([250, 500, 1000], [0.4, 0.4, 0.4], n_boot=0)
+    lc2 = learning_curve_chart([(250, 0.4), (500, 0.4), (1000, 0.4)], flat, 0.5,
+                               tmp_path / "flat.png")
+    for p in (ba, lc, lc2):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_files_headline_html_and_json(tmp_path, decision_and_points):
+    decision, points, fit = decision_and_points
+    plots = {"before_after_nano": before_after_chart(decision.slices, tmp_path / "ba.png",
+                                                     candidate="nano"),
+             "learning_curve_dim": learning_curve_chart(points, fit, 0.5, tmp_path / "lc.png")}
+    extra = {"Operational cost by shift": pd.DataFrame({"shift": ["day", "night"],
+                                                        "daily cost": [80.5, 140.25]})}
+    paths = write_decision_report(decision, tmp_path / "report", evidence=extra, plots=plots,
+                                  title="Warehouse decision")
+    assert set(paths) == {"markdown", "html", "json"}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+
+    md = paths["markdown"].read_text(encoding="utf-8")
+    first_paragraph = md.split("\n\n")[1]
+    assert decision.overall.verdict == "collect more data first"
+    assert "Verdict: collect more data first" in first_paragraph and "nano" in first_paragraph
+    for section in ("## Evidence per candidate", "## Failing slices: route and remedy",
+                    "## Fixed vs not fixed by fine-tuning", "## Learning curves",
+                    "## Latency and cost", "## Not enough evidence",
+                    "## Operational cost by shift"):
+        assert section in md
+    assert "0.47 [0.44, 0.49]" in md and "model change" in md and "data collection" in md
+    assert "class sku_a (recall)" in md.split("### Fixed by fine-tuning")[1]
+    assert "camera=c9 (recall)" in md.split("## Not enough evidence")[1]
+    assert "](plots/learning_curve_dim.png)" in md
+    assert (tmp_path / "report" / "plots" / "learning_curve_dim.png").is_file()
+
+    page = paths["html"].read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page, re.I)
+    assert "<link" not in page and "<script" not in page
+    assert page.count('src="data:image/png;base64,') == 2
+    assert "<style>" in page and "<table" in page
+    assert "Verdict: collect more data first" in page
+
+    payload = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert payload == decision.to_dict()
+    assert payload["overall"]["candidate"] == "nano"
+
+
+def test_report_without_plots_or_fine_tuning(tmp_path):
+    c = CandidateEvidence(name="nano", offtheshelf=table(), latency_p99_ms=40.0)
+    decision = decide([c], Bar())
+    paths = write_decision_report(decision, tmp_path)
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "**Verdict: ship off-the-shelf.** Chosen model: **nano** (off-the-shelf)." in md
+    assert "No failing slice." in md and "No learning curve was fitted." in md
+    assert "data:image" not in paths["html"].read_text(encoding="utf-8")
+
+
+def test_missing_plot_file_raises(tmp_path, decision_and_points):
+    decision, _, _ = decision_and_points
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        write_decision_report(decision, tmp_path, plots={"x": tmp_path / "nope.png"})
