@@ -25,12 +25,13 @@ def production_sample(
             raise dg.Failure(f"landing folder {landing} does not exist (data.landing_dir in settings)")
         source = "landing folder"
     else:
+        from preflight.data.landing import batch_is_complete
         from preflight.data.synth import generate
 
         s = cfg.synth
         landing = store.path(
             "landing", f"synth_{s.profile}_n{s.n}_w{s.weeks}_s{s.seed}_{s.image_size}px")
-        if not (landing / "metadata.parquet").exists():
+        if not batch_is_complete(landing)[0]:  # absent, or an interrupted generation
             summary = generate(landing, profile=s.profile, n=s.n, weeks=s.weeks, seed=s.seed,
                                image_size=s.image_size)
             context.log.info(f"generated {summary.n_images} images, {summary.n_boxes} boxes "

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.ingestion import ingested_sample, production_sample
+from assets.monitoring import batch_champion_eval, batch_labels, drift_report
 from assets.validation import validated_labels
 from pipeline.jobs import build_jobs
+from pipeline.sensors import build_landing_sensor, build_retrigger_sensor
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -52,11 +54,25 @@ def build_assets() -> list:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))
     assets.append(build_decision_asset(names, finetuned, curves))
-    return assets
+    return [*assets, batch_labels, batch_champion_eval, drift_report]
 
 
 def build_definitions() -> dg.Definitions:
-    return dg.Definitions(assets=build_assets(), jobs=build_jobs(), resources=build_resources())
+    from preflight.config import load_settings
+
+    settings = load_settings()
+    jobs = build_jobs()
+    schedule = dg.ScheduleDefinition(
+        name="nightly_drift", job=jobs["drift_job"], cron_schedule=settings.schedule.cron,
+        execution_timezone=settings.schedule.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Nightly drift re-evaluation of the champion on the batches landed since "
+                    "the last run (schedule.cron / schedule.timezone in the settings).")
+    sensors = [build_landing_sensor(jobs["landed_batch_job"],
+                                    settings.landing.sensor_interval_seconds),
+               build_retrigger_sensor(jobs["preflight_pass"])]
+    return dg.Definitions(assets=build_assets(), jobs=list(jobs.values()), schedules=[schedule],
+                          sensors=sensors, resources=build_resources())
 
 
 defs = build_definitions()

@@ -308,3 +308,11 @@ def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFra
     table = stress_evaluate(predict_fn, stress_inputs(images, gt), evaluate_fn, suite, seed=seed,
                             batch_size=batch_size, metrics=["AP", "AP50", "recall", "precision"])
     return table, summarize_rpc(table)
+
+
+def embed_frames(embed_fn: Callable[[list[np.ndarray]], np.ndarray], images: pd.DataFrame, *,
+                 batch_size: int = 16) -> np.ndarray:
+    """``(n, d)`` embeddings of every image, read from disk in batches (memory stays flat)."""
+    rows = [np.asarray(embed_fn(rgb), dtype=np.float32)
+            for _, rgb in iter_frame_batches(images, batch_size)]
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)

@@ -124,6 +124,19 @@ class UltralyticsDetector:
 
     __call__ = predict
 
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Pooled backbone features ``(n, d)`` of RGB frames (ultralytics' ``embed``: the
+        second-to-last layer, global-average-pooled) -- the model's view of the input, for
+        embedding drift."""
+        frames = [check_rgb_frame(im, i) for i, im in enumerate(images)]
+        rows = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start:start + self.batch_size]]
+            out = self.model.embed(chunk, imgsz=self.input_size, device=ultralytics_device(
+                self.device), rect=False, verbose=False)
+            rows.extend(t.detach().float().cpu().numpy().reshape(-1) for t in out)
+        return np.stack(rows) if rows else np.zeros((0, 0))
+
     @property
     def predict_fn(self):
         """``predict_fn(list_of_rgb_frames)`` for ``preflight.latency`` (pre-processing, model and

@@ -1,0 +1,224 @@
+"""After launch: labelled batches that land are ingested, validated and used to re-evaluate the
+champion (one dynamic partition per batch); the nightly ``drift_report`` compares every batch
+that landed since its last run with the reference evaluation set.
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets._md import md_table
+from assets._record import jsonable, record_run
+from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
+
+landed_batches = dg.DynamicPartitionsDefinition(name="landed_batches")
+
+DRIFT_CHECKS = {
+    "input_drift": "image properties and slice mix of the batch match the reference set",
+    "embedding_drift": "the model's embedding of the batch matches the reference set",
+    "prediction_drift": "confidence distribution and predicted class mix are stable",
+    "performance_drift": "per-slice metrics of the champion did not drop (intervals disjoint)",
+}
+
+
+def check_of(kind: str, feature: str) -> str:
+    """The asset check a drift row belongs to (embedding rows are kind ``input``)."""
+    return "embedding_drift" if str(feature).startswith("embedding") else f"{kind}_drift"
+
+
+def landing_dir(settings: SettingsResource, store: PreflightStore) -> Path:
+    cfg = settings.load().landing
+    return Path(cfg.dir).expanduser().resolve() if cfg.dir else store.path("landing", "batches",
+                                                                             "x").parent
+
+
+def load_champion(store: PreflightStore) -> dict:
+    path = store.root / "reports" / "champion.json"
+    if not path.is_file():
+        raise dg.Failure("no champion yet: materialise the production-validation pass "
+                         "(job preflight_pass) so the decision registers one")
+    champion = json.loads(path.read_text(encoding="utf-8"))
+    if not champion.get("candidate"):
+        raise dg.Failure(f"the last decision chose no model: {champion.get('reason')}")
+    return champion
+
+
+@dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pandas", "parquet"})
+def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
+                 store: PreflightStore) -> dg.Output[dict]:
+    """A landed batch, ingested and label-validated (bad rows quarantined with a reason)."""
+    from preflight.data.errors import concat_quarantine
+    from preflight.data.ingest import ingest
+    from preflight.data.validate import validate_labels
+
+    batch = context.partition_key
+    cfg = settings.load()
+    folder = landing_dir(settings, store) / batch
+    result = ingest(folder, taxonomy=cfg.taxonomy_obj, fmt=cfg.data.format)
+    images = result.images.assign(split="eval")  # every batch image is evaluation data
+    required = {k: (set(v) if v is not None else None)
+                for k, v in cfg.validation.required_columns.items()}
+    valid = validate_labels(images, result.boxes, taxonomy=cfg.taxonomy_obj,
+                            required_columns=required,
+                            max_invalid_fraction=cfg.validation.max_invalid_fraction,
+                            raise_on_failure=False)
+    quarantine = concat_quarantine(result.quarantine, valid.quarantine)
+    paths = {name: str(store.write_table(f"batches/{batch}/{name}", frame)) for name, frame in
+             {"images": valid.images, "boxes": valid.boxes, "quarantine": quarantine}.items()}
+    return dg.Output({"batch": batch, **paths}, metadata={
+        "images_valid": len(valid.images), "boxes_valid": len(valid.boxes),
+        "quarantined": len(quarantine), "folder": dg.MetadataValue.path(str(folder)),
+        "quarantine_reasons": dg.MetadataValue.md(md_table(
+            quarantine.groupby("reason_code").size().rename("rows").reset_index()
+            if len(quarantine) else quarantine))})
+
+
+@dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pytorch", "parquet"})
+def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict,
+                        settings: SettingsResource, store: PreflightStore,
+                        zoo: ModelZoo) -> dg.Output[dict]:
+    """The champion re-evaluated on a landed batch: predictions, per-slice metrics with
+    intervals, and the model's embeddings of the frames (inputs to the drift checks)."""
+    from preflight.evaluation import EvaluationSpec, embed_frames, evaluate_candidate, ground_truth
+    from preflight.metrics.cost import CostModel
+
+    champion = load_champion(store)
+    cfg = settings.load()
+    images = pd.read_parquet(batch_labels["images"])
+    gt = ground_truth(pd.read_parquet(batch_labels["boxes"]))
+    detector = zoo.finetuned_detector(champion["candidate"], champion["weights"])
+    spec = EvaluationSpec.from_settings(cfg.evaluation, model_input_size=detector.input_size)
+    ev = evaluate_candidate(detector.predict, images, gt, spec, CostModel(**vars(cfg.cost)),
+                            cfg.taxonomy_obj.as_dict(), batch_size=cfg.evaluation.batch_size)
+    batch = context.partition_key
+    paths = {name: str(store.write_table(f"batches/{batch}/champion_{name}", frame))
+             for name, frame in (("metrics", ev.metrics), ("predictions", ev.predictions))}
+    emb_path = store.path("tables", "batches", batch, "champion_embeddings.npy")
+    np.save(emb_path, embed_frames(detector.embed, images, batch_size=cfg.evaluation.batch_size))
+    paths["embeddings"] = str(emb_path)
+    return dg.Output(jsonable({"batch": batch, "champion": champion["candidate"], **paths,
+                               "recall": ev.overall("recall"), "AP50": ev.overall("AP50")}),
+                     metadata={"recall": ev.overall("recall"), "AP50": ev.overall("AP50"),
+                               "images": len(images), "champion": champion["candidate"]})
+
+
+@dg.asset(group_name="monitoring", deps=[batch_champion_eval], kinds={"mlflow", "parquet"},
+          check_specs=[dg.AssetCheckSpec(name, asset="drift_report", description=desc)
+                       for name, desc in DRIFT_CHECKS.items()])
+def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
+                 store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo):
+    """Input, embedding, prediction and performance drift of every batch that landed since the
+    last report, against the reference evaluation set; a time series per monitored metric."""
+    from preflight.drift import append_history, drift_timeseries_chart, history_rows, summarise
+    from preflight.drift.batch import batch_drift
+
+    cfg = settings.load()
+    champion = load_champion(store)
+    seen = _history(store)
+    done = set(seen["batch"].astype(str)) if seen is not None else set()
+    batches = [b for b in _evaluated_batches(store) if b not in done]
+    thresholds = drift_thresholds(cfg.drift)
+    reference = reference_side(store, champion, zoo, cfg.evaluation.batch_size) if batches else None
+    frames = []
+    for batch in batches:
+        table = batch_drift(reference, current_side(store, batch), thresholds=thresholds,
+                            operating_threshold=cfg.evaluation.operating_threshold,
+                            class_names=cfg.taxonomy_obj.as_dict(), seed=cfg.evaluation.seed)
+        frames.append(table.assign(batch=batch))
+        rows = history_rows(table, batch, thresholds=thresholds).assign(
+            week=_batch_week(store, batch))
+        append_history(store.path("tables", "drift_history.parquet"), rows)
+        context.log.info(f"drift {batch}: {summarise([table])['level']}")
+    history = _history(store)
+    chart = None
+    if history is not None and len(history):
+        chart = drift_timeseries_chart(history, store.path("reports", "drift_timeseries.png"))
+    current = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    run = record_run(context, tracker, name="drift", stage="drift",
+                     candidate=champion["candidate"],
+                     params={"batches": ",".join(batches) or "none", "psi_fail": cfg.drift.psi_fail},
+                     metrics=_drift_metrics(current),
+                     artifacts=[("plots", str(chart))] if chart else [])
+    worst = summarise([current])["level"] if len(current) else "ok"
+    if worst == "fail" and cfg.drift.retrigger_on_fail:
+        context.log.warning("drift fails: the retrigger sensor will request preflight_pass")
+    yield dg.Output(jsonable({"batches": batches, "worst": worst}), metadata={
+        "batches_checked": dg.MetadataValue.text(", ".join(batches) or "none new"),
+        "worst_level": dg.MetadataValue.text(worst),
+        "drift": dg.MetadataValue.md(md_table(current[current["level"] != "ok"]
+                                              if len(current) else current, max_rows=30)),
+        **({"chart": dg.MetadataValue.path(str(chart))} if chart else {}), **run})
+    checks = ([check_of(k, f) for k, f in zip(current["kind"], current["feature"], strict=True)]
+              if len(current) else [])
+    for check in DRIFT_CHECKS:
+        rows = current[[c == check for c in checks]] if len(current) else current
+        worst = summarise([rows])["level"] if len(rows) else "ok"
+        yield dg.AssetCheckResult(
+            check_name=check, passed=worst == "ok",
+            severity=dg.AssetCheckSeverity.ERROR if worst == "fail" else dg.AssetCheckSeverity.WARN,
+            metadata={"level": worst, "rows": len(rows),
+                      "flagged": dg.MetadataValue.md(md_table(
+                          rows[rows["level"] != "ok"] if len(rows) else rows))})
+
+
+def drift_thresholds(drift):
+    from preflight.drift import DriftThresholds
+
+    return DriftThresholds(psi_warn=drift.psi_warn, psi_fail=drift.psi_fail,
+                           p_value=drift.p_value, auc_fail=drift.embedding_auc_fail,
+                           min_drop=drift.min_drop)
+
+
+def _history(store: PreflightStore) -> pd.DataFrame | None:
+    path = store.root / "tables" / "drift_history.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def _evaluated_batches(store: PreflightStore) -> list[str]:
+    root = store.root / "tables" / "batches"
+    return sorted(p.parent.name for p in root.glob("*/champion_metrics.parquet"))
+
+
+def _batch_week(store: PreflightStore, batch: str) -> float:
+    images = pd.read_parquet(store.root / "tables" / "batches" / batch / "images.parquet")
+    return float(images["week"].median()) if "week" in images.columns else float("nan")
+
+
+def _drift_metrics(current: pd.DataFrame) -> dict[str, float]:
+    """PSI / statistic per batch and feature, for MLflow (``drift.<batch>.<kind>.<feature>``)."""
+    out = {}
+    for r in current.to_dict("records") if len(current) else []:
+        value = r["psi"] if np.isfinite(r.get("psi", np.nan)) else r["statistic"]
+        out[f"drift.{r['batch']}.{r['kind']}.{r['feature']}"] = float(value)
+    return out
+
+
+def current_side(store: PreflightStore, batch: str):
+    from preflight.drift.batch import DriftSide
+
+    root = store.root / "tables" / "batches" / batch
+    return DriftSide(images=pd.read_parquet(root / "images.parquet"),
+                     predictions=pd.read_parquet(root / "champion_predictions.parquet"),
+                     metrics=pd.read_parquet(root / "champion_metrics.parquet"),
+                     embeddings=np.load(root / "champion_embeddings.npy"))
+
+
+def reference_side(store: PreflightStore, champion: dict, zoo: ModelZoo, batch_size: int):
+    """The reference: the evaluation split, the champion's predictions and metrics on it, and
+    its embeddings of those frames (computed once per champion and cached)."""
+    from preflight.drift.batch import DriftSide
+    from preflight.evaluation import embed_frames
+
+    images = pd.read_parquet(store.root / "tables" / "validated_images.parquet")
+    images = images[images["split"] == "eval"].reset_index(drop=True)
+    metrics_path = Path(champion["metrics"])
+    cache = store.path("reports", f"reference_embeddings_{champion['mlflow_run_id']}.npy")
+    if not cache.is_file():
+        detector = zoo.finetuned_detector(champion["candidate"], champion["weights"])
+        np.save(cache, embed_frames(detector.embed, images, batch_size=batch_size))
+    return DriftSide(images=images,
+                     predictions=pd.read_parquet(metrics_path.with_name("predictions.parquet")),
+                     metrics=pd.read_parquet(metrics_path), embeddings=np.load(cache))

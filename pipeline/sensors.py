@@ -1,0 +1,63 @@
+"""Sensors: newly landed labelled batches, and the drift report's retrigger."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from assets.monitoring import landed_batches
+
+
+def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
+                         ) -> dg.SensorDefinition:
+    @dg.sensor(name="landed_batch_sensor", job=job, minimum_interval_seconds=interval_s,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Registers each complete batch in the landing folder as a partition "
+                           "and requests its ingestion, validation and champion re-evaluation.")
+    def landed_batch_sensor(context: dg.SensorEvaluationContext):
+        """A batch is processed once: its name is the run key and is kept in the cursor (which
+        Dagster persists, so a daemon restart does not re-request it)."""
+        from preflight.config import load_settings
+        from preflight.data.landing import scan_landing
+        from resources import PreflightStore
+
+        cfg = load_settings().landing
+        store = PreflightStore()
+        root = cfg.dir or str(store.path("landing", "batches", "x").parent)
+        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        statuses = scan_landing(root)
+        new = [s.name for s in statuses if s.complete and s.name not in seen]
+        waiting = [f"{s.name}: {s.reason}" for s in statuses if not s.complete]
+        if not new:
+            return dg.SkipReason("no new complete batch in " + root
+                                 + (f" (waiting: {'; '.join(waiting)})" if waiting else ""))
+        known = set(context.instance.get_dynamic_partitions(landed_batches.name))
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=name, partition_key=name,
+                                        tags={"preflight/batch": name}) for name in new],
+            dynamic_partitions_requests=[landed_batches.build_add_request(
+                [n for n in new if n not in known])],
+            cursor=json.dumps(sorted(seen | set(new))))
+
+    return landed_batch_sensor
+
+
+def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
+    @dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=pass_job,
+                     name="drift_retrigger_sensor",
+                     description="When drift fails and drift.retrigger_on_fail is set, runs the "
+                                 "fine-tune / decision chain again.")
+    def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event):
+        from preflight.config import load_settings
+
+        if not load_settings().drift.retrigger_on_fail:
+            return dg.SkipReason("drift.retrigger_on_fail is off")
+        mat = asset_event.dagster_event.event_specific_data.materialization
+        level = mat.metadata.get("worst_level")
+        if level is None or level.value != "fail":
+            return dg.SkipReason(f"drift level {level.value if level else 'unknown'}: nothing to do")
+        return dg.RunRequest(run_key=f"drift-retrigger-{asset_event.storage_id}",
+                             tags={"preflight/trigger": "drift"})
+
+    return drift_retrigger_sensor

@@ -1,0 +1,1 @@
+"""Data: landing-folder ingestion, label validation and the synthetic warehouse generator."""
