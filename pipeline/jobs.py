@@ -18,6 +18,9 @@ def build_jobs() -> dict[str, dg.UnresolvedAssetJobDefinition]:
             name="preflight_pass", selection=dg.AssetSelection.groups(*PASS_GROUPS),
             description="Ingest the production sample, validate labels, evaluate candidates, "
                         "fine-tune, re-evaluate and decide.", executor_def=executor),
+        "ingest_job": dg.define_asset_job(
+            name="ingest_job", selection=dg.AssetSelection.groups("ingestion", "validation"),
+            description="Only ingestion and label validation (a quick look at new data)."),
         "landed_batch_job": dg.define_asset_job(
             name="landed_batch_job",
             selection=dg.AssetSelection.assets("batch_labels", "batch_champion_eval"),

@@ -121,7 +121,7 @@ class ZooSettings:
 
     n_images: int = 320
     image_size: int = 320
-    epochs: int = 6
+    epochs: int = 15
     batch: int = 16
     seed: int = 0
 

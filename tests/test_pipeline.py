@@ -1,0 +1,224 @@
+"""The whole production-validation pass materialised with Dagster on a tiny generated sample,
+then the after-launch loop: landed batches, the sensor, and the drift report.
+
+One module-scoped run (60 frames at 160 px, one tiny candidate, one epoch) feeds every test, so
+the assertions are on real stored outputs: Parquet tables, MLflow runs, the registry, reports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("pfhome")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFLIGHT_HOME", str(home))
+    patch.setenv("PREFLIGHT_CONFIG", str(FIXTURES / "preflight.yaml"))
+    patch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+    patch.setenv("YOLO_OFFLINE", "1")
+    patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
+    (home / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        yield {"home": home, "instance": instance}
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def defs(env):
+    from pipeline.definitions import build_definitions
+
+    return build_definitions()
+
+
+@pytest.fixture(scope="module")
+def pass_run(env, defs):
+    """The production-validation pass, materialised once."""
+    from pipeline.jobs import PASS_GROUPS
+
+    result = defs.resolve_job_def("preflight_pass").execute_in_process(
+        instance=env["instance"], raise_on_error=True)
+    assert result.success
+    assert PASS_GROUPS
+    return result
+
+
+def _table(home: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(home / "tables" / f"{name}.parquet")
+
+
+def _mlflow(home: Path):
+    import mlflow
+
+    uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("preflight")
+    return client, client.search_runs([exp.experiment_id], max_results=500)
+
+
+def test_every_stage_materialised(pass_run):
+    keys = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in pass_run.get_asset_materialization_events()}
+    for key in ("production_sample", "ingested_sample", "validated_labels", "model_zoo",
+                "tiny/offtheshelf_eval", "tiny/offtheshelf_stress", "tiny/offtheshelf_latency",
+                "tiny/finetuned_model", "tiny/learning_curve", "tiny/reeval", "tiny/reeval_stress",
+                "tiny/reeval_latency", "tiny/tiling_eval", "decision"):
+        assert key in keys, key
+    checks = pass_run.get_asset_check_evaluations()
+    assert {c.check_name for c in checks} >= {"classes_in_taxonomy", "images_decode",
+                                              "invalid_fraction_within_limit"}
+
+
+def test_predictions_and_per_slice_table_with_intervals(env, pass_run):
+    home = env["home"]
+    preds = _table(home, "tiny/offtheshelf/predictions")
+    assert list(preds.columns) == ["image_id", "class_id", "score", "x", "y", "w", "h"]
+    eval_ids = set(_table(home, "validated_images").query("split == 'eval'")["image_id"])
+    assert set(preds["image_id"]) <= eval_ids  # only the held-out set is predicted
+    metrics = _table(home, "tiny/offtheshelf/metrics")
+    assert {"slice_column", "slice_value", "metric", "value", "ci_low", "ci_high", "n_images",
+            "n_boxes", "thin"} <= set(metrics.columns)
+    assert {"lighting", "camera", "shift", "size_bin"} <= set(metrics["slice_column"])
+    recall = metrics[metrics["metric"] == "recall"].dropna(subset=["ci_low"])
+    assert len(recall) and (recall["ci_low"] <= recall["value"] + 1e-9).all()
+    assert (recall["value"] <= recall["ci_high"] + 1e-9).all()
+    for name in ("errors", "confusion", "cost"):
+        assert len(_table(home, f"tiny/offtheshelf/{name}"))
+
+
+def test_mlflow_has_one_run_per_candidate_and_stage(env, pass_run):
+    client, runs = _mlflow(env["home"])
+    by_name = {r.info.run_name: r for r in runs}
+    for name in ("tiny/offtheshelf", "tiny/offtheshelf-stress", "tiny/offtheshelf-latency",
+                 "tiny/finetune", "tiny/finetuned", "tiny/learning-curve", "decision"):
+        assert name in by_name, sorted(by_name)
+    off = by_name["tiny/offtheshelf"]
+    parent = off.data.tags["mlflow.parentRunId"]
+    assert client.get_run(parent).data.tags["preflight.role"] == "parent"
+    assert {"weights", "sha256", "input_size", "operating_threshold", "data_version"} <= set(
+        off.data.params)
+    assert "recall" in off.data.metrics
+    assert any(k.startswith("recall.lighting.") for k in off.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(off.info.run_id, "plots")}
+    assert {"plots/slices_recall.png", "plots/confusion.png", "plots/worst_frames.png"} <= artifacts
+    tables = {a.path for a in client.list_artifacts(off.info.run_id, "tables")}
+    assert "tables/metrics.parquet" in tables
+    latency = by_name["tiny/offtheshelf-latency"].data.metrics
+    assert latency["latency.p50_ms"] <= latency["latency.p95_ms"] <= latency["latency.p99_ms"]
+    assert latency["latency.cold_start_s"] > 0
+
+
+def test_stress_and_latency_tables(env, pass_run):
+    stress = _table(env["home"], "tiny/offtheshelf/stress")
+    assert set(stress["family"]) >= {"clean", "distribution_shift", "occlusion", "adversarial",
+                                     "resolution"}
+    assert set(stress["severity"]) >= {1, 2, 3}
+    latency = _table(env["home"], "tiny/offtheshelf/latency").iloc[0]
+    assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+    for field in ("load_p99_ms", "cold_start_s", "server_p99_ms", "max_rate_meeting_bound_qps",
+                  "benchmark_ms_per_image", "gap_ratio"):
+        assert np.isfinite(latency[field]), field
+
+
+def test_finetune_never_sees_the_evaluation_set(env, pass_run):
+    home = env["home"]
+    images = _table(home, "validated_images")
+    eval_ids = set(images.query("split == 'eval'")["image_id"])
+    trained_on = {p.stem for p in (home / "datasets" / "tiny" / "finetune").rglob("*.jpg")}
+    assert trained_on and not trained_on & eval_ids
+    before_after = _table(home, "tiny/finetuned/before_after")
+    assert {"value_before", "value_after", "change", "significant"} <= set(before_after.columns)
+
+
+def test_decision_report_and_champion(env, pass_run):
+    home = env["home"]
+    decision = json.loads((home / "reports" / "decision.json").read_text())
+    assert decision["overall"]["verdict"] in ("ship off-the-shelf", "fine-tune", "replace",
+                                              "collect more data first")
+    assert (home / "reports" / "decision.md").read_text().strip()
+    html = (home / "reports" / "decision.html").read_text()
+    assert "data:image/png;base64," in html
+    champion = json.loads((home / "reports" / "champion.json").read_text())
+    if champion.get("candidate"):
+        client, _ = _mlflow(home)
+        version = client.get_model_version_by_alias("preflight-detector", "champion")
+        assert version.tags["candidate"] == champion["candidate"]
+
+
+# --------------------------------------------------------------------------- after launch
+
+def _land(root: Path, week: int, seed: int, n: int = 24) -> Path:
+    from preflight.data.synth import generate
+
+    out = root / f"week{week:02d}_s{seed}"
+    generate(out, profile="production", n=n, week=week, seed=seed, image_size=160,
+             batch_id=f"b{week}s{seed}")
+    return out
+
+
+def _tick(defs, instance, cursor):
+    sensor = defs.get_sensor_def("landed_batch_sensor")
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = sensor(ctx)
+    return result, (ctx.cursor if isinstance(result, dg.SkipReason) else result.cursor)
+
+
+def test_sensor_requests_each_complete_batch_exactly_once(env, defs, pass_run):
+    instance = env["instance"]
+    landing = env["home"] / "landing" / "batches"
+    cursor, requested = None, []
+    for week in (1, 2, 3):
+        _land(landing, week, seed=week)
+        result, cursor = _tick(defs, instance, cursor)
+        requested += [r.partition_key for r in result.run_requests]
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name,
+                                            list(request.partition_keys))
+        again, cursor = _tick(defs, instance, cursor)  # a second tick changes nothing
+        assert isinstance(again, dg.SkipReason)
+    assert requested == ["week01_s1", "week02_s2", "week03_s3"]
+    assert set(instance.get_dynamic_partitions("landed_batches")) == set(requested)
+
+    # a half-copied batch (a file listed in its manifest is missing) waits until complete
+    partial = _land(env["home"] / "staging", 4, seed=4)
+    image = next((partial / "images").iterdir())
+    saved = image.read_bytes()
+    image.unlink()
+    shutil.move(str(partial), landing / partial.name)
+    waiting, cursor = _tick(defs, instance, cursor)
+    assert isinstance(waiting, dg.SkipReason) and "missing" in waiting.skip_message
+    (landing / partial.name / "images" / image.name).write_bytes(saved)
+    result, cursor = _tick(defs, instance, cursor)
+    assert [r.run_key for r in result.run_requests] == [partial.name]
+
+
+def test_drifted_week_is_flagged_and_undrifted_is_not(env, defs, pass_run):
+    """Week 1 again (another seed) against a night-heavy week 6 with new packaging."""
+    instance = env["instance"]
+    landing = env["home"] / "landing" / "batches"
+    calm, drifted = _land(landing, 1, seed=21, n=160), _land(landing, 6, seed=22, n=160)
+    instance.add_dynamic_partitions("landed_batches", [calm.name, drifted.name])
+    job = defs.resolve_job_def("landed_batch_job")
+    for name in (calm.name, drifted.name):
+        assert job.execute_in_process(instance=instance, partition_key=name).success
+    result = defs.resolve_job_def("drift_job").execute_in_process(instance=instance)
+    assert result.success
+    history = pd.read_parquet(env["home"] / "tables" / "drift_history.parquet")
+    level = history.groupby("batch")["level"].agg(lambda s: "fail" if (s == "fail").any()
+                                                  else "ok")
+    assert level[drifted.name] == "fail"
+    assert level[calm.name] == "ok"
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["input_drift"].passed
+    assert (env["home"] / "reports" / "drift_timeseries.png").is_file()
