@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 PASS_GROUPS = ("ingestion", "validation", "models", "evaluation", "finetuning", "reevaluation",
                "decision")
 
 
+def pass_executor() -> dg.ExecutorDefinition:
+    """The executor of the production-validation pass, chosen by configuration
+    (``PREFLIGHT_EXECUTOR``): ``multiprocess`` (default; candidates side by side, at most
+    ``PREFLIGHT_MAX_CONCURRENT`` steps at once), ``in_process``, ``celery`` (dagster-celery; broker
+    and backend from its own run config / environment) or ``k8s`` (dagster-k8s, one pod per
+    step). The per-candidate assets are independent steps, so each executor spreads them."""
+    kind = os.environ.get("PREFLIGHT_EXECUTOR", "multiprocess")
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {"max_concurrent": int(os.environ.get("PREFLIGHT_MAX_CONCURRENT", "2"))})
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "celery":
+        from dagster_celery import celery_executor  # pip install dagster-celery
+
+        return celery_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor  # pip install dagster-k8s
+
+        return k8s_job_executor
+    raise ValueError(f"PREFLIGHT_EXECUTOR={kind!r}: use multiprocess, in_process, celery or k8s")
+
+
 def build_jobs() -> dict[str, dg.UnresolvedAssetJobDefinition]:
     from assets.monitoring import landed_batches
 
-    #: Candidates run side by side (multiprocess executor; two at a time on a laptop).
-    executor = dg.multiprocess_executor.configured({"max_concurrent": 2})
+    executor = pass_executor()
     return {
         "preflight_pass": dg.define_asset_job(
             name="preflight_pass", selection=dg.AssetSelection.groups(*PASS_GROUPS),

@@ -154,14 +154,26 @@ def test_browser_shows_the_asset_graph(server):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        driver.get(f"http://127.0.0.1:{server['port']}/asset-groups")
-        deadline = time.monotonic() + 90
-        found = False
-        while time.monotonic() < deadline and not found:
-            source = driver.page_source
-            found = all(name in source for name in ("validated_labels", "ingested_sample"))
-            time.sleep(1)
-        driver.save_screenshot(str(server["home"] / "asset_graph.png"))
-        assert found, "the asset graph page never showed the pipeline's assets"
+        base = f"http://127.0.0.1:{server['port']}"
+        # the lineage page: one box per stage group
+        assert _page_shows(driver, f"{base}/asset-groups",
+                           ("ingestion", "validation", "evaluation", "finetuning", "decision",
+                            "monitoring"), server["home"] / "asset_graph.png")
+        # the catalog: the pipeline's assets by name
+        assert _page_shows(driver, f"{base}/assets",
+                           ("validated_labels", "ingested_sample", "model_zoo", "decision",
+                            "drift_report"), server["home"] / "asset_catalog.png")
     finally:
         driver.quit()
+
+
+def _page_shows(driver, url: str, names, screenshot: Path, timeout: float = 90) -> bool:
+    """Open ``url`` and wait until every name is rendered (a screenshot is kept either way)."""
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    found = False
+    while time.monotonic() < deadline and not found:
+        found = all(name in driver.page_source for name in names)
+        time.sleep(1)
+    driver.save_screenshot(str(screenshot))
+    return found

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-
-from preflight.models.zoo import (
-    DEFAULT_BATCH,
-    DEFAULT_EPOCHS,
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_N_IMAGES,
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,15 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            description="Train each zoo: candidate briefly on the clean synthetic "
                                        "benchmark profile; cached by sha256 and settings.")
     build.add_argument("--force", action="store_true", help="retrain even if up to date")
-    build.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                       help=f"training epochs (default {DEFAULT_EPOCHS})")
-    build.add_argument("--n-images", type=int, default=DEFAULT_N_IMAGES,
-                       help=f"benchmark images to generate (default {DEFAULT_N_IMAGES})")
-    build.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
-                       help=f"image and training size in px (default {DEFAULT_IMAGE_SIZE})")
-    build.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                       help=f"training batch size (default {DEFAULT_BATCH})")
-    build.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
+    build.add_argument("--epochs", type=int, default=None,
+                       help="training epochs (default: the settings' zoo section)")
+    build.add_argument("--n-images", type=int, default=None,
+                       help="benchmark images to generate (default: the settings' zoo section)")
+    build.add_argument("--image-size", type=int, default=None,
+                       help="image and training size in px (default: the settings' zoo section)")
+    build.add_argument("--batch", type=int, default=None,
+                       help="training batch size (default: the settings' zoo section)")
+    build.add_argument("--seed", type=int, default=None,
+                       help="data and training seed (default: the settings' zoo section)")
     build.add_argument("--device", default=None,
                        help="cpu, cuda:0, ... (default: cuda when available, else cpu)")
     build.add_argument("--data", metavar="DIR", default=None,
@@ -94,19 +89,29 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def _build(args: argparse.Namespace) -> int:
     import logging
     import time
 
+    from preflight.config import load_settings
     from preflight.models.candidates import load_candidates
     from preflight.models.zoo import build_zoo, default_zoo_dir
 
     logging.getLogger("preflight").setLevel(logging.INFO)
-    candidates = load_candidates(args.candidates)
+    settings = load_settings()
+    cfg = settings.zoo
+    candidates = load_candidates(args.candidates or os.environ.get("PREFLIGHT_CANDIDATES")
+                                 or settings.candidates_file)
     t0 = time.perf_counter()
     manifest = build_zoo(args.zoo or default_zoo_dir(), candidates, data_dir=args.data,
-                         n_images=args.n_images, image_size=args.image_size, epochs=args.epochs,
-                         seed=args.seed, batch=args.batch, device=args.device, force=args.force,
+                         n_images=_or(args.n_images, cfg.n_images),
+                         image_size=_or(args.image_size, cfg.image_size),
+                         epochs=_or(args.epochs, cfg.epochs), seed=_or(args.seed, cfg.seed),
+                         batch=_or(args.batch, cfg.batch), device=args.device, force=args.force,
                          progress=not args.quiet, only=args.only)
     last = manifest.last_build
     print(f"zoo {manifest.zoo_dir}: built {last.get('built') or 'nothing'}, "
