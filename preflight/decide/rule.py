@@ -582,8 +582,7 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
     status = wide["status_ft" if stage == FINE_TUNED else "status_ots"]
     failing = wide[status == FAIL]
     reasons = [ots_why] if stage == FINE_TUNED else []
-    reasons += [f"{stage} fails {slice_label(*k)}: {r}" for k, r in
-                zip(failing[KEY].itertuples(index=False), failing["remedy"], strict=True)]
+    reasons += failure_summary(stage, failing)
     arch = failing[failing["failure_kind"] == ARCHITECTURE_BOUND]
     over = failing[(failing["failure_kind"] == DATA_SOLVABLE)
                    & (_extra_need(cand, failing) > bar.labelling_budget_images)]
@@ -612,6 +611,19 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
         reasons.append("every failing row is data-solvable within the labelling budget of "
                        f"{bar.labelling_budget_images} images")
     return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], images_needed=need)
+
+
+def failure_summary(stage: str, failing: pd.DataFrame, shown: int = 4) -> list[str]:
+    """One reason per (failure kind, route) group of failing rows, naming a few of them (the
+    report lists every row with its remedy)."""
+    out = []
+    for (kind, route), group in failing.groupby(["failure_kind", "route"], sort=False,
+                                                dropna=False):
+        labels = [slice_label(*k) for k in group[KEY].itertuples(index=False)]
+        more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+        out.append(f"{stage}: {len(labels)} failing row(s) {kind} -> {route}: "
+                   f"{', '.join(labels[:shown])}{more}")
+    return out
 
 
 def _extra_need(cand: CandidateEvidence, rows: pd.DataFrame) -> pd.Series:
@@ -695,5 +707,7 @@ def _overall(verdicts: list[CandidateVerdict]) -> tuple[OverallDecision, list[Ca
     return OverallDecision(REPLACE, best.name, best.stage,
                            (f"no candidate ships and no failure is data-solvable within budget; "
                             f"closest: {best.name} ({best.n_fail} failing rows)",
-                            *(f"change: {c}" for c in best.replacement),
+                            *(f"change: {c}" for c in best.replacement[:3]),
+                            *([f"... and {len(best.replacement) - 3} more changes in the report"]
+                              if len(best.replacement) > 3 else []),
                             *best.reasons)), verdicts

@@ -1,5 +1,6 @@
-"""Model adapters: one :class:`Detector` protocol for every family, the candidates file, the demo
-zoo and a resumable training function.
+"""Model adapters: one :class:`Detector` protocol for every detector family (ultralytics), the
+timm classifier adapter (``TimmClassifier``), the candidates file, the demo zoo and resumable
+training functions.
 
 Import-light: ultralytics/torch load only when a model is built, trained or loaded.
 """
@@ -38,6 +39,14 @@ def __getattr__(name: str):
         from preflight.models import ultralytics_adapter
 
         return getattr(ultralytics_adapter, name)
+    if name in ("TimmClassifier", "load_classifier"):
+        from preflight.models import timm_adapter
+
+        return getattr(timm_adapter, name)
+    if name == "train_classifier":
+        from preflight.models import timm_training
+
+        return timm_training.train_classifier
     if name in ("train_detector", "evaluate_detector"):
         from preflight.models import training
 
@@ -56,6 +65,7 @@ __all__ = [
     "Manifest",
     "ModelError",
     "ResolvedWeights",
+    "TimmClassifier",
     "TrainResult",
     "UltralyticsDetector",
     "ZooError",
@@ -65,11 +75,13 @@ __all__ = [
     "evaluate_detector",
     "get_candidate",
     "load_candidates",
+    "load_classifier",
     "load_detector",
     "make_predict_fn",
     "parse_candidates",
     "resolve_weights",
     "sha256_file",
+    "train_classifier",
     "train_detector",
     "unmapped_classes",
 ]

@@ -12,7 +12,10 @@ candidates:
 ```
 
 Optional keys: ``description``, ``sha256`` (checked for local/hub weights), and per family (see
-:data:`FAMILY_KEYS`) ``zoo_train`` (``epochs``/``lr0``/``batch`` overrides for the zoo stand-in).
+:data:`FAMILY_KEYS`) ``zoo_train`` (``epochs``/``lr0``/``batch`` overrides for the zoo stand-in)
+and, for ``timm`` classifiers, ``freeze`` (``head`` | ``deeper`` | ``none``: what fine-tuning
+trains). A ``timm`` candidate's ``arch`` is the timm model name (``mobilenetv3_small_100``); its
+weights may also be ``timm:<model name>`` (timm's pretrained hub weights; needs the network).
 Relative ``arch``/``weights`` paths are resolved against the candidates file's folder first, then
 the working directory. Validation is strict: unknown keys, unknown operational class names,
 missing fields and duplicate keys are errors naming the file, the candidate and the key.
@@ -38,7 +41,11 @@ COMMON_OPTIONAL_KEYS: tuple[str, ...] = ("description", "sha256", "arch")
 #: and an adapter in ``preflight.models``).
 FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "ultralytics": ("zoo_train",),
+    "timm": ("zoo_train", "freeze"),
 }
+#: What the detect / classify task of a family is (the pipeline's ``task``).
+FAMILY_TASKS: dict[str, str] = {"ultralytics": "detect", "timm": "classify"}
+FREEZE_VALUES: tuple[str, ...] = ("head", "deeper", "none")
 ZOO_TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {"epochs": int, "lr0": (int, float), "batch": int}
 ZOO_PREFIX = "zoo:"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -62,6 +69,7 @@ class Candidate:
     description: str = ""
     sha256: str | None = None
     zoo_train: dict[str, Any] = field(default_factory=dict)
+    freeze: str | None = None  # timm: fine-tuning default (head | deeper | none)
     source_dir: Path | None = None  # folder of the candidates file (resolves relative paths)
 
     @property
@@ -71,6 +79,11 @@ class Candidate:
     @property
     def zoo_name(self) -> str | None:
         return self.weights[len(ZOO_PREFIX):] if self.is_zoo else None
+
+    @property
+    def task(self) -> str:
+        """``detect`` or ``classify`` (from the family)."""
+        return FAMILY_TASKS.get(self.family, "detect")
 
     @property
     def model_classes(self) -> list[str]:
@@ -212,7 +225,11 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     if arch is not None and (not isinstance(arch, str) or not arch.strip()):
         fail(f"arch must be a model YAML name or path, got {arch!r}")
     if weights.startswith(ZOO_PREFIX) and not arch:
-        fail("zoo weights need 'arch' (the model YAML the zoo stand-in is built from)")
+        fail("zoo weights need 'arch' (the model YAML, or timm model name, the zoo stand-in is "
+             "built from)")
+    freeze = item.get("freeze")
+    if freeze is not None and freeze not in FREEZE_VALUES:
+        fail(f"freeze must be one of {list(FREEZE_VALUES)}, got {freeze!r}")
     sha = item.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA_RE.match(sha.lower())):
         fail(f"sha256 must be 64 hex digits, got {sha!r}")
@@ -244,7 +261,7 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
                      class_map={str(k): str(v) for k, v in class_map.items()},
                      arch=arch.strip() if arch else None, description=description,
                      sha256=sha.lower() if sha else None, zoo_train=dict(zoo_train),
-                     source_dir=source_dir)
+                     freeze=freeze, source_dir=source_dir)
 
 
 def get_candidate(candidates: list[Candidate], name: str) -> Candidate:

@@ -6,6 +6,10 @@ architecture, training and data settings, library versions, wall time, final tra
 held-out mAP). A stand-in's label space is its candidate's ``class_map`` keys -- the benchmark
 never shows ``sku_new``, so nothing maps to it ("no analog in pre-training").
 
+``family: timm`` candidates (classifiers) are trained from scratch (``pretrained=False``) on object
+crops of the same benchmark data (``preflight.data.classify.crops_from_detection_sample``), with
+the same manifest record; see :func:`_build_classifier`.
+
 Rebuilding is cached: a candidate whose checkpoint exists with the manifest's sha256 and whose
 settings are unchanged is skipped (``force=True`` retrains). An interrupted build resumes the
 interrupted candidate from its last finished epoch. :func:`resolve_weights` is the only way
@@ -45,6 +49,9 @@ DEFAULT_IMAGE_SIZE = 320
 DEFAULT_EPOCHS = 15
 DEFAULT_BATCH = 16
 VAL_FRACTION = 0.15
+#: Classifier stand-ins: crop size of the benchmark crops and the AdamW learning rate.
+CLASSIFIER_CROP_SIZE = 128
+CLASSIFIER_LR = 2e-3
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -287,13 +294,14 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
     from preflight.models.training import train_detector
     from preflight.models.ultralytics_env import import_ultralytics, resolve_device
 
-    import_ultralytics()
     t_start = time.perf_counter()
     zoo_dir = Path(zoo_dir or default_zoo_dir()).resolve()
     zoo_dir.mkdir(parents=True, exist_ok=True)
     todo = [c for c in candidates if c.is_zoo and (not only or c.name in only)]
     if not todo:
         raise ZooError("no zoo candidates to build (weights: zoo:<name>)")
+    if any(c.family != "timm" for c in todo):
+        import_ultralytics()
     if data_dir is None:
         data_path, data_info = _benchmark_data(zoo_dir, n_images, image_size, seed, progress)
     else:
@@ -307,6 +315,12 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
     built, cached = [], []
     for cand in todo:
         zoo_name = cand.zoo_name or cand.name
+        if cand.family == "timm":
+            was_built = _build_classifier(cand, zoo_dir, data_path, data_info, manifest,
+                                          epochs=epochs, batch=batch, seed=seed, device=dev,
+                                          force=force, progress=progress)
+            (built if was_built else cached).append(zoo_name)
+            continue
         train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)), "imgsz": int(image_size),
                      "batch": int(cand.zoo_train.get("batch", batch)), "seed": int(seed),
                      "lr0": cand.zoo_train.get("lr0"), "val_fraction": VAL_FRACTION}
@@ -363,3 +377,94 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
 
 def _count(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------------------------
+# classifiers (family: timm)
+
+
+def _classifier_versions() -> dict[str, str]:
+    import timm
+    import torch
+
+    return {"timm": timm.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def benchmark_crops(zoo_dir: Path, data_path: Path, fingerprint: str,
+                    size: int = CLASSIFIER_CROP_SIZE) -> Path:
+    """Object crops of the benchmark data under ``<zoo>/data/crops`` (cached by fingerprint)."""
+    from preflight.data.classify import CROPS_SUMMARY, crops_from_detection_sample
+
+    crops = zoo_dir / "data" / "crops" / f"{fingerprint[:12]}-px{size}"
+    if not (crops / CROPS_SUMMARY).is_file():
+        log.info("cutting benchmark crops of %s into %s", data_path, crops)
+        crops_from_detection_sample(data_path, crops, size=size)
+    return crops
+
+
+def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info: dict[str, Any],
+                      manifest: Manifest, *, epochs: int, batch: int, seed: int, device: str,
+                      force: bool, progress: bool) -> bool:
+    """Train a timm candidate from scratch on benchmark crops and record it in the manifest;
+    False when the stored stand-in is up to date (cached)."""
+    from preflight.data.classify import read_classification_sample
+    from preflight.models.timm_training import train_classifier
+
+    zoo_name = cand.zoo_name or cand.name
+    inverse = {op: m for m, op in cand.class_map.items()}
+    if len(inverse) != len(cand.class_map):
+        raise ZooError(f"candidate {cand.name!r}: class_map maps two model classes to one "
+                       "operational class; a zoo stand-in needs a one-to-one class_map")
+    train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)),
+                 "input_size": int(cand.input_size),
+                 "batch": int(cand.zoo_train.get("batch", batch)), "seed": int(seed),
+                 "lr0": cand.zoo_train.get("lr0"), "val_fraction": VAL_FRACTION,
+                 "crop_size": CLASSIFIER_CROP_SIZE, "freeze": "none"}
+    config = {"arch": cand.arch, "family": cand.family, "model_classes": cand.model_classes,
+              "class_map": cand.class_map, "train": train_cfg,
+              "data_fingerprint": data_info["fingerprint"]}
+    entry = manifest.models.get(zoo_name)
+    ckpt = zoo_dir / f"{zoo_name}.pt"
+    if (not force and entry and entry.get("config") == config and ckpt.is_file()
+            and sha256_file(ckpt) == entry.get("sha256")):
+        log.info("zoo: %s is up to date (cached)", zoo_name)
+        return False
+    crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
+    images, quarantine = read_classification_sample(crops, seed=seed)
+    run_dir = zoo_dir / "runs" / zoo_name
+    marker = run_dir / "zoo_config.json"
+    if force or not marker.is_file() or json.loads(marker.read_text("utf-8")) != config:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        marker.write_text(json.dumps(config, sort_keys=True), "utf-8")
+    lr = float(train_cfg["lr0"] or CLASSIFIER_LR)
+    log.info("zoo: training %s (timm %s, from scratch) for %d epochs at %d px on %d crops, %s",
+             zoo_name, cand.arch, train_cfg["epochs"], cand.input_size, len(images), device)
+    result = train_classifier(cand.arch, images, run_dir, classes=cand.model_classes,
+                              label_map=inverse, val_fraction=VAL_FRACTION,
+                              epochs=train_cfg["epochs"], batch=train_cfg["batch"], lr=lr,
+                              freeze="none", input_size=cand.input_size, seed=seed,
+                              device=device, resume=True, progress=progress)
+    tmp = ckpt.with_suffix(".pt.tmp")
+    shutil.copyfile(result.checkpoint, tmp)
+    os.replace(tmp, ckpt)
+    args = result.train_args
+    manifest.models[zoo_name] = {
+        "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
+        "candidate": cand.name, "family": cand.family, "task": "classify", "arch": cand.arch,
+        "model_classes": cand.model_classes, "config": config,
+        "train": {**train_cfg, "optimizer": "AdamW", "lr0_used": lr, "device": device,
+                  "pretrained": False, "amp": False},
+        "data": {**data_info, "crops": str(crops), "crops_total": int(len(images)),
+                 "crops_quarantined": int(len(quarantine)),
+                 "train_images": args.get("train_samples"), "val_images": args.get("val_samples"),
+                 "dropped_outside_label_space": args.get("dropped_samples")},
+        "versions": _classifier_versions(), "seconds": round(result.seconds, 1),
+        "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
+        "built_at": _now(),
+    }
+    manifest.save()
+    log.info("zoo: %s done in %.0f s, held-out accuracy %.3f", zoo_name, result.seconds,
+             result.metrics.get("accuracy", float("nan")))
+    return True

@@ -1,0 +1,395 @@
+"""timm image classifiers (MobileNetV3, EfficientNet-lite, MobileViT, ...) for the classify task.
+
+A :class:`TimmClassifier` takes RGB ``uint8`` images (object crops, any size) and returns
+probabilities ``(n, K)`` over the *operational* taxonomy (``K = len(taxonomy)``): the softmax is
+taken over the model classes the candidate's ``class_map`` maps (the classifier counterpart of a
+detector keeping only mapped classes), the probability of model classes mapping to the same
+operational class is summed, and operational classes no model class maps to get 0. Each row sums
+to 1.
+
+Pre-processing is the same in training and inference: resize to ``input_size`` square (the crops
+are square already; no centre crop, which would cut object borders), scale to [0, 1], normalise
+with the model's ``timm.data.resolve_data_config`` mean/std (recorded in the checkpoint).
+
+Checkpoints (``torch.save``, read back with ``weights_only=True``) are a plain dict:
+``format``, ``model_name`` (the timm name), ``num_classes``, ``class_names``, ``input_size``,
+``mean``, ``std``, ``state_dict`` -- plus ``train_state`` (optimizer, scheduler, epoch, history)
+in a resumable ``last.pt``. Loading rebuilds ``timm.create_model(name, pretrained=False,
+num_classes=...)``: nothing is downloaded. Weights ``timm:<name>`` in a candidate are the only way
+to reach the hub (timm's pretrained ImageNet weights, whose class names are ImageNet's
+descriptions such as ``forklift`` or ``carton``); the demo never names them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from preflight.models.base import ChecksumError, ModelError, TrainResult
+from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.ultralytics_env import resolve_device
+from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+log = logging.getLogger(__name__)
+
+PREDICT_FN_FACTORY = "preflight.models.timm_adapter:make_predict_fn"
+CHECKPOINT_FORMAT = "preflight.timm-classifier/1"
+HUB_PREFIX = "timm:"
+_CKPT_KEYS = ("model_name", "num_classes", "class_names", "input_size", "state_dict")
+
+
+# ------------------------------------------------------------------------------ model + checkpoint
+def create_timm_model(model_name: str, num_classes: int | None = None, *,
+                      pretrained: bool = False):
+    """``timm.create_model`` with a clear error for an unknown name (``pretrained`` downloads)."""
+    import timm
+
+    if not timm.is_model(model_name):
+        close = timm.list_models(f"*{model_name.split('.')[0][:12]}*")[:8]
+        raise ModelError(f"{model_name!r} is not a timm model name (timm {timm.__version__}); "
+                         f"similar: {close}")
+    kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
+    try:
+        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - hub/network/config failures, one message
+        raise ModelError(f"cannot create timm model {model_name!r} (pretrained={pretrained}): "
+                         f"{exc}") from exc
+
+
+def hub_class_names(model) -> list[str]:
+    """Class names of a pretrained timm head: ImageNet descriptions (``forklift``, ``carton``);
+    a repeated description gets its synset appended."""
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    subset = infer_imagenet_subset(model)
+    n = int(model.num_classes)
+    if subset is None:
+        return [f"class_{i}" for i in range(n)]
+    info = ImageNetInfo(subset)
+    names = [info.index_to_description(i) for i in range(n)]
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return [f"{d} ({info.index_to_label_name(i)})" if seen[d] > 1 else d
+            for i, d in enumerate(names)]
+
+
+def data_config(model) -> dict[str, Any]:
+    """mean / std / interpolation from ``timm.data.resolve_data_config``."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    return {"mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]],
+            "interpolation": str(cfg.get("interpolation", "bilinear"))}
+
+
+def checkpoint_dict(model, *, model_name: str, class_names: list[str], input_size: int,
+                    mean: list[float], std: list[float], **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of a model (tensors moved to CPU)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"format": CHECKPOINT_FORMAT, "model_name": model_name,
+            "num_classes": len(class_names), "class_names": list(class_names),
+            "input_size": int(input_size), "mean": list(mean), "std": list(std),
+            "state_dict": state, **extra}
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` atomically (temp file + rename: an interrupted save never leaves half a
+    checkpoint behind)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Preflight timm checkpoint (``weights_only=True``: no code is unpickled)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
+        raise ModelError(f"cannot read timm checkpoint {path}: {exc}") from exc
+    missing = [k for k in _CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ModelError(f"{path} is not a Preflight timm checkpoint (missing {missing}); "
+                         "train or build it with Preflight, or name timm:<model> for hub weights")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint"):
+    """Rebuild the network of a checkpoint (``pretrained=False``) and load its weights."""
+    model = create_timm_model(str(ckpt["model_name"]), int(ckpt["num_classes"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{source}: weights do not fit {ckpt['model_name']} with "
+                         f"{ckpt['num_classes']} classes: {exc}") from exc
+    return model
+
+
+def preprocess(images: list[np.ndarray], input_size: int, mean, std) -> np.ndarray:
+    """RGB uint8 images -> float32 ``(n, 3, S, S)``: resize (area when shrinking), [0, 1],
+    ``(x - mean) / std``."""
+    import cv2
+
+    size = int(input_size)
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    m = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
+    s = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
+    for i, im in enumerate(images):
+        if im.shape[0] != size or im.shape[1] != size:
+            interp = cv2.INTER_AREA if max(im.shape[:2]) > size else cv2.INTER_LINEAR
+            im = cv2.resize(im, (size, size), interpolation=interp)
+        out[i] = ((im.astype(np.float32) / 255.0 - m) / s).transpose(2, 0, 1)
+    return out
+
+
+def check_rgb_image(image: Any, index: int = 0) -> np.ndarray:
+    """Validate one input image (H x W x 3 uint8)."""
+    from preflight.models.base import check_rgb_frame
+
+    return check_rgb_frame(image, index)
+
+
+# ------------------------------------------------------------------------------ the adapter
+class TimmClassifier:
+    """One loaded timm classifier plus its mapping onto the operational taxonomy."""
+
+    family = "timm"
+
+    def __init__(self, model: Any, *, name: str, model_name: str, class_names: list[str],
+                 input_size: int, class_map: dict[str, str] | None, weights: str,
+                 taxonomy: Taxonomy = DEFAULT_TAXONOMY, device: str | None = None,
+                 batch_size: int = 64, sha256: str | None = None, weights_source: str = "local",
+                 mean: list[float] | None = None, std: list[float] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.name = name
+        self.model_name = model_name
+        self.class_names = [str(c) for c in class_names]
+        self.input_size = int(input_size)
+        self.weights = weights
+        self.sha256 = sha256
+        self.weights_source = weights_source
+        self.taxonomy = taxonomy
+        self.batch_size = max(1, int(batch_size))
+        cfg = data_config(model) if mean is None or std is None else {"mean": mean, "std": std}
+        self.mean, self.std = list(cfg["mean"]), list(cfg["std"])
+        if len(self.class_names) != int(getattr(model, "num_classes", len(self.class_names))):
+            raise ModelError(f"{name}: {len(self.class_names)} class names for a model with "
+                             f"{model.num_classes} outputs")
+        if class_map is None:  # the model already speaks the operational taxonomy (fine-tuned)
+            class_map = {n: n for n in self.class_names if n in taxonomy.names}
+        unknown = sorted(set(class_map) - set(self.class_names))
+        if unknown:
+            shown = self.class_names if len(self.class_names) <= 20 else (
+                self.class_names[:20] + ["..."])
+            raise ModelError(f"{name}: class_map names model class(es) {unknown} that the model "
+                             f"does not have; its classes are {shown}")
+        self.class_map = dict(class_map)
+        #: model class index -> operational class id (mapped classes only)
+        self.id_map = {i: taxonomy.id_of(class_map[n]) for i, n in enumerate(self.class_names)
+                       if n in class_map}
+        if not self.id_map:
+            raise ModelError(f"{name}: no model class maps to the operational taxonomy")
+        self._mapped = np.array(sorted(self.id_map), dtype=np.int64)
+        #: (mapped model classes, K) 0/1 matrix summing model-class probabilities per op class
+        self._to_operational = np.zeros((len(self._mapped), len(taxonomy)), dtype=np.float64)
+        for row, model_id in enumerate(self._mapped):
+            self._to_operational[row, self.id_map[int(model_id)]] = 1.0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, zoo_dir: str | Path | None = None,
+                       device: str | None = None, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                       **kwargs: Any) -> TimmClassifier:
+        """Load a candidate's weights: ``zoo:`` (sha256-checked against the manifest), a local
+        checkpoint (checked against the candidate's ``sha256`` when given) or ``timm:<name>``
+        (timm's pretrained weights from the hub: needs the network)."""
+        from preflight.models.zoo import resolve_weights
+
+        if candidate.family != cls.family:
+            raise ModelError(f"candidate {candidate.name!r} is family {candidate.family!r}, "
+                             f"not {cls.family!r}")
+        if candidate.weights.startswith(HUB_PREFIX):
+            return cls.from_hub(candidate.weights, name=candidate.name,
+                                input_size=candidate.input_size, class_map=candidate.class_map,
+                                device=device, taxonomy=taxonomy, **kwargs)
+        resolved = resolve_weights(candidate, zoo_dir)
+        ckpt = load_checkpoint(resolved.path)
+        if candidate.arch and candidate.arch != ckpt["model_name"]:
+            log.warning("candidate %r: arch %r but the checkpoint is a %r; using the checkpoint",
+                        candidate.name, candidate.arch, ckpt["model_name"])
+        return cls(model_from_checkpoint(ckpt, resolved.path), name=candidate.name,
+                   model_name=str(ckpt["model_name"]), class_names=list(ckpt["class_names"]),
+                   input_size=candidate.input_size, class_map=candidate.class_map,
+                   weights=resolved.path, taxonomy=taxonomy, device=device,
+                   sha256=resolved.sha256, weights_source=resolved.source,
+                   mean=ckpt.get("mean"), std=ckpt.get("std"), **kwargs)
+
+    @classmethod
+    def from_hub(cls, weights: str, *, name: str | None = None, input_size: int | None = None,
+                 class_map: dict[str, str] | None = None, device: str | None = None,
+                 taxonomy: Taxonomy = DEFAULT_TAXONOMY, **kwargs: Any) -> TimmClassifier:
+        """timm's pretrained weights for ``timm:<model name>`` (downloads: needs the network).
+        ``input_size=None``: the model's pretraining size."""
+        hub_name = weights[len(HUB_PREFIX):] if weights.startswith(HUB_PREFIX) else weights
+        log.warning("downloading timm weights %r (needs the network)", hub_name)
+        model = create_timm_model(hub_name, pretrained=True)
+        size = input_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+        return cls(model, name=name or hub_name, model_name=hub_name,
+                   class_names=hub_class_names(model), input_size=size, class_map=class_map,
+                   weights=HUB_PREFIX + hub_name, taxonomy=taxonomy, device=device,
+                   weights_source="hub", **kwargs)
+
+    @classmethod
+    def from_weights(cls, weights: str | Path, *, name: str | None = None,
+                     input_size: int | None = None, class_map: dict[str, str] | None = None,
+                     device: str | None = None, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                     **kwargs: Any) -> TimmClassifier:
+        """Load a checkpoint the caller names (e.g. a fine-tuned ``best.pt``). ``class_map=None``:
+        the model's class names are operational names; ``input_size=None``: the checkpoint's."""
+        path = Path(weights)
+        ckpt = load_checkpoint(path)
+        return cls(model_from_checkpoint(ckpt, str(path)), name=name or path.stem,
+                   model_name=str(ckpt["model_name"]), class_names=list(ckpt["class_names"]),
+                   input_size=int(input_size or ckpt["input_size"]), class_map=class_map,
+                   weights=str(path), taxonomy=taxonomy, device=device,
+                   mean=ckpt.get("mean"), std=ckpt.get("std"), **kwargs)
+
+    # ------------------------------------------------------------------ inference
+    def _batches(self, images: list[np.ndarray]):
+        import torch
+
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        frames = [check_rgb_image(im, i) for i, im in enumerate(images)]
+        for start in range(0, len(frames), self.batch_size):
+            x = preprocess(frames[start:start + self.batch_size], self.input_size, self.mean,
+                           self.std)
+            yield torch.from_numpy(x).to(self.device)
+
+    def logits(self, images: list[np.ndarray]) -> np.ndarray:
+        """Raw model logits ``(n, num_model_classes)``."""
+        import torch
+
+        rows = []
+        with torch.inference_mode():
+            for x in self._batches(images):
+                rows.append(self.model(x).float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.class_names)))
+
+    def predict(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images -> probabilities ``(n, K)`` over the operational taxonomy (softmax
+        over the mapped model classes; unmapped operational classes 0; rows sum to 1)."""
+        z = self.logits(images).astype(np.float64)[:, self._mapped]
+        if not len(z):
+            return np.zeros((0, len(self.taxonomy)))
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        return p @ self._to_operational
+
+    __call__ = predict
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Pooled pre-logits features ``(n, d)`` (``forward_features`` then
+        ``forward_head(pre_logits=True)``): the model's view of the input, for embedding drift."""
+        import torch
+
+        rows = []
+        with torch.inference_mode():
+            for x in self._batches(images):
+                feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+                rows.append(feats.reshape(len(feats), -1).float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, 0))
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+    @property
+    def predict_fn(self):
+        """``predict_fn(list_of_rgb_images)`` for ``preflight.latency`` (pre-processing, model
+        and softmax included; results are copied to host memory, so CUDA work is complete)."""
+        return self.predict
+
+    def latency_spec(self) -> tuple[str, dict[str, Any]]:
+        """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
+        return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
+                                    "input_size": self.input_size, "class_map": self.class_map,
+                                    "device": self.device, "sha256": self.sha256}
+
+    # ------------------------------------------------------------------ training / export
+    def train(self, data, out_dir: str | Path, **kwargs: Any) -> TrainResult:
+        """Fine-tune from these weights on a classification sample (see
+        :func:`preflight.models.timm_training.train_classifier`). The fine-tuned model speaks
+        the operational taxonomy (``classes`` defaults to it); load it with :meth:`from_weights`."""
+        from preflight.models.timm_training import train_classifier
+
+        kwargs.setdefault("input_size", self.input_size)
+        kwargs.setdefault("device", self.device)
+        kwargs.setdefault("taxonomy", self.taxonomy)
+        if self.weights_source == "hub":
+            kwargs.setdefault("init_classes", self.class_names)
+        return train_classifier(self.weights, data, out_dir, **kwargs)
+
+    def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
+        """Write a deployable artefact (``torchscript``: a traced module taking a normalised
+        ``(n, 3, S, S)`` tensor, returning model logits). Returns its path."""
+        import torch
+
+        if format != "torchscript":
+            raise ModelError(f"export format {format!r} is not supported for timm classifiers "
+                             "(only 'torchscript'; Preflight never installs packages on its own)")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        example = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
+        with torch.inference_mode():
+            traced = torch.jit.trace(self.model, example)
+        target = out_dir / f"{self.name}.torchscript"
+        traced.save(str(target))
+        return target
+
+
+def load_classifier(name: str, *, candidates_path: str | Path | None = None,
+                    zoo_dir: str | Path | None = None, device: str | None = None,
+                    **kwargs: Any) -> TimmClassifier:
+    """The classifier for candidate ``name`` of the candidates file."""
+    candidate = get_candidate(load_candidates(candidates_path), name)
+    return TimmClassifier.from_candidate(candidate, zoo_dir, device, **kwargs)
+
+
+def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
+                    zoo_dir: str | None = None, weights: str | None = None, name: str | None = None,
+                    input_size: int | None = None, class_map: dict[str, str] | None = None,
+                    device: str | None = None, sha256: str | None = None):
+    """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a checkpoint
+    (verified against ``sha256`` when given). Returns ``predict_fn(list_of_rgb_images)``."""
+    if candidate is not None:
+        return load_classifier(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
+                               device=device).predict_fn
+    if weights is None:
+        raise ModelError("make_predict_fn needs a candidate name or a weights path")
+    if weights.startswith(HUB_PREFIX):
+        return TimmClassifier.from_hub(weights, name=name, input_size=input_size,
+                                       class_map=class_map, device=device).predict_fn
+    if sha256 is not None:
+        from preflight.models.zoo import sha256_file
+
+        if sha256_file(weights) != sha256:
+            raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
+    return TimmClassifier.from_weights(weights, name=name, input_size=input_size,
+                                       class_map=class_map, device=device).predict_fn

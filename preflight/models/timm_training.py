@@ -1,0 +1,427 @@
+"""Train or fine-tune a timm classifier: a plain PyTorch loop, resumable, deterministic on CPU.
+
+:func:`train_classifier` builds the zoo's classifier stand-ins (from scratch, ``pretrained=False``)
+and fine-tunes candidates (from their checkpoint). AdamW, cosine learning rate per step (to 1% of
+``lr``), cross-entropy. ``freeze``: ``head`` trains only the classifier layer; ``deeper`` also
+the last ``deeper_groups`` parameter groups of timm's ``group_matcher`` (the last stages and the
+head convolution); ``none`` trains everything. Frozen BatchNorm layers stay in eval mode, so their
+running statistics do not drift either.
+
+The label space is ``classes`` (default: the operational taxonomy). When the starting checkpoint
+has other classes, the classifier layer is replaced and the rows of the classes both share are
+copied over (a zoo stand-in's ``sku_a`` row survives fine-tuning into the 7-class taxonomy).
+
+Output in ``out_dir``: ``last.pt`` (model + optimizer + scheduler + epoch + history: resumable),
+``best.pt`` (best held-out accuracy, ties to lower loss; the last epoch without validation) and
+``history.csv`` (one row per epoch). ``resume=True`` continues an interrupted run with the same
+settings from its last finished epoch; a finished run with the same settings is returned as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from preflight.models.base import ModelError, TrainResult
+from preflight.models.timm_adapter import (
+    HUB_PREFIX,
+    checkpoint_dict,
+    create_timm_model,
+    data_config,
+    hub_class_names,
+    load_checkpoint,
+    model_from_checkpoint,
+    preprocess,
+    save_checkpoint,
+)
+from preflight.models.ultralytics_env import resolve_device
+from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+log = logging.getLogger(__name__)
+
+FREEZE_MODES: tuple[str, ...] = ("head", "deeper", "none")
+HISTORY_NAME = "history.csv"
+MIN_LR_FRACTION = 0.01
+
+
+# ------------------------------------------------------------------------------ data
+def _samples(data: Any, taxonomy: Taxonomy) -> pd.DataFrame:
+    """``path, label_name, group`` from an images table or a classification sample folder."""
+    if isinstance(data, (str, Path)):
+        from preflight.data.classify import read_classification_sample
+
+        data, quarantine = read_classification_sample(data, taxonomy)
+        if len(quarantine):
+            log.warning("%d file(s) of the training sample were quarantined", len(quarantine))
+    if not isinstance(data, pd.DataFrame):
+        raise ModelError(f"training data must be an images table or a sample folder, "
+                         f"got {type(data).__name__}")
+    if "path" not in data.columns or not {"label_name", "label"} & set(data.columns):
+        raise ModelError("training data needs 'path' and 'label_name' (or 'label') columns")
+    names = (data["label_name"].astype(str) if "label_name" in data.columns
+             else data["label"].map(lambda i: taxonomy.name_of(int(i))))
+    group = data["group_id"].astype(str) if "group_id" in data.columns else data["path"].astype(str)
+    return pd.DataFrame({"path": data["path"].astype(str).to_numpy(),
+                         "label_name": names.to_numpy(), "group": group.to_numpy()})
+
+
+def _targets(samples: pd.DataFrame, classes: list[str], label_map: dict[str, str] | None
+             ) -> tuple[pd.DataFrame, int]:
+    """Target index per sample in ``classes`` (labels mapped through ``label_map``, operational ->
+    model name); samples outside the label space are dropped (their count returned)."""
+    index = {c: i for i, c in enumerate(classes)}
+    mapped = samples["label_name"].map(lambda n: (label_map or {}).get(n, n))
+    target = mapped.map(lambda n: index.get(n, -1)).astype(np.int64)
+    keep = target >= 0
+    return samples[keep].assign(target=target[keep]).reset_index(drop=True), int((~keep).sum())
+
+
+def _hash_unit(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / float(16**15)
+
+
+def holdout_split(samples: pd.DataFrame, fraction: float, seed: int
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded, group-whole hold-out of about ``fraction`` of the samples (at least one group,
+    never all of them)."""
+    groups = sorted(samples["group"].unique(), key=lambda g: _hash_unit(f"{seed}:{g}"))
+    if fraction <= 0 or len(groups) < 2:
+        return samples, samples.iloc[:0]
+    sizes = samples["group"].value_counts()
+    target, taken, val = fraction * len(samples), 0, set()
+    for g in groups[:-1]:
+        if taken and abs(taken + sizes[g] - target) >= abs(taken - target):
+            break
+        val.add(g)
+        taken += int(sizes[g])
+    is_val = samples["group"].isin(val)
+    return samples[~is_val].reset_index(drop=True), samples[is_val].reset_index(drop=True)
+
+
+def _read_rgb(path: str) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ModelError(f"training image {path} cannot be decoded; read the sample with "
+                         "preflight.data.classify.read_classification_sample to quarantine it")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _fingerprint(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for path, target in zip(frame["path"], frame["target"], strict=True):
+        p = Path(path)
+        size = p.stat().st_size if p.is_file() else -1
+        digest.update(f"{p.name}:{size}:{int(target)}\n".encode())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------ model
+def _initial_model(init: str | Path, classes: list[str], init_classes: list[str] | None,
+                   seed: int) -> tuple[Any, str, dict[str, Any], int | None, str]:
+    """``(model, timm name, {mean, std}, checkpoint input size, init description)`` with the
+    classifier layer already sized for ``classes``."""
+    import torch
+
+    torch.manual_seed(seed)
+    text = str(init)
+    if Path(text).is_file():
+        ckpt = load_checkpoint(text)
+        model = model_from_checkpoint(ckpt, text)
+        old = list(ckpt["class_names"])
+        norm = {"mean": ckpt.get("mean"), "std": ckpt.get("std")}
+        size, name, desc = int(ckpt["input_size"]), str(ckpt["model_name"]), text
+    elif text.startswith(HUB_PREFIX):
+        name = text[len(HUB_PREFIX):]
+        model = create_timm_model(name, pretrained=True)
+        old = list(init_classes or hub_class_names(model))
+        norm, size, desc = {}, None, text
+    elif "/" in text or text.endswith((".pt", ".pth")):
+        raise ModelError(f"initial weights {text} do not exist")
+    else:  # a bare timm name: from scratch
+        name = text
+        model = create_timm_model(name, len(classes), pretrained=False)
+        old, norm, size, desc = list(classes), {}, None, f"{name} (from scratch)"
+    if old != list(classes):
+        _replace_head(model, old, classes)
+    if not norm.get("mean") or not norm.get("std"):
+        norm = data_config(model)
+    return model, name, {"mean": list(norm["mean"]), "std": list(norm["std"])}, size, desc
+
+
+def _replace_head(model, old: list[str], new: list[str]) -> None:
+    """A fresh classifier layer for ``new`` classes, keeping the rows of classes in both."""
+    import torch
+
+    head = model.get_classifier()
+    weight = getattr(head, "weight", None)
+    saved = (weight.detach().clone(), head.bias.detach().clone()
+             if getattr(head, "bias", None) is not None else None) if weight is not None else None
+    model.reset_classifier(len(new))
+    fresh = model.get_classifier()
+    if saved is None or getattr(fresh, "weight", None) is None:
+        return
+    if fresh.weight.shape[1:] != saved[0].shape[1:]:
+        return
+    with torch.no_grad():
+        for j, name in enumerate(new):
+            if name in old:
+                i = old.index(name)
+                fresh.weight[j] = saved[0][i]
+                if saved[1] is not None and fresh.bias is not None:
+                    fresh.bias[j] = saved[1][i]
+
+
+def trainable_parameter_names(model, freeze: str, deeper_groups: int = 3) -> set[str]:
+    """Names of the parameters ``freeze`` leaves trainable (see the module doc)."""
+    names = [n for n, _ in model.named_parameters()]
+    if freeze == "none":
+        return set(names)
+    head = model.get_classifier()
+    head_ids = {id(p) for p in head.parameters()}
+    keep = {n for n, p in model.named_parameters() if id(p) in head_ids}
+    if freeze == "deeper":
+        from timm.models import group_parameters
+
+        groups = group_parameters(model, model.group_matcher(coarse=True))
+        for gid in list(groups)[-max(1, int(deeper_groups)):]:
+            keep.update(groups[gid])
+    return keep
+
+
+def _apply_freeze(model, trainable: set[str]) -> list:
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+        if name in trainable:
+            params.append(p)
+    if not params:
+        raise ModelError("freeze left no trainable parameters")
+    return params
+
+
+def _train_mode(model) -> None:
+    """``model.train()``, but BatchNorm layers whose parameters are all frozen stay in eval."""
+    from torch import nn
+
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            ps = list(module.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                module.eval()
+
+
+# ------------------------------------------------------------------------------ loop
+def _result(out_dir: Path, seconds: float) -> TrainResult:
+    last, best = out_dir / "last.pt", out_dir / "best.pt"
+    if not last.is_file():
+        raise ModelError(f"training in {out_dir} finished without writing {last}")
+    ckpt = load_checkpoint(last)
+    state = ckpt.get("train_state") or {}
+    history = pd.DataFrame(state.get("history") or [])
+    return TrainResult(checkpoint=best if best.is_file() else last, last_checkpoint=last,
+                       metrics=dict(state.get("metrics") or {}), history=history,
+                       seconds=seconds, epochs_run=len(history),
+                       train_args=dict(state.get("train_args") or {}))
+
+
+def _evaluate(model, images: list[np.ndarray], targets: np.ndarray, input_size: int,
+              norm: dict[str, Any], device: str, batch: int) -> tuple[float, float]:
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(preprocess(images[start:start + batch], input_size,
+                                            norm["mean"], norm["std"])).to(device)
+            y = torch.from_numpy(targets[start:start + batch]).to(device)
+            logits = model(x).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    n = max(1, len(images))
+    return loss_sum / n, correct / n
+
+
+def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
+                     classes: list[str] | None = None, label_map: dict[str, str] | None = None,
+                     init_classes: list[str] | None = None, val_data: Any = None,
+                     val_fraction: float = 0.15, epochs: int = 10, batch: int = 32,
+                     lr: float = 1e-3, weight_decay: float = 0.05, freeze: str = "none",
+                     deeper_groups: int = 3, augment: list | None = None,
+                     input_size: int | None = None, seed: int = 0, device: str | None = None,
+                     resume: bool = True, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                     progress: bool = False,
+                     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+                     ) -> TrainResult:
+    """Train ``init`` -- a Preflight timm checkpoint, ``timm:<name>`` (pretrained hub weights) or a
+    bare timm model name (from scratch) -- on ``data`` (an images table with ``path`` and
+    ``label_name``/``label``, e.g. the ``finetune`` rows of ``read_classification_sample``, or a
+    sample folder); results in ``out_dir`` (module doc).
+
+    ``classes``: the label space (default: the taxonomy's names); ``label_map`` maps operational
+    label names to it (a zoo stand-in's inverse ``class_map``). ``val_data``: held-out samples;
+    without it ``val_fraction`` of the groups (``group_id``) is held out (0: no validation).
+    ``augment``: albumentations transforms applied to the uint8 image before resizing (seeded per
+    epoch). ``on_epoch_end(epoch, row)`` is called after each epoch is saved.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if freeze not in FREEZE_MODES:
+        raise ModelError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
+    if epochs < 1 or batch < 1 or lr <= 0:
+        raise ModelError(f"bad training settings: epochs={epochs}, batch={batch}, lr={lr}")
+    out_dir = Path(out_dir).resolve()
+    classes = list(classes or taxonomy.names)
+    samples, dropped = _targets(_samples(data, taxonomy), classes, label_map)
+    if val_data is not None:
+        train_set = samples
+        val_set, _ = _targets(_samples(val_data, taxonomy), classes, label_map)
+    else:
+        train_set, val_set = holdout_split(samples, val_fraction, seed)
+    if not len(train_set):
+        raise ModelError(f"no training samples in the label space {classes} "
+                         f"({dropped} sample(s) outside it)")
+    dev = resolve_device(device)
+    augment = list(augment or [])
+    model, model_name, norm, ckpt_size, init_desc = _initial_model(init, classes, init_classes,
+                                                                   seed)
+    size = int(input_size or ckpt_size or 224)
+    if size < 32:
+        raise ModelError(f"input_size must be at least 32, got {size}")
+    init_sha = None
+    if Path(str(init)).is_file():
+        from preflight.models.zoo import sha256_file
+
+        init_sha = sha256_file(init)
+    train_args = {
+        "init": init_desc, "init_sha256": init_sha, "model_name": model_name, "classes": classes,
+        "epochs": int(epochs), "batch": int(batch), "lr": float(lr),
+        "weight_decay": float(weight_decay), "freeze": freeze, "deeper_groups": int(deeper_groups),
+        "augment": [repr(t) for t in augment], "input_size": size, "seed": int(seed),
+        "optimizer": "AdamW", "schedule": "cosine", "val_fraction": float(val_fraction),
+        "train_fingerprint": _fingerprint(train_set), "val_fingerprint": _fingerprint(val_set),
+        "train_samples": int(len(train_set)), "val_samples": int(len(val_set)),
+        "dropped_samples": dropped}
+
+    t0 = time.perf_counter()
+    last = out_dir / "last.pt"
+    start_epoch, history, best, state = 0, [], {"accuracy": -1.0, "loss": math.inf, "epoch": 0}, None
+    if last.is_file():
+        try:
+            previous = load_checkpoint(last).get("train_state") or {}
+        except ModelError:
+            previous = {}
+        if resume and previous.get("train_args") == train_args:
+            if int(previous.get("epoch", 0)) >= epochs:
+                log.info("training in %s already finished with these settings; not retraining",
+                         out_dir)
+                return _result(out_dir, time.perf_counter() - t0)
+            state = previous
+        else:
+            log.info("starting a fresh run in %s (previous run has other settings)", out_dir)
+        if state is None:
+            for name in ("last.pt", "best.pt", HISTORY_NAME):
+                (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    trainable = trainable_parameter_names(model, freeze, deeper_groups)
+    params = _apply_freeze(model, trainable)
+    model.to(dev)
+    optimizer = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay))
+    steps_per_epoch = math.ceil(len(train_set) / batch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, steps_per_epoch * epochs), eta_min=float(lr) * MIN_LR_FRACTION)
+    if state is not None:
+        resumed = load_checkpoint(last)
+        model.load_state_dict(resumed["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+        log.info("resuming %s from epoch %d of %d", out_dir, start_epoch, epochs)
+
+    train_images = [_read_rgb(p) for p in train_set["path"]]
+    train_targets = train_set["target"].to_numpy(np.int64)
+    val_images = [_read_rgb(p) for p in val_set["path"]]
+    val_targets = val_set["target"].to_numpy(np.int64)
+    meta = {"model_name": model_name, "class_names": classes, "input_size": size, **norm}
+
+    for epoch in range(start_epoch, epochs):
+        t_epoch = time.perf_counter()
+        torch.manual_seed(seed * 1000 + epoch)  # dropout / stochastic depth, reproducible on resume
+        order = np.random.default_rng([seed, epoch]).permutation(len(train_images))
+        compose = None
+        if augment:
+            import albumentations as A
+
+            compose = A.Compose(augment, seed=seed * 1000 + epoch)
+        _train_mode(model)
+        loss_sum, correct = 0.0, 0
+        batches = range(0, len(order), batch)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch")
+        for start in batches:
+            idx = order[start:start + batch]
+            ims = [train_images[i] for i in idx]
+            if compose is not None:
+                ims = [compose(image=im)["image"] for im in ims]
+            x = torch.from_numpy(preprocess(ims, size, norm["mean"], norm["std"])).to(dev)
+            y = torch.from_numpy(train_targets[idx]).to(dev)
+            logits = model(x).float()
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == y).sum())
+        row: dict[str, float] = {
+            "epoch": epoch + 1, "train/loss": loss_sum / len(order),
+            "train/accuracy": correct / len(order), "lr": float(scheduler.get_last_lr()[0])}
+        improved = True
+        if len(val_images):
+            v_loss, v_acc = _evaluate(model, val_images, val_targets, size, norm, dev, batch)
+            row.update({"val/loss": v_loss, "val/accuracy": v_acc})
+            improved = (v_acc, -v_loss) > (best["accuracy"], -best["loss"])
+            if improved:
+                best = {"accuracy": v_acc, "loss": v_loss, "epoch": epoch + 1}
+        row["seconds"] = time.perf_counter() - t_epoch
+        history.append(row)
+        metrics = _metrics(history, best)
+        if improved:
+            save_checkpoint(checkpoint_dict(model, **meta, epoch=epoch + 1, metrics=metrics,
+                                            train_args=train_args), out_dir / "best.pt")
+        save_checkpoint(checkpoint_dict(model, **meta, train_state={
+            "epoch": epoch + 1, "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "history": history, "best": best,
+            "metrics": metrics, "train_args": train_args}), last)
+        pd.DataFrame(history).to_csv(out_dir / HISTORY_NAME, index=False)
+        log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(
+            {k: round(v, 4) for k, v in row.items()}))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    return _result(out_dir, time.perf_counter() - t0)
+
+
+def _metrics(history: list[dict[str, float]], best: dict[str, float]) -> dict[str, float]:
+    """The last epoch's held-out numbers plus the best epoch's (empty without validation)."""
+    last = history[-1]
+    if "val/accuracy" not in last:
+        return {}
+    return {"accuracy": float(last["val/accuracy"]), "loss": float(last["val/loss"]),
+            "best_accuracy": float(best["accuracy"]), "best_epoch": float(best["epoch"])}
