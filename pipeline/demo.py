@@ -46,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
     print("Dagster UI:  make ui   (or: .venv/bin/preflight ui) -> http://127.0.0.1:3000")
     print("MLflow UI:   started by the same command          -> http://127.0.0.1:5000")
     report = home_dir / "reports" / "decision.md"
-    if report.exists():
-        print(f"Decision report: {report}")
+    if report.exists() and result.success:
+        sections = report.read_text(encoding="utf-8").split("\n## ")
         print()
-        print(report.read_text(encoding="utf-8").split("\n## ")[0])
+        print(sections[0].strip())
+        for section in sections[1:]:
+            if section.startswith("Candidates"):
+                print("\n## " + section.strip())
+                break
+        print()
+        print(f"Decision report: {report.with_suffix('.html')} (and .md, .json)")
     print("=" * 78)
     return 0 if result.success else 1
 

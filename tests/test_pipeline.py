@@ -15,6 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import no_network
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 pytestmark = pytest.mark.slow
@@ -30,9 +31,10 @@ def env(tmp_path_factory):
     patch.setenv("YOLO_OFFLINE", "1")
     patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
     (home / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+    with no_network() as attempts, dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
         yield {"home": home, "instance": instance}
     patch.undo()
+    assert not attempts, f"the pipeline reached for the network: {attempts}"
 
 
 @pytest.fixture(scope="module")

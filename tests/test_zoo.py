@@ -30,25 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _home(tmp_path_factory):
-    """Zoo, ultralytics settings and font stand-in stay out of the repo and the user's home;
-    any attempt to reach the network (downloads, online checks) is recorded and fails the test."""
-    import socket
-
-    attempts: list[str] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(repr(args[:2]))
-        raise OSError("network access attempted in an offline test")
-
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PREFLIGHT_HOME", str(tmp_path_factory.mktemp("home")))
-    patch.setattr(socket, "getaddrinfo", refuse)
-    patch.setattr(socket, "create_connection", refuse)
-    patch.setattr(socket.socket, "connect", refuse)
-    yield
-    patch.undo()
-    assert not attempts, f"network access attempted: {attempts}"
+def _home(offline_home):
+    """Zoo, ultralytics settings and fonts in a fresh home; no network (see conftest)."""
 
 
 @pytest.fixture(scope="module")

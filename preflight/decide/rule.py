@@ -15,6 +15,7 @@ the lightest candidate that ships (ties: daily cost, then p99 latency, then name
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -588,7 +589,7 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
                    & (_extra_need(cand, failing) > bar.labelling_budget_images)]
     known = failing.loc[failing["failure_kind"] == DATA_SOLVABLE, "images_needed"].dropna()
     need = float(known.max()) if len(known) else math.nan
-    changes = list(dict.fromkeys(arch["remedy"]))
+    changes = grouped_changes(arch)
     if not check["latency_ok"]:
         changes.insert(0, f"{_lighter_name(cand, bar, peers)}: p99 {check['p99']:.0f} ms is "
                           f"over the {bar.latency_budget_p99_ms:.0f} ms budget")
@@ -611,6 +612,22 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
         reasons.append("every failing row is data-solvable within the labelling budget of "
                        f"{bar.labelling_budget_images} images")
     return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], images_needed=need)
+
+
+def grouped_changes(arch: pd.DataFrame, shown: int = 4) -> list[str]:
+    """One proposed model change per kind of evidence (pixel threshold, look-alike, learning
+    curve, ...), naming the rows it is for; a single row keeps its full remedy."""
+    out = []
+    for _, group in arch.groupby("basis", sort=False, dropna=False):
+        first = str(group["remedy"].iloc[0])
+        if len(group) == 1:
+            out.append(first)
+            continue
+        labels = [slice_where(*k) for k in group[KEY].itertuples(index=False)]
+        more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+        change = re.split(r": |; ", first, maxsplit=1)[0]
+        out.append(f"{change} (for {len(labels)} rows: {', '.join(labels[:shown])}{more})")
+    return list(dict.fromkeys(out))
 
 
 def failure_summary(stage: str, failing: pd.DataFrame, shown: int = 4) -> list[str]:
