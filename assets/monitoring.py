@@ -50,7 +50,6 @@ def load_champion(store: PreflightStore) -> dict:
 def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
                  store: PreflightStore) -> dg.Output[dict]:
     """A landed batch, ingested and label-validated (bad rows quarantined with a reason)."""
-    from preflight.data.errors import concat_quarantine
     from preflight.data.ingest import ingest
     from preflight.data.validate import validate_labels
 
@@ -64,8 +63,8 @@ def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
     valid = validate_labels(images, result.boxes, taxonomy=cfg.taxonomy_obj,
                             required_columns=required,
                             max_invalid_fraction=cfg.validation.max_invalid_fraction,
-                            raise_on_failure=False)
-    quarantine = concat_quarantine(result.quarantine, valid.quarantine)
+                            prior_quarantine=result.quarantine, raise_on_failure=False)
+    quarantine = valid.quarantine
     paths = {name: str(store.write_table(f"batches/{batch}/{name}", frame)) for name, frame in
              {"images": valid.images, "boxes": valid.boxes, "quarantine": quarantine}.items()}
     return dg.Output({"batch": batch, **paths}, metadata={

@@ -32,7 +32,7 @@ def validated_labels(
     store: PreflightStore,
 ):
     """The ingested tables with invalid rows moved to quarantine (images in = valid + quarantined)."""
-    from preflight.data.validate import LabelValidationError, validate_labels
+    from preflight.data.validate import failure_message, validate_labels
 
     cfg = settings.load()
     images = pd.read_parquet(ingested_sample["images"])
@@ -41,15 +41,10 @@ def validated_labels(
     required = {k: (set(v) if v is not None else None)
                 for k, v in cfg.validation.required_columns.items()}
 
-    failure: LabelValidationError | None = None
-    try:
-        result = validate_labels(images, boxes, taxonomy=cfg.taxonomy_obj,
-                                 required_columns=required,
-                                 max_invalid_fraction=cfg.validation.max_invalid_fraction)
-    except LabelValidationError as exc:
-        failure = exc
-        result = exc.result
-    quarantine = pd.concat([ingest_quarantine, result.quarantine], ignore_index=True)
+    result = validate_labels(images, boxes, taxonomy=cfg.taxonomy_obj, required_columns=required,
+                             max_invalid_fraction=cfg.validation.max_invalid_fraction,
+                             prior_quarantine=ingest_quarantine, raise_on_failure=False)
+    quarantine = result.quarantine
     paths = {
         "images": str(store.write_table("validated_images", result.images)),
         "boxes": str(store.write_table("validated_boxes", result.boxes)),
@@ -73,9 +68,9 @@ def validated_labels(
         "expectations": dg.MetadataValue.md(md_table(result.expectations)),
         "quarantine_table": dg.MetadataValue.path(paths["quarantine"]),
     }
-    if failure is not None:
+    if not stats["passed"]:
         # The quarantine is already written: nothing is lost, and the message names the reasons.
-        raise dg.Failure(description=str(failure), metadata=metadata)
+        raise dg.Failure(description=failure_message(stats, quarantine), metadata=metadata)
     yield dg.Output(paths, metadata=metadata)
     yield from _check_results(result.expectations, stats, cfg.validation.max_invalid_fraction)
 

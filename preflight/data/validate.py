@@ -132,7 +132,7 @@ def validate_labels(images: pd.DataFrame, boxes: pd.DataFrame, *,
     result = ValidationResult(good_images.reset_index(drop=True),
                               good_boxes.reset_index(drop=True), quarantine, expectations, stats)
     if raise_on_failure and not stats["passed"]:
-        raise LabelValidationError(_failure_message(stats, quarantine), stats=stats,
+        raise LabelValidationError(failure_message(stats, quarantine), stats=stats,
                                    quarantine=quarantine)
     return result
 
@@ -425,7 +425,7 @@ def _stats(img, bx, good_images, good_boxes, new_q, prior, quarantine, expectati
     }
 
 
-def _failure_message(stats: dict[str, Any], quarantine: pd.DataFrame) -> str:
+def failure_message(stats: dict[str, Any], quarantine: pd.DataFrame) -> str:
     if stats["images_in"] == 0 or stats["images_valid"] + stats["images_quarantined"] == 0:
         return "label validation failed: no images to validate (is the landing folder empty?)"
     if stats["expectation_errors"]:
