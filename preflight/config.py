@@ -291,6 +291,14 @@ class Settings:
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     #: the candidates file (relative paths: to the settings file's folder, then the cwd)
     candidates_file: str | None = None
+    #: detect (ultralytics detectors on boxes) or classify (timm classifiers on crops)
+    task: str = "detect"
+    #: another settings file this one overrides, key by key (relative to this file)
+    base: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.task in ("detect", "classify"), "task",
+               f"must be 'detect' or 'classify', got {self.task!r}")
 
     @property
     def taxonomy_obj(self) -> Taxonomy:
@@ -377,16 +385,40 @@ def load_settings(path: str | Path | None = None) -> Settings:
     path = Path(path or os.environ.get("PREFLIGHT_CONFIG") or DEFAULT_CONFIG_PATH)
     if not path.exists():
         raise ConfigError(f"settings file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = _read_with_base(path, seen=())
     settings = settings_from_dict(raw)
     if settings.candidates_file and not Path(settings.candidates_file).is_absolute():
         near = (path.parent / settings.candidates_file).resolve()
         if near.exists():
             settings = dataclasses.replace(settings, candidates_file=str(near))
     return settings
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The YAML mapping of ``path``, merged over the file its ``base`` key names."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' settings files form a cycle")
+    if not path.exists():
+        raise ConfigError(f"settings file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    parent = _read_with_base((path.parent / str(base)).resolve(), (*seen, path.resolve()))
+    return _merge(parent, raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (_merge(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
 
 
 def settings_from_dict(raw: dict[str, Any]) -> Settings:

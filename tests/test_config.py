@@ -40,3 +40,21 @@ def test_missing_and_malformed_files(tmp_path: Path):
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad)
+
+
+def test_a_settings_file_can_override_a_base_file(tmp_path: Path):
+    (tmp_path / "base.yaml").write_text(
+        "evaluation: {operating_threshold: 0.3, bootstrap: 50}\ncandidates_file: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("candidates: []\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\ntask: classify\nevaluation: {bootstrap: 10}\n")
+    settings = load_settings(child)
+    assert settings.task == "classify"
+    assert settings.evaluation.bootstrap == 10            # overridden
+    assert settings.evaluation.operating_threshold == 0.3  # inherited, key by key
+    assert settings.candidates_file == str(tmp_path / "c.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_settings(tmp_path / "loop.yaml")
+    with pytest.raises(ConfigError, match="task"):
+        settings_from_dict({"task": "segment"})
