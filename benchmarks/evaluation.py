@@ -1,0 +1,500 @@
+"""Benchmark: Preflight's evaluation of a candidate against the bare model forward passes.
+
+    .venv/bin/python benchmarks/evaluation.py [--images 200] [--model yolov8n] [--imgsz 320]
+                                              [--repeats 3] [--profile]
+
+On ``--images`` synthetic production frames (generated into a temp folder and ingested with
+:func:`preflight.data.ingest.ingest`) it times, interleaved A/B/B'/A/B/B'... in one run:
+
+* (A) ``evaluate_candidate(detector.predict, ...)``: frames read from disk in batches of 16,
+  ultralytics pre-processing + forward + NMS, the whole failure distribution (bootstrap
+  intervals, error types, confusion, cost); no plots -- the full pipeline step;
+* (B) the bare forward of the module ultralytics' predictor runs (its own copy of the network:
+  Conv+BN fused, channels_last on x86 CPUs) on letterboxed tensors stacked in memory beforehand,
+  in batches of 16 under ``torch.inference_mode()``: no I/O, pre-processing, NMS or metrics;
+* (B') the same on the unfused ``YOLO.model`` as loaded (reference only).
+
+It prints the ratio A/B, the overhead (A-B)/B against the 15% target (PASS/FAIL), a breakdown
+of A (disk read + decode, ultralytics pre-processing / forward / NMS, adapter, metrics) and the
+memory of one evaluation on N and 2N images, each in a fresh process: peak RSS growth and
+tracemalloc's peak, both also up to the start of the metrics (frames are streamed in batches).
+
+The model is the demo zoo's checkpoint when ``<PREFLIGHT_HOME or ./.preflight>/zoo/manifest.json``
+lists it, else an untrained ``yolov8n.yaml`` with a 6-class head (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import preflight.evaluation as pe  # noqa: E402
+from preflight.config import load_settings  # noqa: E402
+from preflight.data.ingest import ingest  # noqa: E402
+from preflight.data.synth import generate  # noqa: E402
+from preflight.metrics.cost import CostModel  # noqa: E402
+from preflight.models.ultralytics_adapter import UltralyticsDetector  # noqa: E402
+
+TARGET_OVERHEAD = 0.15
+BATCH = 16
+BENCHMARK_CLASSES = ("person", "forklift", "pallet", "box", "sku_a", "sku_b")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class LoadedModel:
+    detector: UltralyticsDetector
+    description: str
+    weights_file: str | None  # a checkpoint file a child process can load (None: untrained)
+
+
+def load_model(name: str, imgsz: int, workdir: Path) -> LoadedModel:
+    """The zoo checkpoint of candidate ``name`` if the manifest lists it, else an untrained one."""
+    from preflight.models.candidates import get_candidate, load_candidates
+    from preflight.models.zoo import Manifest, default_zoo_dir
+
+    zoo_dir = default_zoo_dir()
+    reason = f"{zoo_dir / 'manifest.json'} does not list {name!r}"
+    if name in Manifest.load(zoo_dir).models:
+        candidate = get_candidate(load_candidates(), name)
+        try:
+            det = UltralyticsDetector.from_candidate(candidate, zoo_dir)
+        except Exception as exc:  # noqa: BLE001 - e.g. a zoo build rewriting the checkpoint now
+            reason = f"zoo checkpoint unusable ({type(exc).__name__}: {exc})"
+        else:
+            # A private copy for the memory probes (a running zoo build may rewrite the original).
+            copy_path = workdir / f"{name}.pt"
+            shutil.copyfile(det.weights, copy_path)
+            det.input_size = imgsz
+            return LoadedModel(det, f"zoo checkpoint {det.weights} (sha256 {det.sha256[:12]}..., "
+                                    f"{det.weights_source})", str(copy_path))
+    return LoadedModel(untrained_detector(imgsz), f"UNTRAINED yolov8n.yaml, 6-class head, "
+                                                  f"torch seed 0 ({reason})", None)
+
+
+def untrained_detector(imgsz: int) -> UltralyticsDetector:
+    """``YOLO("yolov8n.yaml")`` with its head rebuilt for the 6 benchmark classes (the zoo
+    stand-in's shape); random weights, so it emits many low-confidence boxes."""
+    import torch
+
+    from preflight.models.ultralytics_env import load_ultralytics_model, ultralytics_logging
+
+    torch.manual_seed(0)
+    yolo = load_ultralytics_model("yolov8n.yaml")
+    from ultralytics.nn.tasks import DetectionModel
+
+    with ultralytics_logging(progress=False):  # quiet "Overriding model.yaml nc=80 with nc=6"
+        yolo.model = DetectionModel(copy.deepcopy(yolo.model.yaml), nc=len(BENCHMARK_CLASSES),
+                                    verbose=False)
+    yolo.model.names = dict(enumerate(BENCHMARK_CLASSES))
+    return UltralyticsDetector(yolo, name="yolov8n-untrained", input_size=imgsz,
+                               class_map={n: n for n in BENCHMARK_CLASSES}, weights="yolov8n.yaml")
+
+
+def child_detector(weights_file: str | None, imgsz: int) -> UltralyticsDetector:
+    if weights_file is None:
+        return untrained_detector(imgsz)
+    return UltralyticsDetector.from_weights(weights_file, input_size=imgsz,
+                                            class_map={n: n for n in BENCHMARK_CLASSES})
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_sample(root: Path, n: int, imgsz: int, seed: int):
+    """Generate ``n`` production frames under ``root`` and ingest them: (images, gt)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        generate(root, profile="production", n=n, seed=seed, image_size=imgsz)
+    result = ingest(root)
+    return result.images.reset_index(drop=True), pe.ground_truth(result.boxes)
+
+
+def evaluation_setup(imgsz: int):
+    cfg = load_settings()
+    spec = replace(pe.EvaluationSpec.from_settings(cfg.evaluation, model_input_size=imgsz),
+                   bootstrap=200)
+    return spec, CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict()
+
+
+# ----------------------------------------------------------------------------- (A), instrumented
+
+
+@dataclass
+class Breakdown:
+    """Where the seconds of one (A) run go."""
+
+    read: float = 0.0           # cv2.imread + BGR->RGB (preflight.evaluation.read_rgb)
+    predict_call: float = 0.0   # detector.predict, everything inside
+    preprocess: float = 0.0     # ultralytics: letterbox, stack, to float tensor
+    inference: float = 0.0      # ultralytics: the forward (AutoBackend)
+    postprocess: float = 0.0    # ultralytics: NMS + Results objects
+    to_frame: float = 0.0       # adapter: Results -> DataFrame
+    extra: dict = field(default_factory=dict)
+
+
+class Instrumented:
+    """Times the parts of (A) by wrapping ``read_rgb`` and the adapter's ``_to_frame`` (whose
+    Results carry ultralytics' own per-stage timings). Adds two perf_counter calls per frame."""
+
+    def __init__(self, detector: UltralyticsDetector) -> None:
+        self.detector = detector
+        self.b = Breakdown()
+        self._read_rgb = pe.read_rgb
+        self._to_frame = detector._to_frame
+
+    def predict(self, frames):
+        t0 = time.perf_counter()
+        out = self.detector.predict(frames)
+        self.b.predict_call += time.perf_counter() - t0
+        return out
+
+    def __enter__(self) -> Instrumented:
+        def read_rgb(path):
+            t0 = time.perf_counter()
+            out = self._read_rgb(path)
+            self.b.read += time.perf_counter() - t0
+            return out
+
+        def to_frame(result):
+            t0 = time.perf_counter()
+            out = self._to_frame(result)
+            self.b.to_frame += time.perf_counter() - t0
+            s = result.speed  # ms per image, ultralytics' own profilers
+            self.b.preprocess += s["preprocess"] / 1e3
+            self.b.inference += s["inference"] / 1e3
+            self.b.postprocess += s["postprocess"] / 1e3
+            return out
+
+        pe.read_rgb = read_rgb
+        self.detector._to_frame = to_frame
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pe.read_rgb = self._read_rgb
+        del self.detector._to_frame
+
+
+def run_a(detector, images, gt, spec, cost, class_names):
+    with Instrumented(detector) as ins:
+        t0 = time.perf_counter()
+        ev = pe.evaluate_candidate(ins.predict, images, gt, spec, cost, class_names,
+                                   plot_dir=None, batch_size=BATCH)
+        total = time.perf_counter() - t0
+    b = ins.b
+    b.extra = {"total": total, "predict_seconds": ev.predict_seconds,
+               "metrics": ev.result.seconds, "n_predictions": len(ev.predictions),
+               "n_at_threshold": int((ev.predictions["score"] >= spec.operating_threshold).sum())}
+    return b
+
+
+# ----------------------------------------------------------------------------- (B)
+
+
+def stacked_batches(images, imgsz: int, stride: int) -> list:
+    """Every frame decoded, letterboxed the way ultralytics' predictor does (``rect=False``:
+    square ``imgsz``) and stacked into float tensors of ``BATCH`` frames, before any timing."""
+    import torch
+    from ultralytics.data.augment import LetterBox
+
+    letterbox = LetterBox((imgsz, imgsz), auto=False, stride=stride)
+    batches = []
+    paths = images["path"].tolist()
+    for start in range(0, len(paths), BATCH):
+        bgr = [letterbox(image=np.ascontiguousarray(pe.read_rgb(p)[..., ::-1]))
+               for p in paths[start:start + BATCH]]
+        x = torch.from_numpy(np.stack(bgr)).permute(0, 3, 1, 2).contiguous().flip(1)
+        batches.append(x.float().div_(255).contiguous())
+    return batches
+
+
+def run_b(module, batches) -> float:
+    import torch
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        for x in batches:
+            module(x)
+        return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+class PeakRss:
+    """Peak resident memory over a block: a 1 ms sampler, or ``ru_maxrss`` when the block set a
+    new process maximum (exact)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._stop = threading.Event()
+        self.before = self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.001)
+
+    def __enter__(self) -> PeakRss:
+        self._maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.before = self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if maxrss > self._maxrss0:
+            self.peak = max(self.peak, maxrss)
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.before) / 2**20
+
+
+def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
+    """(child process) Memory of one evaluate_candidate on the sample in ``data_dir``, after a
+    warm-up evaluation on 32 of its frames (imports, predictor setup): the peak RSS growth (what
+    the OS sees, allocator caches included) and, on a second run, tracemalloc's peak of Python +
+    NumPy allocations (decoded frames, tables and metric arrays; torch's own buffers excluded),
+    each split at the start of the metrics."""
+    import tracemalloc
+
+    spec, cost, class_names = evaluation_setup(imgsz)
+    detector = child_detector(weights_file, imgsz)
+    result = ingest(data_dir)
+    images, gt = result.images.reset_index(drop=True), pe.ground_truth(result.boxes)
+    warm = images.head(32)
+    pe.evaluate_candidate(detector.predict, warm, gt[gt["image_id"].isin(warm["image_id"])],
+                          spec, cost, class_names, plot_dir=None, batch_size=BATCH)
+    metrics_fn = pe.failure_distribution
+    mark: dict[str, float] = {}
+
+    def failure_distribution(*a, **kw):  # note the peak of the reading + prediction phase
+        if tracemalloc.is_tracing():
+            mark["traced_predict"] = tracemalloc.get_traced_memory()[1]
+        else:
+            mark["rss_predict"] = mem.peak
+        return metrics_fn(*a, **kw)
+
+    def evaluate():
+        return pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names,
+                                     plot_dir=None, batch_size=BATCH)
+
+    pe.failure_distribution = failure_distribution
+    try:
+        with PeakRss() as mem:
+            ev = evaluate()
+        tracemalloc.start()
+        evaluate()
+        traced_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        pe.failure_distribution = metrics_fn
+    return {"n_images": len(images), "rss_before_mb": mem.before / 2**20,
+            "growth_mb": mem.growth_mb, "n_predictions": len(ev.predictions),
+            "predict_growth_mb": (mark["rss_predict"] - mem.before) / 2**20,
+            "traced_peak_mb": traced_peak / 2**20,
+            "traced_predict_mb": mark["traced_predict"] / 2**20}
+
+
+def probe_in_child(data_dir: Path, weights_file: str | None, imgsz: int) -> dict:
+    cmd = [sys.executable, __file__, "--memory-probe", str(data_dir), "--imgsz", str(imgsz)]
+    if weights_file:
+        cmd += ["--weights-file", weights_file]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory probe failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _med(values) -> float:
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+def _profile(detector, images, gt, spec, cost, class_names, top: int = 25) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names, plot_dir=None,
+                          batch_size=BATCH)
+    prof.disable()
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(top)
+        text = buf.getvalue()
+        print(f"\ncProfile of one (A) run, top {top} by {key}:")
+        print(text[text.find("   ncalls"):].rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--model", default="yolov8n", help="zoo candidate name (else untrained)")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="also cProfile one (A) run")
+    ap.add_argument("--skip-memory", action="store_true", help="skip the N / 2N memory probes")
+    ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    ap.add_argument("--weights-file", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.memory_probe:
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = memory_probe(args.memory_probe, args.weights_file, args.imgsz)
+        print(json.dumps(out))
+        return 0
+
+    import torch
+
+    n = args.images
+    with tempfile.TemporaryDirectory(prefix="preflight-bench-eval-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        images, gt = make_sample(tmp / "n", n, args.imgsz, args.seed)
+        t_data = time.perf_counter() - t0
+        model = load_model(args.model, args.imgsz, tmp)
+        det = model.detector
+        spec, cost, class_names = evaluation_setup(args.imgsz)
+        print(f"sample: {len(images)} production frames at {args.imgsz} px, {len(gt)} boxes "
+              f"(generated + ingested in {t_data:.1f} s)")
+        print(f"model: {model.description}")
+        threads_before = torch.get_num_threads()
+
+        # Warm-up (predictor setup, fusing, first-call costs), then the module it runs.
+        warm = run_a(det, images, gt, spec, cost, class_names)
+        # ultralytics' select_device() calls torch.set_num_threads(cpu_count - 1) on CPU
+        print(f"device: {det.device}, torch threads: {torch.get_num_threads()} for A and B "
+              f"({threads_before} before ultralytics' first predict), cores: {os.cpu_count()}, "
+              f"batch {BATCH}, bootstrap {spec.bootstrap}, slices {list(spec.slice_columns)}")
+        fused = det.model.predictor.model.model
+        raw = copy.deepcopy(det.model.model).eval()
+        batches = stacked_batches(images, args.imgsz, int(max(fused.stride.max(), 32)))
+        run_b(fused, batches[:2])
+        run_b(raw, batches[:2])
+
+        a_runs, b_runs, b_raw_runs = [], [], []
+        for _ in range(args.repeats):
+            a_runs.append(run_a(det, images, gt, spec, cost, class_names))
+            b_runs.append(run_b(fused, batches))
+            b_raw_runs.append(run_b(raw, batches))
+
+        a = _med([r.extra["total"] for r in a_runs])
+        b = _med(b_runs)
+        b_raw = _med(b_raw_runs)
+        parts = {k: _med([getattr(r, k) for r in a_runs])
+                 for k in ("read", "predict_call", "preprocess", "inference", "postprocess",
+                           "to_frame")}
+        predict_s = _med([r.extra["predict_seconds"] for r in a_runs])
+        metrics_s = _med([r.extra["metrics"] for r in a_runs])
+        stages = parts["preprocess"] + parts["inference"] + parts["postprocess"]
+        rows = [
+            ("disk read + JPEG decode + BGR->RGB (read_rgb)", parts["read"]),
+            ("ultralytics pre-processing (letterbox, stack, float)", parts["preprocess"]),
+            ("ultralytics forward (predictor's own timer)", parts["inference"]),
+            ("ultralytics post-processing (NMS, Results)", parts["postprocess"]),
+            ("adapter: Results -> DataFrame", parts["to_frame"]),
+            ("adapter + ultralytics per-call rest (checks, flip, source setup)",
+             parts["predict_call"] - stages - parts["to_frame"]),
+            ("predict_images bookkeeping (concat, tqdm, ...)",
+             predict_s - parts["read"] - parts["predict_call"]),
+            ("metrics: failure_distribution (bootstrap, errors, confusion, cost)", metrics_s),
+            ("rest of evaluate_candidate", a - predict_s - metrics_s),
+        ]
+        n_pred = warm.extra["n_predictions"]
+        n_thr = warm.extra["n_at_threshold"]
+
+        print()
+        print(f"{'medians of ' + str(args.repeats) + ' interleaved runs':66s}{'seconds':>9s}"
+              f"{'ms/img':>9s}")
+        print(f"{'(A) evaluate_candidate, full step':66s}{a:9.2f}{1e3 * a / n:9.2f}")
+        print(f"{'(B) bare forward, fused module the predictor runs':66s}{b:9.2f}{1e3 * b / n:9.2f}")
+        b_raw_label = "(B') bare forward, unfused YOLO.model (reference)"
+        print(f"{b_raw_label:66s}{b_raw:9.2f}"
+              f"{1e3 * b_raw / n:9.2f}")
+        print()
+        print(f"breakdown of (A){'':50s}{'seconds':>9s}{'% of B':>9s}")
+        for label, s in rows:
+            print(f"  {label:64s}{s:9.2f}{100 * s / b:8.1f}%")
+        print(f"  {'(ultralytics forward - B: forward measured inside the pipeline)':64s}"
+              f"{parts['inference'] - b:9.2f}{100 * (parts['inference'] - b) / b:8.1f}%")
+        print("  (each part is its median over the runs, so the parts need not sum to A)")
+        print(f"predictions: {n_pred} ({n_pred / n:.1f} per image; {n_thr} at score >= "
+              f"{spec.operating_threshold}), ground-truth boxes: {len(gt)}")
+        print()
+        overhead = (a - b) / b
+        print(f"(A)/(B)                       = {a / b:8.2f}x")
+        print(f"pipeline overhead (A-B)/B     = {100 * overhead:8.1f}%   "
+              f"(vs unfused B': {100 * (a - b_raw) / b_raw:.1f}%)")
+        print(f"target: overhead under {100 * TARGET_OVERHEAD:.0f}%: "
+              f"{'PASS' if overhead < TARGET_OVERHEAD else 'FAIL'}")
+        per_run = {"A": [r.extra["total"] for r in a_runs],
+                   "forward inside A": [r.inference for r in a_runs],
+                   "metrics inside A": [r.extra["metrics"] for r in a_runs], "B": b_runs}
+        print("  (per run, seconds -- " + "; ".join(
+            f"{k}: {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in per_run.items()) + ")")
+
+        if not args.skip_memory:
+            make_sample(tmp / "2n", 2 * n, args.imgsz, args.seed)
+            print()
+            print("memory of one evaluate_candidate, fresh process each (after a 32-frame "
+                  "warm-up):")
+            print(f"  {'images':>8s}{'peak RSS growth':>18s}{'(to metrics start)':>20s}"
+                  f"{'traced peak':>14s}{'(to metrics start)':>20s}{'predictions':>13s}")
+            probes = [probe_in_child(tmp / "n", model.weights_file, args.imgsz),
+                      probe_in_child(tmp / "2n", model.weights_file, args.imgsz)]
+            for p in probes:
+                print(f"  {p['n_images']:8d}{p['growth_mb']:15.1f} MB{p['predict_growth_mb']:17.1f}"
+                      f" MB{p['traced_peak_mb']:11.1f} MB{p['traced_predict_mb']:17.1f} MB"
+                      f"{p['n_predictions']:13d}")
+            frame_mb = args.imgsz * args.imgsz * 3 / 2**20
+            n0, n1 = probes
+            per_pred = ((n1["traced_peak_mb"] - n0["traced_peak_mb"]) * 2**10
+                        / max(n1["n_predictions"] - n0["n_predictions"], 1))
+            print(f"  reading + predicting, traced peak 2N/N: "
+                  f"{n1['traced_predict_mb'] / max(n0['traced_predict_mb'], 1e-9):.2f}x: frames are "
+                  f"streamed (the whole set decoded would be {n * frame_mb:.0f} MB for N, "
+                  f"{2 * n * frame_mb:.0f} MB for 2N)")
+            print(f"  whole evaluation, traced peak 2N/N: "
+                  f"{n1['traced_peak_mb'] / max(n0['traced_peak_mb'], 1e-9):.2f}x "
+                  f"({per_pred:+.1f} KB per extra prediction; the metrics step holds arrays "
+                  "sized by the predictions)")
+            print("  traced = Python + NumPy allocations (tracemalloc), deterministic; RSS also "
+                  "counts torch's buffers and allocator caches")
+            print(f"  and moves by tens of MB run to run (RSS before: {n0['rss_before_mb']:.0f} / "
+                  f"{n1['rss_before_mb']:.0f} MB).")
+
+        if args.profile:
+            _profile(det, images, gt, spec, cost, class_names)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
