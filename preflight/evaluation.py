@@ -58,7 +58,8 @@ def iter_frame_batches(images: pd.DataFrame, batch_size: int) -> Iterator[tuple[
 def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: int = 16,
                    progress: bool = False, desc: str = "predict") -> pd.DataFrame:
     """Run ``predict_fn`` over every image: ``image_id`` + ``PRED_COLUMNS``, original pixels."""
-    frames: list[pd.DataFrame] = []
+    values: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
     batches = iter_frame_batches(images, batch_size)
     total = -(-len(images) // batch_size)
     for ids, rgb in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch"):
@@ -66,11 +67,12 @@ def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: i
         if len(preds) != len(ids):
             raise ValueError(f"predict_fn returned {len(preds)} results for {len(ids)} frames")
         for image_id, pred in zip(ids, preds, strict=True):
-            if len(pred):
-                frames.append(pred[PRED_COLUMNS].assign(image_id=image_id))
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in ["image_id", *PRED_COLUMNS]})
-    out = pd.concat(frames, ignore_index=True)[["image_id", *PRED_COLUMNS]]
+            if len(pred):  # one array per frame; a single DataFrame is built at the end
+                values.append(pred[PRED_COLUMNS].to_numpy(np.float64))
+                owners.append(np.full(len(pred), image_id, dtype=object))
+    table = np.concatenate(values) if values else np.zeros((0, len(PRED_COLUMNS)))
+    out = pd.DataFrame(table, columns=PRED_COLUMNS)
+    out.insert(0, "image_id", np.concatenate(owners) if owners else np.array([], dtype=object))
     out["class_id"] = out["class_id"].astype(np.int64)
     return out
 

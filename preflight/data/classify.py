@@ -21,7 +21,8 @@ in the frame (``box_x, box_y, box_w, box_h``) and the source frame (``frame_file
 :func:`read_classification_sample` reads an ImageFolder (``images/<class>/...`` or
 ``<dir>/<class>/...``) or a ``labels.csv`` (``path,label``; ``label`` a class name or id) into an
 images table (``image_id, file_name, path, label, label_name, width, height`` + split, slices,
-pixel properties and bins) and a quarantine table (``preflight.data.errors`` columns). Nothing
+pixel properties and bins; ``size_bin`` of the object in its frame when ``area_px`` is known) and a
+quarantine table (``preflight.data.errors`` columns). Nothing
 raises for one bad file: undecodable or empty files, unknown labels, paths leaving the folder,
 duplicate rows and byte-identical copies are quarantined with a reason code and a sentence.
 The split reuses ingestion's grouping: crops of one frame share the frame's group (camera +
@@ -65,6 +66,7 @@ from preflight.data.properties import (
     bin_values,
     decode,
     pixel_properties,
+    size_bin,
 )
 from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
@@ -163,56 +165,17 @@ def crops_from_detection_sample(sample_dir: str | Path, out_dir: str | Path, *, 
         frames_quarantined[code] = frames_quarantined.get(code, 0) + 1
     frames = frames[frames["decode_ok"].astype(bool)]
     boxes = landed.boxes.sort_values("box_id", kind="stable")
-    boxes = boxes.assign(box_index=boxes.groupby("image_id", sort=False).cumcount())
+    boxes = boxes.assign(box_index=boxes.groupby("file_name", sort=False).cumcount())
     by_frame = dict(tuple(boxes.groupby("file_name", sort=False)))
 
     tmp = _prepare_out_dir(out)
-    rows: list[dict[str, Any]] = []
-    skipped: dict[str, int] = {}
-    for frame in frames.sort_values("file_name", kind="stable").to_dict("records"):
-        frame_boxes = by_frame.get(frame["file_name"])
-        if frame_boxes is None or not len(frame_boxes):
-            continue
-        bgr = cv2.imread(str(frame["path"]), cv2.IMREAD_COLOR)
-        if bgr is None:  # decoded at ingestion; only a file changed underfoot lands here
-            frames_quarantined["unreadable_file"] = frames_quarantined.get("unreadable_file", 0) + 1
-            continue
-        H, W = bgr.shape[:2]
-        meta = {renamed.get(c, c): frame[c] for c in meta_cols}
-        stem = _flat_stem(frame["file_name"])
-        for box in frame_boxes.itertuples(index=False):
-            reason = None
-            if not 0 <= int(box.class_id) < len(taxonomy):
-                reason = "unknown_class"
-            elif int(box.iscrowd or 0) == 1:
-                reason = "crowd"
-            elif not np.all(np.isfinite([box.x, box.y, box.w, box.h])) or box.w <= 0 or box.h <= 0:
-                reason = "invalid_box"
-            else:
-                vis_w = min(W, box.x + box.w) - max(0.0, box.x)
-                vis_h = min(H, box.y + box.h) - max(0.0, box.y)
-                if vis_w < min_side or vis_h < min_side:
-                    reason = "too_small"
-            if reason:
-                skipped[reason] = skipped.get(reason, 0) + 1
-                continue
-            x0, y0, x1, y1 = _crop_window(box.x, box.y, box.w, box.h, W, H, float(pad))
-            patch = bgr[y0:y1, x0:x1]
-            interp = cv2.INTER_AREA if max(patch.shape[:2]) > size else cv2.INTER_LINEAR
-            patch = cv2.resize(patch, (int(size), int(size)), interpolation=interp)
-            class_name = taxonomy.names[int(box.class_id)]
-            file_name = f"{class_name}/{stem}_b{int(box.box_index):02d}.jpg"
-            target = tmp / "images" / file_name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(target), patch, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
-                raise OSError(f"cannot write crop {target}")
-            rows.append({
-                "file_name": file_name, "class_name": class_name, **meta,
-                "frame_file_name": frame["file_name"], "frame_image_id": frame["image_id"],
-                "box_index": int(box.box_index), "box_x": float(box.x), "box_y": float(box.y),
-                "box_w": float(box.w), "box_h": float(box.h), "area_px": float(box.area),
-                "occluded": box.occluded, "truncated": box.truncated})
-
+    try:
+        rows, skipped = _cut(frames, by_frame, meta_cols, renamed, tmp, size=int(size),
+                             min_side=min_side, pad=float(pad), jpeg_quality=int(jpeg_quality),
+                             taxonomy=taxonomy, frames_quarantined=frames_quarantined)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     table = pd.DataFrame(rows)
     if not len(table):
         table = pd.DataFrame(columns=["file_name", "class_name", "frame_file_name",
@@ -239,6 +202,60 @@ def crops_from_detection_sample(sample_dir: str | Path, out_dir: str | Path, *, 
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     return summary
+
+
+def _cut(frames: pd.DataFrame, by_frame: dict[str, pd.DataFrame], meta_cols: list[str],
+         renamed: dict[str, str], tmp: Path, *, size: int, min_side: int, pad: float,
+         jpeg_quality: int, taxonomy: Taxonomy, frames_quarantined: dict[str, int]
+         ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Write the crops of every frame into ``tmp/images``; one metadata row per crop."""
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for frame in frames.sort_values("file_name", kind="stable").to_dict("records"):
+        frame_boxes = by_frame.get(frame["file_name"])
+        if frame_boxes is None or not len(frame_boxes):
+            continue
+        bgr = cv2.imread(str(frame["path"]), cv2.IMREAD_COLOR)
+        if bgr is None:  # decoded at ingestion; only a file changed underfoot lands here
+            frames_quarantined["unreadable_file"] = frames_quarantined.get("unreadable_file", 0) + 1
+            continue
+        H, W = bgr.shape[:2]
+        meta = {renamed.get(c, c): frame[c] for c in meta_cols}
+        stem = _flat_stem(frame["file_name"])
+        for box in frame_boxes.itertuples(index=False):
+            reason = None
+            if not 0 <= int(box.class_id) < len(taxonomy):
+                reason = "unknown_class"
+            elif not pd.isna(box.iscrowd) and int(box.iscrowd) == 1:
+                reason = "crowd"
+            elif not np.all(np.isfinite([box.x, box.y, box.w, box.h])) or box.w <= 0 or box.h <= 0:
+                reason = "invalid_box"
+            else:
+                vis_w = min(W, box.x + box.w) - max(0.0, box.x)
+                vis_h = min(H, box.y + box.h) - max(0.0, box.y)
+                if vis_w < min_side or vis_h < min_side:
+                    reason = "too_small"
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            x0, y0, x1, y1 = _crop_window(box.x, box.y, box.w, box.h, W, H, pad)
+            patch = bgr[y0:y1, x0:x1]
+            interp = cv2.INTER_AREA if max(patch.shape[:2]) > size else cv2.INTER_LINEAR
+            patch = cv2.resize(patch, (size, size), interpolation=interp)
+            class_name = taxonomy.names[int(box.class_id)]
+            file_name = f"{class_name}/{stem}_b{int(box.box_index):02d}.jpg"
+            target = tmp / "images" / file_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(target), patch, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+                raise OSError(f"cannot write crop {target}")
+            rows.append({
+                "file_name": file_name, "class_name": class_name, **meta,
+                "frame_file_name": frame["file_name"], "frame_image_id": frame["image_id"],
+                "box_index": int(box.box_index), "box_x": float(box.x), "box_y": float(box.y),
+                "box_w": float(box.w), "box_h": float(box.h), "area_px": float(box.area),
+                "occluded": box.occluded, "truncated": box.truncated})
+
+    return rows, skipped
 
 
 # ------------------------------------------------------------------------------ reading
@@ -486,6 +503,8 @@ def read_classification_sample(sample_dir: str | Path, taxonomy: Taxonomy = DEFA
     for prop, (bin_col, _, _) in BINS.items():
         if BIN_STANDS_FOR[bin_col] not in meta_columns:
             images[bin_col] = bin_values(images[prop], prop)
+    if "area_px" in images.columns and "size_bin" not in images.columns:
+        images["size_bin"] = size_bin(images["area_px"])  # the object's size in its frame
     images = assign_classification_split(images, eval_fraction=eval_fraction,
                                          group_window_minutes=group_window_minutes,
                                          strata=strata, seed=seed)

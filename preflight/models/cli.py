@@ -68,8 +68,7 @@ def _list(args: argparse.Namespace) -> int:
         val = entry.get("heldout_val", {})
         rows.append([name, str(entry.get("arch")), entry["sha256"][:12],
                      f"{entry.get('size_bytes', 0) / 1e6:.1f}", str(train.get("epochs", "")),
-                     str(train.get("imgsz", "")),
-                     f"{val['map50']:.3f}" if "map50" in val else "-",
+                     str(train.get("imgsz", train.get("input_size", ""))), _heldout(val),
                      f"{entry.get('seconds', 0):.0f}", str(entry.get("built_at", ""))])
     print(f"zoo: {zoo_dir}")
     if rows:
@@ -77,7 +76,8 @@ def _list(args: argparse.Namespace) -> int:
         print(_fmt_row(header, widths))
         for row in rows:
             print(_fmt_row(row, widths))
-        print("* mAP50 on the held-out clean benchmark images (ultralytics val)")
+        print("* mAP50 on the held-out clean benchmark images (ultralytics val); classifiers: "
+              "top-1 accuracy on held-out benchmark crops (acc)")
     else:
         print("(empty: run `preflight zoo build`)")
     for cand in candidates:
@@ -87,6 +87,15 @@ def _list(args: argparse.Namespace) -> int:
         print(f"candidate {cand.name}: {state}; no analog in pre-training: "
               f"{', '.join(missing) if missing else 'none'}")
     return 0
+
+
+def _heldout(val: dict) -> str:
+    """The held-out number of a zoo entry: detector mAP50, or classifier accuracy."""
+    if "map50" in val:
+        return f"{val['map50']:.3f}"
+    if "accuracy" in val:
+        return f"acc {val['accuracy']:.3f}"
+    return "-"
 
 
 def _or(value, default):
@@ -118,8 +127,10 @@ def _build(args: argparse.Namespace) -> int:
           f"cached {last.get('cached') or 'nothing'} in {time.perf_counter() - t0:.0f} s")
     for name in last.get("built", []) + last.get("cached", []):
         entry = manifest.models[name]
-        print(f"  {name}: sha256 {entry['sha256'][:12]}  held-out mAP50 "
-              f"{entry.get('heldout_val', {}).get('map50', float('nan')):.3f}")
+        val = entry.get("heldout_val", {})
+        held = (f"accuracy {val.get('accuracy', float('nan')):.3f}" if entry.get("family") == "timm"
+                else f"mAP50 {val.get('map50', float('nan')):.3f}")
+        print(f"  {name}: sha256 {entry['sha256'][:12]}  held-out {held}")
     return 0
 
 

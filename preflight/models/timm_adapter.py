@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from preflight.models.base import ChecksumError, ModelError, TrainResult
+from preflight.models.base import ChecksumError, ModelError, TrainResult, check_rgb_frame
 from preflight.models.candidates import Candidate, get_candidate, load_candidates
 from preflight.models.ultralytics_env import resolve_device
 from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
@@ -156,13 +157,6 @@ def preprocess(images: list[np.ndarray], input_size: int, mean, std) -> np.ndarr
     return out
 
 
-def check_rgb_image(image: Any, index: int = 0) -> np.ndarray:
-    """Validate one input image (H x W x 3 uint8)."""
-    from preflight.models.base import check_rgb_frame
-
-    return check_rgb_frame(image, index)
-
-
 # ------------------------------------------------------------------------------ the adapter
 class TimmClassifier:
     """One loaded timm classifier plus its mapping onto the operational taxonomy."""
@@ -185,6 +179,8 @@ class TimmClassifier:
         self.weights_source = weights_source
         self.taxonomy = taxonomy
         self.batch_size = max(1, int(batch_size))
+        #: what :meth:`train` freezes unless told otherwise (the candidate's ``freeze``)
+        self.default_freeze = "none"
         cfg = data_config(model) if mean is None or std is None else {"mean": mean, "std": std}
         self.mean, self.std = list(cfg["mean"]), list(cfg["std"])
         if len(self.class_names) != int(getattr(model, "num_classes", len(self.class_names))):
@@ -224,20 +220,23 @@ class TimmClassifier:
             raise ModelError(f"candidate {candidate.name!r} is family {candidate.family!r}, "
                              f"not {cls.family!r}")
         if candidate.weights.startswith(HUB_PREFIX):
-            return cls.from_hub(candidate.weights, name=candidate.name,
-                                input_size=candidate.input_size, class_map=candidate.class_map,
-                                device=device, taxonomy=taxonomy, **kwargs)
-        resolved = resolve_weights(candidate, zoo_dir)
-        ckpt = load_checkpoint(resolved.path)
-        if candidate.arch and candidate.arch != ckpt["model_name"]:
-            log.warning("candidate %r: arch %r but the checkpoint is a %r; using the checkpoint",
-                        candidate.name, candidate.arch, ckpt["model_name"])
-        return cls(model_from_checkpoint(ckpt, resolved.path), name=candidate.name,
-                   model_name=str(ckpt["model_name"]), class_names=list(ckpt["class_names"]),
-                   input_size=candidate.input_size, class_map=candidate.class_map,
-                   weights=resolved.path, taxonomy=taxonomy, device=device,
-                   sha256=resolved.sha256, weights_source=resolved.source,
-                   mean=ckpt.get("mean"), std=ckpt.get("std"), **kwargs)
+            clf = cls.from_hub(candidate.weights, name=candidate.name,
+                               input_size=candidate.input_size, class_map=candidate.class_map,
+                               device=device, taxonomy=taxonomy, **kwargs)
+        else:
+            resolved = resolve_weights(candidate, zoo_dir)
+            ckpt = load_checkpoint(resolved.path)
+            if candidate.arch and candidate.arch != ckpt["model_name"]:
+                log.warning("candidate %r: arch %r but the checkpoint is a %r; using the "
+                            "checkpoint", candidate.name, candidate.arch, ckpt["model_name"])
+            clf = cls(model_from_checkpoint(ckpt, resolved.path), name=candidate.name,
+                      model_name=str(ckpt["model_name"]), class_names=list(ckpt["class_names"]),
+                      input_size=candidate.input_size, class_map=candidate.class_map,
+                      weights=resolved.path, taxonomy=taxonomy, device=device,
+                      sha256=resolved.sha256, weights_source=resolved.source,
+                      mean=ckpt.get("mean"), std=ckpt.get("std"), **kwargs)
+        clf.default_freeze = candidate.freeze or "none"
+        return clf
 
     @classmethod
     def from_hub(cls, weights: str, *, name: str | None = None, input_size: int | None = None,
@@ -275,7 +274,7 @@ class TimmClassifier:
 
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
-        frames = [check_rgb_image(im, i) for i, im in enumerate(images)]
+        frames = [check_rgb_frame(im, i) for i, im in enumerate(images)]
         for start in range(0, len(frames), self.batch_size):
             x = preprocess(frames[start:start + self.batch_size], self.input_size, self.mean,
                            self.std)
@@ -335,11 +334,13 @@ class TimmClassifier:
     # ------------------------------------------------------------------ training / export
     def train(self, data, out_dir: str | Path, **kwargs: Any) -> TrainResult:
         """Fine-tune from these weights on a classification sample (see
-        :func:`preflight.models.timm_training.train_classifier`). The fine-tuned model speaks
-        the operational taxonomy (``classes`` defaults to it); load it with :meth:`from_weights`."""
+        :func:`preflight.models.timm_training.train_classifier`; ``freeze`` defaults to the
+        candidate's). The fine-tuned model speaks the operational taxonomy (``classes`` defaults
+        to it); load it with :meth:`from_weights`."""
         from preflight.models.timm_training import train_classifier
 
         kwargs.setdefault("input_size", self.input_size)
+        kwargs.setdefault("freeze", self.default_freeze)
         kwargs.setdefault("device", self.device)
         kwargs.setdefault("taxonomy", self.taxonomy)
         if self.weights_source == "hub":
@@ -357,7 +358,9 @@ class TimmClassifier:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         example = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # torch >= 2.10 marks jit deprecated; TorchScript still loads without Python/timm
+            warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(self.model, example)
         target = out_dir / f"{self.name}.torchscript"
         traced.save(str(target))

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,8 @@ from preflight.models.ultralytics_env import resolve_device
 from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 log = logging.getLogger(__name__)
+# albumentations checks PyPI for updates on import unless told not to (offline-safe, as in stress/)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 FREEZE_MODES: tuple[str, ...] = ("head", "deeper", "none")
 HISTORY_NAME = "history.csv"
@@ -255,6 +258,37 @@ def _evaluate(model, images: list[np.ndarray], targets: np.ndarray, input_size: 
     return loss_sum / n, correct / n
 
 
+def _train_epoch(model, optimizer, scheduler, images: list[np.ndarray], targets: np.ndarray, *,
+                 batch: int, size: int, norm: dict[str, Any], device: str, compose,
+                 desc: str | None) -> tuple[float, int]:
+    """One pass over ``images`` in the given order; returns (summed loss, correct count)."""
+    import torch
+    import torch.nn.functional as F
+
+    _train_mode(model)
+    loss_sum, correct = 0.0, 0
+    batches = range(0, len(images), batch)
+    if desc:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=desc, unit="batch")
+    for start in batches:
+        ims = images[start:start + batch]
+        if compose is not None:
+            ims = [compose(image=im)["image"] for im in ims]
+        x = torch.from_numpy(preprocess(ims, size, norm["mean"], norm["std"])).to(device)
+        y = torch.from_numpy(targets[start:start + batch]).to(device)
+        logits = model(x).float()
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += float(loss.detach()) * len(ims)
+        correct += int((logits.detach().argmax(1) == y).sum())
+    return loss_sum, correct
+
+
 def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
                      classes: list[str] | None = None, label_map: dict[str, str] | None = None,
                      init_classes: list[str] | None = None, val_data: Any = None,
@@ -278,7 +312,6 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
     epoch). ``on_epoch_end(epoch, row)`` is called after each epoch is saved.
     """
     import torch
-    import torch.nn.functional as F
 
     if freeze not in FREEZE_MODES:
         raise ModelError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
@@ -354,9 +387,9 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
         log.info("resuming %s from epoch %d of %d", out_dir, start_epoch, epochs)
 
     train_images = [_read_rgb(p) for p in train_set["path"]]
-    train_targets = train_set["target"].to_numpy(np.int64)
+    train_targets = np.array(train_set["target"], dtype=np.int64)  # writable: torch needs it
     val_images = [_read_rgb(p) for p in val_set["path"]]
-    val_targets = val_set["target"].to_numpy(np.int64)
+    val_targets = np.array(val_set["target"], dtype=np.int64)
     meta = {"model_name": model_name, "class_names": classes, "input_size": size, **norm}
 
     for epoch in range(start_epoch, epochs):
@@ -368,28 +401,10 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
             import albumentations as A
 
             compose = A.Compose(augment, seed=seed * 1000 + epoch)
-        _train_mode(model)
-        loss_sum, correct = 0.0, 0
-        batches = range(0, len(order), batch)
-        if progress:
-            from tqdm import tqdm
-
-            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch")
-        for start in batches:
-            idx = order[start:start + batch]
-            ims = [train_images[i] for i in idx]
-            if compose is not None:
-                ims = [compose(image=im)["image"] for im in ims]
-            x = torch.from_numpy(preprocess(ims, size, norm["mean"], norm["std"])).to(dev)
-            y = torch.from_numpy(train_targets[idx]).to(dev)
-            logits = model(x).float()
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == y).sum())
+        loss_sum, correct = _train_epoch(
+            model, optimizer, scheduler, [train_images[i] for i in order], train_targets[order],
+            batch=batch, size=size, norm=norm, device=dev, compose=compose,
+            desc=f"epoch {epoch + 1}/{epochs}" if progress else None)
         row: dict[str, float] = {
             "epoch": epoch + 1, "train/loss": loss_sum / len(order),
             "train/accuracy": correct / len(order), "lr": float(scheduler.get_last_lr()[0])}
