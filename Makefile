@@ -3,7 +3,14 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# TASK=classify runs the classification pass (timm classifiers on object crops) in its own home.
+TASK ?= detect
+ifeq ($(TASK),classify)
+export PREFLIGHT_CONFIG ?= $(CURDIR)/config/preflight_classify.yaml
+export PREFLIGHT_HOME ?= $(CURDIR)/.preflight-classify
+else
 export PREFLIGHT_HOME ?= $(CURDIR)/.preflight
+endif
 export DAGSTER_HOME ?= $(PREFLIGHT_HOME)/dagster
 export YOLO_CONFIG_DIR ?= $(PREFLIGHT_HOME)/ultralytics
 export YOLO_OFFLINE ?= 1

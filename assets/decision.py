@@ -23,7 +23,8 @@ def _read(path: str | None) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path else None
 
 
-def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int):
+def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int,
+                    family: str = ""):
     """The decision rule's evidence for one candidate from its assets' outputs."""
     from preflight.decide.evidence import build_evidence
 
@@ -43,7 +44,7 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
         cost_offtheshelf=_read(off["tables"]["cost"]),
         cost_finetuned=_read(ft["tables"]["cost"]) if ft else None,
         no_analog=off.get("no_analog", []), input_size=off["input_size"],
-        image_size=off.get("image_size"), family="ultralytics", size_rank=rank,
+        image_size=off.get("image_size"), family=family, size_rank=rank,
         points=points, tiling=inputs.get("tiling_eval"), pool_images=pool_images,
         saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed)
 
@@ -79,7 +80,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str],
                            for asset in INPUTS} for name in candidates}
         ranks = size_ranks({n: int(v["offtheshelf_eval"].get("n_parameters") or 0)
                             for n, v in per_cand.items()})
-        evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n]) for n in candidates]
+        evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n],
+                                    zoo.candidate(n).family) for n in candidates]
         result = decide(evidence, Bar.from_settings(cfg.bar, cfg.decision))
 
         out_dir = store.path("reports", "decision.md").parent

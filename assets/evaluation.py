@@ -71,10 +71,18 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
     key = candidate_key(name)
     plot_dir = store.path("reports", key, stage, "x").parent
     context.log.info(f"{name} ({stage}): predicting {len(eval_images)} held-out images")
-    ev = evaluate_candidate(detector.predict, eval_images, gt, spec,
-                            CostModel(**vars(cfg.cost)), class_names, plot_dir=str(plot_dir),
-                            batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
-                            recall_bar=cfg.bar.min_slice_recall)
+    if cfg.task == "classify":
+        from preflight.classification import evaluate_classifier
+
+        ev = evaluate_classifier(detector.predict, eval_images, spec, CostModel(**vars(cfg.cost)),
+                                 class_names, plot_dir=str(plot_dir),
+                                 batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
+                                 recall_bar=cfg.bar.min_slice_recall)
+    else:
+        ev = evaluate_candidate(detector.predict, eval_images, gt, spec,
+                                CostModel(**vars(cfg.cost)), class_names, plot_dir=str(plot_dir),
+                                batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
+                                recall_bar=cfg.bar.min_slice_recall)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
     cost = ev.result.cost
     daily = cost[(cost["slice_column"] == "__all__") & (cost["metric"] == "cost.daily")]
@@ -91,9 +99,10 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
     mlflow_meta = record_run(context, tracker, name=f"{name}/{stage}", stage=stage,
                              candidate=name, params=run_params, metrics=metrics,
                              artifacts=artifacts)
-    worst = failing_slices(ev.metrics, "recall", k=10)
+    worst = failing_slices(ev.metrics, "recall", k=10)  # top-1 accuracy for classifiers
     summary = {"candidate": name, "stage": stage, "tables": paths, "plots": ev.plots,
-               "AP": ev.overall("AP"), "AP50": ev.overall("AP50"),
+               "task": cfg.task, "AP": ev.overall("AP"), "AP50": ev.overall("AP50"),
+               "accuracy": ev.overall("accuracy"),
                "recall": ev.overall("recall"), "precision": ev.overall("precision"),
                "daily_cost": daily_cost, "input_size": detector.input_size,
                "weights": detector.weights, "mlflow_run_id": mlflow_meta["mlflow_run_id"],
@@ -111,6 +120,8 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
 
 def _parameter_count(detector) -> int:
     """Trainable size of the model (orders candidates from lightest to heaviest)."""
+    if hasattr(detector, "num_parameters"):
+        return int(detector.num_parameters)
     try:
         return int(sum(p.numel() for p in detector.model.model.parameters()))
     except AttributeError:
@@ -188,10 +199,15 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
     suite = select_suite(s.corruptions, s.severities)
     context.log.info(f"{name} ({stage}): {len(suite)} stress conditions x {len(subset)} images")
     t0 = time.perf_counter()
+    predict, evaluate_fn = detector.predict, None
+    if cfg.task == "classify":  # a whole-frame box per crop; scored by top-1 accuracy
+        from preflight.classification import accuracy_evaluate_fn, frame_predict_fn
+
+        predict, evaluate_fn = frame_predict_fn(detector.predict), accuracy_evaluate_fn
     table, summary = stress_candidate(
-        detector.predict, subset, gt[gt["image_id"].isin(subset["image_id"])], suite,
+        predict, subset, gt[gt["image_id"].isin(subset["image_id"])], suite,
         operating_threshold=cfg.evaluation.operating_threshold,
-        class_names=cfg.taxonomy_obj.as_dict(), seed=s.seed)
+        class_names=cfg.taxonomy_obj.as_dict(), seed=s.seed, evaluate_fn=evaluate_fn)
     key = candidate_key(name)
     paths = write_tables(store, f"{key}/{stage}", {"stress": table, "stress_summary": summary})
     recall = table[(table["metric"] == "recall") & (table["family"] != "clean")].copy()
@@ -235,7 +251,7 @@ def run_latency(context, *, stage: str, name: str, detector, settings: SettingsR
                            server_queries=lat.server_queries if not quick else 20,
                            server_max_seconds=lat.server_max_seconds,
                            latency_bound_ms=cfg.bar.latency_budget_p99_ms,
-                           search_steps=3 if quick else 6,
+                           search_steps=3 if quick else lat.search_steps,
                            cold_start=lat.cold_start and not quick)
     factory, kwargs = detector.latency_spec()
     frame = read_rgb(eval_images["path"].iloc[0])

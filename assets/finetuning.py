@@ -29,11 +29,16 @@ def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, se
 
     cfg = settings.load()
     ft = cfg.finetune
-    view = write_yolo_view(images, boxes, cfg.taxonomy_obj,
-                           store.path("datasets", run_name, "x").parent, seed=ft.seed)
     out_dir = store.path("runs", run_name, "x").parent
     context.log.info(f"fine-tuning {detector.name} on {len(images)} images for {ft.epochs} "
                      f"epochs ({policy.describe()})")
+    if cfg.task == "classify":  # the pool rows are the training set; freeze from the candidate
+        if "split" in images.columns and (images["split"] == "eval").any():
+            raise dg.Failure("refusing to train on evaluation-set images")
+        return detector.train(images, out_dir, epochs=ft.epochs, batch=ft.batch,
+                              lr=ft.lr0 or 1e-3, augment=policy.albumentations(), seed=ft.seed)
+    view = write_yolo_view(images, boxes, cfg.taxonomy_obj,
+                           store.path("datasets", run_name, "x").parent, seed=ft.seed)
 
     def on_epoch(trainer) -> None:
         context.log.info(f"{run_name}: epoch {trainer.epoch + 1}/{trainer.epochs} done")
@@ -41,7 +46,7 @@ def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, se
     return detector.train(view, out_dir, epochs=ft.epochs, batch=ft.batch, freeze=ft.freeze,
                           seed=ft.seed, lr0=ft.lr0, augment=policy.hyp,
                           albumentations=policy.albumentations(), progress=False,
-                          callbacks={"on_fit_epoch_end": on_epoch})
+                          callbacks={"on_train_epoch_end": on_epoch})
 
 
 def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.AssetsDefinition]:
@@ -71,9 +76,11 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
         history = result.history
         paths = write_tables(store, f"{key}/finetuned", {"training_history": history})
         ft = cfg.finetune
+        freeze = (zoo.candidate(candidate).freeze or "none") if cfg.task == "classify" \
+            else ft.freeze
         run = record_run(context, tracker, name=f"{candidate}/finetune", stage="finetune",
                          candidate=candidate,
-                         params={"epochs": ft.epochs, "batch": ft.batch, "freeze": ft.freeze,
+                         params={"epochs": ft.epochs, "batch": ft.batch, "freeze": freeze,
                                  "pool_images": len(pool), "policy": policy.describe(),
                                  "policy_reasons": " | ".join(policy.reasons),
                                  "base_weights": offtheshelf_eval["weights"]},
@@ -133,9 +140,16 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
                                        store=store, run_name=f"{key}/curve_{pct}",
                                        policy=policy).checkpoint)
             det = zoo.finetuned_detector(candidate, weights)
-            ev = evaluate_candidate(det.predict, eval_images, gt, spec,
-                                    CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
-                                    batch_size=cfg.evaluation.batch_size)
+            if cfg.task == "classify":
+                from preflight.classification import evaluate_classifier
+
+                ev = evaluate_classifier(det.predict, eval_images, spec,
+                                         CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
+                                         batch_size=cfg.evaluation.batch_size)
+            else:
+                ev = evaluate_candidate(det.predict, eval_images, gt, spec,
+                                        CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
+                                        batch_size=cfg.evaluation.batch_size)
             frames.append(ev.metrics.assign(n_train_images=len(subset), fraction=fraction))
             context.log.info(f"learning curve {candidate}: {len(subset)} images -> recall "
                              f"{ev.overall('recall'):.3f}")

@@ -37,6 +37,14 @@ def production_sample(
             context.log.info(f"generated {summary.n_images} images, {summary.n_boxes} boxes "
                              f"in {summary.seconds:.1f}s at {landing}")
         source = f"embedded synthetic sample ({s.profile}, seed {s.seed})"
+        if settings.load().task == "classify":  # object crops of the same frames
+            from preflight.data.classify import crops_from_detection_sample
+
+            crops = landing.with_name(landing.name + "_crops")
+            if not (crops / "crops.json").is_file():
+                summary = crops_from_detection_sample(landing, crops)
+                context.log.info(f"cut {summary.n_crops} crops from {summary.n_frames} frames")
+            landing, source = crops, source + ", object crops"
     n_files = sum(1 for p in (landing / "images").glob("*") if p.is_file()) \
         if (landing / "images").is_dir() else None
     return dg.Output(
@@ -56,14 +64,17 @@ def ingested_sample(
     from preflight.data.ingest import ingest
 
     cfg = settings.load()
-    result = ingest(
-        production_sample["path"],
-        taxonomy=cfg.taxonomy_obj,
-        fmt=cfg.data.format,
-        metadata_path=cfg.data.metadata_path,
-        eval_fraction=cfg.data.eval_fraction,
-        group_window_minutes=cfg.data.group_window_minutes,
-    )
+    if cfg.task == "classify":
+        result = _ingest_classification(production_sample["path"], cfg)
+    else:
+        result = ingest(
+            production_sample["path"],
+            taxonomy=cfg.taxonomy_obj,
+            fmt=cfg.data.format,
+            metadata_path=cfg.data.metadata_path,
+            eval_fraction=cfg.data.eval_fraction,
+            group_window_minutes=cfg.data.group_window_minutes,
+        )
     paths = {
         "images": str(store.write_table("ingested_images", result.images)),
         "boxes": str(store.write_table("ingested_boxes", result.boxes)),
@@ -86,6 +97,21 @@ def ingested_sample(
             "stats": dg.MetadataValue.json(_jsonable(result.stats)),
         },
     )
+
+
+def _ingest_classification(path: str, cfg):
+    """A classification sample (ImageFolder / labels.csv): one whole-image box per image, so
+    validation and everything after it read the same tables as for detection."""
+    from preflight.classification import as_validation_images, whole_image_boxes
+    from preflight.data.classify import read_classification_sample, sample_stats
+    from preflight.data.ingest import IngestResult
+
+    images, quarantine = read_classification_sample(
+        path, cfg.taxonomy_obj, metadata_path=cfg.data.metadata_path,
+        eval_fraction=cfg.data.eval_fraction, group_window_minutes=cfg.data.group_window_minutes)
+    images = as_validation_images(images)
+    return IngestResult(images, whole_image_boxes(images), quarantine,
+                        sample_stats(images, quarantine))
 
 
 def _jsonable(obj):

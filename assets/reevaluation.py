@@ -92,7 +92,7 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
                     tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
         """Sliced (tiled) inference when small-object recall fails: the recall it recovers and
         the latency it costs, measured side by side on the same frames."""
-        from preflight.evaluation import predict_images, read_rgb
+        from preflight.evaluation import predict_images, read_rgb, stratified_subset
         from preflight.latency import percentiles, time_single_stream
         from preflight.models.tiling import TiledPredictor, tiling_gain
 
@@ -113,7 +113,14 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
         tiled = TiledPredictor(detector.predict, tile=cfg.tiling.tile,
                                overlap=cfg.tiling.overlap)
         t0 = time.perf_counter()
+        # the frames that hold small objects (tiling is judged on their recall), a subset
+        small_ids = set(gt.loc[gt["w"] * gt["h"] < 32**2, "image_id"])
+        eval_images = stratified_subset(eval_images[eval_images["image_id"].isin(small_ids)],
+                                        cfg.tiling.max_images, cfg.evaluation.slice_columns,
+                                        cfg.evaluation.seed)
+        gt = gt[gt["image_id"].isin(eval_images["image_id"])]
         full_dt = pd.read_parquet(offtheshelf_eval["tables"]["predictions"])
+        full_dt = full_dt[full_dt["image_id"].isin(eval_images["image_id"])]
         tiled_dt = predict_images(tiled, eval_images, batch_size=cfg.evaluation.batch_size)
         gain = tiling_gain(gt, full_dt, tiled_dt, eval_images,
                            operating_threshold=cfg.evaluation.operating_threshold,
@@ -145,6 +152,6 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
         return dg.Output(jsonable(value), metadata={
             "recall_small_full": gain.recall_full, "recall_small_tiled": gain.recall_tiled,
             "p99_ms_full": plain_ms[2], "p99_ms_tiled": tiled_ms[2],
-            "passes_per_frame": value["passes_per_frame"], **run})
+            "passes_per_frame": value["passes_per_frame"], "frames": len(eval_images), **run})
 
     return tiling_eval

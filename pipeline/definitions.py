@@ -41,7 +41,8 @@ def build_assets() -> list:
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from preflight.config import load_settings
 
-    ft = load_settings().finetune
+    settings = load_settings()
+    ft = settings.finetune
     names = [c.name for c in ModelZoo().candidates()]
     finetuned = set(ft.candidates or names) & set(names)
     curves = (finetuned if "*" in ft.learning_curve_candidates
@@ -49,7 +50,8 @@ def build_assets() -> list:
     assets: list = [production_sample, ingested_sample, validated_labels, model_zoo]
     for name in names:
         assets.extend(build_candidate_eval_assets(name))
-        assets.append(build_tiling_asset(name))
+        if settings.task == "detect":  # tiling is a remedy for small objects in frames
+            assets.append(build_tiling_asset(name))
         if name in finetuned:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))

@@ -157,6 +157,8 @@ class LatencySettings:
     load_workers: int = 1
     server_queries: int = 80
     server_max_seconds: float = 10.0
+    #: rate-search steps for the highest Poisson rate that meets the latency bound
+    search_steps: int = 6
     cold_start: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
 
@@ -200,6 +202,9 @@ class TilingSettings:
     enabled: bool = True
     tile: int = 160
     overlap: float = 0.2
+    #: evaluation frames with small objects that tiling is measured on (tiling multiplies the
+    #: forward passes per frame, so a subset keeps the demo short)
+    max_images: int = 40
 
     def __post_init__(self) -> None:
         _check(self.tile >= 32, "tiling.tile", "must be >= 32")

@@ -297,18 +297,20 @@ def draw_evaluation_plots(result: FailureDistribution, predictions: pd.DataFrame
 
 def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame, suite,
                      *, operating_threshold: float, class_names: dict[int, str], seed: int = 0,
-                     batch_size: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     batch_size: int = 8, evaluate_fn=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stress table (AP, AP50, recall per family/corruption/severity with rPC) and its
-    per-family summary (mPC, rPC, worst condition)."""
+    per-family summary (mPC, rPC, worst condition). ``evaluate_fn(gt, dt, images) -> {metric:
+    value}`` replaces the detection metrics (e.g. top-1 accuracy for a classifier)."""
     from preflight.metrics.detection import summary_metrics
     from preflight.stress import stress_evaluate, summarize_rpc
 
-    def evaluate_fn(g, d, imgs):
+    def detection_metrics(g, d, imgs):
         return summary_metrics(g, d, imgs, operating_threshold=operating_threshold,
                                class_names=class_names)
 
-    table = stress_evaluate(predict_fn, stress_inputs(images, gt), evaluate_fn, suite, seed=seed,
-                            batch_size=batch_size, metrics=["AP", "AP50", "recall", "precision"])
+    metrics = None if evaluate_fn else ["AP", "AP50", "recall", "precision"]
+    table = stress_evaluate(predict_fn, stress_inputs(images, gt), evaluate_fn or detection_metrics,
+                            suite, seed=seed, batch_size=batch_size, metrics=metrics)
     return table, summarize_rpc(table)
 
 

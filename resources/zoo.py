@@ -31,15 +31,23 @@ class ModelZoo(dg.ConfigurableResource):
         return Path(self.zoo_dir).resolve() if self.zoo_dir else default_zoo_dir()
 
     def detector(self, name: str):
-        """The loaded off-the-shelf detector of candidate ``name``."""
-        from preflight.models.ultralytics_adapter import UltralyticsDetector
-
-        return UltralyticsDetector.from_candidate(self.candidate(name), self.directory(),
-                                                  self.device)
+        """The loaded off-the-shelf model of candidate ``name`` (an ultralytics detector or a
+        timm classifier, by its family)."""
+        cand = self.candidate(name)
+        return _adapter(cand).from_candidate(cand, self.directory(), self.device)
 
     def finetuned_detector(self, name: str, weights: str):
-        from preflight.models.ultralytics_adapter import UltralyticsDetector
-
+        """A fine-tuned checkpoint of candidate ``name`` (it speaks the operational taxonomy)."""
         cand = self.candidate(name)
-        return UltralyticsDetector.from_weights(weights, name=f"{name}-finetuned",
-                                                input_size=cand.input_size, device=self.device)
+        return _adapter(cand).from_weights(weights, name=f"{name}-finetuned",
+                                           input_size=cand.input_size, device=self.device)
+
+
+def _adapter(candidate: Candidate):
+    if candidate.family == "timm":
+        from preflight.models.timm_adapter import TimmClassifier
+
+        return TimmClassifier
+    from preflight.models.ultralytics_adapter import UltralyticsDetector
+
+    return UltralyticsDetector

@@ -425,8 +425,18 @@ def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], t
 
 
 def _heavier_name(cand: CandidateEvidence, peers: Sequence[CandidateEvidence]) -> str:
+    """The heavier candidate to move to: one that already recalls more off-the-shelf (the
+    lightest such), else the next size up."""
+    def recall(p: CandidateEvidence) -> float:
+        t = p.offtheshelf
+        row = t[(t["slice_column"] == OVERALL) & (t["metric"] == "recall")]
+        return float(row["value"].iloc[0]) if len(row) else math.nan
+
     heavier = sorted((p for p in peers if p.size_rank > cand.size_rank),
                      key=lambda p: (p.family != cand.family, p.size_rank, p.name))
+    better = [p for p in heavier if recall(p) > recall(cand)]
+    if better:
+        return better[0].name
     return heavier[0].name if heavier else f"the next size up in the {cand.family or 'same'} family"
 
 
@@ -623,7 +633,7 @@ def grouped_changes(arch: pd.DataFrame, shown: int = 4) -> list[str]:
         if len(group) == 1:
             out.append(first)
             continue
-        labels = [slice_where(*k) for k in group[KEY].itertuples(index=False)]
+        labels = [slice_label(*k) for k in group[KEY].itertuples(index=False)]
         more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
         change = re.split(r": |; ", first, maxsplit=1)[0]
         out.append(f"{change} (for {len(labels)} rows: {', '.join(labels[:shown])}{more})")

@@ -1,0 +1,87 @@
+"""The classification task through the same pass: crops of a tiny generated sample, one tiny
+timm candidate, every stage materialised by Dagster, results asserted on the stored outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from conftest import no_network
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tiny_classify"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("clshome")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFLIGHT_HOME", str(home))
+    patch.setenv("PREFLIGHT_CONFIG", str(FIXTURES / "preflight.yaml"))
+    patch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+    patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
+    (home / "dagster").mkdir()
+    from pipeline.definitions import build_definitions
+
+    with no_network() as attempts, dg.instance_for_test(temp_dir=str(home / "dagster")) as inst:
+        defs = build_definitions()
+        result = defs.resolve_job_def("preflight_pass").execute_in_process(instance=inst)
+        yield home, result, defs
+    patch.undo()
+    assert not attempts, f"the classification pass reached for the network: {attempts}"
+
+
+def _table(home: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(home / "tables" / f"{name}.parquet")
+
+
+def test_every_stage_of_the_classification_pass(run):
+    home, result, defs = run
+    assert result.success
+    keys = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in result.get_asset_materialization_events()}
+    assert {"validated_labels", "model_zoo", "tinycls/offtheshelf_eval",
+            "tinycls/offtheshelf_stress", "tinycls/offtheshelf_latency",
+            "tinycls/finetuned_model", "tinycls/learning_curve", "tinycls/reeval",
+            "decision"} <= keys
+    assert not any(k.endswith("tiling_eval") for k in keys)  # a detection-only remedy
+
+
+def test_crops_are_validated_like_boxes(run):
+    home, _, _ = run
+    images = _table(home, "validated_images")
+    boxes = _table(home, "validated_boxes")
+    assert len(images) == len(boxes) > 20  # one whole-image label per crop
+    assert (boxes["w"] == images.set_index("image_id").loc[boxes["image_id"], "width"].values).all()
+    assert set(images["split"]) == {"finetune", "eval"}
+
+
+def test_classifier_metrics_stress_and_latency(run):
+    home, _, _ = run
+    metrics = _table(home, "tinycls/offtheshelf/metrics")
+    overall = metrics[metrics["slice_column"] == "__all__"].set_index("metric")["value"]
+    assert {"accuracy", "recall", "precision", "macro_F1", "ECE"} <= set(overall.index)
+    assert overall["recall"] == overall["accuracy"]
+    assert {"camera", "lighting", "size_bin"} <= set(metrics["slice_column"])
+    preds = _table(home, "tinycls/offtheshelf/predictions")
+    assert {"image_id", "label", "class_id", "score"} <= set(preds.columns)
+    stress = _table(home, "tinycls/offtheshelf/stress")
+    assert set(stress["metric"]) == {"accuracy", "recall"}
+    assert {"distribution_shift", "occlusion", "resolution"} <= set(stress["family"])
+    latency = _table(home, "tinycls/offtheshelf/latency").iloc[0]
+    assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+
+
+def test_finetuned_classifier_and_decision(run):
+    home, _, _ = run
+    after = _table(home, "tinycls/finetuned/metrics")
+    assert "accuracy" in set(after["metric"])
+    decision = json.loads((home / "reports" / "decision.json").read_text())
+    assert decision["overall"]["verdict"] in ("ship off-the-shelf", "fine-tune", "replace",
+                                              "collect more data first")
+    champion = json.loads((home / "reports" / "champion.json").read_text())
+    if champion.get("candidate"):
+        assert champion["registered_model"] == "preflight-classifier"
