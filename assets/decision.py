@@ -49,13 +49,13 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
         saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed)
 
 
-def build_decision_asset(candidates: list[str], finetuned: set[str],
-                         curves: set[str]) -> dg.AssetsDefinition:
+def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set[str],
+                         tiling: bool = True) -> dg.AssetsDefinition:
     """The decision asset over every candidate's per-candidate assets."""
     ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
     for name in candidates:
         key = candidate_key(name)
-        wanted = ["offtheshelf_eval", "offtheshelf_latency", "tiling_eval"]
+        wanted = ["offtheshelf_eval", "offtheshelf_latency"] + (["tiling_eval"] if tiling else [])
         if name in finetuned:
             wanted += ["finetuned_model", "reeval", "reeval_latency"]
         if name in curves:

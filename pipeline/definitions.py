@@ -55,7 +55,8 @@ def build_assets() -> list:
         if name in finetuned:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))
-    assets.append(build_decision_asset(names, finetuned, curves))
+    assets.append(build_decision_asset(names, finetuned, curves,
+                                       tiling=settings.task == "detect"))
     return [*assets, batch_labels, batch_champion_eval, drift_report]
 
 
