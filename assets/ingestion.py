@@ -45,7 +45,7 @@ def production_sample(
                 summary = crops_from_detection_sample(landing, crops)
                 context.log.info(f"cut {summary.n_crops} crops from {summary.n_frames} frames")
             landing, source = crops, source + ", object crops"
-    n_files = sum(1 for p in (landing / "images").glob("*") if p.is_file()) \
+    n_files = sum(1 for p in (landing / "images").rglob("*") if p.is_file()) \
         if (landing / "images").is_dir() else None
     return dg.Output(
         {"path": str(landing), "source": source},
