@@ -139,8 +139,12 @@ def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
     run = record_run(context, tracker, name="drift", stage="drift",
                      candidate=champion["candidate"],
                      params={"batches": ",".join(batches) or "none", "psi_fail": cfg.drift.psi_fail},
-                     metrics=_drift_metrics(current),
+                     metrics={},
                      artifacts=[("plots", str(chart))] if chart else [])
+    for batch in batches:  # one MLflow time series per monitored feature, stepped by week
+        rows = current[current["batch"] == batch]
+        tracker.log_metrics(run["mlflow_run_id"], _drift_metrics(rows),
+                            step=int(np.nan_to_num(_batch_week(store, batch))))
     worst = summarise([current])["level"] if len(current) else "ok"
     if worst == "fail" and cfg.drift.retrigger_on_fail:
         context.log.warning("drift fails: the retrigger sensor will request preflight_pass")
@@ -186,12 +190,15 @@ def _batch_week(store: PreflightStore, batch: str) -> float:
     return float(images["week"].median()) if "week" in images.columns else float("nan")
 
 
-def _drift_metrics(current: pd.DataFrame) -> dict[str, float]:
-    """PSI / statistic per batch and feature, for MLflow (``drift.<batch>.<kind>.<feature>``)."""
+def _drift_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """One batch's drift as MLflow metrics ``drift.<kind>.<feature>`` (PSI, or the statistic:
+    AUC for embeddings, the change for performance rows) plus the current performance value."""
     out = {}
-    for r in current.to_dict("records") if len(current) else []:
+    for r in rows.to_dict("records"):
         value = r["psi"] if np.isfinite(r.get("psi", np.nan)) else r["statistic"]
-        out[f"drift.{r['batch']}.{r['kind']}.{r['feature']}"] = float(value)
+        out[f"drift.{r['kind']}.{r['feature']}"] = float(value)
+        if r["kind"] == "performance" and np.isfinite(r.get("current_value", np.nan)):
+            out[f"perf.{r['feature']}"] = float(r["current_value"])
     return out
 
 

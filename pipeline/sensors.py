@@ -57,7 +57,7 @@ def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
         level = mat.metadata.get("worst_level")
         if level is None or level.value != "fail":
             return dg.SkipReason(f"drift level {level.value if level else 'unknown'}: nothing to do")
-        return dg.RunRequest(run_key=f"drift-retrigger-{asset_event.storage_id}",
+        return dg.RunRequest(run_key=f"drift-retrigger-{asset_event.run_id}",
                              tags={"preflight/trigger": "drift"})
 
     return drift_retrigger_sensor

@@ -224,3 +224,21 @@ def test_drifted_week_is_flagged_and_undrifted_is_not(env, defs, pass_run):
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["input_drift"].passed
     assert (env["home"] / "reports" / "drift_timeseries.png").is_file()
+
+
+def test_failing_drift_retriggers_the_pass_only_when_configured(env, defs, pass_run, tmp_path,
+                                                               monkeypatch):
+    """The drift report above failed; the retrigger sensor requests preflight_pass once."""
+    sensor = defs.get_sensor_def("drift_retrigger_sensor")
+
+    def tick():
+        with dg.build_sensor_context(instance=env["instance"], definitions=defs) as ctx:
+            return list(sensor(ctx) or [])
+
+    results = tick()
+    assert all(isinstance(r, dg.SkipReason) for r in results)  # off by default
+    config = tmp_path / "retrigger.yaml"
+    config.write_text(f"base: {FIXTURES / 'preflight.yaml'}\ndrift: {{retrigger_on_fail: true}}\n")
+    monkeypatch.setenv("PREFLIGHT_CONFIG", str(config))
+    requests = [r for r in tick() if isinstance(r, dg.RunRequest)]
+    assert len(requests) == 1 and requests[0].run_key.startswith("drift-retrigger-")
