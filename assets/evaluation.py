@@ -118,6 +118,19 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
         **mlflow_meta})
 
 
+def _with_threads(threads: int | None, measure):
+    """Run ``measure()`` with torch limited to ``threads`` intra-op threads (then restore)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return measure()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _parameter_count(detector) -> int:
     """Trainable size of the model (orders candidates from lightest to heaviest)."""
     if hasattr(detector, "num_parameters"):
@@ -256,7 +269,8 @@ def run_latency(context, *, stage: str, name: str, detector, settings: SettingsR
     factory, kwargs = detector.latency_spec()
     frame = read_rgb(eval_images["path"].iloc[0])
     context.log.info(f"{name} ({stage}): measuring latency on {config.iterations} frames")
-    report = measure_latency(detector.predict, frame, config, spec=ModelSpec(factory, kwargs))
+    report = _with_threads(lat.threads, lambda: measure_latency(
+        detector.predict, frame, config, spec=ModelSpec(factory, kwargs)))
     values = report.to_dict()
     key = candidate_key(name)
     paths = write_tables(store, f"{key}/{stage}", {"latency": report.to_frame()})
@@ -264,6 +278,7 @@ def run_latency(context, *, stage: str, name: str, detector, settings: SettingsR
     mlflow_meta = record_run(context, tracker, name=f"{name}/{stage}-latency",
                              stage=f"{stage}-latency", candidate=name,
                              params={"device": report.device, "iterations": config.iterations,
+                             "threads": lat.threads or "default",
                                      "load_workers": config.load_workers,
                                      "latency_bound_ms": config.latency_bound_ms},
                              metrics=numeric, artifacts=[("tables", paths["latency"])])

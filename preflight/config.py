@@ -161,6 +161,10 @@ class LatencySettings:
     search_steps: int = 6
     cold_start: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
+    #: CPU threads per inference stream while timing (None: the framework's default). One
+    #: thread per stream is what a shared CPU box runs; more threads than free cores collapse
+    #: under co-tenant load (measured: 3 ms idle -> 150-230 ms p99 for timm nets on 2 cores).
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         _check(self.iterations >= 5, "latency.iterations", "must be >= 5")

@@ -329,11 +329,8 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
                   else None, "model_classes": cand.model_classes,
                   "class_map": cand.class_map, "train": train_cfg,
                   "data_fingerprint": data_info["fingerprint"]}
-        entry = manifest.models.get(zoo_name)
         ckpt = zoo_dir / f"{zoo_name}.pt"
-        if (not force and entry and entry.get("config") == config and ckpt.is_file()
-                and sha256_file(ckpt) == entry.get("sha256")):
-            log.info("zoo: %s is up to date (cached)", zoo_name)
+        if not force and _up_to_date(manifest, zoo_name, config, ckpt):
             cached.append(zoo_name)
             continue
         view = prepare_view(data_path, cand.model_classes, cand.class_map, zoo_dir / "data" / "views",
@@ -373,6 +370,16 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
                            "built": built, "cached": cached, "device": dev}
     manifest.save()
     return manifest
+
+
+def _up_to_date(manifest: Manifest, zoo_name: str, config: dict, ckpt: Path) -> bool:
+    """The manifest entry was built with ``config`` and its checkpoint still has its sha256."""
+    entry = manifest.models.get(zoo_name)
+    fresh = bool(entry and entry.get("config") == config and ckpt.is_file()
+                 and sha256_file(ckpt) == entry.get("sha256"))
+    if fresh:
+        log.info("zoo: %s is up to date (cached)", zoo_name)
+    return fresh
 
 
 def _count(folder: Path) -> int:
@@ -424,11 +431,8 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
     config = {"arch": cand.arch, "family": cand.family, "model_classes": cand.model_classes,
               "class_map": cand.class_map, "train": train_cfg,
               "data_fingerprint": data_info["fingerprint"]}
-    entry = manifest.models.get(zoo_name)
     ckpt = zoo_dir / f"{zoo_name}.pt"
-    if (not force and entry and entry.get("config") == config and ckpt.is_file()
-            and sha256_file(ckpt) == entry.get("sha256")):
-        log.info("zoo: %s is up to date (cached)", zoo_name)
+    if not force and _up_to_date(manifest, zoo_name, config, ckpt):
         return False
     crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
     images, quarantine = read_classification_sample(crops, seed=seed)
