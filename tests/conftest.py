@@ -37,3 +37,25 @@ def offline_home(tmp_path_factory):
     with no_network(str(tmp_path_factory.mktemp("home"))) as attempts:
         yield
     assert not attempts, f"network access attempted: {attempts}"
+
+
+@contextlib.contextmanager
+def project(home, config) -> Iterator:
+    """A project home and settings file in the environment, an offline guard and a Dagster
+    instance in the home: what the pipeline tests materialise into."""
+    import dagster as dg
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFLIGHT_HOME", str(home))
+    patch.setenv("PREFLIGHT_CONFIG", str(config))
+    patch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+    patch.setenv("YOLO_OFFLINE", "1")
+    patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
+    (home / "dagster").mkdir(exist_ok=True)
+    try:
+        with no_network() as attempts, \
+                dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+            yield instance
+        assert not attempts, f"the pipeline reached for the network: {attempts}"
+    finally:
+        patch.undo()

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import no_network
+from conftest import project
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 pytestmark = pytest.mark.slow
@@ -24,17 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("pfhome")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PREFLIGHT_HOME", str(home))
-    patch.setenv("PREFLIGHT_CONFIG", str(FIXTURES / "preflight.yaml"))
-    patch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
-    patch.setenv("YOLO_OFFLINE", "1")
-    patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
-    (home / "dagster").mkdir()
-    with no_network() as attempts, dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+    with project(home, FIXTURES / "preflight.yaml") as instance:
         yield {"home": home, "instance": instance}
-    patch.undo()
-    assert not attempts, f"the pipeline reached for the network: {attempts}"
 
 
 @pytest.fixture(scope="module")

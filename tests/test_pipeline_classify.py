@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 import pytest
-from conftest import no_network
+from conftest import project
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny_classify"
 pytestmark = pytest.mark.slow
@@ -17,21 +16,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    home = tmp_path_factory.mktemp("clshome")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PREFLIGHT_HOME", str(home))
-    patch.setenv("PREFLIGHT_CONFIG", str(FIXTURES / "preflight.yaml"))
-    patch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
-    patch.delenv("PREFLIGHT_CANDIDATES", raising=False)
-    (home / "dagster").mkdir()
     from pipeline.definitions import build_definitions
 
-    with no_network() as attempts, dg.instance_for_test(temp_dir=str(home / "dagster")) as inst:
+    home = tmp_path_factory.mktemp("clshome")
+    with project(home, FIXTURES / "preflight.yaml") as instance:
         defs = build_definitions()
-        result = defs.resolve_job_def("preflight_pass").execute_in_process(instance=inst)
+        result = defs.resolve_job_def("preflight_pass").execute_in_process(instance=instance)
         yield home, result, defs
-    patch.undo()
-    assert not attempts, f"the classification pass reached for the network: {attempts}"
 
 
 def _table(home: Path, name: str) -> pd.DataFrame:
