@@ -15,7 +15,6 @@ the lightest candidate that ships (ties: daily cost, then p99 latency, then name
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,83 +22,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from preflight.decide.learning_curve import LearningCurveFit, curves_table
-from preflight.taxonomy import LOOKALIKE_PAIRS
+from preflight.decide.bar import (
+    FAIL,
+    FINE_TUNED,
+    KEY,
+    NOT_ENOUGH,
+    OFF_THE_SHELF,
+    OVERALL,
+    PASS,
+    REQUIRED_COLUMNS,
+    Bar,
+    DecisionInputError,
+    bar_table,
+    interval_status,
+)
+from preflight.decide.candidate_tables import SLICE_COLUMNS, _classified, _curves, _long_rows
+from preflight.decide.classify_failure import (
+    ARCHITECTURE_BOUND,
+    DATA_SOLVABLE,
+    ROUTE_DATA,
+    ROUTE_FINETUNE,
+    ROUTE_MODEL,
+    SIZE_BIN_SIDE,
+    _heavier_name,
+    _lighter_name,
+    failure_summary,
+    grouped_changes,
+    object_side_at_input,
+    slice_label,
+    slice_where,
+)
+from preflight.decide.learning_curve import LearningCurveFit
 
-OVERALL = "__all__"
-OFF_THE_SHELF, FINE_TUNED = "off-the-shelf", "fine-tuned"
 SHIP, FINE_TUNE, REPLACE, COLLECT = ("ship off-the-shelf", "fine-tune", "replace",
                                      "collect more data first")
-PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
-DATA_SOLVABLE, ARCHITECTURE_BOUND = "data-solvable", "architecture-bound"
-ROUTE_DATA, ROUTE_MODEL, ROUTE_FINETUNE = "data collection", "model change", "fine-tune"
-KEY = ["slice_column", "slice_value", "metric"]
-REQUIRED_COLUMNS = ("slice_column", "slice_value", "metric", "value", "ci_low", "ci_high", "thin")
-#: object side range (px, sqrt of area) of each COCO size bin
-SIZE_BIN_SIDE = {"small": (0.0, 32.0), "medium": (32.0, 96.0), "large": (96.0, math.inf)}
-SLICE_COLUMNS = ["candidate", "stage", *KEY, "value", "ci_low", "ci_high", "n_images", "n_boxes",
-                 "thin", "bar", "status", "fixed_by_finetune", "improved_by_finetune",
-                 "failure_kind", "basis", "route", "remedy", "images_needed",
-                 "images_needed_low", "images_needed_high"]
 
-
-class DecisionInputError(ValueError):
-    """The decision inputs are inconsistent (missing columns, duplicate rows, bad numbers)."""
-
-
-@dataclass(frozen=True)
-class Bar:
-    """The operational bar (``config.BarSettings``) plus the architecture thresholds."""
-
-    min_recall: Mapping[str, float] = field(default_factory=lambda: {"default": 0.6})
-    min_precision: Mapping[str, float] = field(default_factory=lambda: {"default": 0.5})
-    min_slice_recall: float = 0.5
-    latency_budget_p99_ms: float = 250.0
-    daily_cost_ceiling: float | None = None
-    labelling_budget_images: int = 2000
-    #: objects whose side (sqrt of area) at model input is below this many pixels count as
-    #: architecture-bound (``decision.small_object_px``)
-    small_object_px: float = 16.0
-    #: fine-tuning "improved" a row when its value rose by at least this much and the fine-tuned
-    #: interval excludes the off-the-shelf value (``decision.min_improvement``)
-    min_improvement: float = 0.05
-    lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS
-
-    def __post_init__(self) -> None:
-        for name in ("min_recall", "min_precision"):
-            if "default" not in getattr(self, name):
-                raise DecisionInputError(f"bar.{name} needs a 'default' entry")
-
-    @classmethod
-    def from_settings(cls, settings: Any, decision: Any = None, *,
-                      lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS) -> Bar:
-        """From ``config.BarSettings`` plus ``small_object_px``/``min_improvement`` from
-        ``config.DecisionSettings`` (defaults when ``decision`` is None)."""
-        extra = {k: float(getattr(decision, k)) for k in ("small_object_px", "min_improvement")
-                 if decision is not None and hasattr(decision, k)}
-        return cls(min_recall=dict(settings.min_recall),
-                   min_precision=dict(settings.min_precision),
-                   min_slice_recall=float(settings.min_slice_recall),
-                   latency_budget_p99_ms=float(settings.latency_budget_p99_ms),
-                   daily_cost_ceiling=settings.daily_cost_ceiling,
-                   labelling_budget_images=int(settings.labelling_budget_images),
-                   lookalike_pairs=tuple(lookalike_pairs), **extra)
-
-    def lookalike_of(self, class_name: str) -> str | None:
-        for a, b in self.lookalike_pairs:
-            if class_name in (a, b):
-                return b if class_name == a else a
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"min_recall": dict(self.min_recall), "min_precision": dict(self.min_precision),
-                "min_slice_recall": self.min_slice_recall,
-                "latency_budget_p99_ms": self.latency_budget_p99_ms,
-                "daily_cost_ceiling": self.daily_cost_ceiling,
-                "labelling_budget_images": self.labelling_budget_images,
-                "small_object_px": self.small_object_px,
-                "min_improvement": self.min_improvement,
-                "lookalike_pairs": [list(p) for p in self.lookalike_pairs]}
+#: the names this module has always offered, wherever they now live
+__all__ = [
+    "ARCHITECTURE_BOUND", "COLLECT", "DATA_SOLVABLE", "FAIL", "FINE_TUNE", "FINE_TUNED", "KEY",
+    "NOT_ENOUGH", "OFF_THE_SHELF", "OVERALL", "PASS", "REPLACE", "REQUIRED_COLUMNS",
+    "ROUTE_DATA", "ROUTE_FINETUNE", "ROUTE_MODEL", "SHIP", "SIZE_BIN_SIDE", "SLICE_COLUMNS",
+    "Bar", "CandidateEvidence", "CandidateVerdict", "Decision", "DecisionInputError",
+    "OverallDecision", "TilingResult", "bar_table", "decide", "failure_summary",
+    "grouped_changes", "interval_status", "object_side_at_input", "slice_label", "slice_where",
+]
 
 
 @dataclass(frozen=True)
@@ -246,280 +212,6 @@ def _json_safe(obj: Any) -> Any:
     return str(obj) if not isinstance(obj, str) else obj
 
 
-# ---------------------------------------------------------------- evaluation against the bar
-
-
-def bar_table(long: pd.DataFrame, bar: Bar, *, what: str = "metrics table") -> pd.DataFrame:
-    """The rows of a long metrics table that have a bar, with ``bar`` and ``status`` columns.
-
-    Overall rows: ``recall``/``precision`` (default bars) and ``recall.<class>``/
-    ``precision.<class>`` (per-class bars); slice rows: ``recall`` (``min_slice_recall``).
-    """
-    _check_long(long, what)
-    base = long["metric"].str.split(".", n=1).str[0]
-    cls = long["metric"].str.split(".", n=1).str[1].fillna("default")
-    overall = long["slice_column"] == OVERALL
-    rec = cls.map(lambda c: bar.min_recall.get(c, bar.min_recall["default"]))
-    prec = cls.map(lambda c: bar.min_precision.get(c, bar.min_precision["default"]))
-    threshold = np.select(
-        [overall & (base == "recall"), overall & (base == "precision"),
-         ~overall & (long["metric"] == "recall")],
-        [rec.to_numpy(dtype=float), prec.to_numpy(dtype=float), bar.min_slice_recall],
-        default=np.nan)
-    out = long.assign(bar=threshold)[np.isfinite(threshold)].copy()
-    for col in ("n_images", "n_boxes"):
-        if col not in out.columns:
-            out[col] = pd.NA
-    out["status"] = interval_status(out["ci_low"], out["ci_high"], out["bar"], out["thin"])
-    return out.reset_index(drop=True)
-
-
-def interval_status(ci_low: pd.Series, ci_high: pd.Series, bar: pd.Series,
-                    thin: pd.Series) -> np.ndarray:
-    """pass if ci_low >= bar, fail if ci_high < bar, else (or thin / no interval) not enough."""
-    lo, hi, b = (np.asarray(x, dtype=float) for x in (ci_low, ci_high, bar))
-    usable = ~np.asarray(thin, dtype=bool) & np.isfinite(lo) & np.isfinite(hi)
-    return np.select([usable & (lo >= b), usable & (hi < b)], [PASS, FAIL], default=NOT_ENOUGH)
-
-
-def _check_long(long: pd.DataFrame, what: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in long.columns]
-    if missing:
-        raise DecisionInputError(f"{what}: missing columns {missing} (the long metrics table "
-                                 f"has {list(REQUIRED_COLUMNS)} plus n_images, n_boxes)")
-    dup = long.duplicated(KEY)
-    if dup.any():
-        first = long.loc[dup, KEY].iloc[0].tolist()
-        raise DecisionInputError(f"{what}: duplicate rows for (slice_column, slice_value, "
-                                 f"metric) {first}")
-
-
-# ---------------------------------------------------------------- failure classification
-
-
-@dataclass(frozen=True)
-class _Failure:
-    kind: str
-    basis: str
-    route: str
-    remedy: str
-    need: tuple[float, float, float] = (math.nan, math.nan, math.nan)
-
-
-def slice_label(slice_column: str, slice_value: str, metric: str) -> str:
-    """Human name of a row: ``class sku_a (recall)``, ``lighting=dim (recall)``."""
-    cls = metric.split(".", 1)[1] if "." in metric else None
-    where = "overall" if slice_column == OVERALL else f"{slice_column}={slice_value}"
-    base = metric.split(".", 1)[0]
-    return f"class {cls} ({base})" if cls and slice_column == OVERALL else \
-        f"{where}{f' {cls}' if cls else ''} ({base})"
-
-
-def slice_where(slice_column: str, slice_value: str, metric: str) -> str:
-    """Where the images for a row come from: ``class sku_a``, ``lighting=dim``."""
-    cls = metric.split(".", 1)[1] if "." in metric else None
-    where = [] if slice_column == OVERALL else [f"{slice_column}={slice_value}"]
-    return " ".join([*where, *([f"class {cls}"] if cls else [])]) or "all"
-
-
-def object_side_at_input(slice_column: str, slice_value: str, input_size: int,
-                         image_size: int | None) -> tuple[float, float]:
-    """Object side range (px) at model input of a size slice; NaN for other slices.
-
-    ``input_size_bin`` is already at model input; ``size_bin`` is scaled by
-    ``input_size / image_size`` (letterbox resize of the long side).
-    """
-    low, high = SIZE_BIN_SIDE.get(str(slice_value), (math.nan, math.nan))
-    if slice_column == "size_bin":
-        scale = input_size / image_size if image_size else 1.0
-        return low * scale, high * scale
-    if slice_column == "input_size_bin":
-        return low, high
-    return math.nan, math.nan
-
-
-def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
-              peers: Sequence[CandidateEvidence]) -> _Failure:
-    """Data-solvable or architecture-bound, by the strongest evidence available."""
-    key = (row["slice_column"], row["slice_value"], row["metric"])
-    where = slice_where(*key)
-    target = float(row["bar"])
-    cls = row["metric"].split(".", 1)[1] if "." in row["metric"] else None
-    side = object_side_at_input(key[0], key[1], cand.input_size, cand.image_size)
-    if side[1] <= bar.small_object_px:  # every object of the slice is below the threshold
-        return _pixel_bound(cand, bar, side, target, peers)
-    curve = cand.learning_curves.get(key)
-    if curve is not None:
-        return _from_curve(curve, cand, bar, target, where, peers)
-    if bool(row["improved_by_finetune"]):
-        return _Failure(DATA_SOLVABLE, "fine-tune gain", ROUTE_DATA,
-                        f"collect more {where} images: fine-tuning raised it from "
-                        f"{row['value_ots']:.2f} to {row['value_ft']:.2f}; fit a learning curve "
-                        "to size the need")
-    if side[0] < bar.small_object_px:  # partly below the threshold, and data did not help
-        return _pixel_bound(cand, bar, side, target, peers)
-    partner = bar.lookalike_of(cls) if cls else None
-    if partner:
-        tried = "fine-tuning did not separate them" if _has_ft(row) else "look-alike pair"
-        return _Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
-                        f"a specialised second-stage classifier for {cls} vs {partner} on the "
-                        f"detector's crops, or a higher input size ({2 * cand.input_size}); "
-                        f"{tried}")
-    if key[0] == "occluded_bin" and key[1] == "heavy":
-        return _Failure(ARCHITECTURE_BOUND, "occlusion", ROUTE_MODEL,
-                        f"stronger context modelling: {_heavier_name(cand, peers)}, or "
-                        "segmentation; heavy occlusion exceeds a lightweight receptive field")
-    if cls in cand.no_analog_classes:
-        return _Failure(DATA_SOLVABLE, "no analog", ROUTE_DATA,
-                        f"label {cls} images and fine-tune: it has no analog in pre-training")
-    return _Failure(DATA_SOLVABLE, "prior", ROUTE_DATA,
-                    f"collect and label {where} images (a data-coverage gap by default); no "
-                    "learning curve to size the need")
-
-
-def _has_ft(row: pd.Series) -> bool:
-    return isinstance(row.get("status_ft"), str)
-
-
-def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, target: float,
-                where: str, peers: Sequence[CandidateEvidence]) -> _Failure:
-    need = curve.images_needed(target)
-    pool = float(cand.finetune_pool_images or curve.n_max)
-    extra = max(need[0] - pool, 0.0)
-    if np.isfinite(need[0]) and extra <= bar.labelling_budget_images:
-        return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
-                        f"label about {extra:.0f} more images rich in {where} (curve reaches "
-                        f"{target:.2f} at {need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}] images; "
-                        f"pool {pool:.0f})", need)
-    if curve.saturated or not curve.reaches(target):
-        return _Failure(ARCHITECTURE_BOUND, "learning curve", ROUTE_MODEL,
-                        f"a heavier model ({_heavier_name(cand, peers)}): the learning curve for "
-                        f"{where} levels off at {curve.a:.2f} (gain from doubling the data "
-                        f"{curve.gain_from_doubling():.3f}) against a bar of {target:.2f}", need)
-    return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
-                    f"label about {extra:.0f} more images rich in {where} (curve reaches "
-                    f"{target:.2f} at {need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}]), over the "
-                    f"labelling budget of {bar.labelling_budget_images}", need)
-
-
-def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], target: float,
-                 peers: Sequence[CandidateEvidence]) -> _Failure:
-    """Objects too small at model input: tiling (if measured and good enough), a higher input
-    size, or a heavier model with a small-object head."""
-    why = f"objects of {side[0]:.0f}-{side[1]:.0f} px at input {cand.input_size} (threshold " \
-          f"{bar.small_object_px:.0f} px)"
-    t = cand.tiling
-    if t is not None:
-        p99 = cand.latency(FINE_TUNED) + t.extra_latency_p99_ms
-        tried = f"tiling {t.tiles}: recall {t.recall:.2f} [{t.ci_low:.2f}, {t.ci_high:.2f}] " \
-                f"at p99 {p99:.0f} ms"
-        if t.ci_low >= target and p99 <= bar.latency_budget_p99_ms:
-            return _Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
-                            f"tiling ({tried}, within the {bar.latency_budget_p99_ms:.0f} ms "
-                            f"budget); {why}")
-        why = f"{why}; {tried} does not clear the bar within budget"
-    options = "" if t is not None else " or tiling"
-    return _Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
-                    f"a higher input size ({2 * cand.input_size}){options}, or "
-                    f"{_heavier_name(cand, peers)} with a small-object head; {why}")
-
-
-def _heavier_name(cand: CandidateEvidence, peers: Sequence[CandidateEvidence]) -> str:
-    """The heavier candidate to move to: one that already recalls more off-the-shelf (the
-    lightest such), else the next size up."""
-    def recall(p: CandidateEvidence) -> float:
-        t = p.offtheshelf
-        row = t[(t["slice_column"] == OVERALL) & (t["metric"] == "recall")]
-        return float(row["value"].iloc[0]) if len(row) else math.nan
-
-    heavier = sorted((p for p in peers if p.size_rank > cand.size_rank),
-                     key=lambda p: (p.family != cand.family, p.size_rank, p.name))
-    better = [p for p in heavier if recall(p) > recall(cand)]
-    if better:
-        return better[0].name
-    return heavier[0].name if heavier else f"the next size up in the {cand.family or 'same'} family"
-
-
-def _lighter_name(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence]) -> str:
-    lighter = sorted((p for p in peers if p.name != cand.name
-                      and p.latency(OFF_THE_SHELF) <= bar.latency_budget_p99_ms
-                      and p.size_rank <= cand.size_rank),
-                     key=lambda p: (p.size_rank, p.latency(OFF_THE_SHELF), p.name))
-    return f"a lighter model ({lighter[0].name})" if lighter else \
-        "a lighter model or a lower input size"
-
-
-# ---------------------------------------------------------------- per-candidate tables
-
-
-def _stage_tables(cand: CandidateEvidence, bar: Bar) -> pd.DataFrame:
-    """Key-wide table: off-the-shelf and fine-tuned columns side by side (suffix _ots/_ft)."""
-    ots = bar_table(cand.offtheshelf, bar, what=f"{cand.name} off-the-shelf metrics")
-    keep = [*KEY, "bar", "value", "ci_low", "ci_high", "status"]
-    if cand.finetuned is None:
-        wide = ots[keep].rename(columns={c: f"{c}_ots" for c in keep[4:]})
-        wide["status_ft"] = None
-        for c in ("value_ft", "ci_low_ft", "ci_high_ft"):
-            wide[c] = np.nan
-    else:
-        ft = bar_table(cand.finetuned, bar, what=f"{cand.name} fine-tuned metrics")
-        wide = ots[keep].merge(ft[keep], on=[*KEY, "bar"], how="outer", suffixes=("_ots", "_ft"))
-    improved = (wide["ci_low_ft"] > wide["value_ots"]) & (
-        wide["value_ft"] - wide["value_ots"] >= bar.min_improvement)
-    ots_fail = wide["status_ots"] == FAIL
-    has_ft = cand.finetuned is not None
-    fixed = pd.Series(pd.NA, index=wide.index, dtype="boolean")
-    if has_ft:
-        fixed[ots_fail] = (wide.loc[ots_fail, "status_ft"] == PASS).to_numpy()
-    return wide.assign(improved_by_finetune=improved.fillna(False).astype(bool),
-                       fixed_by_finetune=fixed)
-
-
-def _classified(cand: CandidateEvidence, bar: Bar,
-                peers: Sequence[CandidateEvidence]) -> pd.DataFrame:
-    """The wide table with failure_kind, basis, route, remedy and images needed per key."""
-    wide = _stage_tables(cand, bar)
-    final = "status_ft" if cand.finetuned is not None else "status_ots"
-    cols = ["failure_kind", "basis", "route", "remedy"]
-    needs = ["images_needed", "images_needed_low", "images_needed_high"]
-    wide = wide.assign(**dict.fromkeys(cols, None), **dict.fromkeys(needs, np.nan))
-    for i, row in wide.iterrows():
-        if _is_true(row["fixed_by_finetune"]):
-            where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
-            wide.loc[i, cols] = [DATA_SOLVABLE, "fixed by fine-tuning", ROUTE_FINETUNE,
-                                 f"fine-tune with the {where} images of the pool"]
-        elif FAIL in (row["status_ots"], row[final]):
-            f = _classify(row, cand, bar, peers)
-            wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
-            wide.loc[i, needs] = f.need
-    return wide
-
-
-def _is_true(value: Any) -> bool:
-    return value is not pd.NA and value is not None and bool(value)
-
-
-def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
-    """The wide table back to one row per (stage, key), with the stage's own numbers."""
-    shared = ["bar", "fixed_by_finetune", "improved_by_finetune", "failure_kind", "basis",
-              "route", "remedy", "images_needed", "images_needed_low", "images_needed_high"]
-    stages = [(OFF_THE_SHELF, cand.offtheshelf, "_ots")]
-    if cand.finetuned is not None:
-        stages.append((FINE_TUNED, cand.finetuned, "_ft"))
-    parts = []
-    for stage, long, sfx in stages:
-        counts = long[[c for c in [*KEY, "n_images", "n_boxes", "thin"] if c in long.columns]]
-        own = {f"{c}{sfx}": c for c in ("value", "ci_low", "ci_high", "status")}
-        part = wide[[*KEY, *shared, *own]].rename(columns=own)
-        part = part[part["status"].notna()].merge(counts, on=KEY, how="left")
-        parts.append(part.assign(candidate=cand.name, stage=stage))
-    out = pd.concat(parts, ignore_index=True)
-    for col in ("n_images", "n_boxes"):
-        if col not in out.columns:
-            out[col] = pd.NA
-    return out[SLICE_COLUMNS]
-
-
 # ---------------------------------------------------------------- verdicts
 
 
@@ -624,35 +316,6 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
     return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], images_needed=need)
 
 
-def grouped_changes(arch: pd.DataFrame, shown: int = 4) -> list[str]:
-    """One proposed model change per kind of evidence (pixel threshold, look-alike, learning
-    curve, ...), naming the rows it is for; a single row keeps its full remedy."""
-    out = []
-    for _, group in arch.groupby("basis", sort=False, dropna=False):
-        first = str(group["remedy"].iloc[0])
-        if len(group) == 1:
-            out.append(first)
-            continue
-        labels = [slice_label(*k) for k in group[KEY].itertuples(index=False)]
-        more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
-        change = re.split(r": |; ", first, maxsplit=1)[0]
-        out.append(f"{change} (for {len(labels)} rows: {', '.join(labels[:shown])}{more})")
-    return list(dict.fromkeys(out))
-
-
-def failure_summary(stage: str, failing: pd.DataFrame, shown: int = 4) -> list[str]:
-    """One reason per (failure kind, route) group of failing rows, naming a few of them (the
-    report lists every row with its remedy)."""
-    out = []
-    for (kind, route), group in failing.groupby(["failure_kind", "route"], sort=False,
-                                                dropna=False):
-        labels = [slice_label(*k) for k in group[KEY].itertuples(index=False)]
-        more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
-        out.append(f"{stage}: {len(labels)} failing row(s) {kind} -> {route}: "
-                   f"{', '.join(labels[:shown])}{more}")
-    return out
-
-
 def _extra_need(cand: CandidateEvidence, rows: pd.DataFrame) -> pd.Series:
     """Images beyond the pool each row's curve asks for (NaN without a curve)."""
     pools = [float(cand.finetune_pool_images or cand.learning_curves[k].n_max)
@@ -702,12 +365,6 @@ def _check_candidates(candidates: Sequence[CandidateEvidence], bar: Bar) -> None
             raise DecisionInputError(f"candidate {c.name}: daily_cost is required when "
                                      "bar.daily_cost_ceiling is set")
 
-
-def _curves(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
-    targets = dict(zip(wide[KEY].itertuples(index=False, name=None), wide["bar"], strict=True))
-    table = curves_table(dict(cand.learning_curves), targets)
-    table.insert(0, "candidate", cand.name)
-    return table
 
 
 def _overall(verdicts: list[CandidateVerdict]) -> tuple[OverallDecision, list[CandidateVerdict]]:

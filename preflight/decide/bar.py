@@ -1,0 +1,129 @@
+"""The operational bar, and each row of a long metrics table held against it.
+
+A row passes if its 95% interval clears the bar (``ci_low >= bar``), fails if it lies wholly
+below it (``ci_high < bar``), and otherwise (or when the slice is thin) has not enough evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from preflight.taxonomy import LOOKALIKE_PAIRS
+
+OVERALL = "__all__"
+OFF_THE_SHELF, FINE_TUNED = "off-the-shelf", "fine-tuned"
+PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
+KEY = ["slice_column", "slice_value", "metric"]
+REQUIRED_COLUMNS = ("slice_column", "slice_value", "metric", "value", "ci_low", "ci_high", "thin")
+
+
+class DecisionInputError(ValueError):
+    """The decision inputs are inconsistent (missing columns, duplicate rows, bad numbers)."""
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The operational bar (``config.BarSettings``) plus the architecture thresholds."""
+
+    min_recall: Mapping[str, float] = field(default_factory=lambda: {"default": 0.6})
+    min_precision: Mapping[str, float] = field(default_factory=lambda: {"default": 0.5})
+    min_slice_recall: float = 0.5
+    latency_budget_p99_ms: float = 250.0
+    daily_cost_ceiling: float | None = None
+    labelling_budget_images: int = 2000
+    #: objects whose side (sqrt of area) at model input is below this many pixels count as
+    #: architecture-bound (``decision.small_object_px``)
+    small_object_px: float = 16.0
+    #: fine-tuning "improved" a row when its value rose by at least this much and the fine-tuned
+    #: interval excludes the off-the-shelf value (``decision.min_improvement``)
+    min_improvement: float = 0.05
+    lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS
+
+    def __post_init__(self) -> None:
+        for name in ("min_recall", "min_precision"):
+            if "default" not in getattr(self, name):
+                raise DecisionInputError(f"bar.{name} needs a 'default' entry")
+
+    @classmethod
+    def from_settings(cls, settings: Any, decision: Any = None, *,
+                      lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS) -> Bar:
+        """From ``config.BarSettings`` plus ``small_object_px``/``min_improvement`` from
+        ``config.DecisionSettings`` (defaults when ``decision`` is None)."""
+        extra = {k: float(getattr(decision, k)) for k in ("small_object_px", "min_improvement")
+                 if decision is not None and hasattr(decision, k)}
+        return cls(min_recall=dict(settings.min_recall),
+                   min_precision=dict(settings.min_precision),
+                   min_slice_recall=float(settings.min_slice_recall),
+                   latency_budget_p99_ms=float(settings.latency_budget_p99_ms),
+                   daily_cost_ceiling=settings.daily_cost_ceiling,
+                   labelling_budget_images=int(settings.labelling_budget_images),
+                   lookalike_pairs=tuple(lookalike_pairs), **extra)
+
+    def lookalike_of(self, class_name: str) -> str | None:
+        for a, b in self.lookalike_pairs:
+            if class_name in (a, b):
+                return b if class_name == a else a
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min_recall": dict(self.min_recall), "min_precision": dict(self.min_precision),
+                "min_slice_recall": self.min_slice_recall,
+                "latency_budget_p99_ms": self.latency_budget_p99_ms,
+                "daily_cost_ceiling": self.daily_cost_ceiling,
+                "labelling_budget_images": self.labelling_budget_images,
+                "small_object_px": self.small_object_px,
+                "min_improvement": self.min_improvement,
+                "lookalike_pairs": [list(p) for p in self.lookalike_pairs]}
+
+
+# ---------------------------------------------------------------- evaluation against the bar
+
+
+def bar_table(long: pd.DataFrame, bar: Bar, *, what: str = "metrics table") -> pd.DataFrame:
+    """The rows of a long metrics table that have a bar, with ``bar`` and ``status`` columns.
+
+    Overall rows: ``recall``/``precision`` (default bars) and ``recall.<class>``/
+    ``precision.<class>`` (per-class bars); slice rows: ``recall`` (``min_slice_recall``).
+    """
+    _check_long(long, what)
+    base = long["metric"].str.split(".", n=1).str[0]
+    cls = long["metric"].str.split(".", n=1).str[1].fillna("default")
+    overall = long["slice_column"] == OVERALL
+    rec = cls.map(lambda c: bar.min_recall.get(c, bar.min_recall["default"]))
+    prec = cls.map(lambda c: bar.min_precision.get(c, bar.min_precision["default"]))
+    threshold = np.select(
+        [overall & (base == "recall"), overall & (base == "precision"),
+         ~overall & (long["metric"] == "recall")],
+        [rec.to_numpy(dtype=float), prec.to_numpy(dtype=float), bar.min_slice_recall],
+        default=np.nan)
+    out = long.assign(bar=threshold)[np.isfinite(threshold)].copy()
+    for col in ("n_images", "n_boxes"):
+        if col not in out.columns:
+            out[col] = pd.NA
+    out["status"] = interval_status(out["ci_low"], out["ci_high"], out["bar"], out["thin"])
+    return out.reset_index(drop=True)
+
+
+def interval_status(ci_low: pd.Series, ci_high: pd.Series, bar: pd.Series,
+                    thin: pd.Series) -> np.ndarray:
+    """pass if ci_low >= bar, fail if ci_high < bar, else (or thin / no interval) not enough."""
+    lo, hi, b = (np.asarray(x, dtype=float) for x in (ci_low, ci_high, bar))
+    usable = ~np.asarray(thin, dtype=bool) & np.isfinite(lo) & np.isfinite(hi)
+    return np.select([usable & (lo >= b), usable & (hi < b)], [PASS, FAIL], default=NOT_ENOUGH)
+
+
+def _check_long(long: pd.DataFrame, what: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in long.columns]
+    if missing:
+        raise DecisionInputError(f"{what}: missing columns {missing} (the long metrics table "
+                                 f"has {list(REQUIRED_COLUMNS)} plus n_images, n_boxes)")
+    dup = long.duplicated(KEY)
+    if dup.any():
+        first = long.loc[dup, KEY].iloc[0].tolist()
+        raise DecisionInputError(f"{what}: duplicate rows for (slice_column, slice_value, "
+                                 f"metric) {first}")

@@ -1,0 +1,102 @@
+"""Per-candidate tables: off-the-shelf and fine-tuned rows side by side, each failing row
+classified, then back to one row per (stage, key) for the report; and the learning-curve table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from preflight.decide.bar import FAIL, FINE_TUNED, KEY, OFF_THE_SHELF, PASS, Bar, bar_table
+from preflight.decide.classify_failure import (
+    DATA_SOLVABLE,
+    ROUTE_FINETUNE,
+    _classify,
+    slice_where,
+)
+from preflight.decide.learning_curve import curves_table
+
+if TYPE_CHECKING:
+    from preflight.decide.rule import CandidateEvidence
+
+SLICE_COLUMNS = ["candidate", "stage", *KEY, "value", "ci_low", "ci_high", "n_images", "n_boxes",
+                 "thin", "bar", "status", "fixed_by_finetune", "improved_by_finetune",
+                 "failure_kind", "basis", "route", "remedy", "images_needed",
+                 "images_needed_low", "images_needed_high"]
+
+
+def _stage_tables(cand: CandidateEvidence, bar: Bar) -> pd.DataFrame:
+    """Key-wide table: off-the-shelf and fine-tuned columns side by side (suffix _ots/_ft)."""
+    ots = bar_table(cand.offtheshelf, bar, what=f"{cand.name} off-the-shelf metrics")
+    keep = [*KEY, "bar", "value", "ci_low", "ci_high", "status"]
+    if cand.finetuned is None:
+        wide = ots[keep].rename(columns={c: f"{c}_ots" for c in keep[4:]})
+        wide["status_ft"] = None
+        for c in ("value_ft", "ci_low_ft", "ci_high_ft"):
+            wide[c] = np.nan
+    else:
+        ft = bar_table(cand.finetuned, bar, what=f"{cand.name} fine-tuned metrics")
+        wide = ots[keep].merge(ft[keep], on=[*KEY, "bar"], how="outer", suffixes=("_ots", "_ft"))
+    improved = (wide["ci_low_ft"] > wide["value_ots"]) & (
+        wide["value_ft"] - wide["value_ots"] >= bar.min_improvement)
+    ots_fail = wide["status_ots"] == FAIL
+    has_ft = cand.finetuned is not None
+    fixed = pd.Series(pd.NA, index=wide.index, dtype="boolean")
+    if has_ft:
+        fixed[ots_fail] = (wide.loc[ots_fail, "status_ft"] == PASS).to_numpy()
+    return wide.assign(improved_by_finetune=improved.fillna(False).astype(bool),
+                       fixed_by_finetune=fixed)
+
+
+def _classified(cand: CandidateEvidence, bar: Bar,
+                peers: Sequence[CandidateEvidence]) -> pd.DataFrame:
+    """The wide table with failure_kind, basis, route, remedy and images needed per key."""
+    wide = _stage_tables(cand, bar)
+    final = "status_ft" if cand.finetuned is not None else "status_ots"
+    cols = ["failure_kind", "basis", "route", "remedy"]
+    needs = ["images_needed", "images_needed_low", "images_needed_high"]
+    wide = wide.assign(**dict.fromkeys(cols, None), **dict.fromkeys(needs, np.nan))
+    for i, row in wide.iterrows():
+        if _is_true(row["fixed_by_finetune"]):
+            where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
+            wide.loc[i, cols] = [DATA_SOLVABLE, "fixed by fine-tuning", ROUTE_FINETUNE,
+                                 f"fine-tune with the {where} images of the pool"]
+        elif FAIL in (row["status_ots"], row[final]):
+            f = _classify(row, cand, bar, peers)
+            wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
+            wide.loc[i, needs] = f.need
+    return wide
+
+
+def _is_true(value: Any) -> bool:
+    return value is not pd.NA and value is not None and bool(value)
+
+
+def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
+    """The wide table back to one row per (stage, key), with the stage's own numbers."""
+    shared = ["bar", "fixed_by_finetune", "improved_by_finetune", "failure_kind", "basis",
+              "route", "remedy", "images_needed", "images_needed_low", "images_needed_high"]
+    stages = [(OFF_THE_SHELF, cand.offtheshelf, "_ots")]
+    if cand.finetuned is not None:
+        stages.append((FINE_TUNED, cand.finetuned, "_ft"))
+    parts = []
+    for stage, long, sfx in stages:
+        counts = long[[c for c in [*KEY, "n_images", "n_boxes", "thin"] if c in long.columns]]
+        own = {f"{c}{sfx}": c for c in ("value", "ci_low", "ci_high", "status")}
+        part = wide[[*KEY, *shared, *own]].rename(columns=own)
+        part = part[part["status"].notna()].merge(counts, on=KEY, how="left")
+        parts.append(part.assign(candidate=cand.name, stage=stage))
+    out = pd.concat(parts, ignore_index=True)
+    for col in ("n_images", "n_boxes"):
+        if col not in out.columns:
+            out[col] = pd.NA
+    return out[SLICE_COLUMNS]
+
+
+def _curves(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
+    targets = dict(zip(wide[KEY].itertuples(index=False, name=None), wide["bar"], strict=True))
+    table = curves_table(dict(cand.learning_curves), targets)
+    table.insert(0, "candidate", cand.name)
+    return table
