@@ -335,12 +335,7 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
             continue
         view = prepare_view(data_path, cand.model_classes, cand.class_map, zoo_dir / "data" / "views",
                             seed=seed)
-        run_dir = zoo_dir / "runs" / zoo_name
-        marker = run_dir / "zoo_config.json"
-        if force or not marker.is_file() or json.loads(marker.read_text("utf-8")) != config:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
-            marker.write_text(json.dumps(config, sort_keys=True), "utf-8")
+        run_dir = _run_dir(zoo_dir, zoo_name, config, force)
         log.info("zoo: training %s (%s) for %d epochs at %d px on %s", zoo_name, cand.arch,
                  train_cfg["epochs"], image_size, dev)
         result = train_detector(arch, view / "data.yaml", run_dir, epochs=train_cfg["epochs"],
@@ -370,6 +365,18 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
                            "built": built, "cached": cached, "device": dev}
     manifest.save()
     return manifest
+
+
+def _run_dir(zoo_dir: Path, zoo_name: str, config: dict, force: bool) -> Path:
+    """The training folder of a stand-in: kept (so an interrupted build resumes) while its
+    settings are unchanged, emptied when they changed or ``force`` is set."""
+    run_dir = zoo_dir / "runs" / zoo_name
+    marker = run_dir / "zoo_config.json"
+    if force or not marker.is_file() or json.loads(marker.read_text("utf-8")) != config:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        marker.write_text(json.dumps(config, sort_keys=True), "utf-8")
+    return run_dir
 
 
 def _up_to_date(manifest: Manifest, zoo_name: str, config: dict, ckpt: Path) -> bool:
@@ -436,12 +443,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
         return False
     crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
     images, quarantine = read_classification_sample(crops, seed=seed)
-    run_dir = zoo_dir / "runs" / zoo_name
-    marker = run_dir / "zoo_config.json"
-    if force or not marker.is_file() or json.loads(marker.read_text("utf-8")) != config:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
-        marker.write_text(json.dumps(config, sort_keys=True), "utf-8")
+    run_dir = _run_dir(zoo_dir, zoo_name, config, force)
     lr = float(train_cfg["lr0"] or CLASSIFIER_LR)
     log.info("zoo: training %s (timm %s, from scratch) for %d epochs at %d px on %d crops, %s",
              zoo_name, cand.arch, train_cfg["epochs"], cand.input_size, len(images), device)
