@@ -9,8 +9,10 @@ prediction table is kept.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -20,7 +22,7 @@ from tqdm import tqdm
 
 from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
-from preflight.metrics.detection import evaluate_index
+from preflight.metrics.detection import evaluate_index, start_bootstraps
 from preflight.metrics.errors import classify_detections, error_decomposition
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
@@ -56,20 +58,42 @@ def iter_frame_batches(images: pd.DataFrame, batch_size: int) -> Iterator[tuple[
 
 
 def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: int = 16,
-                   progress: bool = False, desc: str = "predict") -> pd.DataFrame:
-    """Run ``predict_fn`` over every image: ``image_id`` + ``PRED_COLUMNS``, original pixels."""
+                   progress: bool = False, desc: str = "predict", overlap: bool = True
+                   ) -> pd.DataFrame:
+    """Run ``predict_fn`` over every image: ``image_id`` + ``PRED_COLUMNS``, original pixels.
+
+    With ``overlap`` (the default) the host work runs beside the model: when ``predict_fn`` is a
+    model's ``predict`` whose owner offers ``predict_stages()`` (ultralytics detectors), reading
+    + pre-processing of the next batches and post-processing of the previous one run on two
+    worker threads while this thread runs the forward; otherwise the next batch is read from
+    disk while ``predict_fn`` runs. At most ``2`` batches wait on each side, so memory stays flat.
+    """
+    from preflight.prediction import run_overlapped, stages_of
+
+    ids, paths = images["image_id"].tolist(), images["path"].tolist()
+    chunks = [(ids[s:s + batch_size], paths[s:s + batch_size])
+              for s in range(0, len(ids), batch_size)]
     values: list[np.ndarray] = []
     owners: list[np.ndarray] = []
-    batches = iter_frame_batches(images, batch_size)
-    total = -(-len(images) // batch_size)
-    for ids, rgb in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch"):
-        preds = list(predict_fn(rgb))
-        if len(preds) != len(ids):
-            raise ValueError(f"predict_fn returned {len(preds)} results for {len(ids)} frames")
-        for image_id, pred in zip(ids, preds, strict=True):
+
+    def collect(batch_ids, preds) -> None:
+        preds = list(preds)
+        if len(preds) != len(batch_ids):
+            raise ValueError(f"predict_fn returned {len(preds)} results for {len(batch_ids)} "
+                             "frames")
+        for image_id, pred in zip(batch_ids, preds, strict=True):
             if len(pred):  # one array per frame; a single DataFrame is built at the end
                 values.append(pred[PRED_COLUMNS].to_numpy(np.float64))
                 owners.append(np.full(len(pred), image_id, dtype=object))
+
+    with tqdm(total=len(chunks), desc=desc, disable=not progress, unit="batch") as bar:
+        if overlap:
+            run_overlapped(stages_of(predict_fn), predict_fn, chunks, read_rgb, collect,
+                           bar.update)
+        else:
+            for batch_ids, batch_paths in chunks:
+                collect(batch_ids, predict_fn([read_rgb(p) for p in batch_paths]))
+                bar.update(1)
     table = np.concatenate(values) if values else np.zeros((0, len(PRED_COLUMNS)))
     out = pd.DataFrame(table, columns=PRED_COLUMNS)
     out.insert(0, "image_id", np.concatenate(owners) if owners else np.array([], dtype=object))
@@ -133,19 +157,27 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
                                                if c in images.columns]]]
     index = EvaluationIndex.build(gt, predictions, imgs, class_names=class_names)
     common = dict(min_images=spec.min_images, min_boxes=spec.min_boxes)
-    metrics = evaluate_index(index, slice_columns=slice_cols, box_slice_columns=box_cols,
-                             operating_threshold=spec.operating_threshold,
-                             bootstrap=spec.bootstrap, seed=spec.seed,
-                             model_input_size=spec.model_input_size, **common)
-    errors = error_decomposition(index, slice_columns=slice_cols,
-                                 operating_threshold=spec.operating_threshold, **common)
-    confusion = confusion_matrix(index, slice_columns=slice_cols,
-                                 operating_threshold=spec.operating_threshold)
-    daily = expected_cost(index, cost, slice_columns=slice_cols,
-                          operating_threshold=spec.operating_threshold, **common)
-    detections = classify_detections(index)
-    return FailureDistribution(metrics, errors, confusion, daily, detections,
-                               time.perf_counter() - t0)
+    threshold = spec.operating_threshold
+    index.warm_caches(threshold)           # shared caches filled before the workers start
+    # The views are independent NumPy work (which releases the GIL): each slice's bootstrap and
+    # the other views run on worker threads while this thread assembles the metrics table.
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers, thread_name_prefix="preflight-metrics") as pool:
+        boots = start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool)
+        errors = pool.submit(error_decomposition, index, slice_columns=slice_cols,
+                             operating_threshold=threshold, **common)
+        confusion = pool.submit(confusion_matrix, index, slice_columns=slice_cols,
+                                operating_threshold=threshold)
+        daily = pool.submit(expected_cost, index, cost, slice_columns=slice_cols,
+                            operating_threshold=threshold, **common)
+        detections = pool.submit(classify_detections, index)
+        metrics = evaluate_index(index, slice_columns=slice_cols, box_slice_columns=box_cols,
+                                 operating_threshold=threshold, bootstrap=spec.bootstrap,
+                                 seed=spec.seed, model_input_size=spec.model_input_size,
+                                 bootstraps=boots, **common)
+        return FailureDistribution(metrics, errors.result(), confusion.result(),
+                                   daily.result(), detections.result(),
+                                   time.perf_counter() - t0)
 
 
 def mlflow_metric_names(metrics: pd.DataFrame) -> dict[str, float]:
@@ -235,14 +267,15 @@ class CandidateEvaluation:
 def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame,
                        spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
                        plot_dir: str | None = None, batch_size: int = 16, title: str = "",
-                       recall_bar: float | None = None, progress: bool = False
-                       ) -> CandidateEvaluation:
+                       recall_bar: float | None = None, progress: bool = False,
+                       overlap: bool = True) -> CandidateEvaluation:
     """Predict every image, compute the failure distribution and (optionally) draw its plots:
     the per-slice recall and AP50 charts with intervals, the confusion matrix, the error-type
-    breakdown and a grid of the worst frames with boxes drawn."""
+    breakdown and a grid of the worst frames with boxes drawn. ``overlap``: see
+    :func:`predict_images`."""
     t0 = time.perf_counter()
     predictions = predict_images(predict_fn, images, batch_size=batch_size, progress=progress,
-                                 desc=title or "predict")
+                                 desc=title or "predict", overlap=overlap)
     predict_seconds = time.perf_counter() - t0
     result = failure_distribution(gt, predictions, images, spec, cost, class_names)
     plots = (draw_evaluation_plots(result, predictions, images, gt, spec, class_names,

@@ -111,3 +111,63 @@ def test_thin_flags_follow_the_minimums():
     expect = (t["n_images"] < 20) | (t["n_boxes"] < 10)
     assert (t["thin"] == expect).all()
     assert t["thin"].any() and not t["thin"].all()
+
+
+@pytest.mark.parametrize("seed,ties", [(0, 6), (1, 2), (5, 1)])
+def test_batched_bootstrap_equals_one_resample_at_a_time(seed, ties):
+    """``bootstrap_stats`` (all resamples in one pass, chunked) gives, row for row, what
+    ``quick_stats`` gives for each resample's weights: same AP / AP50 / AP75 / AR100 / AP.<class>,
+    NaN in the same places (classes with no ground truth drawn), on a slice and on all images."""
+    rng = np.random.default_rng(seed)
+    gt, dt, images = random_case(rng, 40, 4, 5.0, 0.2, ties)
+    index = EvaluationIndex.build(gt, dt, images)
+    for mask in (np.ones(index.n_images, bool), rng.random(index.n_images) < 0.4):
+        W = resample_weights(np.random.default_rng(seed + 1), int(mask.sum()), 60)
+        W[0] = 0                       # a resample that draws nothing
+        W[1] = 0
+        W[1, 0] = 3                    # ... and one that draws a single image three times
+        batched = index.bootstrap_stats(mask, W)
+        full = np.zeros(index.n_images)
+        for b in range(len(W)):
+            full[mask] = W[b]
+            one = index.quick_stats(full)
+            np.testing.assert_allclose(batched[b], one, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_batched_bootstrap_chunks_agree():
+    from preflight.metrics.bootstrap import accumulate_resamples
+
+    rng = np.random.default_rng(4)
+    gt, dt, images = random_case(rng, 30, 3, 4.0, 0.1, 3)
+    index = EvaluationIndex.build(gt, dt, images)
+    a = index.params.area_index("all")
+    W = resample_weights(np.random.default_rng(1), index.n_images, 17).astype(float)
+    npig = W @ np.stack([np.bincount(index.gt_cat[(index.gt_img == i) & ~index.gt_ignore[a]],
+                                     minlength=index.n_classes) for i in range(index.n_images)])
+    args = (index.tp[a], index.fp[a], index.dt_cat, index.dt_img, W, npig,
+            np.asarray(index.params.rec_thresholds))
+    p1, r1 = accumulate_resamples(*args)
+    p2, r2 = accumulate_resamples(*args, max_elements=1)       # one resample per chunk
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(r1, r2)
+
+
+def test_nanquantiles_equal_numpy():
+    from preflight.metrics.intervals import nanquantiles
+
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(200, 9))
+    s[rng.random(s.shape) < 0.2] = np.nan
+    s[:, 3] = np.nan                      # no finite value
+    s[:190, 4] = np.nan                   # ten finite values
+    s[:, 5] = 0.25                        # constant
+    s[:199, 6] = np.nan                   # one finite value
+    s[5, 7] = np.inf                      # infinities count as missing, as for nanquantile here
+    for q in (0.0, 0.025, 0.5, 0.975, 1.0):
+        (got,) = nanquantiles(s, (q,))
+        finite = np.where(np.isfinite(s), s, np.nan)
+        with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            ref = np.nanquantile(finite, q, axis=0)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14, equal_nan=True)
+

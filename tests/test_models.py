@@ -296,3 +296,68 @@ def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
     out = det.predict([np.full((48, 80, 3), 90, np.uint8)])[0]
     assert 0 < len(out) <= 100 and (out["x"] + out["w"] <= 80.5).all()
     assert (out["y"] + out["h"] <= 48.5).all()
+
+
+def _frames_on_disk(tmp_path, n=11):
+    import cv2
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n):
+        h, w = (150, 230) if i % 3 else (64, 40)      # mixed shapes: letterbox + scale back
+        path = tmp_path / f"f{i}.png"
+        cv2.imwrite(str(path), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        rows.append({"image_id": f"f{i}", "path": str(path)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("arch", ["yolo", "rtdetr"])
+def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
+    """predict_images overlaps reading / pre-processing and NMS with the forward (worker
+    threads, ultralytics' stages); the table must equal the plain sequential loop's, row for
+    row, whatever the batch size (a last, partial batch included)."""
+    from preflight.evaluation import predict_images
+    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.prediction import stages_of
+
+    result, data = trained
+    weights = result.checkpoint
+    if arch == "rtdetr":
+        cand = next(c for c in load_candidates() if c.name == "rtdetr")
+        weights = train_detector(cand.resolve_arch(), data / "data.yaml", tmp_path / "rt",
+                                 epochs=1, imgsz=64, batch=4, device="cpu",
+                                 progress=False).checkpoint
+    det = UltralyticsDetector.from_weights(weights, input_size=64 if arch == "rtdetr" else 96,
+                                           device="cpu", conf=0.0)
+    assert stages_of(det.predict) is not None and stages_of(lambda f: f) is None
+    images = _frames_on_disk(tmp_path)
+    ref = predict_images(det.predict, images, batch_size=4, overlap=False)
+    assert len(ref) > 0
+    for batch_size in (1, 4, 16):
+        got = predict_images(det.predict, images, batch_size=batch_size)
+        pd_testing = __import__("pandas").testing
+        pd_testing.assert_frame_equal(got, ref, check_exact=False, atol=1e-4, rtol=0)
+    # the predictor reconfigured by another call (other thresholds) is set back before staging
+    det.model.predict([np.zeros((32, 32, 3), np.uint8)], conf=0.5, iou=0.3, max_det=5,
+                      imgsz=det.input_size, rect=True, verbose=False)
+    seq = predict_images(det.predict, images, batch_size=4, overlap=False)
+    got = predict_images(det.predict, images, batch_size=4)
+    __import__("pandas").testing.assert_frame_equal(seq, ref, check_exact=False, atol=1e-4,
+                                                    rtol=0)
+    __import__("pandas").testing.assert_frame_equal(got, ref, check_exact=False, atol=1e-4,
+                                                    rtol=0)
+
+
+def test_overlapped_loop_raises_a_stage_error(trained, tmp_path):
+    from preflight.evaluation import FrameReadError, predict_images
+    from preflight.models import UltralyticsDetector
+
+    result, _ = trained
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    images = _frames_on_disk(tmp_path, n=6)
+    (tmp_path / "f4.png").write_bytes(b"not a png")
+    with pytest.raises(FrameReadError, match="f4.png"):
+        predict_images(det.predict, images, batch_size=2)
+    with pytest.raises(FrameReadError, match="f4.png"):      # plain predict_fn: read-ahead path
+        predict_images(lambda frames: det.predict(frames), images, batch_size=2)

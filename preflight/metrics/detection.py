@@ -12,6 +12,8 @@ images with replacement, re-accumulate the stored matches: no re-matching).
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import numpy as np
 import pandas as pd
 
@@ -75,18 +77,46 @@ def evaluate_index(
     min_images: int = DEFAULT_MIN_IMAGES,
     min_boxes: int = DEFAULT_MIN_BOXES,
     model_input_size: int | None = None,
+    pool: Executor | None = None,
+    bootstraps: list | None = None,
 ) -> pd.DataFrame:
-    """:func:`evaluate_detections` on an already built :class:`EvaluationIndex`."""
+    """:func:`evaluate_detections` on an already built :class:`EvaluationIndex`.
+
+    With a ``pool`` (e.g. a ``ThreadPoolExecutor``: the work is NumPy, which releases the GIL)
+    each slice's bootstrap runs as a task on it while this thread computes the rest; the table
+    is the same. ``bootstraps``: those tasks already started by :func:`start_bootstraps` (with
+    the same slices, ``bootstrap`` and ``seed``). The calling thread must not be a pool worker."""
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
     table = LongTable()
-    for s in make_slices(index.images, slice_columns):
-        _image_slice_rows(index, s, table, operating_threshold, bootstrap, seed)
+    slices = list(make_slices(index.images, slice_columns))
+    if bootstraps is None:
+        bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed, pool)
+    if len(bootstraps) != len(slices):
+        raise ValueError("bootstraps do not match the slices")
+    for s, boot in zip(slices, bootstraps, strict=True):
+        _image_slice_rows(index, s, table, operating_threshold, boot)
     if box_slice_columns:
         boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
         for s in make_slices(boxes, box_slice_columns, include_overall=False, what="ground-truth"):
             _box_slice_rows(index, s, table, operating_threshold)
     return table.frame(min_images, min_boxes)
+
+
+def start_bootstraps(index: EvaluationIndex, slice_columns: list[str] | None, bootstrap: int,
+                     seed: int, pool: Executor | None = None) -> list:
+    """One task per slice (``make_slices`` order) giving ``(W, samples)``: the resample weights
+    and the bootstrapped quick stats; run on ``pool``, or here when it is None. None for a slice
+    without images or when ``bootstrap`` is 0."""
+    out = []
+    if bootstrap and pool is not None:
+        index.warm_caches()                 # compute the shared caches once, not per worker
+    for s in make_slices(index.images, slice_columns):
+        args = (index, s, bootstrap, seed)
+        out.append(None if not bootstrap or not s.mask.any() else
+                   pool.submit(_bootstrap_slice, *args) if pool is not None else
+                   _Ready(_bootstrap_slice(*args)))
+    return out
 
 
 def summary_metrics(gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFrame | None = None, *,
@@ -109,8 +139,24 @@ def _prf(tp, fp, pos):
     return precision, recall, f1
 
 
+class _Ready:
+    """A finished result with the ``Future.result()`` interface."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _bootstrap_slice(index: EvaluationIndex, s: Slice, bootstrap: int, seed: int):
+    """``(W, samples)``: the slice's resample weights and its quick stats per resample."""
+    W = resample_weights(slice_rng(seed, s.column, s.value), int(s.mask.sum()), bootstrap)
+    return W, index.bootstrap_stats(s.mask, W)
+
+
 def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshold: float,
-                      bootstrap: int, seed: int) -> None:
+                      boot=None) -> None:
     mask = s.mask
     n_img = int(mask.sum())
     p = index.params
@@ -130,15 +176,8 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, thresh
     ci_class = np.full((K, 2), np.nan)
     ci_f1_k = np.full((K, 2), np.nan)
     ci_f1 = np.full(2, np.nan)
-    if bootstrap and n_img:
-        rng = slice_rng(seed, s.column, s.value)
-        W = resample_weights(rng, n_img, bootstrap)
-        img_pos = np.flatnonzero(mask)
-        full = np.zeros(index.n_images)
-        samples = np.empty((bootstrap, 4 + K))
-        for b in range(bootstrap):
-            full[img_pos] = W[b]
-            samples[b] = index.quick_stats(full)
+    if boot is not None:
+        W, samples = boot.result()
         point = np.concatenate([[stats[STAT_NAMES.index(k)] for k in BOOTSTRAP_STATS],
                                 per_class])
         lo, hi = percentile_interval(samples, point)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
+from preflight.metrics.bootstrap import accumulate_resamples
 from preflight.metrics.coco import CocoParams, group_ranks, in_area, match
 
 GT_REQUIRED = ("image_id", "class_id", "x", "y", "w", "h")
@@ -226,6 +227,55 @@ class EvaluationIndex:
         t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
         return np.concatenate([[nanmean(pr), nanmean(pr[t50]), nanmean(pr[t75]), nanmean(rc)],
                                nanmean(pr, axis=(0, 1))])
+
+    def bootstrap_stats(self, mask: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+        """:meth:`quick_stats` for many resamples of the images in ``mask`` at once: row ``b``
+        equals ``quick_stats(w)`` with ``w`` zero outside ``mask`` and ``resamples[b]`` (integer
+        draws per image of the slice, in image order) inside. Returns ``(B, 4 + K)``."""
+        p = self.params
+        a = p.area_index("all")
+        img_pos = np.flatnonzero(mask)
+        W = np.asarray(resamples, dtype=np.float64)
+        idx = np.flatnonzero(mask[self.dt_img] & (self.dt_rank < 100))
+        local = np.full(self.n_images, -1, dtype=np.int64)
+        local[img_pos] = np.arange(len(img_pos))
+        ok = mask[self.gt_img] & ~self.gt_ignore[a]
+        per_image = np.zeros((len(img_pos), self.n_classes))
+        np.add.at(per_image, (local[self.gt_img[ok]], self.gt_cat[ok]), 1.0)
+        precision, recall = accumulate_resamples(
+            self.tp[a][:, idx], self._relevant_fp()[:, idx], self.dt_cat[idx],
+            local[self.dt_img[idx]],
+            W, W @ per_image, np.asarray(p.rec_thresholds))
+        t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
+        # NaN marks a class with no ground truth drawn, for every IoU threshold alike, so means
+        # over thresholds then classes equal pycocotools' mean over all valid cells
+        return np.column_stack([nanmean(precision, axis=(1, 2)),
+                                nanmean(precision[:, t50], axis=1),
+                                nanmean(precision[:, t75], axis=1),
+                                nanmean(recall, axis=(1, 2)),
+                                nanmean(precision, axis=1)])
+
+    def warm_caches(self, threshold: float | None = None) -> None:
+        """Fill the lazily computed arrays (before several threads query this index)."""
+        self._relevant_fp()
+        if threshold is not None:
+            self.op_counts(threshold)
+            self.gt_detected(threshold)
+
+    def _relevant_fp(self) -> np.ndarray:
+        """False positives (area all, maxDets 100) that can change a precision: those before
+        the last true positive of their (IoU threshold, category) run. A later one stays after
+        the last true positive of any subset (a slice, a resample), so no AP counts it."""
+        if "relevant_fp" not in self._cache:
+            a = self.params.area_index("all")
+            tp, fp = self.tp[a] & (self.dt_rank < 100), self.fp[a] & (self.dt_rank < 100)
+            T, n = tp.shape
+            K = self.n_classes
+            t_idx, j_idx = np.nonzero(tp)
+            last = np.full((T, K), -1, dtype=np.int64)
+            np.maximum.at(last, (t_idx, self.dt_cat[j_idx]), j_idx)
+            self._cache["relevant_fp"] = fp & (np.arange(n)[None, :] < last[:, self.dt_cat])
+        return self._cache["relevant_fp"]
 
     # ------------------------------------------------------------------ operating point
     def op_status(self, threshold: float, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

@@ -45,8 +45,7 @@ def percentile_interval(samples: np.ndarray, point: np.ndarray | None = None,
     high = np.full(s.shape[1], np.nan)
     ok = np.isfinite(s).any(axis=0)
     if ok.any():
-        low[ok] = np.nanquantile(s[:, ok], alpha, axis=0)
-        high[ok] = np.nanquantile(s[:, ok], 1.0 - alpha, axis=0)
+        low[ok], high[ok] = nanquantiles(s[:, ok], (alpha, 1.0 - alpha))
     if point is not None:
         pt = np.asarray(point, dtype=np.float64).reshape(-1)
         low = np.where(np.isfinite(pt), np.fmin(low, pt), np.nan)
@@ -54,6 +53,30 @@ def percentile_interval(samples: np.ndarray, point: np.ndarray | None = None,
         low = np.where(ok, low, np.nan)
         high = np.where(ok, high, np.nan)
     return low, high
+
+
+def nanquantiles(samples: np.ndarray, qs) -> tuple[np.ndarray, ...]:
+    """``np.nanquantile(samples, q, axis=0)`` (linear interpolation) for each ``q``, every
+    column at once (numpy's ``nanquantile`` loops over columns in Python); columns with no finite
+    value give NaN."""
+    s = np.where(np.isfinite(samples), samples, np.nan)
+    s = np.sort(s, axis=0)                                   # NaN sort last
+    count = np.isfinite(s).sum(axis=0)
+    cols = np.arange(s.shape[1])
+    out = []
+    for q in qs:
+        h = (count - 1) * float(q)
+        lo = np.floor(h).astype(np.int64).clip(0, None)
+        hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+        a, b = s[lo, cols], s[hi, cols]
+        # numpy's _lerp: a + (b - a) * t, computed from the far end when t >= 0.5
+        t = h - lo
+        diff = b - a
+        with np.errstate(invalid="ignore"):
+            val = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+            val = np.where(a == b, a, val)
+        out.append(np.where(count > 0, val, np.nan))
+    return tuple(out)
 
 
 def slice_rng(seed: int, *key: object) -> np.random.Generator:

@@ -107,6 +107,11 @@ class UltralyticsDetector:
                    weights=str(path), taxonomy=taxonomy, device=device, **kwargs)
 
     # ------------------------------------------------------------------ inference
+    def _predict_args(self) -> dict[str, Any]:
+        return dict(imgsz=self.input_size, conf=self.conf, iou=self.iou, max_det=self.max_det,
+                    classes=sorted(self.id_map), device=ultralytics_device(self.device),
+                    rect=False, verbose=False, save=False)
+
     def predict(self, images: list[np.ndarray]):
         """RGB uint8 frames -> one DataFrame (class_id, score, x, y, w, h) per frame."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -115,14 +120,25 @@ class UltralyticsDetector:
         out = []
         for start in range(0, len(frames), self.batch_size):
             chunk = [np.ascontiguousarray(f[..., ::-1]) for f in frames[start:start + self.batch_size]]
-            results = self.model.predict(
-                chunk, imgsz=self.input_size, conf=self.conf, iou=self.iou, max_det=self.max_det,
-                classes=sorted(self.id_map), device=ultralytics_device(self.device), rect=False,
-                verbose=False, save=False, stream=False)
+            results = self.model.predict(chunk, stream=False, **self._predict_args())
             out.extend(self._to_frame(r) for r in results)
         return out
 
     __call__ = predict
+
+    def predict_stages(self) -> UltralyticsStages:
+        """:meth:`predict` cut into its three stages, for a loop that overlaps them across
+        batches (:func:`preflight.evaluation.predict_images`): same predictions, frame for
+        frame."""
+        predictor = self.model.predictor
+        args = self._predict_args()
+        current = None if predictor is None else predictor.args
+        if current is None or any(getattr(current, k, None) != v for k, v in args.items()
+                                  if k not in ("device", "verbose", "save")):
+            # (re)configure ultralytics' predictor exactly as predict() would, on one blank frame
+            blank = np.zeros((self.input_size, self.input_size, 3), np.uint8)
+            self.model.predict([blank], stream=False, **args)
+        return UltralyticsStages(self, self.model.predictor)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """Pooled backbone features ``(n, d)`` of RGB frames (ultralytics' ``embed``: the
@@ -203,6 +219,51 @@ class UltralyticsDetector:
             else:
                 shutil.copyfile(produced, target)
         return target
+
+
+class UltralyticsStages:
+    """``prepare`` (frame checks, letterbox, tensor: host work), ``infer`` (the forward) and
+    ``finish`` (NMS or RT-DETR's decoding, boxes back to original pixels, taxonomy mapping).
+
+    ``prepare`` and ``finish`` may run on other threads than ``infer`` (one thread per stage):
+    each enters ``torch.inference_mode`` itself, and only ``finish`` touches the predictor's
+    per-batch state.
+    """
+
+    def __init__(self, detector: UltralyticsDetector, predictor: Any) -> None:
+        self.detector = detector
+        self.predictor = predictor
+
+    def prepare(self, images: list[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+        import torch
+
+        frames = [check_rgb_frame(im, i) for i, im in enumerate(images)]
+        p = self.predictor
+        with torch.inference_mode():
+            # ultralytics' preprocess on BGR frames is letterbox -> stack -> BCHW -> flip to RGB;
+            # the letterbox pads every channel alike, so letterboxing the RGB frames and not
+            # flipping gives the same tensor without two channel reversals.
+            boxed = p.pre_transform(frames)
+            x = torch.from_numpy(np.stack(boxed)).to(p.device).permute(0, 3, 1, 2).contiguous()
+            x = (x.half() if p.model.fp16 else x.float()).div_(255)
+        return x, frames
+
+    def infer(self, prepared: tuple[Any, list[np.ndarray]]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.predictor.inference(prepared[0])
+
+    def finish(self, raw: Any, prepared: tuple[Any, list[np.ndarray]]) -> list:
+        import torch
+
+        x, frames = prepared
+        bgr_views = [f[..., ::-1] for f in frames]   # Results keep the frame; only shape is read
+        p = self.predictor
+        with torch.inference_mode():
+            p.batch = ([""] * len(frames), bgr_views, "")
+            results = p.postprocess(raw, x, bgr_views)
+        return [self.detector._to_frame(r) for r in results]
 
 
 def _load(source: str):
