@@ -83,7 +83,8 @@ def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: i
                              "frames")
         for image_id, pred in zip(batch_ids, preds, strict=True):
             if len(pred):  # one array per frame; a single DataFrame is built at the end
-                values.append(pred[PRED_COLUMNS].to_numpy(np.float64))
+                values.append(pred if isinstance(pred, np.ndarray)       # staged: (n, 6) rows
+                              else pred[PRED_COLUMNS].to_numpy(np.float64))
                 owners.append(np.full(len(pred), image_id, dtype=object))
 
     with tqdm(total=len(chunks), desc=desc, disable=not progress, unit="batch") as bar:
@@ -163,9 +164,9 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
     # the other views run on worker threads while this thread assembles the metrics table.
     workers = max(1, min(2, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="preflight-metrics") as pool:
-        boots = start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool)
         errors = pool.submit(error_decomposition, index, slice_columns=slice_cols,
-                             operating_threshold=threshold, **common)
+                             operating_threshold=threshold, **common)   # the longest task
+        boots = start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool)
         confusion = pool.submit(confusion_matrix, index, slice_columns=slice_cols,
                                 operating_threshold=threshold)
         daily = pool.submit(expected_cost, index, cost, slice_columns=slice_cols,

@@ -110,3 +110,55 @@ def test_only_the_best_error_on_a_box_is_fixed():
     # D1 tp, D2 fp, D4 (fixed) tp, extra removed, D6, D7 fp: same curve as the single loc fix
     n25, n50 = 26, 25
     assert _value(t, "dAP50.loc") == pytest.approx((n25 + n50 * 2 / 3) / 101 - n25 / 101)
+
+
+def _ap50_reference(ea, mask, fix=None):
+    """The oracle AP50 recomputed from scratch for one slice (select, relabel, re-sort)."""
+    import numpy as np
+
+    from preflight.metrics.accumulate import accumulate, nanmean
+
+    idx = ea.index
+    dsel = mask[idx.dt_img]
+    cat = idx.dt_cat.copy()
+    tp, fp = ea.tp.copy(), ea.fp.copy()
+    if fix in ("cls", "loc"):
+        hit = ea.kind == fix
+        good = hit & ea.best
+        tp[good], fp[good] = True, False
+        if fix == "cls":
+            cat[good] = idx.gt_cat[ea.target[good]]
+        dsel &= ~(hit & ~ea.best)
+    elif fix in ("both", "dupe", "bkg"):
+        dsel &= ea.kind != fix
+    sel = np.flatnonzero(dsel)
+    if fix == "cls":
+        sel = sel[np.lexsort((idx.dt_row[sel], idx.dt_img[sel], -idx.dt_score[sel], cat[sel]))]
+    gsel = mask[idx.gt_img] & ea.gt_ok
+    if fix == "missed":
+        gsel &= ~ea.missed_all
+    npig = np.bincount(idx.gt_cat[gsel], minlength=idx.n_classes)
+    pr, _ = accumulate(tp[None, sel], fp[None, sel], cat[sel], npig,
+                       np.asarray(idx.params.rec_thresholds))
+    return float(nanmean(pr))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_oracle_ap50_of_a_slice_equals_recomputing_it(seed):
+    import numpy as np
+
+    from preflight.metrics import EvaluationIndex
+    from preflight.metrics.errors import ERROR_TYPES, ErrorAnalysis
+    from preflight.metrics.synthetic import random_case
+
+    rng = np.random.default_rng(seed)
+    gt, dt, images = random_case(rng, 40, 4, 5.0, 0.1, 2)
+    index = EvaluationIndex.build(gt, dt, images)
+    ea = ErrorAnalysis.of(index)
+    assert ErrorAnalysis.of(index) is ea                       # built once per index
+    for mask in (np.ones(index.n_images, bool), rng.random(index.n_images) < 0.5):
+        together = ea.ap50_all(mask)
+        for fix in (None, *ERROR_TYPES):
+            ref = _ap50_reference(ea, mask, fix)
+            assert ea.ap50(mask, fix) == pytest.approx(ref, abs=1e-12, nan_ok=True)
+            assert together[fix] == pytest.approx(ref, abs=1e-12, nan_ok=True)

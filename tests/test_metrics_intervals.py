@@ -171,3 +171,22 @@ def test_nanquantiles_equal_numpy():
             ref = np.nanquantile(finite, q, axis=0)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14, equal_nan=True)
 
+
+
+def test_thresholds_reached_equals_searchsorted():
+    from preflight.metrics.accumulate import thresholds_reached
+    from preflight.metrics.coco import CocoParams
+
+    rec = np.asarray(CocoParams().rec_thresholds)
+    rng = np.random.default_rng(0)
+    k = rng.integers(0, 500, 20000)
+    n = np.maximum(k, 1) + rng.integers(0, 500, 20000)
+    values = np.concatenate([k / n, rec, np.nextafter(rec, 2).clip(0, 1),
+                             np.nextafter(rec, -1).clip(0, 1), np.arange(0, 101) / 100,
+                             [0.0, 1.0]]).reshape(-1, 2)
+    ref = np.searchsorted(rec, values.ravel(), side="right").reshape(values.shape)
+    np.testing.assert_array_equal(thresholds_reached(rec, values), ref)
+    uneven = np.array([0.0, 0.3, 0.35, 1.0])
+    np.testing.assert_array_equal(thresholds_reached(uneven, values),
+                                  np.searchsorted(uneven, values.ravel(), "right")
+                                  .reshape(values.shape))

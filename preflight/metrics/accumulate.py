@@ -22,17 +22,19 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
 
     ``tp``/``fp``: ``(T, n)`` booleans (ignored detections are neither), ordered by ``cat``
     (non-decreasing) and, inside a category, by pycocotools' score order. ``npig``: ``(K,)``
-    number of non-ignored ground truth per category.
+    number of non-ignored ground truth per category, or ``(T, K)`` when the rows are different
+    cells (e.g. IoU thresholds of several area ranges stacked, each with its own positives).
 
     Only true-positive positions are kept after the running sums: recall changes only there, so
     the first position reaching a recall threshold is one of them, and the precision made
     monotone there (max over the rest of the curve) is attained at one of them too.
     """
     T, n = tp.shape
-    K = len(npig)
+    npig = np.broadcast_to(np.asarray(npig, dtype=np.float64), (T, np.shape(npig)[-1]))
+    K = npig.shape[1]
     R = len(rec_thresholds)
-    npig = np.asarray(npig, dtype=np.float64)
-    valid = npig > 0
+    valid = npig > 0                                                       # (T, K)
+    safe = np.where(valid, npig, 1.0)
     cat = np.asarray(cat, dtype=np.int64)
     ks = np.arange(K)
     # flattened (t, category) segments: [t * n + starts[k], t * n + ends[k])
@@ -61,12 +63,12 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
     # recall: rc[-1] of the segment, 0 when the segment has no detection
     total_tp = (tp_before(seg_end) - base_tp).reshape(T, K)
     nonempty = (ends > starts)[None, :]
-    recall = np.where(nonempty, total_tp / np.where(valid, npig, 1.0)[None, :], 0.0)
+    recall = np.where(nonempty, total_tp / safe, 0.0)
     # compress to true-positive positions
     seg = (pos // n) * K + cat[pos % n] if n else pos
     tpc = ctp0[1:] - base_tp[seg]
     fpc = fp_before(pos) - base_fp[seg]
-    rc = tpc / np.where(valid, npig, 1.0)[seg % K]
+    rc = tpc / safe.ravel()[seg]
     pr = tpc / (fpc + tpc + EPS)
     # precision made monotone (reverse running max) inside each segment; the offset keeps
     # segments apart (costs a few ulps, far below the 1e-4 tolerance)
@@ -75,7 +77,7 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
     # searchsorted(rc_segment, rec_thresholds, 'left') for every segment in one call, with exact
     # comparisons: kidx = number of thresholds <= rc; the first position with rc >= thr_j is the
     # first with kidx > j; the (segment, kidx) key is non-decreasing along the compressed array
-    kidx = np.searchsorted(rec_thresholds, rc, side="right")
+    kidx = thresholds_reached(np.asarray(rec_thresholds, dtype=np.float64), rc)
     key = seg * (R + 1) + kidx
     query = (np.arange(T * K)[:, None] * (R + 1) + np.arange(R)[None, :]).ravel()
     hit = np.searchsorted(key, query, side="right")
@@ -85,8 +87,8 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
     precision = np.zeros(T * K * R)
     precision[inside] = mono[hit[inside]]
     precision = precision.reshape(T, K, R).transpose(0, 2, 1).copy()
-    precision[:, :, ~valid] = np.nan
-    recall[:, ~valid] = np.nan
+    precision = np.where(valid[:, None, :], precision, np.nan)
+    recall[~valid] = np.nan
     return precision, recall
 
 
@@ -124,3 +126,19 @@ def coco_stats(precision: np.ndarray, recall: np.ndarray, t50: int, t75: int,
         nanmean(r[:, :, a_m, m100]),
         nanmean(r[:, :, a_l, m100]),
     ], dtype=np.float64)
+
+def thresholds_reached(rec: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(rec, values, side="right")``: how many thresholds are <= each value.
+
+    For COCO's evenly spaced thresholds (0, 0.01, ..., 1) and values in [0, 1] this is done by
+    arithmetic: ``floor(value * 100)`` is at most one off the true position, and two exact
+    comparisons with the stored thresholds settle it (a binary search per value was the
+    bootstrap's most expensive step)."""
+    R = len(rec)
+    steps = R - 1
+    if R < 2 or np.abs(rec * steps - np.arange(R)).max() > 1e-9 or values.size == 0 \
+            or values.min() < 0 or values.max() > 1:
+        return np.searchsorted(rec, values.ravel(), side="right").reshape(values.shape)
+    c = (values * steps).astype(np.int64)               # in [0, steps]
+    ext = np.append(rec, np.inf)
+    return c + (ext[c] <= values) + (ext[c + 1] <= values)

@@ -18,7 +18,6 @@ import pandas as pd
 
 from preflight.metrics.coco import candidate_pairs
 from preflight.metrics.index import EvaluationIndex
-from preflight.metrics.slices import make_slices
 
 BACKGROUND = "background"
 CONFUSION_COLUMNS = ["slice_column", "slice_value", "true_class", "pred_class", "count",
@@ -74,7 +73,7 @@ def confusion_matrix(index: EvaluationIndex, *, slice_columns: list[str] | None 
     true_names = np.repeat(names, K + 1)
     pred_names = np.tile(names, K + 1)
     frames = []
-    for s in make_slices(index.images, slice_columns):
+    for s in index.image_slices(slice_columns):
         counts = np.bincount(cell[s.mask[img]], minlength=(K + 1) ** 2)
         frames.append(pd.DataFrame({
             "slice_column": s.column, "slice_value": s.value, "true_class": true_names,

@@ -22,7 +22,7 @@ import pandas as pd
 from preflight.metrics.detection import DEFAULT_MIN_BOXES, DEFAULT_MIN_IMAGES
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.intervals import percentile_interval, resample_weights, slice_rng
-from preflight.metrics.slices import LongTable, make_slices
+from preflight.metrics.slices import LongTable
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def expected_cost(index: EvaluationIndex, cost: CostModel, *,
     fp_img = fpc.sum(1)
     fn_img = pos - tpc                                          # (N, K)
     table = LongTable()
-    for s in make_slices(index.images, slice_columns):
+    for s in index.image_slices(slice_columns):
         n = int(s.mask.sum())
         n_box = int(pos[s.mask].sum())
         point = _cost_metrics(cost, miss, fp_img[s.mask].sum(), fn_img[s.mask].sum(0), n)

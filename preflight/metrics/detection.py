@@ -89,7 +89,7 @@ def evaluate_index(
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
     table = LongTable()
-    slices = list(make_slices(index.images, slice_columns))
+    slices = index.image_slices(slice_columns)
     if bootstraps is None:
         bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed, pool)
     if len(bootstraps) != len(slices):
@@ -111,7 +111,7 @@ def start_bootstraps(index: EvaluationIndex, slice_columns: list[str] | None, bo
     out = []
     if bootstrap and pool is not None:
         index.warm_caches()                 # compute the shared caches once, not per worker
-    for s in make_slices(index.images, slice_columns):
+    for s in index.image_slices(slice_columns):
         args = (index, s, bootstrap, seed)
         out.append(None if not bootstrap or not s.mask.any() else
                    pool.submit(_bootstrap_slice, *args) if pool is not None else

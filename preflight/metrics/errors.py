@@ -33,7 +33,7 @@ from preflight.metrics.accumulate import accumulate, nanmean
 from preflight.metrics.coco import candidate_pairs
 from preflight.metrics.detection import DEFAULT_MIN_BOXES, DEFAULT_MIN_IMAGES
 from preflight.metrics.index import EvaluationIndex
-from preflight.metrics.slices import LongTable, make_slices
+from preflight.metrics.slices import LongTable
 
 ERROR_TYPES: tuple[str, ...] = ("cls", "loc", "both", "dupe", "bkg", "missed")
 #: per-detection labels (``classify_detections``)
@@ -56,6 +56,13 @@ def _first_per_dt(d: np.ndarray, g: np.ndarray, iou: np.ndarray, n: int, keep: n
 
 class ErrorAnalysis:
     """Per-detection error types and fix targets, computed once for an index."""
+
+    @classmethod
+    def of(cls, index: EvaluationIndex, pos_iou: float = 0.5, bg_iou: float = 0.1
+           ) -> ErrorAnalysis:
+        """The analysis of ``index`` at these IoUs, built once and kept with the index."""
+        return index.cached(("errors", float(pos_iou), float(bg_iou)),
+                            lambda: cls(index, pos_iou, bg_iou))
 
     def __init__(self, index: EvaluationIndex, pos_iou: float = 0.5, bg_iou: float = 0.1):
         self.index, self.pos_iou, self.bg_iou = index, pos_iou, bg_iou
@@ -96,6 +103,8 @@ class ErrorAnalysis:
                 target[hit] = tgt[hit]
             rest &= ~hit
         self.kind, self.target, self.used = kind, target, used
+        self.kind_is = {k: kind == k for k in (*ERROR_TYPES[:-1], TP, IGNORED)}
+        self._views: dict = {}
         # TIDE's BestGTMatch: among cls/loc errors on a still unmatched box, the highest score
         # (ties: earliest input row) is the one a fix turns into a true positive
         fixable = (target >= 0) & ~used[np.maximum(target, 0)]
@@ -112,7 +121,7 @@ class ErrorAnalysis:
     def counts(self, mask: np.ndarray, threshold: float) -> dict[str, int]:
         idx = self.index
         dsel = mask[idx.dt_img] & (idx.dt_score >= threshold)
-        out = {k: int((dsel & (self.kind == k)).sum()) for k in ERROR_TYPES[:-1]}
+        out = {k: int((dsel & self.kind_is[k]).sum()) for k in ERROR_TYPES[:-1]}
         targeted = np.zeros(len(idx.gt_img), dtype=bool)
         aim = dsel & (self.target >= 0)
         targeted[self.target[aim]] = True
@@ -121,23 +130,34 @@ class ErrorAnalysis:
         return out
 
     # ------------------------------------------------------------------ oracle fixes
+    def _fixed(self, fix: str | None):
+        """All detections after fixing ``fix`` (see the module docstring), in accumulation
+        order: ``(tp, fp, category, image)``. A slice's detections are a subsequence of these."""
+        if fix not in self._views:
+            idx = self.index
+            cat, tp, fp = idx.dt_cat, self.tp, self.fp
+            keep = np.ones(len(cat), dtype=bool)
+            if fix in ("cls", "loc"):
+                hit = self.kind_is[fix]
+                good = hit & self.best
+                tp, fp = tp | good, fp & ~good
+                if fix == "cls":
+                    cat = cat.copy()
+                    cat[good] = idx.gt_cat[self.target[good]]
+                keep = ~(hit & ~self.best)
+            elif fix in ("both", "dupe", "bkg"):
+                keep = ~self.kind_is[fix]
+            order = np.flatnonzero(keep)
+            if fix == "cls":   # relabelled detections move to their new category's run
+                order = order[np.lexsort((idx.dt_row[order], idx.dt_img[order],
+                                          -idx.dt_score[order], cat[order]))]
+            self._views[fix] = (tp[order], fp[order], cat[order], idx.dt_img[order])
+        return self._views[fix]
+
     def ap50(self, mask: np.ndarray, fix: str | None = None) -> float:
         idx = self.index
-        dsel = mask[idx.dt_img]
-        cat = idx.dt_cat.copy()
-        tp, fp = self.tp.copy(), self.fp.copy()
-        if fix in ("cls", "loc"):
-            hit = self.kind == fix
-            good = hit & self.best
-            tp[good], fp[good] = True, False
-            if fix == "cls":
-                cat[good] = idx.gt_cat[self.target[good]]
-            dsel &= ~(hit & ~self.best)
-        elif fix in ("both", "dupe", "bkg"):
-            dsel &= self.kind != fix
-        sel = np.flatnonzero(dsel)
-        if fix == "cls":
-            sel = sel[np.lexsort((idx.dt_row[sel], idx.dt_img[sel], -idx.dt_score[sel], cat[sel]))]
+        tp, fp, cat, img = self._fixed(fix)
+        sel = mask[img]
         gsel = mask[idx.gt_img] & self.gt_ok
         if fix == "missed":
             gsel &= ~self.missed_all
@@ -145,6 +165,28 @@ class ErrorAnalysis:
         pr, _ = accumulate(tp[None, sel], fp[None, sel], cat[sel], npig,
                            np.asarray(idx.params.rec_thresholds))
         return float(nanmean(pr))
+
+    def ap50_all(self, mask: np.ndarray) -> dict[str | None, float]:
+        """``{fix: AP50}`` for no fix (None) and every error type, in one accumulation: the
+        fixed views are concatenated with each view's categories offset by ``view * K``."""
+        idx = self.index
+        fixes = (None, *ERROR_TYPES)
+        if "all" not in self._views:
+            K = idx.n_classes
+            views = [self._fixed(f) for f in fixes]
+            self._views["all"] = tuple(np.concatenate(parts) for parts in (
+                [v[0] for v in views], [v[1] for v in views],
+                [v[2] + i * K for i, v in enumerate(views)], [v[3] for v in views]))
+        tp, fp, cat, img = self._views["all"]
+        sel = mask[img]
+        gsel = mask[idx.gt_img] & self.gt_ok
+        npig = np.bincount(idx.gt_cat[gsel], minlength=idx.n_classes)
+        missed = np.bincount(idx.gt_cat[gsel & ~self.missed_all], minlength=idx.n_classes)
+        pr, _ = accumulate(tp[None, sel], fp[None, sel], cat[sel],
+                           np.concatenate([missed if f == "missed" else npig for f in fixes]),
+                           np.asarray(idx.params.rec_thresholds))
+        per_view = pr[0].reshape(pr.shape[1], len(fixes), idx.n_classes)       # (R, views, K)
+        return {f: float(nanmean(per_view[:, i])) for i, f in enumerate(fixes)}
 
     def frame(self) -> pd.DataFrame:
         """One row per detection (maxDets-truncated, input order): ``image_id, class_id, score,
@@ -165,12 +207,13 @@ def error_decomposition(index: EvaluationIndex, *, slice_columns: list[str] | No
                         min_boxes: int = DEFAULT_MIN_BOXES) -> pd.DataFrame:
     """Long table per slice: ``AP50``, ``errors.<type>`` (count at the operating threshold),
     ``errors.<type>.per_image`` and ``dAP50.<type>`` for the six TIDE types."""
-    ea = ErrorAnalysis(index, pos_iou, bg_iou)
+    ea = ErrorAnalysis.of(index, pos_iou, bg_iou)
     table = LongTable()
-    for s in make_slices(index.images, slice_columns):
+    for s in index.image_slices(slice_columns):
         n_img = int(s.mask.sum())
         n_box = int((s.mask[index.gt_img] & ea.gt_ok).sum())
-        base = ea.ap50(s.mask)
+        ap50 = ea.ap50_all(s.mask)
+        base = ap50[None]
         table.add(s.column, s.value, "AP50", base, n_images=n_img, n_boxes=n_box)
         counts = ea.counts(s.mask, operating_threshold)
         for kind in ERROR_TYPES:
@@ -179,7 +222,7 @@ def error_decomposition(index: EvaluationIndex, *, slice_columns: list[str] | No
             table.add(s.column, s.value, f"errors.{kind}.per_image",
                       counts[kind] / n_img if n_img else np.nan, n_images=n_img, n_boxes=n_box)
         for kind in ERROR_TYPES:
-            fixed = ea.ap50(s.mask, kind)
+            fixed = ap50[kind]
             gain = max(fixed - base, 0.0) if np.isfinite(fixed) and np.isfinite(base) else np.nan
             table.add(s.column, s.value, f"dAP50.{kind}", gain, n_images=n_img, n_boxes=n_box)
     return table.frame(min_images, min_boxes)
@@ -188,4 +231,4 @@ def error_decomposition(index: EvaluationIndex, *, slice_columns: list[str] | No
 def classify_detections(index: EvaluationIndex, *, pos_iou: float = 0.5,
                         bg_iou: float = 0.1) -> pd.DataFrame:
     """Per-detection error labels (see :meth:`ErrorAnalysis.frame`)."""
-    return ErrorAnalysis(index, pos_iou, bg_iou).frame()
+    return ErrorAnalysis.of(index, pos_iou, bg_iou).frame()

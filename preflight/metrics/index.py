@@ -8,6 +8,7 @@ weights (a bootstrap resample) and re-accumulates the stored per-detection match
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,7 @@ class EvaluationIndex:
     tp: np.ndarray
     fp: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,30 +195,53 @@ class EvaluationIndex:
         w, dsel, gsel = self._weights(mask, weights)
         rec = np.asarray(p.rec_thresholds)
         tsel = slice(None) if iou_index is None else np.asarray(iou_index)
+        area_list = list(range(A) if areas is None else areas)
+        npig = np.stack([self.npig(a, gsel, w) for a in area_list])              # (areas, K)
         for mi, md in enumerate(p.max_dets):
             if max_dets is not None and md not in max_dets:
                 continue
             idx = np.flatnonzero(dsel & (self.dt_rank < md))
             cat = self.dt_cat[idx]
             dw = None if w is None else w[self.dt_img[idx]]
-            for a in range(A) if areas is None else areas:
-                pr, rc = accumulate(self.tp[a][tsel][:, idx], self.fp[a][tsel][:, idx], cat,
-                                    self.npig(a, gsel, w), rec, dw)
-                precision[:, :, :, a, mi] = pr
-                recall[:, :, a, mi] = rc
+            # every requested area range in one accumulation: its rows stacked under the
+            # IoU thresholds, each row with its own positives
+            rows = len(area_list) * T
+            tp = self.tp[area_list][:, tsel][:, :, idx].reshape(rows, len(idx))
+            fp = self.fp[area_list][:, tsel][:, :, idx].reshape(rows, len(idx))
+            pr, rc = accumulate(tp, fp, cat, np.repeat(npig, T, axis=0), rec, dw)
+            for i, a in enumerate(area_list):
+                precision[:, :, :, a, mi] = pr[i * T:(i + 1) * T]
+                recall[:, :, a, mi] = rc[i * T:(i + 1) * T]
         return precision, recall
 
     def stats(self, mask: np.ndarray | None = None, *,
               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The twelve COCO stats (NaN for pycocotools' -1) and per-class AP ``(K,)``."""
         p = self.params
-        precision, recall = self.evaluate(mask, weights=weights)
+        # precision is read at maxDets 100 only; AR1 / AR10 need the recall alone
+        precision, recall = self.evaluate(mask, weights=weights, max_dets=[100])
+        a_all = p.area_index("all")
+        for md in (1, 10):
+            recall[:, :, a_all, p.max_det_index(md)] = self._recall(mask, weights, a_all, md)
         stats = coco_stats(precision, recall, p.iou_index(0.5), p.iou_index(0.75),
                            {k: p.area_index(k) for k in ("all", "small", "medium", "large")},
                            {k: p.max_det_index(k) for k in (1, 10, 100)})
         per_class = nanmean(precision[:, :, :, p.area_index("all"), p.max_det_index(100)],
                             axis=(0, 1))
         return stats, per_class
+
+    def _recall(self, mask, weights, area: int, max_det: int) -> np.ndarray:
+        """Recall ``(T, K)`` at one (area, maxDets) cell: what :meth:`evaluate` gives there,
+        without the precision curves."""
+        w, dsel, gsel = self._weights(mask, weights)
+        T, K = len(self.params.iou_thresholds), self.n_classes
+        idx = np.flatnonzero(dsel & (self.dt_rank < max_det))
+        t_i, j = np.nonzero(self.tp[area][:, idx])
+        ww = None if w is None else w[self.dt_img[idx[j]]]
+        hits = np.bincount(t_i * K + self.dt_cat[idx[j]], weights=ww, minlength=T * K)
+        npig = self.npig(area, gsel, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(npig > 0, hits.reshape(T, K) / np.where(npig > 0, npig, 1.0), np.nan)
 
     def quick_stats(self, weights: np.ndarray) -> np.ndarray:
         """``[AP, AP50, AP75, AR100, AP.<class>...]`` at area all / maxDets 100 (bootstrap)."""
@@ -254,6 +279,21 @@ class EvaluationIndex:
                                 nanmean(precision[:, t75], axis=1),
                                 nanmean(recall, axis=(1, 2)),
                                 nanmean(precision, axis=1)])
+
+    def cached(self, key, build):
+        """``build()`` once per ``key`` for this index, also when threads ask at the same time."""
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
+
+    def image_slices(self, columns) -> list:
+        """``make_slices(self.images, columns)``, computed once per column list (every view of
+        the failure distribution asks for the same slices)."""
+        from preflight.metrics.slices import make_slices
+
+        key = ("slices", tuple(columns or ()))
+        return self.cached(key, lambda: make_slices(self.images, list(columns or [])))
 
     def warm_caches(self, threshold: float | None = None) -> None:
         """Fill the lazily computed arrays (before several threads query this index)."""

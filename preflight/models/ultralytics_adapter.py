@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from preflight.models.base import (
+    PRED_COLUMNS,
     ModelError,
     TrainResult,
     check_rgb_frame,
@@ -165,22 +166,29 @@ class UltralyticsDetector:
                                     "input_size": self.input_size, "class_map": self.class_map,
                                     "device": self.device, "sha256": self.sha256}
 
+    def _to_array(self, result) -> np.ndarray:
+        """One frame's Results as an ``(n, 6)`` float64 array in ``PRED_COLUMNS`` order (model
+        classes mapped to operational ids, unmapped dropped), by descending score (stable)."""
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return np.zeros((0, len(PRED_COLUMNS)))
+        data = boxes.data.detach().cpu().numpy().astype(np.float64)  # x1 y1 x2 y2 [id] conf cls
+        op_ids = self._lut[np.clip(data[:, -1].astype(np.int64), 0, len(self._lut) - 1)]
+        keep = op_ids >= 0
+        data, op_ids = data[keep], op_ids[keep]
+        out = np.column_stack([op_ids, data[:, -2], data[:, 0], data[:, 1],
+                               data[:, 2] - data[:, 0], data[:, 3] - data[:, 1]])
+        return out[np.argsort(-out[:, 1], kind="stable")]
+
     def _to_frame(self, result):
         import pandas as pd
 
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
+        rows = self._to_array(result)
+        if not len(rows):
             return empty_predictions()
-        xyxy = boxes.xyxy.detach().cpu().numpy().astype(np.float64)
-        score = boxes.conf.detach().cpu().numpy().astype(np.float64)
-        model_ids = boxes.cls.detach().cpu().numpy().astype(np.int64)
-        op_ids = self._lut[np.clip(model_ids, 0, len(self._lut) - 1)]
-        keep = op_ids >= 0
-        frame = pd.DataFrame({
-            "class_id": op_ids[keep], "score": score[keep], "x": xyxy[keep, 0],
-            "y": xyxy[keep, 1], "w": xyxy[keep, 2] - xyxy[keep, 0],
-            "h": xyxy[keep, 3] - xyxy[keep, 1]})
-        return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+        frame = pd.DataFrame(rows, columns=list(PRED_COLUMNS))
+        frame["class_id"] = frame["class_id"].astype(np.int64)
+        return frame
 
     # ------------------------------------------------------------------ training / export
     def train(self, data_yaml: str | Path, out_dir: str | Path, **kwargs: Any) -> TrainResult:
@@ -254,7 +262,9 @@ class UltralyticsStages:
         with torch.inference_mode():
             return self.predictor.inference(prepared[0])
 
-    def finish(self, raw: Any, prepared: tuple[Any, list[np.ndarray]]) -> list:
+    def finish(self, raw: Any, prepared: tuple[Any, list[np.ndarray]]) -> list[np.ndarray]:
+        """One ``(n, 6)`` array per frame in ``PRED_COLUMNS`` order (what :meth:`predict`'s
+        frames hold, without building a DataFrame per frame)."""
         import torch
 
         x, frames = prepared
@@ -263,7 +273,7 @@ class UltralyticsStages:
         with torch.inference_mode():
             p.batch = ([""] * len(frames), bgr_views, "")
             results = p.postprocess(raw, x, bgr_views)
-        return [self.detector._to_frame(r) for r in results]
+        return [self.detector._to_array(r) for r in results]
 
 
 def _load(source: str):
