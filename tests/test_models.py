@@ -338,6 +338,11 @@ def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
         got = predict_images(det.predict, images, batch_size=batch_size)
         pd_testing = __import__("pandas").testing
         pd_testing.assert_frame_equal(got, ref, check_exact=False, atol=1e-4, rtol=0)
+    # an embed() call leaves ultralytics' predictor returning features: staging resets it
+    det.embed([np.zeros((40, 60, 3), np.uint8)])
+    __import__("pandas").testing.assert_frame_equal(
+        predict_images(det.predict, images, batch_size=4), ref, check_exact=False, atol=1e-4,
+        rtol=0)
     # the predictor reconfigured by another call (other thresholds) is set back before staging
     det.model.predict([np.zeros((32, 32, 3), np.uint8)], conf=0.5, iou=0.3, max_det=5,
                       imgsz=det.input_size, rect=True, verbose=False)

@@ -134,8 +134,11 @@ class UltralyticsDetector:
         predictor = self.model.predictor
         args = self._predict_args()
         current = None if predictor is None else predictor.args
-        if current is None or any(getattr(current, k, None) != v for k, v in args.items()
-                                  if k not in ("device", "verbose", "save")):
+        # what predict() would run with: our arguments, and no embedding / TTA left over from
+        # an earlier embed() or another caller's settings
+        wanted = {**{k: v for k, v in args.items() if k not in ("device", "verbose", "save")},
+                  "embed": None, "augment": False, "visualize": False}
+        if current is None or any(getattr(current, k, None) != v for k, v in wanted.items()):
             # (re)configure ultralytics' predictor exactly as predict() would, on one blank frame
             blank = np.zeros((self.input_size, self.input_size, 3), np.uint8)
             self.model.predict([blank], stream=False, **args)
