@@ -265,8 +265,9 @@ class EvaluationIndex:
         local = np.full(self.n_images, -1, dtype=np.int64)
         local[img_pos] = np.arange(len(img_pos))
         ok = mask[self.gt_img] & ~self.gt_ignore[a]
-        per_image = np.zeros((len(img_pos), self.n_classes))
-        np.add.at(per_image, (local[self.gt_img[ok]], self.gt_cat[ok]), 1.0)
+        K = self.n_classes
+        per_image = np.bincount(local[self.gt_img[ok]] * K + self.gt_cat[ok],
+                                minlength=len(img_pos) * K).reshape(len(img_pos), K)
         precision, recall = accumulate_resamples(
             self.tp[a][:, idx], self._relevant_fp()[:, idx], self.dt_cat[idx],
             local[self.dt_img[idx]],
