@@ -94,8 +94,10 @@ def evaluate_index(
         bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed, pool)
     if len(bootstraps) != len(slices):
         raise ValueError("bootstraps do not match the slices")
-    for s, boot in zip(slices, bootstraps, strict=True):
-        _image_slice_rows(index, s, table, operating_threshold, boot)
+    # point estimates of every slice first: the bootstraps may still be running elsewhere
+    points = [_slice_points(index, s, operating_threshold) for s in slices]
+    for s, pts, boot in zip(slices, points, bootstraps, strict=True):
+        _image_slice_rows(index, s, table, pts, boot)
     if box_slice_columns:
         boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
         for s in make_slices(boxes, box_slice_columns, include_overall=False, what="ground-truth"):
@@ -155,19 +157,28 @@ def _bootstrap_slice(index: EvaluationIndex, s: Slice, bootstrap: int, seed: int
     return W, index.bootstrap_stats(s.mask, W)
 
 
-def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshold: float,
-                      boot=None) -> None:
+def _slice_points(index: EvaluationIndex, s: Slice, threshold: float) -> dict:
+    """A slice's point estimates and counts (everything but the bootstrap intervals)."""
     mask = s.mask
-    n_img = int(mask.sum())
     p = index.params
-    K = index.n_classes
     stats, per_class = index.stats(mask)
     gsel = mask[index.gt_img]
     box_count = {lbl: int((gsel & ~index.gt_ignore[p.area_index(lbl)]).sum())
                  for lbl in p.area_labels}
     a_all = p.area_index("all")
-    class_boxes = np.bincount(index.gt_cat[gsel & ~index.gt_ignore[a_all]], minlength=K)
+    class_boxes = np.bincount(index.gt_cat[gsel & ~index.gt_ignore[a_all]],
+                              minlength=index.n_classes)
     tpc, fpc, pos = (c[mask] for c in index.op_counts(threshold))
+    return dict(n_img=int(mask.sum()), stats=stats, per_class=per_class, box_count=box_count,
+                class_boxes=class_boxes, tpc=tpc, fpc=fpc, pos=pos)
+
+
+def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: dict,
+                      boot=None) -> None:
+    n_img, stats, per_class = pts["n_img"], pts["stats"], pts["per_class"]
+    box_count, class_boxes = pts["box_count"], pts["class_boxes"]
+    tpc, fpc, pos = pts["tpc"], pts["fpc"], pts["pos"]
+    K = index.n_classes
     tp_k, fp_k, pos_k = tpc.sum(0), fpc.sum(0), pos.sum(0)
     prec_k, rec_k, f1_k = _prf(tp_k, fp_k, pos_k)
     prec, rec, f1 = _prf(tp_k.sum(), fp_k.sum(), pos_k.sum())
