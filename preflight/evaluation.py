@@ -159,7 +159,6 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
     index = EvaluationIndex.build(gt, predictions, imgs, class_names=class_names)
     common = dict(min_images=spec.min_images, min_boxes=spec.min_boxes)
     threshold = spec.operating_threshold
-    index.warm_caches(threshold)           # shared caches filled before the workers start
     # The views are independent NumPy work (which releases the GIL): each slice's bootstrap and
     # the other views run on worker threads while this thread assembles the metrics table.
     workers = max(1, min(2, os.cpu_count() or 1))

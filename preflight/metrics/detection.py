@@ -77,21 +77,19 @@ def evaluate_index(
     min_images: int = DEFAULT_MIN_IMAGES,
     min_boxes: int = DEFAULT_MIN_BOXES,
     model_input_size: int | None = None,
-    pool: Executor | None = None,
     bootstraps: list | None = None,
 ) -> pd.DataFrame:
     """:func:`evaluate_detections` on an already built :class:`EvaluationIndex`.
 
-    With a ``pool`` (e.g. a ``ThreadPoolExecutor``: the work is NumPy, which releases the GIL)
-    each slice's bootstrap runs as a task on it while this thread computes the rest; the table
-    is the same. ``bootstraps``: those tasks already started by :func:`start_bootstraps` (with
-    the same slices, ``bootstrap`` and ``seed``). The calling thread must not be a pool worker."""
+    ``bootstraps``: the slices' bootstrap tasks already started by :func:`start_bootstraps`
+    (e.g. on a thread pool, with the same slices, ``bootstrap`` and ``seed``); the table is the
+    same as when they run here. The calling thread must not be one of that pool's workers."""
     if bootstrap < 0:
         raise ValueError("bootstrap must be >= 0")
     table = LongTable()
     slices = index.image_slices(slice_columns)
     if bootstraps is None:
-        bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed, pool)
+        bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed)
     if len(bootstraps) != len(slices):
         raise ValueError("bootstraps do not match the slices")
     # point estimates of every slice first: the bootstraps may still be running elsewhere
@@ -111,8 +109,6 @@ def start_bootstraps(index: EvaluationIndex, slice_columns: list[str] | None, bo
     and the bootstrapped quick stats; run on ``pool``, or here when it is None. None for a slice
     without images or when ``bootstrap`` is 0."""
     out = []
-    if bootstrap and pool is not None:
-        index.warm_caches()                 # compute the shared caches once, not per worker
     for s in index.image_slices(slice_columns):
         args = (index, s, bootstrap, seed)
         out.append(None if not bootstrap or not s.mask.any() else

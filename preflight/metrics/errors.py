@@ -155,16 +155,8 @@ class ErrorAnalysis:
         return self._views[fix]
 
     def ap50(self, mask: np.ndarray, fix: str | None = None) -> float:
-        idx = self.index
-        tp, fp, cat, img = self._fixed(fix)
-        sel = mask[img]
-        gsel = mask[idx.gt_img] & self.gt_ok
-        if fix == "missed":
-            gsel &= ~self.missed_all
-        npig = np.bincount(idx.gt_cat[gsel], minlength=idx.n_classes)
-        pr, _ = accumulate(tp[None, sel], fp[None, sel], cat[sel], npig,
-                           np.asarray(idx.params.rec_thresholds))
-        return float(nanmean(pr))
+        """AP50 of the images in ``mask`` after fixing ``fix`` (None: as detected)."""
+        return self.ap50_all(mask)[fix]
 
     def ap50_all(self, mask: np.ndarray) -> dict[str | None, float]:
         """``{fix: AP50}`` for no fix (None) and every error type, in one accumulation: the

@@ -282,7 +282,9 @@ class EvaluationIndex:
                                 nanmean(precision, axis=1)])
 
     def cached(self, key, build):
-        """``build()`` once per ``key`` for this index, also when threads ask at the same time."""
+        """``build()`` once per ``key`` for this index, also when threads ask at the same time
+        (every lazily computed array of the index goes through here; the lock is re-entrant,
+        so a build may ask for another cached value)."""
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = build()
@@ -296,54 +298,46 @@ class EvaluationIndex:
         key = ("slices", tuple(columns or ()))
         return self.cached(key, lambda: make_slices(self.images, list(columns or [])))
 
-    def warm_caches(self, threshold: float | None = None) -> None:
-        """Fill the lazily computed arrays (before several threads query this index)."""
-        self._relevant_fp()
-        if threshold is not None:
-            self.op_counts(threshold)
-            self.gt_detected(threshold)
-
     def _relevant_fp(self) -> np.ndarray:
         """False positives (area all, maxDets 100) that can change a precision: those before
         the last true positive of their (IoU threshold, category) run. A later one stays after
         the last true positive of any subset (a slice, a resample), so no AP counts it."""
-        if "relevant_fp" not in self._cache:
+        def build() -> np.ndarray:
             a = self.params.area_index("all")
             tp, fp = self.tp[a] & (self.dt_rank < 100), self.fp[a] & (self.dt_rank < 100)
             T, n = tp.shape
-            K = self.n_classes
             t_idx, j_idx = np.nonzero(tp)
-            last = np.full((T, K), -1, dtype=np.int64)
+            last = np.full((T, self.n_classes), -1, dtype=np.int64)
             np.maximum.at(last, (t_idx, self.dt_cat[j_idx]), j_idx)
-            self._cache["relevant_fp"] = fp & (np.arange(n)[None, :] < last[:, self.dt_cat])
-        return self._cache["relevant_fp"]
+            return fp & (np.arange(n)[None, :] < last[:, self.dt_cat])
+
+        return self.cached("relevant_fp", build)
 
     # ------------------------------------------------------------------ operating point
     def op_status(self, threshold: float, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """Per detection at the operating point (area all, maxDets 100): (true positive, false
         positive) booleans, both False for ignored detections or scores below ``threshold``."""
-        key = ("op", float(threshold), float(iou))
-        if key not in self._cache:
+        def build():
             t, a = self.params.iou_index(iou), self.params.area_index("all")
             above = self.dt_score >= threshold
-            self._cache[key] = (self.tp[a, t] & above, self.fp[a, t] & above)
-        return self._cache[key]
+            return self.tp[a, t] & above, self.fp[a, t] & above
+
+        return self.cached(("op", float(threshold), float(iou)), build)
 
     def gt_detected(self, threshold: float, iou: float = 0.5) -> np.ndarray:
         """Per ground truth: matched (area all) by a detection scoring at least ``threshold``."""
-        key = ("gtdet", float(threshold), float(iou))
-        if key not in self._cache:
+        def build() -> np.ndarray:
             t, a = self.params.iou_index(iou), self.params.area_index("all")
             tp, _ = self.op_status(threshold, iou)
             hit = np.zeros(len(self.gt_img), dtype=bool)
             hit[self.dt_gt[a, t][tp]] = True
-            self._cache[key] = hit
-        return self._cache[key]
+            return hit
+
+        return self.cached(("gtdet", float(threshold), float(iou)), build)
 
     def op_counts(self, threshold: float, iou: float = 0.5) -> tuple[np.ndarray, ...]:
         """Per-image, per-class counts ``(N, K)`` of TP, FP and positives (non-ignored GT)."""
-        key = ("counts", float(threshold), float(iou))
-        if key not in self._cache:
+        def build():
             N, K = self.n_images, self.n_classes
             tp, fp = self.op_status(threshold, iou)
             cells = self.dt_img * K + self.dt_cat
@@ -351,8 +345,9 @@ class EvaluationIndex:
             fpc = np.bincount(cells[fp], minlength=N * K).reshape(N, K)
             ok = ~self.gt_ignore[self.params.area_index("all")]
             pos = np.bincount((self.gt_img * K + self.gt_cat)[ok], minlength=N * K).reshape(N, K)
-            self._cache[key] = (tpc, fpc, pos)
-        return self._cache[key]
+            return tpc, fpc, pos
+
+        return self.cached(("counts", float(threshold), float(iou)), build)
 
     def gt_in_area(self) -> np.ndarray:
         """``(A, n_gt)`` ground truth area inside each range (for box counts per stat)."""
