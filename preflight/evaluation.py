@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +24,8 @@ from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
 from preflight.metrics.detection import evaluate_index, start_bootstraps
 from preflight.metrics.errors import classify_detections, error_decomposition
+from preflight.metrics import helper as helpers
+from preflight.metrics.helper import BootstrapHelper, RemoteBootstraps, bootstrap_request
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
 from preflight.models.base import PRED_COLUMNS as _PRED
@@ -35,6 +37,13 @@ log = logging.getLogger(__name__)
 PredictFn = Callable[[list[np.ndarray]], Sequence[pd.DataFrame]]
 GT_COLUMNS = ["image_id", "class_id", "class_name", "x", "y", "w", "h", "area", "iscrowd",
               "truncated", "occluded"]
+
+
+#: the smallest evaluation set for which ``evaluate_candidate`` starts a bootstrap helper process
+#: by default (below it, the in-process bootstrap takes about as long as the helper's start)
+HELPER_MIN_IMAGES = 100
+#: how long ``evaluate_candidate(metrics_helper=True)`` waits for the helper's imports
+HELPER_WAIT_S = 60.0
 
 
 class FrameReadError(RuntimeError):
@@ -144,9 +153,12 @@ class FailureDistribution:
 
 
 def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd.DataFrame,
-                         spec: EvaluationSpec, cost: CostModel,
-                         class_names: dict[int, str]) -> FailureDistribution:
-    """Match once, then every view of the failure distribution from the same index."""
+                         spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
+                         helper: BootstrapHelper | None = None) -> FailureDistribution:
+    """Match once, then every view of the failure distribution from the same index.
+
+    ``helper``: a started :class:`~preflight.metrics.helper.BootstrapHelper`; when it is ready,
+    the slices' bootstraps run there, beside the other views (same table; see that module)."""
     t0 = time.perf_counter()
     slice_cols = [c for c in spec.slice_columns if c in images.columns]
     missing = sorted(set(spec.slice_columns) - set(slice_cols))
@@ -156,16 +168,24 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
                 if c in gt.columns or c in ("size_bin", "occluded_bin", "input_size_bin")]
     imgs = images[["image_id", *slice_cols, *[c for c in ("width", "height")
                                                if c in images.columns]]]
+    remote = (helper is not None and spec.bootstrap > 0
+              and helper.submit(bootstrap_request(gt, predictions, imgs, class_names, slice_cols,
+                                                  spec.bootstrap, spec.seed)))
     index = EvaluationIndex.build(gt, predictions, imgs, class_names=class_names)
     common = dict(min_images=spec.min_images, min_boxes=spec.min_boxes)
     threshold = spec.operating_threshold
     # The views are independent NumPy work (which releases the GIL): each slice's bootstrap and
     # the other views run on worker threads while this thread assembles the metrics table.
+    # With a helper process the bootstraps run there and the views here, one after the other:
+    # this process then keeps to one core and the helper has the other.
     workers = max(1, min(2, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers, thread_name_prefix="preflight-metrics") as pool:
+    with (_Inline() if remote else
+          ThreadPoolExecutor(workers, thread_name_prefix="preflight-metrics")) as pool:
         errors = pool.submit(error_decomposition, index, slice_columns=slice_cols,
                              operating_threshold=threshold, **common)   # the longest task
-        boots = start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool)
+        boots = (RemoteBootstraps(helper, index, index.image_slices(slice_cols), spec.bootstrap,
+                                  spec.seed).tasks() if remote else
+                 start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool))
         confusion = pool.submit(confusion_matrix, index, slice_columns=slice_cols,
                                 operating_threshold=threshold)
         daily = pool.submit(expected_cost, index, cost, slice_columns=slice_cols,
@@ -178,6 +198,18 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
         return FailureDistribution(metrics, errors.result(), confusion.result(),
                                    daily.result(), detections.result(),
                                    time.perf_counter() - t0)
+
+
+class _Inline(Executor):
+    """An executor that runs each task when it is submitted, on the calling thread."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered by result(), as a pool does
+            future.set_exception(exc)
+        return future
 
 
 def mlflow_metric_names(metrics: pd.DataFrame) -> dict[str, float]:
@@ -268,16 +300,38 @@ def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataF
                        spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
                        plot_dir: str | None = None, batch_size: int = 16, title: str = "",
                        recall_bar: float | None = None, progress: bool = False,
-                       overlap: bool = True) -> CandidateEvaluation:
+                       overlap: bool = True, metrics_helper: bool | None = None
+                       ) -> CandidateEvaluation:
     """Predict every image, compute the failure distribution and (optionally) draw its plots:
     the per-slice recall and AP50 charts with intervals, the confusion matrix, the error-type
     breakdown and a grid of the worst frames with boxes drawn. ``overlap``: see
-    :func:`predict_images`."""
+    :func:`predict_images`.
+
+    ``metrics_helper``: share the bootstrap intervals with this process's helper process
+    (:mod:`preflight.metrics.helper`; the first evaluation starts it beside its prediction loop,
+    later ones reuse it). None (default): when this machine has a spare core and the set is
+    worth it (at least :data:`HELPER_MIN_IMAGES` images), and only if the helper is ready when
+    the metrics start. True: always, waiting for the helper's start. False: never.
+    """
     t0 = time.perf_counter()
-    predictions = predict_images(predict_fn, images, batch_size=batch_size, progress=progress,
-                                 desc=title or "predict", overlap=overlap)
-    predict_seconds = time.perf_counter() - t0
-    result = failure_distribution(gt, predictions, images, spec, cost, class_names)
+    use_helper = (spec.bootstrap > 0 and (os.cpu_count() or 1) > 1
+                  and len(images) >= HELPER_MIN_IMAGES) if metrics_helper is None \
+        else bool(metrics_helper and spec.bootstrap > 0)
+    helper = helpers.acquire() if use_helper else None   # starts beside the prediction loop
+    try:
+        predictions = predict_images(predict_fn, images, batch_size=batch_size,
+                                     progress=progress, desc=title or "predict", overlap=overlap)
+        predict_seconds = time.perf_counter() - t0
+        ready = helper is not None and helper.ready(
+            timeout=HELPER_WAIT_S if metrics_helper else 0.0)
+        if helper is not None and not ready:
+            log.info("bootstrap helper not ready when the metrics started; computing the "
+                     "intervals in this process")
+        result = failure_distribution(gt, predictions, images, spec, cost, class_names,
+                                      helper=helper if ready else None)
+    finally:
+        if helper is not None:
+            helpers.release(helper)
     plots = (draw_evaluation_plots(result, predictions, images, gt, spec, class_names,
                                    plot_dir, title=title, recall_bar=recall_bar)
              if plot_dir else {})

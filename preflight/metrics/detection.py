@@ -147,9 +147,15 @@ class _Ready:
         return self.value
 
 
+def slice_resamples(s: Slice, bootstrap: int, seed: int) -> np.ndarray:
+    """``(bootstrap, n_images)``: the slice's resample weights (a function of the seed and the
+    slice's name, so any process draws the same)."""
+    return resample_weights(slice_rng(seed, s.column, s.value), int(s.mask.sum()), bootstrap)
+
+
 def _bootstrap_slice(index: EvaluationIndex, s: Slice, bootstrap: int, seed: int):
     """``(W, samples)``: the slice's resample weights and its quick stats per resample."""
-    W = resample_weights(slice_rng(seed, s.column, s.value), int(s.mask.sum()), bootstrap)
+    W = slice_resamples(s, bootstrap, seed)
     return W, index.bootstrap_stats(s.mask, W)
 
 
