@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from preflight.metrics import helper as helpers
 from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
 from preflight.metrics.detection import evaluate_index, start_bootstraps
 from preflight.metrics.errors import classify_detections, error_decomposition
-from preflight.metrics import helper as helpers
 from preflight.metrics.helper import BootstrapHelper, RemoteBootstraps, bootstrap_request
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
