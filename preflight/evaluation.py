@@ -150,6 +150,8 @@ class FailureDistribution:
     cost: pd.DataFrame         # expected daily cost per slice
     detections: pd.DataFrame   # per-detection error labels
     seconds: float
+    #: slices bootstrapped in the helper process / in all (0 / n when no helper was used)
+    bootstrap_slices: tuple[int, int] = (0, 0)
 
 
 def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd.DataFrame,
@@ -183,8 +185,9 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
           ThreadPoolExecutor(workers, thread_name_prefix="preflight-metrics")) as pool:
         errors = pool.submit(error_decomposition, index, slice_columns=slice_cols,
                              operating_threshold=threshold, **common)   # the longest task
-        boots = (RemoteBootstraps(helper, index, index.image_slices(slice_cols), spec.bootstrap,
-                                  spec.seed).tasks() if remote else
+        shared = (RemoteBootstraps(helper, index, index.image_slices(slice_cols),
+                                   spec.bootstrap, spec.seed) if remote else None)
+        boots = (shared.tasks() if shared is not None else
                  start_bootstraps(index, slice_cols, spec.bootstrap, spec.seed, pool))
         confusion = pool.submit(confusion_matrix, index, slice_columns=slice_cols,
                                 operating_threshold=threshold)
@@ -195,9 +198,11 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
                                  operating_threshold=threshold, bootstrap=spec.bootstrap,
                                  seed=spec.seed, model_input_size=spec.model_input_size,
                                  bootstraps=boots, **common)
+        n_boot = sum(b is not None for b in boots)
         return FailureDistribution(metrics, errors.result(), confusion.result(),
                                    daily.result(), detections.result(),
-                                   time.perf_counter() - t0)
+                                   time.perf_counter() - t0,
+                                   (n_boot - shared.computed_here if shared else 0, n_boot))
 
 
 class _Inline(Executor):
