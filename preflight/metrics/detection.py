@@ -92,10 +92,23 @@ def evaluate_index(
         bootstraps = start_bootstraps(index, slice_columns, bootstrap, seed)
     if len(bootstraps) != len(slices):
         raise ValueError("bootstraps do not match the slices")
-    # point estimates of every slice first: the bootstraps may still be running elsewhere
+    # point estimates of every slice first: the bootstraps may still be running elsewhere;
+    # then each slice's rows as soon as its bootstrap is in (a task with ``step()`` is shared
+    # with a helper: one step takes what arrived or computes one slice here), in slice order
     points = [_slice_points(index, s, operating_threshold) for s in slices]
-    for s, pts, boot in zip(slices, points, bootstraps, strict=True):
-        _image_slice_rows(index, s, table, pts, boot)
+    parts: dict[int, LongTable] = {}
+    pending = list(range(len(slices)))
+    while pending:
+        i = next((j for j in pending if _is_done(bootstraps[j])), None)
+        if i is None and hasattr(bootstraps[pending[0]], "step"):
+            bootstraps[pending[0]].step()
+            continue
+        i = pending[0] if i is None else i
+        parts[i] = LongTable()
+        _image_slice_rows(index, slices[i], parts[i], points[i], bootstraps[i])
+        pending.remove(i)
+    for i in range(len(slices)):
+        table.rows.extend(parts[i].rows)
     if box_slice_columns:
         boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
         for s in make_slices(boxes, box_slice_columns, include_overall=False, what="ground-truth"):
@@ -145,6 +158,13 @@ class _Ready:
 
     def result(self):
         return self.value
+
+    def done(self) -> bool:
+        return True
+
+
+def _is_done(task) -> bool:
+    return task is None or task.done()
 
 
 def slice_resamples(s: Slice, bootstrap: int, seed: int) -> np.ndarray:
@@ -208,12 +228,12 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
                   box_count[STAT_AREA.get(name, "all")])
     for k, cname in enumerate(index.class_names):
         table.add(col, val, f"AP.{cname}", per_class[k], *ci_class[k], n_img, class_boxes[k])
+    plo, phi = wilson_interval(tp_k, tp_k + fp_k)
+    rlo, rhi = wilson_interval(tp_k, pos_k)
     for k, cname in enumerate(index.class_names):
-        plo, phi = wilson_interval(tp_k[k], tp_k[k] + fp_k[k])
-        rlo, rhi = wilson_interval(tp_k[k], pos_k[k])
         nb = class_boxes[k]
-        table.add(col, val, f"precision.{cname}", prec_k[k], plo, phi, n_img, nb)
-        table.add(col, val, f"recall.{cname}", rec_k[k], rlo, rhi, n_img, nb)
+        table.add(col, val, f"precision.{cname}", prec_k[k], plo[k], phi[k], n_img, nb)
+        table.add(col, val, f"recall.{cname}", rec_k[k], rlo[k], rhi[k], n_img, nb)
         table.add(col, val, f"F1.{cname}", f1_k[k], *ci_f1_k[k], n_img, nb)
     nb = box_count["all"]
     table.add(col, val, "precision", prec, *wilson_interval(tp_k.sum(), tp_k.sum() + fp_k.sum()),

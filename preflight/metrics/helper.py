@@ -311,16 +311,28 @@ class RemoteBootstraps:
         return [_RemoteTask(self, i) if i in todo else None for i in range(len(self._slices))]
 
     def get(self, i: int):
+        while not self.step(i):
+            pass
+        return self._have[i]
+
+    def done(self, i: int) -> bool:
+        """Whether slice ``i`` is in (after taking what arrived; never blocks)."""
         with self._lock:
-            while i not in self._have:
+            if i not in self._have:
                 self._take()
-                if i in self._have:
-                    break
-                missing = [j for j in self._todo if j not in self._have]
-                self._compute(missing[-1])
+            return i in self._have
+
+    def step(self, i: int) -> bool:
+        """One unit of work toward slice ``i``: take what arrived, else compute the last slice
+        still missing here. True when ``i`` is in."""
+        with self._lock:
+            if i not in self._have:
+                self._take()
+                if i not in self._have:
+                    self._compute([j for j in self._todo if j not in self._have][-1])
             if len(self._have) == len(self._todo):
                 self._helper.end_job()
-            return self._have[i]
+            return i in self._have
 
     def _take(self) -> None:
         from preflight.metrics.detection import slice_resamples
@@ -353,6 +365,12 @@ class _RemoteTask:
 
     def result(self):
         return self._owner.get(self._i)
+
+    def done(self) -> bool:
+        return self._owner.done(self._i)
+
+    def step(self) -> None:
+        self._owner.step(self._i)
 
 
 def bootstrap_request(gt, dt, images, class_names, slice_columns, bootstrap: int,
