@@ -1,10 +1,10 @@
 """Benchmark: Preflight's evaluation of a candidate against the bare model forward passes.
 
     .venv/bin/python benchmarks/evaluation.py [--images 200] [--model yolov8n] [--imgsz 320]
-                                              [--repeats 7] [--profile]
+                                              [--repeats 10] [--ref-repeats 3] [--profile]
 
 On ``--images`` synthetic production frames (generated into a temp folder and ingested with
-:func:`preflight.data.ingest.ingest`) it times, interleaved A/B/B'/A'/A/B/B'/A'... in one run:
+:func:`preflight.data.ingest.ingest`) it times, interleaved (A, B, B', A', A'', A, B, ...; the references only in the first repeats) in one run:
 
 * (A) ``evaluate_candidate(detector.predict, ...)``, the full pipeline step: frames read from
   disk in batches of 16 and letterboxed on one worker thread, the forward on the calling thread,
@@ -24,7 +24,7 @@ On ``--images`` synthetic production frames (generated into a temp folder and in
 
 It prints the ratio A/B and the overhead (A-B)/B against the 15% target (PASS/FAIL) on the best
 of ``--repeats`` runs of each (timeit's convention for a shared machine; medians and the
-run-by-run ratios are printed too), a breakdown
+run-by-run ratios are printed too; the references run ``--ref-repeats`` times), a breakdown
 of A (busy time of each host stage on its worker thread, the forward, the part of the loop not
 hidden behind the forward, the metrics) and the memory of one evaluation on N and 2N images,
 each in a fresh process: peak RSS growth and tracemalloc's peak, both also up to the start of
@@ -389,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--model", default="yolov8n", help="zoo candidate name (else untrained)")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=10, help="runs of (A) and (B)")
+    ap.add_argument("--ref-repeats", type=int, default=3,
+                    help="runs of the references (B'), (A'), (A''), in the first repeats")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="also cProfile one (A) run")
     ap.add_argument("--skip-memory", action="store_true", help="skip the N / 2N memory probes")
@@ -432,13 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         run_b(raw, batches[:2])
 
         a_runs, b_runs, b_raw_runs, seq_runs, local_runs = [], [], [], [], []
-        for _ in range(args.repeats):
+        for rep in range(args.repeats):
             a_runs.append(run_a(det, images, gt, spec, cost, class_names))
             b_runs.append(run_b(fused, batches))
-            b_raw_runs.append(run_b(raw, batches))
-            seq_runs.append(run_a(det, images, gt, spec, cost, class_names, overlap=False))
-            local_runs.append(run_a(det, images, gt, spec, cost, class_names,
-                                    metrics_helper=False))
+            if rep < args.ref_repeats:
+                b_raw_runs.append(run_b(raw, batches))
+                seq_runs.append(run_a(det, images, gt, spec, cost, class_names, overlap=False))
+                local_runs.append(run_a(det, images, gt, spec, cost, class_names,
+                                        metrics_helper=False))
 
         a = _med([r.extra["total"] for r in a_runs])
         b = _med(b_runs)
@@ -472,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                   "A''": [r.extra["total"] for r in local_runs]}
         best = {k: min(v) for k, v in totals.items()}
         print()
-        print(f"{str(args.repeats) + ' interleaved runs':58s}{'best s':>9s}{'median s':>10s}"
+        print(f"{'interleaved runs':54s}{'runs':>5s}{'best s':>9s}{'median s':>10s}"
               f"{'ms/img':>9s}")
         for key, label in (("A", "(A) evaluate_candidate, full step"),
                            ("B", "(B) bare forward, fused module the predictor runs"),
@@ -480,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                            ("A'", "(A') the same step, sequential loop (overlap=False)"),
                            ("A''", "(A'') the same step, no helper (metrics_helper=False)")):
             med = _med(totals[key])
-            print(f"{label:58s}{best[key]:9.2f}{med:10.2f}{1e3 * med / n:9.2f}")
+            print(f"{label:54s}{len(totals[key]):5d}{best[key]:9.2f}{med:10.2f}"
+                  f"{1e3 * med / n:9.2f}")
         print()
         print(f"breakdown of (A), medians{'':41s}{'seconds':>9s}{'% of B':>9s}")
         for label, v in rows:
