@@ -39,10 +39,11 @@ GT_COLUMNS = ["image_id", "class_id", "class_name", "x", "y", "w", "h", "area", 
               "truncated", "occluded"]
 
 
-#: the smallest evaluation set for which ``evaluate_candidate`` starts a bootstrap helper process
-#: by default (below it, the in-process bootstrap takes about as long as the helper's start)
+#: the smallest evaluation set for which ``evaluate_candidate`` uses the bootstrap helper process
+#: by default (below it the bootstraps take a few tens of milliseconds; the helper's start costs
+#: about half a second of CPU)
 HELPER_MIN_IMAGES = 100
-#: how long ``evaluate_candidate(metrics_helper=True)`` waits for the helper's imports
+#: how long ``evaluate_candidate(metrics_helper=True)`` waits for the helper's start
 HELPER_WAIT_S = 60.0
 
 
