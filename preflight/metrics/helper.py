@@ -145,8 +145,10 @@ class BootstrapHelper:
 
     @classmethod
     def start(cls) -> BootstrapHelper | None:
-        """Start a helper (returns at once; it starts in the background), or None with a
-        warning when no process can be started here."""
+        """Start a helper (returns at once; it starts in the background), or None: on a
+        non-POSIX system, or with a warning when no process can be started here."""
+        if os.name != "posix":   # select() on pipes and F_SETPIPE_SZ are POSIX / Linux
+            return None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -449,9 +451,12 @@ def main() -> int:
     out = os.dup(1)
     os.dup2(2, 1)                     # stray prints go to stderr, never into a message
     sys.stdout = sys.stderr
-    _warm_up()
-    _send(out, READY)
-    _serve(_Frames(sys.stdin.fileno()), out)
+    try:
+        _warm_up()
+        _send(out, READY)
+        _serve(_Frames(sys.stdin.fileno()), out)
+    except (BrokenPipeError, ConnectionError):
+        pass                          # the caller is gone: so is the need for an answer
     os._exit(0)  # the input closed: nothing left to do, skip the interpreter's teardown
 
 
