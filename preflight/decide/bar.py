@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from preflight.config import BarSettings
 from preflight.taxonomy import LOOKALIKE_PAIRS
 
 OVERALL = "__all__"
@@ -20,6 +21,9 @@ OFF_THE_SHELF, FINE_TUNED = "off-the-shelf", "fine-tuned"
 PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
 KEY = ["slice_column", "slice_value", "metric"]
 REQUIRED_COLUMNS = ("slice_column", "slice_value", "metric", "value", "ci_low", "ci_high", "thin")
+
+
+_SETTINGS_DEFAULTS = BarSettings()
 
 
 class DecisionInputError(ValueError):
@@ -30,12 +34,15 @@ class DecisionInputError(ValueError):
 class Bar:
     """The operational bar (``config.BarSettings``) plus the architecture thresholds."""
 
-    min_recall: Mapping[str, float] = field(default_factory=lambda: {"default": 0.6})
-    min_precision: Mapping[str, float] = field(default_factory=lambda: {"default": 0.5})
-    min_slice_recall: float = 0.5
-    latency_budget_p99_ms: float = 250.0
-    daily_cost_ceiling: float | None = None
-    labelling_budget_images: int = 2000
+    # the operational bar's defaults are ``config.BarSettings``'s (one place)
+    min_recall: Mapping[str, float] = field(
+        default_factory=lambda: dict(_SETTINGS_DEFAULTS.min_recall))
+    min_precision: Mapping[str, float] = field(
+        default_factory=lambda: dict(_SETTINGS_DEFAULTS.min_precision))
+    min_slice_recall: float = _SETTINGS_DEFAULTS.min_slice_recall
+    latency_budget_p99_ms: float = _SETTINGS_DEFAULTS.latency_budget_p99_ms
+    daily_cost_ceiling: float | None = _SETTINGS_DEFAULTS.daily_cost_ceiling
+    labelling_budget_images: int = _SETTINGS_DEFAULTS.labelling_budget_images
     #: objects whose side (sqrt of area) at model input is below this many pixels count as
     #: architecture-bound (``decision.small_object_px``)
     small_object_px: float = 16.0

@@ -124,10 +124,15 @@ def start_bootstraps(index: EvaluationIndex, slice_columns: list[str] | None, bo
     out = []
     for s in index.image_slices(slice_columns):
         args = (index, s, bootstrap, seed)
-        out.append(None if not bootstrap or not s.mask.any() else
+        out.append(None if not has_bootstrap(s, bootstrap) else
                    pool.submit(_bootstrap_slice, *args) if pool is not None else
                    _Ready(_bootstrap_slice(*args)))
     return out
+
+
+def has_bootstrap(s: Slice, bootstrap: int) -> bool:
+    """Whether slice ``s`` gets a bootstrap task (resamples asked for, images in the slice)."""
+    return bool(bootstrap) and bool(s.mask.any())
 
 
 def summary_metrics(gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFrame | None = None, *,

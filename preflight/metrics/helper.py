@@ -303,7 +303,9 @@ class RemoteBootstraps:
         self._helper, self._index, self._slices = helper, index, slices
         self._bootstrap, self._seed = bootstrap, seed
         self._lock = threading.Lock()
-        self._todo = [i for i, s in enumerate(slices) if bootstrap and s.mask.any()]
+        from preflight.metrics.detection import has_bootstrap
+
+        self._todo = [i for i, s in enumerate(slices) if has_bootstrap(s, bootstrap)]
         self._have: dict[int, Any] = {}
         self._failed = False
         self.computed_here = 0
@@ -388,14 +390,14 @@ def bootstrap_request(gt, dt, images, class_names, slice_columns, bootstrap: int
 def answer(request: dict[str, Any]):
     """``(i, stats)`` for every slice with a bootstrap, in slice order (the slices and tasks of
     :func:`preflight.metrics.detection.start_bootstraps`; ``stats`` without the weights)."""
-    from preflight.metrics.detection import _bootstrap_slice
+    from preflight.metrics.detection import _bootstrap_slice, has_bootstrap
     from preflight.metrics.index import EvaluationIndex
 
     index = EvaluationIndex.build(request["gt"], request["dt"], request["images"],
                                   class_names=request["class_names"] or None)
     bootstrap, seed = request["bootstrap"], request["seed"]
     for i, s in enumerate(index.image_slices(request["slice_columns"])):
-        if bootstrap and s.mask.any():
+        if has_bootstrap(s, bootstrap):
             yield i, _bootstrap_slice(index, s, bootstrap, seed)[1]
 
 
