@@ -190,3 +190,88 @@ def test_thresholds_reached_equals_searchsorted():
     np.testing.assert_array_equal(thresholds_reached(uneven, values),
                                   np.searchsorted(uneven, values.ravel(), "right")
                                   .reshape(values.shape))
+
+
+def _clustered_sample(rng, mu, rho, frames, reps):
+    """``reps`` samples of ``frames`` frames: 1 + Poisson(4) boxes each, detected with a per-frame
+    probability drawn from a Beta of mean ``mu`` and intra-frame correlation ``rho``."""
+    a, b = mu * (1 - rho) / rho, (1 - mu) * (1 - rho) / rho
+    n = 1 + rng.poisson(4, size=(frames, reps))
+    return rng.binomial(n, rng.beta(a, b, size=(frames, reps))), n
+
+
+@pytest.mark.parametrize("mu,rho", [(0.7, 0.3), (0.5, 0.6), (0.9, 0.05)])
+def test_frame_clustered_interval_covers_at_nominal_rate(mu, rho):
+    # 2000 simulated samples of 120 frames: the design-effect interval covers the true recall
+    # 93-97% of the time; the box-level Wilson interval (boxes of a frame taken as independent)
+    # falls short as soon as boxes of a frame succeed or fail together
+    from preflight.metrics.intervals import cluster_wilson_interval
+
+    y, n = _clustered_sample(np.random.default_rng(20261205), mu, rho, 120, 2000)
+    lo, hi = cluster_wilson_interval(y, n)
+    coverage = np.mean((lo <= mu) & (mu <= hi))
+    assert 0.93 <= coverage <= 0.97
+    wlo, whi = wilson_interval(y.sum(0), n.sum(0))
+    box_coverage = np.mean((wlo <= mu) & (mu <= whi))
+    if rho >= 0.3:
+        assert box_coverage < 0.85
+    assert box_coverage < coverage
+
+
+def test_frame_clustered_interval_edges():
+    from preflight.metrics.intervals import cluster_wilson_interval
+
+    def pair(interval):
+        return [float(v) for v in interval]
+
+    # independent boxes (one per frame): Wilson at n * (m-1)/m (the unbiased variance)
+    y = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1])
+    lo, hi = cluster_wilson_interval(y, np.ones_like(y))
+    assert pair((lo, hi)) == pytest.approx(pair(wilson_interval(0.7 * 9, 9)))
+    # all boxes of a frame found or all missed: each frame counts once
+    y2 = np.array([5, 0, 5, 5, 0, 5, 5, 5, 0, 5])
+    lo2, hi2 = cluster_wilson_interval(y2, np.full(10, 5))
+    assert pair((lo2, hi2)) == pytest.approx(pair((lo, hi)))
+    # recall 1.0 on 50 boxes in 10 frames: no variation seen, so one observation per frame
+    assert cluster_wilson_interval(np.full(10, 5), np.full(10, 5))[0] == pytest.approx(
+        wilson_interval(10, 10)[0])
+    # columns are classes; a class without boxes is NaN
+    lo, hi = cluster_wilson_interval(np.array([[1, 0], [2, 0]]), np.array([[2, 0], [2, 0]]))
+    assert np.isfinite(lo[0]) and np.isnan(lo[1]) and np.isnan(hi[1])
+    with pytest.raises(ValueError, match="shape"):
+        cluster_wilson_interval(np.ones(3), np.ones(4))
+
+
+def test_frames_to_decide():
+    from preflight.metrics.intervals import frames_to_decide
+
+    # value 0.6, interval [0.45, 0.75] from 40 frames, bar 0.5: half-width 0.15 against a gap of
+    # 0.1 -> 40 * 2.25 = 90 frames (and 90 * 5 boxes at 5 boxes per frame)
+    frames, boxes = frames_to_decide(0.6, 0.45, 0.75, 0.5, 40, 200)
+    assert float(frames) == 90 and float(boxes) == 450
+    # below the bar: the upper half-width counts
+    frames, _ = frames_to_decide(0.4, 0.3, 0.6, 0.5, 10)
+    assert float(frames) == 40
+    # already decided: no more than it has; on the bar: never
+    assert float(frames_to_decide(0.9, 0.85, 0.95, 0.5, 30)[0]) == 30
+    assert np.isinf(frames_to_decide(0.5, 0.4, 0.6, 0.5, 30)[0])
+    assert np.isnan(frames_to_decide(0.5, np.nan, np.nan, 0.6, 30)[0])
+
+
+def test_detection_recall_interval_widens_on_dense_frames():
+    # one frame holding 40 boxes, all found, plus ten frames of one box each (half found): the
+    # boxes of the dense frame are one observation, so the interval is wider than box-level Wilson
+    rows, dets = [], []
+    for i in range(11):
+        nb = 40 if i == 0 else 1
+        for j in range(nb):
+            box = {"x": 10.0 + 30 * (j % 10), "y": 10.0 + 30 * (j // 10), "w": 20.0, "h": 20.0}
+            rows.append({"image_id": i, "class_id": 0, **box})
+            if i == 0 or i % 2:
+                dets.append({"image_id": i, "class_id": 0, **box, "score": 0.9})
+    gt, dt = pd.DataFrame(rows), pd.DataFrame(dets)
+    t = evaluate_detections(gt, dt, pd.DataFrame({"image_id": range(11)}))
+    r = t[(t["slice_column"] == "__all__") & (t["metric"] == "recall")].iloc[0]
+    k, n = int(round(r["value"] * 50)), 50
+    wlo, whi = wilson_interval(k, n)
+    assert r["ci_high"] - r["ci_low"] > 1.5 * (whi - wlo)

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "EvaluationIndex": "index",
     "percentile_interval": "intervals",
     "wilson_interval": "intervals",
+    "cluster_wilson_interval": "intervals",
     "CocoGroundTruth": "io",
     "MetricsInputError": "io",
     "load_coco_gt": "io",

@@ -5,7 +5,9 @@ every slice value, re-accumulates the stored matches: the twelve COCO stats (equ
 with ``params.imgIds`` = the slice's images), ``AP.<class>``, and precision / recall / F1 at the
 deployment's operating confidence threshold (IoU 0.5, area all, maxDets 100), per class and
 pooled over classes. Box slices (gt columns such as ``size_bin``) get the recall of their boxes at
-the operating point. Rates carry Wilson intervals; with ``bootstrap > 0`` AP, AP50, AP75, AR100,
+the operating point. Rates (precision, recall) carry frame-clustered Wilson intervals (the boxes
+of one frame are not independent: the interval is widened by the measured design effect, see
+:func:`cluster_wilson_interval`); with ``bootstrap > 0`` AP, AP50, AP75, AR100,
 ``AP.<class>`` and the F1s carry image-level percentile bootstrap intervals (resample the slice's
 images with replacement, re-accumulate the stored matches: no re-matching).
 """
@@ -20,10 +22,10 @@ import pandas as pd
 from preflight.metrics.coco import STAT_NAMES, CocoParams
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.intervals import (
+    cluster_wilson_interval,
     percentile_interval,
     resample_weights,
     slice_rng,
-    wilson_interval,
 )
 from preflight.metrics.slices import OVERALL, LongTable, Slice, box_table, make_slices
 
@@ -233,17 +235,18 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
                   box_count[STAT_AREA.get(name, "all")])
     for k, cname in enumerate(index.class_names):
         table.add(col, val, f"AP.{cname}", per_class[k], *ci_class[k], n_img, class_boxes[k])
-    plo, phi = wilson_interval(tp_k, tp_k + fp_k)
-    rlo, rhi = wilson_interval(tp_k, pos_k)
+    plo, phi = cluster_wilson_interval(tpc, tpc + fpc)
+    rlo, rhi = cluster_wilson_interval(tpc, pos)
     for k, cname in enumerate(index.class_names):
         nb = class_boxes[k]
         table.add(col, val, f"precision.{cname}", prec_k[k], plo[k], phi[k], n_img, nb)
         table.add(col, val, f"recall.{cname}", rec_k[k], rlo[k], rhi[k], n_img, nb)
         table.add(col, val, f"F1.{cname}", f1_k[k], *ci_f1_k[k], n_img, nb)
     nb = box_count["all"]
-    table.add(col, val, "precision", prec, *wilson_interval(tp_k.sum(), tp_k.sum() + fp_k.sum()),
+    tp_i, fp_i, pos_i = tpc.sum(1), fpc.sum(1), pos.sum(1)
+    table.add(col, val, "precision", prec, *cluster_wilson_interval(tp_i, tp_i + fp_i),
               n_img, nb)
-    table.add(col, val, "recall", rec, *wilson_interval(tp_k.sum(), pos_k.sum()), n_img, nb)
+    table.add(col, val, "recall", rec, *cluster_wilson_interval(tp_i, pos_i), n_img, nb)
     table.add(col, val, "F1", f1, *ci_f1, n_img, nb)
 
 
@@ -252,17 +255,21 @@ def _box_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshol
     hit = index.gt_detected(threshold) & ok
     n, k = int(ok.sum()), int(hit.sum())
     n_img = len(np.unique(index.gt_img[ok]))
-    table.add(s.column, s.value, "recall", k / n if n else np.nan, *wilson_interval(k, n),
-              n_img, n)
-    K = index.n_classes
-    n_k = np.bincount(index.gt_cat[ok], minlength=K)
-    hit_k = np.bincount(index.gt_cat[hit], minlength=K)
+    K, N = index.n_classes, index.n_images
+    # per (frame, class) counts: the interval resamples frames, not boxes
+    cells = index.gt_img * K + index.gt_cat
+    n_ik = np.bincount(cells[ok], minlength=N * K).reshape(N, K)
+    hit_ik = np.bincount(cells[hit], minlength=N * K).reshape(N, K)
+    table.add(s.column, s.value, "recall", k / n if n else np.nan,
+              *cluster_wilson_interval(hit_ik.sum(1), n_ik.sum(1)), n_img, n)
+    lo_k, hi_k = cluster_wilson_interval(hit_ik, n_ik)
+    n_k, hit_k = n_ik.sum(0), hit_ik.sum(0)
     for c, cname in enumerate(index.class_names):
         if not n_k[c]:
             continue
-        imgs_c = len(np.unique(index.gt_img[ok & (index.gt_cat == c)]))
-        table.add(s.column, s.value, f"recall.{cname}", hit_k[c] / n_k[c],
-                  *wilson_interval(hit_k[c], n_k[c]), imgs_c, n_k[c])
+        imgs_c = int((n_ik[:, c] > 0).sum())
+        table.add(s.column, s.value, f"recall.{cname}", hit_k[c] / n_k[c], lo_k[c], hi_k[c],
+                  imgs_c, n_k[c])
 
 
 __all__ = ["evaluate_detections", "evaluate_index", "summary_metrics", "OVERALL"]

@@ -1,4 +1,5 @@
-"""Uncertainty: Wilson score intervals for rates, percentile bootstrap intervals, thin flags."""
+"""Uncertainty: Wilson score intervals for rates (box-level and frame-clustered), percentile
+bootstrap intervals, thin flags, and the frames a rate needs to be told apart from a bar."""
 
 from __future__ import annotations
 
@@ -27,6 +28,58 @@ def wilson_interval(successes, n, z: float = Z95) -> tuple[np.ndarray, np.ndarra
         high = np.clip(centre + half, 0.0, 1.0)
     bad = ~(n > 0)
     return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
+
+
+def cluster_wilson_interval(successes, trials, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson interval for a rate pooled over clusters (the boxes of one frame are not
+    independent): ``successes``/``trials`` are ``(m, ...)`` counts per frame.
+
+    The ratio estimator ``p = sum(y) / sum(n)`` gets its between-frame variance
+    ``m/(m-1) * sum((y - p n)^2) / sum(n)^2`` (Kish / Korn-Graubard); its ratio to the binomial
+    variance is the design effect ``deff`` (floored at 1), and the Wilson interval is taken at the
+    effective sample size ``sum(n) / deff``. Where the frames show no variation to estimate it
+    from (``p`` is 0 or 1, or a single frame) every frame counts as one observation
+    (``deff = sum(n) / frames``: the boxes of a frame are assumed to fail together). NaN where
+    ``sum(n) == 0``.
+    """
+    y = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if y.shape != n.shape:
+        raise ValueError(f"successes {y.shape} and trials {n.shape} differ in shape")
+    total_n, total_y = n.sum(axis=0), y.sum(axis=0)
+    frames = (n > 0).sum(axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = total_y / total_n
+        resid = y - p * n
+        var_cluster = frames / (frames - 1.0) * (resid * resid).sum(axis=0) / (total_n * total_n)
+        var_binom = p * (1.0 - p) / total_n
+        estimable = (frames > 1) & (var_binom > 0)
+        deff = np.where(estimable, var_cluster / np.where(estimable, var_binom, 1.0),
+                        total_n / frames)
+        n_eff = total_n / np.maximum(deff, 1.0)
+        return wilson_interval(p * n_eff, n_eff, z)
+
+
+def frames_to_decide(value, ci_low, ci_high, bar, n_images, n_boxes=None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled frames (and boxes, at the sample's boxes per frame) a row needs in all for its
+    95% interval to lie wholly on one side of ``bar`` if the observed rate holds.
+
+    The interval's half-width shrinks as ``1/sqrt(frames)`` (also under clustering: the design
+    effect is a per-frame constant), so ``frames = n_images * (half_width / |value - bar|)^2``.
+    Infinite where the value sits on the bar; NaN where there is no interval.
+    """
+    v, lo, hi, b, n = (np.asarray(x, dtype=np.float64) for x in
+                       (value, ci_low, ci_high, bar, n_images))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = np.where(v >= b, v - lo, hi - v)                 # the side facing the bar
+        gap = np.abs(v - b)
+        frames = np.where(gap > 0, np.ceil(n * (half / gap) ** 2), np.inf)
+        frames = np.where(np.isfinite(half) & (n > 0), np.maximum(frames, n), np.nan)
+        if n_boxes is None:
+            return frames, np.full_like(frames, np.nan)
+        per_frame = np.asarray(n_boxes, dtype=np.float64) / n
+        return frames, np.ceil(frames * per_frame)
 
 
 def percentile_interval(samples: np.ndarray, point: np.ndarray | None = None,
