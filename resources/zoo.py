@@ -44,6 +44,10 @@ class ModelZoo(dg.ConfigurableResource):
 
 
 def _adapter(candidate: Candidate):
+    if candidate.family in ("onnxruntime", "openvino"):
+        from preflight.models.exported import ExportedDetector
+
+        return ExportedDetector
     if candidate.family == "timm":
         from preflight.models.timm_adapter import TimmClassifier
 

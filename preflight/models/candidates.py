@@ -42,7 +42,12 @@ COMMON_OPTIONAL_KEYS: tuple[str, ...] = ("description", "sha256", "arch")
 FAMILY_KEYS: dict[str, tuple[str, ...]] = {
     "ultralytics": ("zoo_train",),
     "timm": ("zoo_train", "freeze"),
+    # exported artefacts (preflight.models.exported): weights = the .onnx / .xml with its sidecar
+    "onnxruntime": (),
+    "openvino": (),
 }
+#: families that run an exported artefact (weights: the file, with its sidecar)
+EXPORTED_FAMILIES: tuple[str, ...] = ("onnxruntime", "openvino")
 #: What the detect / classify task of a family is (the pipeline's ``task``).
 FAMILY_TASKS: dict[str, str] = {"ultralytics": "detect", "timm": "classify"}
 FREEZE_VALUES: tuple[str, ...] = ("head", "deeper", "none")
@@ -224,6 +229,9 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     arch = item.get("arch")
     if arch is not None and (not isinstance(arch, str) or not arch.strip()):
         fail(f"arch must be a model YAML name or path, got {arch!r}")
+    if weights.startswith(ZOO_PREFIX) and family in EXPORTED_FAMILIES:
+        fail(f"family {family!r} runs an exported artefact: weights must be its .onnx / .xml "
+             f"path, not {weights!r}")
     if weights.startswith(ZOO_PREFIX) and not arch:
         fail("zoo weights need 'arch' (the model YAML, or timm model name, the zoo stand-in is "
              "built from)")

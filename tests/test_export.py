@@ -1,0 +1,227 @@
+"""Exported artefacts (ONNX FP32, INT8, OpenVINO IR) reproduce their source model.
+
+Round-trip tolerance (stated once, asserted below): on the same frames, the FP32 ONNX file run
+by ONNX Runtime gives the PyTorch model's raw head output within 1e-4 relative + 1e-5 absolute
+(boxes in pixels, scores in 0-1) and the same detections -- same count, same class ids, scores
+within 1e-4 and boxes within 1e-2 px; OpenVINO on the FP32 IR gives the same within the same
+bounds. INT8 calibration is deterministic: the same frames and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflight.models.base import ChecksumError, ModelError
+from preflight.taxonomy import DEFAULT_TAXONOMY
+
+SCORE_TOL, BOX_TOL, RAW_RTOL, RAW_ATOL = 1e-4, 1e-2, 1e-4, 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _home(offline_home):
+    """Fresh project home, no network (see conftest)."""
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """A tiny yolov8n (built from its YAML, one epoch on 96 px toy frames) and test frames."""
+    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.models.toy import write_toy_dataset
+
+    root = tmp_path_factory.mktemp("export")
+    data = write_toy_dataset(root / "toy", n=8, size=96)
+    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
+                            batch=4, seed=0, device="cpu", progress=False)
+    det = UltralyticsDetector.from_weights(result.checkpoint, name="tiny", input_size=96,
+                                           device="cpu")
+    paths = sorted(data.rglob("*.jpg"))
+    frames = [np.ascontiguousarray(cv2.imread(str(p))[..., ::-1]) for p in paths]
+    frames.append(np.full((50, 130, 3), 90, np.uint8))  # a non-square frame: letterbox padding
+    return det, frames, root
+
+
+def _same_predictions(a: list[pd.DataFrame], b: list[pd.DataFrame]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert len(x) == len(y)
+        xs = x.sort_values(["class_id", "score", "x", "y"]).to_numpy()
+        ys = y.sort_values(["class_id", "score", "x", "y"]).to_numpy()
+        assert (xs[:, 0] == ys[:, 0]).all()
+        assert np.abs(xs[:, 1] - ys[:, 1]).max(initial=0) <= SCORE_TOL
+        assert np.abs(xs[:, 2:] - ys[:, 2:]).max(initial=0) <= BOX_TOL
+
+
+@pytest.mark.slow
+def test_detector_onnx_and_openvino_round_trip(detector, tmp_path):
+    import torch
+
+    from preflight.models.export import export_onnx, read_sidecar, to_openvino
+    from preflight.models.exported import ExportedDetector, letterbox_tensor, load_exported
+    from preflight.models.zoo import sha256_file
+
+    det, frames, _ = detector
+    art = export_onnx(det, tmp_path)
+    assert art.path.name == "tiny.fp32.onnx" and art.sha256 == sha256_file(art.path)
+    meta = read_sidecar(art.path)
+    assert meta["task"] == "detect" and meta["input_size"] == 96
+    assert (meta["conf"], meta["iou"], meta["max_det"]) == (det.conf, det.iou, det.max_det)
+    assert meta["model_classes"] == [det.model_names[i] for i in sorted(det.model_names)]
+
+    ort_det = load_exported(art.path, threads=1)
+    assert isinstance(ort_det, ExportedDetector) and ort_det.family == "onnxruntime"
+    x = letterbox_tensor([frames[0]], 96)
+    with torch.inference_mode():
+        raw = det.model.model.eval()(torch.from_numpy(x))[0].numpy()
+    assert raw.shape == ort_det.session.run(x).shape
+    assert np.allclose(raw, ort_det.session.run(x), rtol=RAW_RTOL, atol=RAW_ATOL)
+
+    reference = det.predict(frames)
+    assert sum(len(p) for p in reference) > 0
+    _same_predictions(reference, ort_det.predict(frames))
+
+    ir = to_openvino(art, tmp_path)
+    assert ir.path.suffix == ".xml" and ir.path.with_suffix(".bin").is_file()
+    ov_det = load_exported(ir.path, threads=1)
+    assert ov_det.family == "openvino"
+    _same_predictions(reference, ov_det.predict(frames))
+
+    # an artefact named in a candidates file is a candidate like any other
+    from resources.zoo import ModelZoo
+
+    cands = tmp_path / "candidates.yaml"
+    cands.write_text(f"candidates:\n  - name: tiny-onnx\n    family: onnxruntime\n"
+                     f"    weights: {art.path.name}\n    input_size: 96\n"
+                     f"    sha256: {art.sha256}\n    class_map: {{person: person, box: box}}\n")
+    as_candidate = ModelZoo(candidates_file=str(cands)).detector("tiny-onnx")
+    assert as_candidate.name == "tiny-onnx" and as_candidate.class_map == {"person": "person",
+                                                                         "box": "box"}
+    ops = {DEFAULT_TAXONOMY.id_of("person"), DEFAULT_TAXONOMY.id_of("box")}
+    assert all(set(p["class_id"]) <= ops for p in as_candidate.predict(frames))
+
+    factory, kwargs = ort_det.latency_spec()
+    assert factory == "preflight.models.exported:make_predict_fn"
+    assert kwargs["sha256"] == art.sha256 and kwargs["runtime"] == "onnxruntime"
+    with pytest.raises(ChecksumError):
+        load_exported(art.path, sha256="0" * 64)
+    with pytest.raises(ModelError, match="cannot be trained"):
+        ort_det.train("data.yaml", tmp_path)
+
+
+@pytest.mark.slow
+def test_int8_calibration_is_deterministic_given_the_frames_and_seed(detector, tmp_path):
+    from preflight.models.export import (
+        calibration_frames,
+        export_onnx,
+        quantize_int8,
+        to_openvino,
+    )
+    from preflight.models.exported import load_exported
+
+    det, frames, root = detector
+    paths = sorted(str(p) for p in root.rglob("toy/**/*.jpg"))
+    pool = pd.DataFrame({"image_id": [f"im{i:02d}" for i in range(len(paths))], "path": paths})
+    pick = calibration_frames(pool, 4, seed=3)
+    assert pick == calibration_frames(pool.iloc[::-1], 4, seed=3)  # row order does not matter
+    assert len(set(pick)) == 4 and pick != calibration_frames(pool, 4, seed=4)
+    calib = [np.ascontiguousarray(cv2.imread(p)[..., ::-1]) for p in pick]
+
+    fp32 = export_onnx(det, tmp_path / "a")
+    first = quantize_int8(fp32, calib, tmp_path / "a", seed=3)
+    again = quantize_int8(fp32, calib, tmp_path / "b", seed=3)
+    assert first.sha256 == again.sha256 and first.sha256 != fp32.sha256
+    assert first.path.name == "tiny.int8.onnx"
+    side = json.loads(first.sidecar.read_text())
+    assert side["precision"] == "int8" and side["calibration_frames"] == 4
+    assert side["calibration_seed"] == 3 and side["fp32_sha256"] == fp32.sha256
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(first.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+    int8 = load_exported(first.path).predict(frames)
+    assert len(int8) == len(frames)
+    assert all(list(p.columns) == ["class_id", "score", "x", "y", "w", "h"] for p in int8)
+    ov8 = load_exported(to_openvino(first, tmp_path / "a").path).predict(frames)
+    assert len(ov8) == len(frames)
+    with pytest.raises(ModelError, match="at least one frame"):
+        quantize_int8(fp32, [], tmp_path / "c")
+    with pytest.raises(ModelError, match="fine-tuning pool is empty"):
+        calibration_frames(pool.iloc[:0], 4, seed=0)
+
+
+@pytest.mark.slow
+def test_classifier_onnx_round_trip_and_int8(tmp_path):
+    import torch
+
+    from preflight.models.export import export_onnx, quantize_int8, to_openvino
+    from preflight.models.exported import ExportedClassifier, load_exported
+    from preflight.models.timm_adapter import (
+        TimmClassifier,
+        checkpoint_dict,
+        create_timm_model,
+        save_checkpoint,
+    )
+    torch.manual_seed(0)
+    names = ["human", "person", "sku_a", "cat"]
+    model = create_timm_model("test_efficientnet", len(names))
+    ckpt = save_checkpoint(checkpoint_dict(model, model_name="test_efficientnet",
+                                           class_names=names, input_size=64, mean=[0.5] * 3,
+                                           std=[0.25] * 3), tmp_path / "m.pt")
+    cmap = {"human": "person", "person": "person", "sku_a": "sku_a"}
+    clf = TimmClassifier.from_weights(ckpt, name="clf", class_map=cmap, device="cpu")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (40 + 7 * i, 48, 3), dtype=np.uint8) for i in range(6)]
+    reference = clf.predict(frames)
+
+    art = export_onnx(clf, tmp_path)
+    onnx_clf = load_exported(art.path, threads=1)
+    assert isinstance(onnx_clf, ExportedClassifier) and onnx_clf.class_map == cmap
+    probs = onnx_clf.predict(frames)
+    assert probs.shape == (6, len(DEFAULT_TAXONOMY)) and np.allclose(probs.sum(1), 1.0)
+    assert np.abs(probs - reference).max() <= SCORE_TOL
+    ov = load_exported(to_openvino(art, tmp_path).path).predict(frames)
+    assert np.abs(ov - reference).max() <= SCORE_TOL
+
+    a = quantize_int8(art, frames[:3], tmp_path / "q1", seed=0)
+    b = quantize_int8(art, frames[:3], tmp_path / "q2", seed=0)
+    assert a.sha256 == b.sha256
+    q = load_exported(a.path).predict(frames)
+    assert q.shape == probs.shape and np.allclose(q.sum(1), 1.0)
+
+
+def test_paired_deltas_are_zero_for_identical_models_and_catch_a_drop():
+    from preflight.metrics.paired import paired_deltas
+
+    rng = np.random.default_rng(0)
+    n_images, n = 120, 1500
+    unit_image = rng.integers(0, n_images, n)
+    source = rng.random(n) < 0.8
+    export = source & (rng.random(n) > 0.15)   # the export misses 15% of what the source found
+    dim = unit_image < 30
+    slices = [("__all__", "__all__", "recall", np.ones(n, bool)), ("light", "dim", "recall", dim)]
+    same = paired_deltas(unit_image, source, source, n_images, slices, bootstrap=100, seed=1,
+                         bar=0.5)
+    assert (same["delta"] == 0).all() and (same["delta_ci_low"] == 0).all()
+    assert not same["changed"].any() and (same["export_status"] == "pass").all()
+    drop = paired_deltas(unit_image, source, export, n_images, slices, bootstrap=100, seed=1,
+                         bar=0.75)
+    assert drop["changed"].all() and (drop["delta_ci_high"] < 0).all()
+    overall = drop.iloc[0]
+    assert overall["source"] == pytest.approx(source.mean())
+    assert overall["delta"] == pytest.approx(export.mean() - source.mean())
+    assert overall["delta_ci_low"] <= overall["delta"] <= overall["delta_ci_high"]
+    assert overall["export_status"] == "fail"  # ~0.68 recall, the interval below 0.75
+    # paired: tighter than the export's own interval
+    width = overall["delta_ci_high"] - overall["delta_ci_low"]
+    assert width < overall["export_ci_high"] - overall["export_ci_low"]
+    again = paired_deltas(unit_image, source, export, n_images, slices, bootstrap=100, seed=1,
+                          bar=0.75)
+    pd.testing.assert_frame_equal(drop, again)
+    assert drop.iloc[1]["n_units"] == int(dim.sum())
+    with pytest.raises(ValueError, match="one entry per unit"):
+        paired_deltas(unit_image[:-1], source, export, n_images, slices)
