@@ -61,20 +61,24 @@ def ingested_sample(
     store: PreflightStore,
 ) -> dg.Output[dict]:
     """Images and boxes tables (content-hash ids, slice columns, pixel properties) and the split."""
+    from preflight.data.errors import PreflightDataError
     from preflight.data.ingest import ingest
 
     cfg = settings.load()
-    if cfg.task == "classify":
-        result = _ingest_classification(production_sample["path"], cfg)
-    else:
-        result = ingest(
-            production_sample["path"],
-            taxonomy=cfg.taxonomy_obj,
-            fmt=cfg.data.format,
-            metadata_path=cfg.data.metadata_path,
-            eval_fraction=cfg.data.eval_fraction,
-            group_window_minutes=cfg.data.group_window_minutes,
-        )
+    try:
+        if cfg.task == "classify":
+            result = _ingest_classification(production_sample["path"], cfg)
+        else:
+            result = ingest(
+                production_sample["path"],
+                taxonomy=cfg.taxonomy_obj,
+                fmt=cfg.data.format,
+                metadata_path=cfg.data.metadata_path,
+                eval_fraction=cfg.data.eval_fraction,
+                group_window_minutes=cfg.data.group_window_minutes,
+            )
+    except PreflightDataError as exc:  # an unusable annotations/metadata file: one line
+        raise dg.Failure(description=str(exc)) from None
     paths = {
         "images": str(store.write_table("ingested_images", result.images)),
         "boxes": str(store.write_table("ingested_boxes", result.boxes)),

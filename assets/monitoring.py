@@ -50,13 +50,18 @@ def load_champion(store: PreflightStore) -> dict:
 def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
                  store: PreflightStore) -> dg.Output[dict]:
     """A landed batch, ingested and label-validated (bad rows quarantined with a reason)."""
+    from preflight.data.errors import PreflightDataError
     from preflight.data.ingest import ingest
+    from preflight.data.landing import batch_folder
     from preflight.data.validate import validate_labels
 
     batch = context.partition_key
     cfg = settings.load()
-    folder = landing_dir(settings, store) / batch
-    result = ingest(folder, taxonomy=cfg.taxonomy_obj, fmt=cfg.data.format)
+    try:  # a symlinked batch, an unusable annotations file: the run stops with one line
+        folder = batch_folder(landing_dir(settings, store), batch)
+        result = ingest(folder, taxonomy=cfg.taxonomy_obj, fmt=cfg.data.format)
+    except PreflightDataError as exc:
+        raise dg.Failure(description=str(exc)) from None
     images = result.images.assign(split="eval")  # every batch image is evaluation data
     required = {k: (set(v) if v is not None else None)
                 for k, v in cfg.validation.required_columns.items()}

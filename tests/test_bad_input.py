@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from preflight.data.errors import IngestError
 from preflight.data.ingest import ingest
 from preflight.data.validate import validate_labels
 from preflight.taxonomy import DEFAULT_TAXONOMY
@@ -145,8 +146,9 @@ def test_unknown_class_name_in_data_yaml(tmp_path):
     assert q.loc[3, "reason"] == "labels/a.txt line 3: class id 2 not in data.yaml names (0-1)"
     assert val.boxes["class_name"].tolist() == ["person"]
     (tmp_path / "data.yaml").write_text("names: [unclosed\n")
-    res2, _ = pipeline(tmp_path)
-    assert codes_for(res2.quarantine, "data.yaml") == ["invalid_yaml"]
+    with pytest.raises(IngestError, match=r"^data.yaml: cannot read the class names \(expected "
+                                          r"',' or '\]', but got '<stream end>' at line 2"):
+        pipeline(tmp_path)  # ids guessed as taxonomy ids could mislabel every box: stop
 
 
 def test_bad_coco_json(tmp_path):
@@ -209,34 +211,36 @@ def test_bad_coco_json(tmp_path):
         assert len(pd.read_parquet(tmp_path / f"{name}.parquet")) == len(table)
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    (b"{not json", "invalid_json"),
-    (b"\xff\xfe\x00garbage", "invalid_json"),
-    (b'{"images": []}', "coco_missing_key"),
+@pytest.mark.parametrize(("content", "message"), [
+    (b"{not json", r"^annotations.json: cannot be read as JSON \(JSONDecodeError"),
+    (b"\xff\xfe\x00garbage", r"^annotations.json: cannot be read as JSON \(UnicodeDecodeError"),
+    (b'{"images": []}', r"^annotations.json: a COCO file needs list-valued top-level keys"),
 ])
-def test_unreadable_coco_file(tmp_path, content, code):
+def test_unreadable_coco_file_stops_the_run(tmp_path, content, message):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(jpeg())
     (tmp_path / "annotations.json").write_bytes(content)
-    res = ingest(tmp_path, fmt="coco")
-    assert codes_for(res.quarantine, "annotations.json") == [code]
-    assert len(res.images) == 0 and res.stats["files_quarantined"] == 1
-    # with a labels/ folder beside it, auto-detection falls back to YOLO (and says so)
+    with pytest.raises(IngestError, match=message) as err:
+        ingest(tmp_path, fmt="coco")
+    assert "\n" not in str(err.value)
+    # a labels/ folder beside it does not make Preflight silently read YOLO instead
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    res = ingest(tmp_path)
-    assert res.stats["format"] == "yolo" and len(res.boxes) == 1
-    assert codes_for(res.quarantine, "annotations.json") == [code]
+    with pytest.raises(IngestError, match=message):
+        ingest(tmp_path)
+    assert ingest(tmp_path, fmt="yolo").stats["format"] == "yolo"  # unless asked to
 
 
-def test_unreadable_metadata_falls_back_to_pixels(tmp_path):
+def test_unreadable_metadata_stops_the_run(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(jpeg())
     (tmp_path / "metadata.parquet").write_bytes(b"PAR1 definitely not parquet")
-    res = ingest(tmp_path)
-    assert codes_for(res.quarantine, "metadata.parquet") == ["invalid_metadata"]
-    assert res.images["brightness_bin"].notna().all() and len(res.images) == 1
+    with pytest.raises(IngestError, match=r"^metadata.parquet: the metadata table cannot be "
+                                          r"read \(") as err:
+        ingest(tmp_path)
+    assert "\n" not in str(err.value)
     (tmp_path / "metadata.parquet").unlink()
     pd.DataFrame({"camera": ["c"]}).to_csv(tmp_path / "metadata.csv", index=False)
-    res = ingest(tmp_path)
-    assert codes_for(res.quarantine, "metadata.csv") == ["invalid_metadata"]
+    with pytest.raises(IngestError, match=r"^metadata.csv: the metadata table needs a "
+                                          r"'file_name' or 'image_id' column \(has \['camera'\]\)"):
+        ingest(tmp_path)

@@ -64,6 +64,20 @@ class QuarantineRecord:
     line: int | None = None
 
 
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 (Parquet and logs need it): a file name whose bytes were not UTF-8
+    (Python keeps them as lone surrogates) shows its raw bytes escaped, ``caf\\xe9.jpg``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate from JSON ("\\ud800"), not from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def where(source: str, line: int | None = None, annotation: object | None = None) -> str:
     """``"labels/x.txt line 3"`` / ``"annotations.json annotation 17"`` / ``"images/x.jpg"``."""
     if line is not None and not pd.isna(line):
@@ -79,7 +93,8 @@ def empty_quarantine() -> pd.DataFrame:
 
 def quarantine_frame(records: Iterable[QuarantineRecord]) -> pd.DataFrame:
     """The quarantine table, with stable dtypes even when empty."""
-    rows = [asdict(r) for r in records]
+    rows = [{k: printable(v) if isinstance(v, str) else v for k, v in asdict(r).items()}
+            for r in records]
     df = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
     df["line"] = df["line"].astype("Int64")
     for col in ("source", "image_id", "reason_code", "reason", "stage", "level"):

@@ -13,14 +13,30 @@ image). What cannot be used is returned as ``QuarantineRecord``s, never raised:
   bbox[x,y,w,h], area?, iscrowd?, truncated?, occluded?]``, ``categories[id, name]`` (names mapped
   to the taxonomy; without ``categories`` the ids are taken as taxonomy ids). ``file_name`` is
   looked up under ``images/`` and then under the landing folder itself.
-* Any path that would leave the landing folder (``..``, absolute, or a symlink pointing out) is
-  quarantined as ``path_escape`` and never opened.
+* Every path is checked by ``locate`` before it is opened: one that would leave the landing
+  folder (``..``, absolute, or a symlink pointing out) is ``path_escape``; a FIFO, device, socket
+  or folder named like a file is ``not_regular_file`` (never opened, so a FIFO cannot block); a
+  name that no file system call can take (NUL byte, not valid UTF-8, too long, a symlink loop)
+  is ``bad_file_name``. Files are then read with ``read_regular`` (non-blocking open, re-checked
+  on the open descriptor), so a file swapped for a FIFO after the check still cannot block.
+* Nothing present is silently skipped (hidden dot-files aside): an image the COCO file does not
+  list (``unlisted_image``), a symlinked folder under ``images/`` (``symlinked_folder``, not
+  followed), a non-``.txt`` file under ``labels/`` (``unsupported_file``) are file-level rows;
+  images sharing one label stem (``a.jpg`` + ``a.png``) are quarantined (``shared_label_stem``).
+* An annotations file that cannot be used as a whole (``annotations.json`` / ``data.yaml`` /
+  ``boxes_metadata.parquet`` unreadable, not JSON/YAML, wrong shape, outside the folder) stops
+  the run with ``IngestError``: one line naming the file and the problem. Guessing (taking class
+  ids as taxonomy ids, falling back to another format) could label every box wrongly.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -28,7 +44,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from preflight.data.errors import IngestError, QuarantineRecord, where
+from preflight.data.errors import IngestError, QuarantineRecord, printable, where
 from preflight.taxonomy import Taxonomy
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -80,17 +96,96 @@ def rel(path: Path, root: Path) -> str:
 
 def safe_path(root: Path, name: str) -> Path | None:
     """``root/name`` resolved, or None when ``name`` is absolute or resolves outside ``root``."""
-    norm = str(name).replace("\\", "/")
-    if (PurePosixPath(norm).is_absolute() or PureWindowsPath(str(name)).is_absolute()
-            or PureWindowsPath(str(name)).drive or ".." in PurePosixPath(norm).parts):
-        return None
-    resolved = (root / norm).resolve()
-    return resolved if resolved.is_relative_to(root) else None
+    found = resolve_inside(root, name)
+    return found if isinstance(found, Path) else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a named path is not opened: ``code`` (a quarantine reason code) and a phrase."""
+
+    code: str
+    why: str
+
+
+def resolve_inside(root: Path, name: str) -> Path | Refusal:
+    """``root/name`` resolved (symlinks followed) when it stays inside ``root``; else why not."""
+    text = str(name)
+    if "\x00" in text:
+        return Refusal("bad_file_name", "the name contains a NUL byte")
+    if printable(text) != text:
+        return Refusal("bad_file_name", "the name is not valid UTF-8; rename the file")
+    norm = text.replace("\\", "/")
+    if (PurePosixPath(norm).is_absolute() or PureWindowsPath(text).is_absolute()
+            or PureWindowsPath(text).drive or ".." in PurePosixPath(norm).parts):
+        return Refusal("path_escape", "the path leaves the landing folder; not read")
+    try:
+        resolved = (root / norm).resolve()
+    except RuntimeError:  # Python 3.11 reports a symlink loop this way
+        return Refusal("bad_file_name", "a symlink loop; not read")
+    except (OSError, ValueError) as exc:
+        return Refusal("bad_file_name", f"the name cannot be used ({_os_reason(exc)})")
+    if not resolved.is_relative_to(root):
+        return Refusal("path_escape", "resolves outside the landing folder (a symlink?); not read")
+    return resolved
+
+
+def locate(root: Path, name: str, missing_code: str = "missing_file") -> Path | Refusal:
+    """``resolve_inside`` plus: it exists and is a regular file (checked with ``stat``, which
+    never blocks, so a FIFO or device named like an image is refused without being opened)."""
+    found = resolve_inside(root, name)
+    if isinstance(found, Refusal):
+        return found
+    try:
+        mode = os.stat(found).st_mode
+    except FileNotFoundError:
+        return Refusal(missing_code, "file not found")
+    except (OSError, ValueError) as exc:
+        if getattr(exc, "errno", None) == errno.ENOTDIR:
+            return Refusal(missing_code, "file not found")
+        return Refusal("bad_file_name", f"cannot be examined ({_os_reason(exc)})")
+    if not stat.S_ISREG(mode):
+        return Refusal("not_regular_file", f"is a {_kind_of(mode)}, not a regular file; not read")
+    return found
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; ``OSError`` for anything else, without ever blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"is a {_kind_of(mode)}, not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _os_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def required_file(root: Path, name: str, what: str) -> Path:
+    """A file the run cannot do without (annotations, metadata): located or ``IngestError``."""
+    found = locate(root, name)
+    if isinstance(found, Refusal):
+        raise IngestError(f"{printable(name)}: {what} {found.why}")
+    return found
 
 
 def _load_json(path: Path) -> tuple[Any, str | None]:
     try:
-        return json.loads(path.read_bytes().decode("utf-8-sig")), None
+        return json.loads(read_regular(path).decode("utf-8-sig")), None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
 
@@ -104,8 +199,9 @@ def detect_format(landing: Path, fmt: str = "auto") -> tuple[str, Path | None, A
     """``(format, coco_json_path, parsed_json, quarantine)``; ``fmt`` ``coco``/``yolo`` forces it.
 
     ``auto``: ``annotations.json`` (or another top-level ``*.json`` with ``images`` and
-    ``annotations``) means COCO; otherwise ``labels/`` or ``images/`` means YOLO. An
-    ``annotations.json`` that does not parse is quarantined; YOLO is used when ``labels/`` exists.
+    ``annotations``) means COCO; otherwise ``images/`` means YOLO. An ``annotations.json`` that
+    cannot be read, is not JSON or lacks the COCO keys stops the run (``IngestError``): falling
+    back to another format would silently ignore the file the user meant.
     """
     root = landing.resolve()
     records: list[QuarantineRecord] = []
@@ -113,36 +209,37 @@ def detect_format(landing: Path, fmt: str = "auto") -> tuple[str, Path | None, A
         if not (root / "images").is_dir():
             raise IngestError(f"{landing}: format 'yolo' asked for but there is no images/ folder")
         return "yolo", None, None, records
-    default = root / COCO_DEFAULT_NAME
-    candidates = ([default] if default.is_file() else []) + [
-        p for p in sorted(root.glob("*.json")) if p.name != COCO_DEFAULT_NAME]
-    first_bad: tuple[Path, str | None] | None = None
-    for path in candidates:
+    if os.path.lexists(root / COCO_DEFAULT_NAME):
+        path = required_file(root, COCO_DEFAULT_NAME, "the COCO annotations file")
         data, error = _load_json(path)
-        if error is None and _is_coco(data):
-            return "coco", path, data, records
-        if first_bad is None and (path == default or fmt == "coco"):
-            first_bad = (path, error)
-    if first_bad is not None:  # quarantined here; the COCO reader then gets no file
-        path, error = first_bad
         if error is not None:
-            records.append(QuarantineRecord(
-                rel(path, root), "invalid_json",
-                f"{rel(path, root)}: cannot be read as JSON ({error})", level="file"))
-        else:
-            records.append(QuarantineRecord(
-                rel(path, root), "coco_missing_key",
-                f"{rel(path, root)}: COCO file needs top-level keys 'images' and 'annotations'",
-                level="file"))
-    if fmt == "coco" or (first_bad is not None and not (root / "labels").is_dir()):
-        if first_bad is None:
-            raise IngestError(f"{landing}: format 'coco' asked for but there is no "
-                              f"{COCO_DEFAULT_NAME} (or other COCO *.json) in it")
-        return "coco", None, None, records
+            raise IngestError(f"{COCO_DEFAULT_NAME}: cannot be read as JSON ({error})")
+        _check_coco_shape(data, COCO_DEFAULT_NAME)
+        return "coco", path, data, records
+    for path in sorted(root.glob("*.json")):
+        found = locate(root, path.name)
+        if isinstance(found, Refusal):  # another JSON (a manifest, ...): only used if COCO
+            records.append(QuarantineRecord(path.name, found.code, f"{printable(path.name)}: "
+                                            f"{found.why}", level="file"))
+            continue
+        data, error = _load_json(found)
+        if error is None and _is_coco(data):
+            _check_coco_shape(data, path.name)
+            return "coco", found, data, records
+    if fmt == "coco":
+        raise IngestError(f"{landing}: format 'coco' asked for but there is no "
+                          f"{COCO_DEFAULT_NAME} (or other COCO *.json) in it")
     if not (root / "images").is_dir():
         raise IngestError(f"{landing}: neither a COCO {COCO_DEFAULT_NAME} nor a YOLO images/ "
                           f"folder found")
     return "yolo", None, None, records
+
+
+def _check_coco_shape(data: Any, name: str) -> None:
+    if not _is_coco(data) or not isinstance(data["images"], list) or not isinstance(
+            data["annotations"], list):
+        raise IngestError(f"{name}: a COCO file needs list-valued top-level keys 'images' and "
+                          f"'annotations'")
 
 
 def _taxonomy_map(names: dict[int, str], taxonomy: Taxonomy) -> dict[int, tuple[int | None, str]]:
@@ -181,12 +278,12 @@ def _class_record(source: str, line: int | None, ann: Any, raw_id: Any,
 
 # --------------------------------------------------------------------------------------- YOLO
 def _yolo_names(root: Path, taxonomy: Taxonomy, sample: RawSample) -> tuple[dict, str]:
-    path = root / "data.yaml"
-    if not path.is_file():
+    if not os.path.lexists(root / "data.yaml"):
         sample.notes.append("no data.yaml: label class ids taken as taxonomy ids")
         return _taxonomy_map(taxonomy.as_dict(), taxonomy), "taxonomy"
+    path = required_file(root, "data.yaml", "the YOLO class-name file")
     try:
-        names = (yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}).get("names")
+        names = (yaml.safe_load(read_regular(path).decode("utf-8-sig")) or {}).get("names")
         if isinstance(names, list):
             names = dict(enumerate(names))
         if not isinstance(names, dict) or not names:
@@ -194,11 +291,11 @@ def _yolo_names(root: Path, taxonomy: Taxonomy, sample: RawSample) -> tuple[dict
         cmap = _taxonomy_map({int(k): v for k, v in names.items()}, taxonomy)
     except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError,
             yaml.YAMLError) as exc:
-        sample.quarantine.append(QuarantineRecord(
-            "data.yaml", "invalid_yaml",
-            f"data.yaml: cannot read class names ({exc}); label class ids taken as taxonomy ids",
-            level="file"))
-        return _taxonomy_map(taxonomy.as_dict(), taxonomy), "taxonomy"
+        mark = getattr(exc, "problem_mark", None)  # YAML errors span lines; say it in one
+        detail = (f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+                  if mark is not None and getattr(exc, "problem", None)
+                  else " ".join(str(exc).split()))
+        raise IngestError(f"data.yaml: cannot read the class names ({detail})") from None
     same = all(t == k for k, (t, _) in cmap.items()) and len(cmap) == len(taxonomy)
     return cmap, "taxonomy" if same else "data.yaml"
 
@@ -240,51 +337,61 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
     sample = RawSample("yolo")
     images_dir, labels_dir = root / "images", root / "labels"
     cmap, origin = _yolo_names(root, taxonomy, sample)
-    by_stem: dict[str, str] = {}
-    files = sorted(p for p in images_dir.rglob("*") if not p.is_dir()) if images_dir.is_dir() else []
-    for p in files:
+    by_stem: dict[str, list[str]] = {}
+    for p in _listing(images_dir, root, sample):
         file_name = p.relative_to(images_dir).as_posix()
         source = f"images/{file_name}"
-        if p.name.startswith("."):
-            continue
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
             sample.quarantine.append(QuarantineRecord(
                 source, "unsupported_file",
                 f"{source}: not an image file type ({sorted(IMAGE_EXTENSIONS)})", level="file"))
             continue
-        resolved = safe_path(root, f"images/{file_name}")
-        if resolved is None:
+        found = locate(root, source)
+        if isinstance(found, Refusal):
             sample.quarantine.append(QuarantineRecord(
-                source, "path_escape", f"{source}: resolves outside the landing folder; not read",
-                level="image"))
+                source, found.code, f"{source}: {found.why}", level="image"))
             continue
-        stem = str(PurePosixPath(file_name).with_suffix(""))
-        if stem in by_stem:
-            sample.notes.append(f"{source}: shares label stem with images/{by_stem[stem]}")
-        by_stem.setdefault(stem, file_name)
-        sample.images.append(ImageEntry(file_name, source, resolved))
+        by_stem.setdefault(str(PurePosixPath(file_name).with_suffix("")), []).append(file_name)
+        sample.images.append(ImageEntry(file_name, source, found))
+    shared = {stem: names for stem, names in by_stem.items() if len(names) > 1}
     bad_images: dict[str, QuarantineRecord] = {}
-    labels = sorted(labels_dir.rglob("*.txt")) if labels_dir.is_dir() else []
-    for lp in labels:
+    for stem, names in shared.items():  # which image labels/<stem>.txt describes is unknowable
+        for name in names:
+            others = ", ".join(f"images/{n}" for n in names if n != name)
+            bad_images[name] = QuarantineRecord(
+                f"images/{name}", "shared_label_stem",
+                f"images/{name}: shares the label stem '{stem}' with {others}; rename one so "
+                f"each image has its own labels/{stem}.txt", level="image")
+    for lp in _listing(labels_dir, root, sample):
         stem = lp.relative_to(labels_dir).with_suffix("").as_posix()
         source = f"labels/{lp.relative_to(labels_dir).as_posix()}"
+        if lp.suffix.lower() != ".txt":
+            sample.quarantine.append(QuarantineRecord(
+                source, "unsupported_file", f"{source}: not a .txt label file", level="file"))
+            continue
+        if stem in shared:
+            sample.quarantine.append(QuarantineRecord(
+                source, "shared_label_stem", f"{source}: claimed by {len(shared[stem])} images "
+                f"({', '.join(shared[stem])}); not used", level="file"))
+            continue
         if stem not in by_stem:
             sample.quarantine.append(QuarantineRecord(
                 source, "orphan_label", f"{source}: label file has no image under images/",
                 level="file"))
             continue
-        file_name = by_stem[stem]
-        resolved = safe_path(root, source)
+        file_name = by_stem[stem][0]
+        found = locate(root, source)
         try:
-            if resolved is None:
-                raise PermissionError("resolves outside the landing folder; not read")
-            text = resolved.read_bytes().decode("utf-8-sig")
+            if isinstance(found, Refusal):
+                raise OSError(found.why)
+            text = read_regular(found).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            code = "path_escape" if resolved is None else "unreadable_label"
+            code = found.code if isinstance(found, Refusal) and found.code in (
+                "path_escape", "not_regular_file") else "unreadable_label"
             bad_images[file_name] = QuarantineRecord(
                 f"images/{file_name}", code,
-                f"images/{file_name}: its label file {source} cannot be read ({exc})",
-                level="image")
+                f"images/{file_name}: its label file {source} cannot be read "
+                f"({_os_reason(exc) if isinstance(exc, OSError) else exc})", level="image")
             continue
         _yolo_lines(text, source, file_name, cmap, origin, taxonomy, sample)
     if bad_images:
@@ -294,24 +401,41 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
     return sample
 
 
+def _listing(folder: Path, root: Path, sample: RawSample) -> list[Path]:
+    """Every non-hidden file under ``folder``, sorted. Symlinked sub-folders are not followed
+    (they could lead anywhere, or loop); each is reported as a file-level row."""
+    out: list[Path] = []
+    if not folder.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for d in sorted(dirnames):
+            if (here / d).is_symlink() and not d.startswith("."):
+                source = printable(rel(here / d, root))
+                sample.quarantine.append(QuarantineRecord(
+                    source, "symlinked_folder", f"{source}: a symlinked folder; its files are "
+                    f"not read (copy them into the landing folder)", level="file"))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [here / f for f in filenames if not f.startswith(".")]
+    return sorted(out)
+
+
 def _attach_box_metadata(root: Path, sample: RawSample) -> None:
     """truncated/occluded for YOLO boxes from ``boxes_metadata.parquet`` (file_name, box_index).
 
     ``box_index`` is the 0-based line number of the box in its label file.
     """
-    path = root / BOX_METADATA_NAME
-    if not path.is_file() or not sample.boxes:
+    if not os.path.lexists(root / BOX_METADATA_NAME) or not sample.boxes:
         return
+    path = required_file(root, BOX_METADATA_NAME, "the box metadata table")
     try:
         meta = pd.read_parquet(path)
         meta = meta.drop_duplicates(["file_name", "box_index"]).set_index(
             ["file_name", "box_index"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is quarantined
-        sample.quarantine.append(QuarantineRecord(
-            BOX_METADATA_NAME, "invalid_metadata",
-            f"{BOX_METADATA_NAME}: cannot be read ({exc}); truncated/occluded left empty",
-            level="file"))
-        return
+    except Exception as exc:  # noqa: BLE001 - any unreadable table stops the run, in one line
+        raise IngestError(f"{BOX_METADATA_NAME}: cannot be read as a table with file_name and "
+                          f"box_index columns ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]})") from None
     for b in sample.boxes:
         for key in ((b.file_name, int(b.line) - 1), (f"images/{b.file_name}", int(b.line) - 1)):
             if key in meta.index:
@@ -332,23 +456,33 @@ def read_coco(landing: Path, taxonomy: Taxonomy, json_path: Path | None,
     if data is None:
         data, error = _load_json(json_path)
         if error is not None:
-            sample.quarantine.append(QuarantineRecord(
-                src, "invalid_json", f"{src}: cannot be read as JSON ({error})", level="file"))
-            return sample
-    if not _is_coco(data) or not isinstance(data["images"], list) or not isinstance(
-            data["annotations"], list):
-        sample.quarantine.append(QuarantineRecord(
-            src, "coco_missing_key",
-            f"{src}: COCO file needs list-valued top-level keys 'images' and 'annotations'",
-            level="file"))
-        return sample
+            raise IngestError(f"{src}: cannot be read as JSON ({error})")
+    _check_coco_shape(data, src)
     cmap, origin = _coco_categories(data, src, taxonomy, sample)
     known: dict[Any, str | None] = {}  # COCO image id -> file_name (None: image quarantined)
+    listed: set[Path] = set()  # every file an images entry names, used or quarantined
     for idx, im in enumerate(data["images"]):
-        _coco_image(root, src, idx, im, known, sample)
+        _coco_image(root, src, idx, im, known, listed, sample)
     for idx, ann in enumerate(data["annotations"]):
         _coco_annotation(src, idx, ann, known, cmap, origin, taxonomy, sample)
+    _report_unlisted(root, src, listed, sample)
     return sample
+
+
+def _report_unlisted(root: Path, src: str, listed: set[Path], sample: RawSample) -> None:
+    """Image files under ``images/`` (or beside the COCO file) that no images entry names."""
+    top = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")
+           and p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir()]
+    for p in top + _listing(root / "images", root, sample):
+        source = printable(rel(p, root))
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            sample.quarantine.append(QuarantineRecord(
+                source, "unsupported_file",
+                f"{source}: not an image file type ({sorted(IMAGE_EXTENSIONS)})", level="file"))
+        elif p not in listed and resolve_inside(root, rel(p, root)) not in listed:
+            sample.quarantine.append(QuarantineRecord(
+                source, "unlisted_image", f"{source}: not listed in {src} 'images'; not used "
+                f"(add it with its annotations, or remove it)", level="file"))
 
 
 def _coco_categories(data: dict, src: str, taxonomy: Taxonomy, sample: RawSample):
@@ -367,7 +501,8 @@ def _coco_categories(data: dict, src: str, taxonomy: Taxonomy, sample: RawSample
     return _taxonomy_map(names, taxonomy), "categories"
 
 
-def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, sample: RawSample) -> None:
+def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, listed: set[Path],
+                sample: RawSample) -> None:
     if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
         missing = [k for k in ("id", "file_name") if not isinstance(im, dict) or k not in im]
         sample.quarantine.append(QuarantineRecord(
@@ -376,7 +511,7 @@ def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, sample: Ra
         return
     image_id, name = im["id"], str(im["file_name"])
     at = f"{src} image {image_id} ({name})"
-    if not isinstance(image_id, (int, str)):
+    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
         sample.quarantine.append(QuarantineRecord(
             src, "coco_bad_value", f"{at}: image id must be an integer or string", level="image"))
         return
@@ -386,22 +521,22 @@ def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, sample: Ra
             level="image"))
         return
     known[image_id] = None
-    paths = [safe_path(root, f"images/{name}"), safe_path(root, name)]
-    if any(p is None for p in paths):
-        sample.quarantine.append(QuarantineRecord(
-            name, "path_escape", f"{at}: file_name leaves the landing folder; not read",
-            level="image"))
+    found = _find_coco_file(root, name)
+    if isinstance(found, Refusal):
+        if found.code in ("missing_image", "not_regular_file"):
+            listed |= {p for p in _candidates(root, name) if isinstance(p, Path)}
+        why = ("file not found under images/ or the landing folder"
+               if found.code == "missing_image" else found.why)
+        sample.quarantine.append(QuarantineRecord(name, found.code, f"{at}: {why}",
+                                                  level="image"))
         return
-    path = next((p for p in paths if p is not None and p.is_file()), None)
-    if path is None:
-        sample.quarantine.append(QuarantineRecord(
-            name, "missing_image", f"{at}: file not found under images/ or the landing folder",
-            level="image"))
-        return
+    path = found
+    listed.add(path)
+    listed.update(p for p in _candidates(root, name) if isinstance(p, Path))
     try:
         width = int(im["width"]) if im.get("width") is not None else None
         height = int(im["height"]) if im.get("height") is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         width = height = None
         sample.notes.append(f"{at}: width/height not integers; using the decoded size")
     file_name = rel(path, root / "images") if path.is_relative_to(root / "images") else rel(
@@ -413,6 +548,31 @@ def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, sample: Ra
         return
     known[image_id] = file_name
     sample.images.append(ImageEntry(file_name, rel(path, root), path, image_id, width, height))
+
+
+def _candidates(root: Path, name: str) -> list[Path | Refusal]:
+    """Where a COCO ``file_name`` may live: under ``images/``, then beside the COCO file; each
+    also in the other Unicode normal form (macOS writes NFD names, most tools NFC)."""
+    forms = dict.fromkeys([name, unicodedata.normalize("NFC", name),
+                           unicodedata.normalize("NFD", name)])
+    return [resolve_inside(root, prefix + form) for prefix in ("images/", "") for form in forms]
+
+
+def _find_coco_file(root: Path, name: str) -> Path | Refusal:
+    """The regular file a COCO ``file_name`` names, inside the landing folder; else why not.
+    A name that escapes in any of its readings is refused, whatever the others find."""
+    candidates = _candidates(root, name)
+    for c in candidates:
+        if isinstance(c, Refusal):
+            return c
+    refusal: Refusal | None = None
+    for c in candidates:
+        found = locate(root, rel(c, root), missing_code="missing_image")  # type: ignore[arg-type]
+        if isinstance(found, Path):
+            return found
+        if found.code != "missing_image" and refusal is None:
+            refusal = found
+    return refusal or Refusal("missing_image", "file not found")
 
 
 def _coco_annotation(src: str, idx: int, ann: Any, known: dict, cmap: dict, origin: str,

@@ -12,6 +12,11 @@ Policy decisions (the lead's pipeline relies on them):
   the images table with ``decode_ok = False`` (and ``decode_error`` / ``decode_detail``) so the
   label validation — the authority on "every image decodes" — quarantines them with their boxes.
 * Images with no label file / no COCO annotations are background frames with zero boxes.
+* Metadata: a value that does not parse (a ``captured_at`` that is not a date, a word in a
+  column whose other values are numbers) or an image with several metadata rows that disagree
+  quarantines that image (``bad_metadata_value`` / ``conflicting_metadata``) with its boxes;
+  identical duplicate rows count once. A metadata file that cannot be read at all stops the run
+  (``IngestError``, one line naming the file).
 * Split: near-duplicate frames form a *group* (same ``camera`` and ``captured_at`` chained within
   ``group_window_minutes``; without a usable ``captured_at`` the group is the content hash, so
   byte-identical copies share it). Groups are assigned whole, never straddling the split. Within
@@ -25,6 +30,8 @@ Policy decisions (the lead's pipeline relies on them):
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,7 @@ from tqdm import tqdm
 from preflight.data.errors import (
     IngestError,
     QuarantineRecord,
+    printable,
     quarantine_frame,
     reason_counts,
     where,
@@ -43,10 +51,14 @@ from preflight.data.errors import (
 from preflight.data.formats import (
     BoxEntry,
     ImageEntry,
+    Refusal,
     detect_format,
+    locate,
     read_coco,
+    read_regular,
     read_yolo,
     rel,
+    required_file,
 )
 from preflight.data.properties import (
     BIN_STANDS_FOR,
@@ -102,16 +114,18 @@ def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY, fm
     records += image_records + box_records
 
     meta_stats: dict[str, Any] = {"path": None}
-    meta_file = Path(metadata_path) if metadata_path is not None else find_metadata(landing)
+    meta_file = metadata_file(metadata_path, landing)
     meta_columns: set[str] = set()
     if meta_file is not None:
-        if not meta_file.is_file():
-            raise IngestError(f"metadata file {meta_file} does not exist")
         meta, meta_records = read_metadata(meta_file, landing)
         records += meta_records
         if meta is not None:
+            meta, problems = metadata_problems(meta, rel(meta_file.resolve(), landing.resolve()))
             images, meta_stats, meta_columns = _join_metadata(images, meta, kind)
             meta_stats["path"] = str(meta_file)
+            images, boxes, meta_records = _quarantine_metadata_problems(images, boxes, problems,
+                                                                        kind)
+            records += meta_records
     derived = []
     for prop, (bin_col, _, _) in BINS.items():
         if BIN_STANDS_FOR[bin_col] not in meta_columns:
@@ -143,11 +157,11 @@ def _load_images(entries: list[ImageEntry], progress: bool
     for entry in tqdm(sorted(entries, key=lambda e: e.file_name), desc="ingest images",
                       unit="img", disable=not progress):
         try:
-            data = entry.path.read_bytes()
+            data = read_regular(entry.path)
         except OSError as exc:
             records.append(QuarantineRecord(entry.source, "unreadable_file",
-                                            f"{entry.source}: cannot be read ({exc})",
-                                            level="image"))
+                                            f"{entry.source}: cannot be read "
+                                            f"({exc.strerror or exc})", level="image"))
             continue
         image_id = content_id(data)
         dec = decode(data)
@@ -233,7 +247,7 @@ def uniform_ids(values: pd.Series) -> pd.Series:
     if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
         return values.astype("Int64")
     return values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
-                      else str(v)).astype(object)
+                      else printable(str(v))).astype(object)
 
 
 def _to_bool(v: Any) -> Any:
@@ -246,30 +260,123 @@ def _to_bool(v: Any) -> Any:
 
 def find_metadata(landing: Path) -> Path | None:
     for name in ("metadata.parquet", "metadata.csv"):
-        if (landing / name).is_file():
-            return landing / name
+        if os.path.lexists(landing / name):
+            return required_file(landing.resolve(), name, "the metadata table")
     return None
 
 
+def metadata_file(metadata_path: str | Path | None, landing: Path) -> Path | None:
+    """The metadata table to join: the one named in the settings (anywhere: the user chose it),
+    else ``metadata.parquet`` / ``metadata.csv`` in the landing folder (which must stay in it)."""
+    if metadata_path is None:
+        return find_metadata(landing)
+    path = Path(metadata_path).expanduser()
+    found = locate(path.parent.resolve(), path.name)
+    if isinstance(found, Refusal):
+        why = "does not exist" if found.code == "missing_file" else found.why
+        raise IngestError(f"metadata file {path}: {why}")
+    return found
+
+
 def read_metadata(path: Path, landing: Path) -> tuple[pd.DataFrame | None, list[QuarantineRecord]]:
-    """A metadata table keyed by ``file_name`` and/or ``image_id``; unreadable → quarantined."""
-    source = rel(path.resolve(), landing.resolve())
+    """A metadata table keyed by ``file_name`` and/or ``image_id``; unreadable → ``IngestError``
+    (one line naming the file: slices silently derived from pixels instead would hide it)."""
+    source = printable(rel(path.resolve(), landing.resolve()))
     try:
         if path.suffix.lower() == ".parquet":
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(io.BytesIO(read_regular(path)))
         elif path.suffix.lower() in (".csv", ".txt"):
-            df = pd.read_csv(path, encoding="utf-8-sig")
+            df = pd.read_csv(io.BytesIO(read_regular(path)), encoding="utf-8-sig")
         else:
             raise ValueError(f"unknown table type {path.suffix!r} (use .csv or .parquet)")
-    except Exception as exc:  # noqa: BLE001 - any unreadable table is quarantined
-        return None, [QuarantineRecord(source, "invalid_metadata",
-                                       f"{source}: cannot be read ({exc}); slices derived from "
-                                       f"pixels instead", level="file")]
+    except Exception as exc:  # noqa: BLE001 - any unreadable table stops the run, in one line
+        detail = " ".join(str(exc).split())[:200]
+        raise IngestError(f"{source}: the metadata table cannot be read "
+                          f"({type(exc).__name__}: {detail})") from None
     if "file_name" not in df.columns and "image_id" not in df.columns:
-        return None, [QuarantineRecord(source, "invalid_metadata",
-                                       f"{source}: needs a 'file_name' or 'image_id' column; "
-                                       f"ignored", level="file")]
+        raise IngestError(f"{source}: the metadata table needs a 'file_name' or 'image_id' "
+                          f"column (has {[str(c) for c in df.columns][:10]})")
+    df.columns = [printable(str(c)) for c in df.columns]
     return df, []
+
+
+def metadata_problems(meta: pd.DataFrame, source: str
+                      ) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    """Rows whose values do not parse, and keys with disagreeing rows: ``{key: (code, why)}``;
+    the table returned has them removed and its numeric-looking columns as numbers.
+
+    A column counts as numeric when most of its non-empty values parse as numbers: the others
+    are then typos (``"three"`` in ``week``), not a categorical column's labels.
+    """
+    meta = meta.reset_index(drop=True).copy()
+    csv = source.lower().endswith((".csv", ".txt"))
+    row_at = (lambda i: f"{source} line {i + 2}") if csv else (lambda i: f"{source} row {i + 1}")
+    key_col = "file_name" if "file_name" in meta.columns else "image_id"
+    keys = meta[key_col].map(
+        lambda v: None if pd.isna(v) else (_norm_name(v) if key_col == "file_name" else _id_key(v)))
+    problems: dict[str, tuple[str, str]] = {}
+
+    def flag(i: int, code: str, why: str) -> None:
+        if keys[i] is not None and keys[i] not in problems:
+            problems[keys[i]] = (code, f"{row_at(i)}: {why}")
+
+    for col in [c for c in meta.columns if c not in ("file_name", "image_id")]:
+        values = meta[col]
+        present = values.notna() & (values.astype(str).str.strip() != "")
+        if col == "captured_at":
+            parsed = _to_datetime(values.where(present))
+            for i in np.flatnonzero(present & parsed.isna()):
+                flag(int(i), "bad_metadata_value",
+                     f"captured_at {printable(str(values[i]))!r} is not a date/time")
+            meta[col] = values.where(present)
+        elif (present.any() and not pd.api.types.is_numeric_dtype(values)
+              and not pd.api.types.is_datetime64_any_dtype(values)):
+            numbers = pd.to_numeric(values.where(present), errors="coerce")
+            bad = present & numbers.isna()
+            if numbers.notna().sum() > present.sum() / 2 and bad.any():
+                for i in np.flatnonzero(bad):
+                    flag(int(i), "bad_metadata_value",
+                         f"{col} {printable(str(values[i]))!r} is not a number (the column's "
+                         f"other values are)")
+                meta[col] = numbers
+    rows = meta.assign(__key=keys)[keys.notna()]
+    value_cols = [c for c in meta.columns if c not in ("file_name", "image_id")]
+    for key, group in rows[rows["__key"].duplicated(keep=False)].groupby("__key", sort=True):
+        differ = [c for c in value_cols if group[c].astype(object).where(
+            group[c].notna(), None).map(repr).nunique() > 1]
+        if differ:
+            first = int(group.index[0])
+            problems.setdefault(key, ("conflicting_metadata", f"{row_at(first)}: {len(group)} rows "
+                                      f"for this image disagree on {differ[:5]}"))
+    bad_rows = keys.isin(list(problems))
+    return meta[~bad_rows].reset_index(drop=True), problems
+
+
+def _quarantine_metadata_problems(images: pd.DataFrame, boxes: pd.DataFrame,
+                                  problems: dict[str, tuple[str, str]], kind: str
+                                  ) -> tuple[pd.DataFrame, pd.DataFrame, list[QuarantineRecord]]:
+    """Images whose metadata is bad leave the tables, each with its boxes, and get a reason."""
+    if not problems or not len(images):
+        return images, boxes, []
+    by_name = images["file_name"].map(_norm_name)
+    by_id = images["source_image_id"].map(_id_key)
+    hit = by_name.isin(list(problems)) | by_id.isin(list(problems))
+    records: list[QuarantineRecord] = []
+    for _, r in images[hit].iterrows():
+        key = by_name[_] if by_name[_] in problems else by_id[_]
+        code, why = problems[key]
+        records.append(QuarantineRecord(r["source"], code, f"{r['source']}: {why}",
+                                        level="image", image_id=r["image_id"]))
+    gone = boxes["file_name"].isin(set(images.loc[hit, "file_name"]))
+    for _, b in boxes[gone].iterrows():
+        records.append(QuarantineRecord(
+            b["source"], "image_quarantined",
+            f"{where(b['source'], b['line'], b['source_box_id'])}: its image {b['file_name']} "
+            f"was quarantined (metadata)", line=None if pd.isna(b["line"]) else int(b["line"]),
+            image_id=b["image_id"]))
+    boxes = boxes[~gone].reset_index(drop=True)
+    boxes["box_id"] = np.arange(len(boxes), dtype=np.int64)
+    return images[~hit].reset_index(drop=True), boxes, records
 
 
 def _id_key(v: Any) -> str | None:
