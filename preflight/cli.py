@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pipeline.demo", "run the whole pipeline end to end on the embedded sample"),
     "ui": ("pipeline.ui", "start the Dagster UI and the MLflow UI on 127.0.0.1"),
 }
+#: sub-commands that read the settings file: it is validated before they start, so a mistake in
+#: it is one line naming the key (exit status 2), never a traceback from deep in a run
+READS_SETTINGS = frozenset({"zoo", "demo", "ui"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +45,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "alembic", "mlflow", "urllib3", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from preflight.config import ConfigError, load_settings
+    from preflight.data.errors import PreflightDataError
+
     try:
+        if args.command in READS_SETTINGS:
+            load_settings()
         return int(args._module.run(args) or 0)
+    except ConfigError as exc:
+        print(f"preflight: settings: {exc}", file=sys.stderr)
+        return 2
+    except PreflightDataError as exc:
+        print(f"preflight: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

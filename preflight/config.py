@@ -3,6 +3,12 @@
 Every section is a frozen dataclass; unknown keys and bad values raise ``ConfigError`` with the
 dotted path of the offending key, so a typo in ``config/preflight.yaml`` is caught before a run
 starts rather than silently ignored.
+
+A key left out of a settings file takes its documented default, which is the value the shipped
+``config/preflight.yaml`` states (a test loads an empty file and compares every key), except the
+keys in ``DEMO_WORLD_KEYS``: those describe the embedded demo's world (its classes, its
+candidates, its metadata columns), which the library must not know, so their code default is the
+generic one (no per-class override, every candidate, ...).
 """
 
 from __future__ import annotations
@@ -20,10 +26,33 @@ import yaml
 from preflight.taxonomy import DEFAULT_CLASSES, Taxonomy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "preflight.yaml"
+DEFAULT_CANDIDATES_PATH = DEFAULT_CONFIG_PATH.with_name("candidates.yaml")
 
 
 class ConfigError(ValueError):
     """The settings file has an unknown key or a bad value."""
+
+
+#: keys whose shipped value describes the demo's world, and the generic default used instead
+#: when a user's file leaves them out (``*`` stands for any class name in a per-class mapping)
+DEMO_WORLD_KEYS: dict[str, str] = {
+    "taxonomy": "the demo's classes; a user's file states its own",
+    "validation.required_columns": "the demo's metadata columns and values",
+    "evaluation.slice_columns": "the demo's metadata columns",
+    "bar.min_recall.*": "per-class bars for the demo's classes (default: only 'default')",
+    "bar.min_precision.*": "per-class bars for the demo's classes (default: only 'default')",
+    "cost.cost_per_missed_object.*": "per-class costs of the demo's classes",
+    "finetune.candidates": "the demo's candidate names (default []: every candidate)",
+    "finetune.learning_curve_candidates": "the demo's candidate names (default []: none)",
+    "decision.lookalike_pairs": "the demo's look-alike classes",
+}
+
+#: the stress corruptions run when ``stress.corruptions`` is left out: one to four
+#: representative corruptions per family (the whole suite is 15 x 3 conditions: list [] for it)
+DEFAULT_CORRUPTIONS: tuple[str, ...] = (
+    "distribution_shift/colour_cast", "distribution_shift/sensor_noise",
+    "distribution_shift/jpeg", "occlusion/cutout_all", "adversarial/motion_blur",
+    "adversarial/dirty_lens", "adversarial/flicker", "adversarial/fog", "resolution/downscale")
 
 
 @dataclass(frozen=True)
@@ -137,8 +166,8 @@ class StressSettings:
 
     severities: list[int] = field(default_factory=lambda: [1, 2, 3])
     #: corruptions to run, as ``family/corruption`` or ``family`` (empty: the whole suite)
-    corruptions: list[str] = field(default_factory=list)
-    n_images: int = 40
+    corruptions: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
+    n_images: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,14 +180,14 @@ class StressSettings:
 class LatencySettings:
     """Latency as production sees it (batch 1, p99, co-tenant load, cold start, server)."""
 
-    iterations: int = 60
+    iterations: int = 40
     warmup: int = 5
     batch_size: int = 8
     load_workers: int = 1
-    server_queries: int = 80
-    server_max_seconds: float = 10.0
+    server_queries: int = 60
+    server_max_seconds: float = 5.0
     #: rate-search steps for the highest Poisson rate that meets the latency bound
-    search_steps: int = 6
+    search_steps: int = 4
     cold_start: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
     #: CPU threads per inference stream while timing (None: the framework's default). One
@@ -208,7 +237,7 @@ class TilingSettings:
     overlap: float = 0.2
     #: evaluation frames with small objects that tiling is measured on (tiling multiplies the
     #: forward passes per frame, so a subset keeps the demo short)
-    max_images: int = 40
+    max_images: int = 30
 
     def __post_init__(self) -> None:
         _check(self.tile >= 32, "tiling.tile", "must be >= 32")
@@ -330,7 +359,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         raise ConfigError(f"{path or 'settings'}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(str(k) for k in set(raw) - known)
     if unknown:
         raise ConfigError(
             f"{path or 'settings'}: unknown key(s) {unknown}; allowed: {sorted(known)}")
@@ -396,7 +425,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"settings file {path} does not exist")
     raw = _read_with_base(path, seen=())
     settings = settings_from_dict(raw)
-    if settings.candidates_file and not Path(settings.candidates_file).is_absolute():
+    if settings.candidates_file is None:  # left out: the shipped candidates file, as documented
+        settings = dataclasses.replace(settings, candidates_file=str(DEFAULT_CANDIDATES_PATH))
+    elif not Path(settings.candidates_file).is_absolute():
         near = (path.parent / settings.candidates_file).resolve()
         if near.exists():
             settings = dataclasses.replace(settings, candidates_file=str(near))
@@ -410,9 +441,16 @@ def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"settings file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8-sig")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)  # PyYAML's message spans lines; say it in one
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"settings file {path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     base = raw.pop("base", None)
