@@ -46,7 +46,8 @@ test: install browser
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/metrics.py --memory
 	$(BIN)/python benchmarks/evaluation.py
 
 lint: install

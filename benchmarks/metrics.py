@@ -1,18 +1,27 @@
-"""Benchmark: Preflight's per-slice evaluation against pycocotools and faster-coco-eval.
+"""Benchmark: Preflight's per-slice evaluation against pycocotools and the compiled COCO
+evaluators (faster-coco-eval, hotcoco, ultrafast-pycocotools, vernier).
 
-    .venv/bin/python benchmarks/metrics.py [--images 5000] [--slices 20] [--seed 0]
+    .venv/bin/pip install -e ".[bench]"      # the compiled references (optional)
+    .venv/bin/python benchmarks/metrics.py [--images 5000] [--slices 20] [--seed 0] [--repeat 5]
+    .venv/bin/python benchmarks/metrics.py --memory          # + metrics-step peak at 5k / 20k
 
 On one synthetic case (``--images`` images, 7 classes, ~8 boxes and ~16 detections per image,
 slice columns with ``--slices`` values in all) it times, in one run:
 
-* Preflight: overall + every slice (the full long table: 12 COCO stats, per-class AP and the
-  operating-point metrics for each), matching included;
+* Preflight: overall + every image slice + the size bins (box slices), the full long table
+  (12 COCO stats, per-class AP and the operating-point metrics for each), matching included,
+  no bootstrap;
 * pycocotools once per slice (``params.imgIds`` = the slice's images) and once overall;
-* faster-coco-eval once overall;
+* faster-coco-eval, hotcoco, ultrafast-pycocotools and vernier once overall each;
 
-and checks that Preflight's twelve stats equal pycocotools' overall and for every slice (1e-4).
-Loading the COCO objects (``COCO()`` + ``loadRes``) is timed separately and excluded from the
-evaluation times. Exit status 1 when the numbers disagree.
+each timing the best of ``--repeat`` runs, interleaved (the machine may be shared: every
+evaluator sees the same conditions), and prints the ratio of Preflight's time to the fastest
+reference's overall pass (the target: below 1). It checks that Preflight's twelve stats equal
+pycocotools' overall and for every slice (1e-9). Loading the COCO objects (``COCO()`` +
+``loadRes``) is excluded from the evaluation times, as is Preflight's one-off kernel compilation
+(cached on disk). ``--memory`` runs the metrics step alone in a fresh process on 5,000 and
+20,000 images with ~100 detections per image (as at conf 0.001) and reports its peak resident
+memory (target: under 2 GB at 20k). Exit status 1 when the numbers disagree.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ import argparse
 import contextlib
 import copy
 import io
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +44,8 @@ from preflight.metrics.coco import STAT_NAMES  # noqa: E402
 from preflight.metrics.detection import evaluate_detections  # noqa: E402
 from preflight.metrics.synthetic import large_case, to_coco  # noqa: E402
 
-TOL = 1e-4
+TOL = 1e-9
+REFERENCES = ("faster-coco-eval", "hotcoco", "ultrafast-pycocotools", "vernier")
 
 
 def slice_levels(n_slices: int) -> dict[str, int]:
@@ -46,8 +58,20 @@ def slice_levels(n_slices: int) -> dict[str, int]:
 
 
 def _load(lib: str, dataset: dict, results: list):
-    if lib == "faster":
+    """The library's own COCO objects (or inputs) for ``dataset`` / ``results``."""
+    if lib == "hotcoco":
+        import hotcoco
+
+        gt = hotcoco.COCO(copy.deepcopy(dataset))
+        return gt, gt.loadRes(copy.deepcopy(results))
+    if lib == "vernier":   # its native evaluator (faster than its pycocotools shim)
+        from vernier.instance import CocoDataset
+
+        return CocoDataset.from_json(json.dumps(dataset).encode()), json.dumps(results).encode()
+    if lib == "faster-coco-eval":
         from faster_coco_eval import COCO
+    elif lib == "ultrafast-pycocotools":
+        from ultrafast_pycocotools.coco import COCO
     else:
         from pycocotools.coco import COCO
     gt = COCO()
@@ -57,8 +81,18 @@ def _load(lib: str, dataset: dict, results: list):
 
 
 def _evaluate(lib: str, coco_gt, coco_dt, img_ids=None) -> np.ndarray:
-    if lib == "faster":
+    if lib == "vernier":
+        from vernier.instance import Bbox, Evaluator
+
+        s = np.asarray(Evaluator(iou=Bbox(), parity_mode="strict").evaluate(coco_gt, coco_dt)
+                       .stats[:12], dtype=np.float64)
+        return np.where(s == -1, np.nan, s)
+    if lib == "faster-coco-eval":
         from faster_coco_eval import COCOeval_faster as COCOeval
+    elif lib == "hotcoco":
+        from hotcoco import COCOeval
+    elif lib == "ultrafast-pycocotools":
+        from ultrafast_pycocotools.cocoeval import COCOeval
     else:
         from pycocotools.cocoeval import COCOeval
     ev = COCOeval(coco_gt, coco_dt, "bbox")
@@ -69,6 +103,17 @@ def _evaluate(lib: str, coco_gt, coco_dt, img_ids=None) -> np.ndarray:
     ev.summarize()
     s = np.asarray(ev.stats[:12], dtype=np.float64)
     return np.where(s == -1, np.nan, s)
+
+
+def _installed(lib: str) -> str | None:
+    """None when ``lib`` imports, else why not."""
+    module = {"faster-coco-eval": "faster_coco_eval", "hotcoco": "hotcoco",
+              "ultrafast-pycocotools": "ultrafast_pycocotools", "vernier": "vernier"}[lib]
+    try:
+        __import__(module)
+    except ImportError as exc:
+        return f"not installed ({exc}); pip install -e '.[bench]'"
+    return None
 
 
 def _quiet(fn, *args, **kw):
@@ -89,13 +134,93 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)[both])) if both.any() else 0.0
 
 
+def _best_of(repeat: int, jobs: dict) -> dict[str, tuple[object, float, float]]:
+    """Run every job ``repeat`` times, interleaved; ``{name: (result, best, median)}``."""
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    out: dict[str, object] = {}
+    for _ in range(repeat):
+        for name, fn in jobs.items():
+            out[name], t = _timed(fn)
+            times[name].append(t)
+    return {k: (out[k], min(v), float(np.median(v))) for k, v in times.items()}
+
+
+def memory_peak(n_images: int, dets_per_image: int = 100, seed: int = 0) -> dict:
+    """In this process: the metrics step (overall + slices + size bins, no bootstrap) on a
+    case of ``n_images`` with ~``dets_per_image`` detections each; resident memory sampled
+    every 2 ms (numba's arrays are outside tracemalloc)."""
+    import threading
+
+    import psutil
+
+    levels = slice_levels(20)
+    gt, dt, images = large_case(np.random.default_rng(seed), n_images, n_classes=7,
+                                mean_background=dets_per_image - 8.0, slice_levels=levels)
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    evaluate_detections(gt, dt, images, slice_columns=list(levels), box_slice_columns=["size_bin"])
+    seconds = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    peak[0] = max(peak[0], proc.memory_info().rss)
+    return {"images": n_images, "detections": len(dt), "boxes": len(gt), "seconds": seconds,
+            "rss_before_mb": base / 2**20, "peak_rss_mb": peak[0] / 2**20,
+            "step_peak_mb": (peak[0] - base) / 2**20}
+
+
+def _memory_report() -> bool:
+    import subprocess
+
+    ok = True
+    print()
+    print("metrics step memory (fresh process each; ~100 detections per image)")
+    print(f"{'images':>8s}{'detections':>12s}{'seconds':>9s}{'RSS before':>12s}"
+          f"{'peak RSS':>10s}{'step peak':>11s}")
+    for n in (5000, 20000):
+        root = str(Path(__file__).resolve().parents[1])
+        code = (f"import json, sys; sys.path.insert(0, {root!r}); from benchmarks.metrics "
+                f"import memory_peak, _warm; _warm(); print(json.dumps(memory_peak({n})))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        m = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{m['images']:8d}{m['detections']:12d}{m['seconds']:9.2f}"
+              f"{m['rss_before_mb']:10.0f}MB{m['peak_rss_mb']:8.0f}MB{m['step_peak_mb']:9.0f}MB")
+        if n == 20000:
+            ok = m["step_peak_mb"] < 2048
+            print(f"target (metrics step peak under 2 GB at 20k images): "
+                  f"{'met' if ok else 'NOT met'}")
+    return ok
+
+
+def _warm() -> None:
+    """Compile (or load from the disk cache) Preflight's kernels outside the timings."""
+    gt, dt, images = large_case(np.random.default_rng(1), 20, n_classes=3,
+                                slice_levels={"a": 2})
+    evaluate_detections(gt, dt, images, slice_columns=["a"], box_slice_columns=["size_bin"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--slices", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="runs per evaluator (interleaved); the best is reported")
     ap.add_argument("--skip-per-slice", action="store_true",
                     help="do not run pycocotools once per slice (the slow part)")
+    ap.add_argument("--memory", action="store_true",
+                    help="also report the metrics step's peak memory at 5k and 20k images")
     args = ap.parse_args(argv)
 
     levels = slice_levels(args.slices)
@@ -105,53 +230,87 @@ def main(argv: list[str] | None = None) -> int:
     slices = [(c, v, images.loc[images[c] == v, "image_id"].to_numpy())
               for c in columns for v in sorted(images[c].unique())]
     print(f"case: {len(images)} images, {len(gt)} boxes, {len(dt)} detections, 7 classes, "
-          f"{len(slices)} slices over {columns}")
+          f"{len(slices)} slices over {columns} + size bins; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    _, t_warm = _timed(_warm)
 
-    table, t_pf = _timed(evaluate_detections, gt, dt, images, slice_columns=columns)
+    dataset, results = to_coco(gt, dt, images, 7)
+    loaded, t_load, missing = {}, {}, {}
+    for lib in ("pycocotools",) + REFERENCES:
+        why = None if lib == "pycocotools" else _installed(lib)
+        if why:
+            missing[lib] = why
+            continue
+        loaded[lib], t_load[lib] = _timed(_load, lib, dataset, results)
+
+    def preflight():
+        return evaluate_detections(gt, dt, images, slice_columns=columns,
+                                   box_slice_columns=["size_bin"])
+
+    jobs = {"Preflight": preflight}
+    for lib in REFERENCES:
+        if lib in loaded:
+            jobs[lib] = (lambda lib=lib: _evaluate(lib, *loaded[lib]))
+    best = _best_of(args.repeat, jobs)
+    ref_all, t_pc_all = _timed(_evaluate, "pycocotools", *loaded["pycocotools"])
+    table = best["Preflight"][0]
     stats = table[table["metric"].isin(STAT_NAMES)].pivot_table(
         index=["slice_column", "slice_value"], columns="metric", values="value",
         dropna=False)[list(STAT_NAMES)]
 
-    dataset, results = to_coco(gt, dt, images, 7)
-    (pc_gt, pc_dt), t_load = _timed(_load, "pycocotools", dataset, results)
-    ref_all, t_pc_all = _timed(_evaluate, "pycocotools", pc_gt, pc_dt)
-    (f_gt, f_dt), t_fload = _timed(_load, "faster", dataset, results)
-    ref_fast, t_fast = _timed(_evaluate, "faster", f_gt, f_dt)
-
     worst = _diff(stats.loc[("__all__", "__all__")].to_numpy(), ref_all)
+    for lib in REFERENCES:
+        if lib in best:
+            worst_ref = _diff(np.asarray(best[lib][0]), ref_all)
+            if worst_ref > 1e-6:
+                print(f"note: {lib} differs from pycocotools by {worst_ref:.1e}")
     t_pc_slices = float("nan")
     if not args.skip_per_slice:
         t_pc_slices = 0.0
         for c, v, ids in slices:
-            ref, dt_s = _timed(_evaluate, "pycocotools", pc_gt, pc_dt, ids)
+            ref, dt_s = _timed(_evaluate, "pycocotools", *loaded["pycocotools"], ids)
             t_pc_slices += dt_s
             worst = max(worst, _diff(stats.loc[(c, v)].to_numpy(), ref))
 
+    n = len(slices)
     print()
-    print(f"{'':46s}{'seconds':>10s}")
-    print(f"{'Preflight overall + all ' + str(len(slices)) + ' slices':46s}{t_pf:10.2f}")
-    print(f"{'pycocotools once per slice (' + str(len(slices)) + ' runs)':46s}{t_pc_slices:10.2f}")
-    print(f"{'pycocotools overall once':46s}{t_pc_all:10.2f}")
-    print(f"{'faster-coco-eval overall once':46s}{t_fast:10.2f}")
-    print(f"{'  (COCO loading, not counted: pycocotools':46s}{t_load:10.2f}")
-    print(f"{'   faster-coco-eval)':46s}{t_fload:10.2f}")
+    print(f"{'':58s}{'best s':>9s}{'median s':>10s}")
+    print(f"{'Preflight overall + ' + str(n) + ' slices + size bins':58s}"
+          f"{best['Preflight'][1]:9.3f}{best['Preflight'][2]:10.3f}")
+    for lib in REFERENCES:
+        if lib in best:
+            print(f"{lib + ' overall once':58s}{best[lib][1]:9.3f}{best[lib][2]:10.3f}")
+        else:
+            print(f"{lib + ' overall once':58s}  {missing[lib]}")
+    print(f"{'pycocotools overall once':58s}{t_pc_all:9.3f}")
+    print(f"{'pycocotools once per slice (' + str(n) + ' runs)':58s}{t_pc_slices:9.3f}")
+    print(f"{'  (not counted: COCO loading, pycocotools':58s}{t_load['pycocotools']:9.3f}")
+    print(f"{'   Preflight kernel compile / cache load, once':58s}{t_warm:9.3f})")
     print()
+    t_pf = best["Preflight"][1]
+    refs = {lib: best[lib][1] for lib in REFERENCES if lib in best}
     print(f"pycocotools overall / Preflight overall+slices          = {t_pc_all / t_pf:8.1f}x")
-    print(f"pycocotools (overall + per slice) / Preflight           = "
-          f"{(t_pc_all + t_pc_slices) / t_pf:8.1f}x")
-    print(f"faster-coco-eval overall / Preflight overall+slices     = {t_fast / t_pf:8.2f}x")
+    if not args.skip_per_slice:
+        print(f"pycocotools (overall + per slice) / Preflight           = "
+              f"{(t_pc_all + t_pc_slices) / t_pf:8.1f}x")
+    fastest = min(refs, key=refs.get) if refs else None
+    if fastest:
+        print(f"Preflight overall+slices / fastest reference overall ({fastest}) = "
+              f"{t_pf / refs[fastest]:.2f}  (target: below 1)")
     print()
     print("overall stats   " + " ".join(f"{n:>9s}" for n in STAT_NAMES))
     print("  Preflight     " + " ".join(f"{v:9.4f}" for v in stats.loc[("__all__", "__all__")]))
     print("  pycocotools   " + " ".join(f"{v:9.4f}" for v in ref_all))
-    print("  faster-coco   " + " ".join(f"{v:9.4f}" for v in ref_fast))
-    scope = "overall" if args.skip_per_slice else f"overall and {len(slices)} slices"
+    scope = "overall" if args.skip_per_slice else f"overall and {n} slices"
     ok = worst <= TOL
     print(f"max |Preflight - pycocotools| over {scope}: {worst:.2e} "
           f"({'OK' if ok else 'MISMATCH'}, tolerance {TOL:g})")
-    target = t_pf < t_pc_all
-    print(f"target (Preflight overall + slices faster than pycocotools overall alone): "
-          f"{'met' if target else 'NOT met'}")
+    if fastest:
+        met = t_pf < refs[fastest]
+        print(f"target (Preflight overall + slices + size bins faster than the fastest "
+              f"reference's overall pass): {'met' if met else 'NOT met'}")
+    if args.memory:
+        _memory_report()
     return 0 if ok else 1
 
 

@@ -88,19 +88,6 @@ def box_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray | None = None) -> np
     return out
 
 
-def group_ranks(group: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Rank of each item inside its group, by descending score, ties in input order (stable)."""
-    n = len(group)
-    order = np.lexsort((np.arange(n), -score, group))
-    g_sorted = group[order]
-    first = np.ones(n, dtype=bool)
-    first[1:] = g_sorted[1:] != g_sorted[:-1]
-    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(n) - start
-    return ranks
-
-
 def candidate_pairs(dt_box: np.ndarray, dt_group: np.ndarray, gt_box: np.ndarray,
                     gt_group: np.ndarray, gt_crowd: np.ndarray | None,
                     min_iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,8 +138,8 @@ def in_area(area: np.ndarray, area_ranges) -> np.ndarray:
 class Matches:
     """Per-detection and per-ground-truth results of COCO matching.
 
-    ``dt_gt[a, t, i]``: the ground truth matched by detection ``i`` at area range ``a`` and IoU
-    threshold ``t`` (-1: unmatched); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a true
+    ``dt_gt[t, i]``: the ground truth matched by detection ``i`` at area range "all" and IoU
+    threshold ``t`` (-1: unmatched; int32); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a true
     / false positive (neither: ignored); ``gt_ignore (A, n_gt)``.
     """
 
@@ -162,49 +149,40 @@ class Matches:
     gt_ignore: np.ndarray
 
 
-def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, dt_rank: np.ndarray,
-          gt_box: np.ndarray, gt_area: np.ndarray, gt_crowd: np.ndarray, gt_group: np.ndarray,
-          params: CocoParams) -> Matches:
-    """COCO greedy matching for all groups (image, category) at once.
+def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order: np.ndarray,
+          d_start: np.ndarray, gt_box: np.ndarray, gt_area: np.ndarray, gt_crowd: np.ndarray,
+          gt_group: np.ndarray, params: CocoParams) -> Matches:
+    """COCO greedy matching for all groups (image, category) at once (compiled kernel, the
+    groups split over threads).
 
-    Detections must already be truncated to ``max_dets[-1]`` per group; ``dt_rank`` is the rank of
-    a detection inside its group (0 = highest score). The loop runs over ranks only: at step ``r``
-    every group's ``r``-th detection is matched, all groups, thresholds and area ranges together.
+    Detections must already be truncated to ``max_dets[-1]`` per group; ``d_order`` lists them by
+    (group, rank inside the group: 0 = highest score) and ``d_start`` bounds the groups in it
+    (see ``kernels.rank_in_groups``).
     """
+    from preflight.metrics.kernels import match_groups, run_split, scatter_rows
+
     thr = np.asarray(params.iou_thresholds, dtype=np.float64)
-    T, A = len(thr), len(params.area_ranges)
-    n_dt, n_gt = len(dt_group), len(gt_group)
-    gt_ignore = gt_crowd[None, :] | ~in_area(gt_area, params.area_ranges)      # (A, n_gt)
-    dt_gt = np.full((n_dt, A, T), -1, dtype=np.int64)
-    pd_, pg, piou = candidate_pairs(dt_box, dt_group, gt_box, gt_group, gt_crowd,
-                                    float(min(params.iou_thresholds)))
-    if len(pd_):
-        order = np.lexsort((pg, piou, pd_, dt_rank[pd_]))
-        pd_, pg, piou = pd_[order], pg[order], piou[order]
-        p_rank = dt_rank[pd_]
-        taken = np.zeros((n_gt, A, T), dtype=bool)
-        regular = ~gt_ignore.T                                                # (n_gt, A)
-        bounds = np.flatnonzero(np.diff(p_rank)) + 1
-        for s0, s1 in zip(np.r_[0, bounds], np.r_[bounds, len(pd_)], strict=True):
-            d, g, iou = pd_[s0:s1], pg[s0:s1], piou[s0:s1]
-            starts = np.r_[0, np.flatnonzero(np.diff(d)) + 1]
-            elig = (iou[:, None, None] >= thr[None, None, :]) & \
-                (~taken[g] | gt_crowd[g][:, None, None])                      # (P, A, T)
-            reg = regular[g][:, :, None]
-            pos = np.arange(len(d))[:, None, None]
-            best_reg = np.maximum.reduceat(np.where(elig & reg, pos, -1), starts, axis=0)
-            best_ign = np.maximum.reduceat(np.where(elig & ~reg, pos, -1), starts, axis=0)
-            best = np.where(best_reg >= 0, best_reg, best_ign)
-            hit = best >= 0
-            gsel = np.where(hit, g[np.maximum(best, 0)], -1)                  # (nd, A, T)
-            dt_gt[d[starts]] = gsel
-            ii, aa, tt = np.nonzero(hit)
-            taken[gsel[ii, aa, tt], aa, tt] = True
-    dt_gt = np.ascontiguousarray(dt_gt.transpose(1, 2, 0))                    # (A, T, n_dt)
-    matched = dt_gt >= 0
-    ign_gt = np.take_along_axis(gt_ignore[:, None, :].repeat(T, axis=1),
-                                np.maximum(dt_gt, 0), axis=2) if n_gt else np.zeros_like(matched)
-    out_of_range = ~in_area(dt_area, params.area_ranges)[:, None, :]            # (A, 1, n_dt)
-    ignored = (matched & ign_gt) | (~matched & out_of_range)
-    return Matches(dt_gt=dt_gt, tp=matched & ~ignored, fp=~matched & ~ignored,
-                   gt_ignore=gt_ignore)
+    gt_crowd = np.asarray(gt_crowd, dtype=bool)
+    gt_ignore = np.ascontiguousarray(gt_crowd[None, :] | ~in_area(gt_area, params.area_ranges))
+    A, T, n_dt = len(params.area_ranges), len(thr), len(dt_group)
+    g_order = np.argsort(gt_group, kind="stable")
+    g_sorted = gt_group[g_order]
+    first = np.asarray(dt_group)[d_order[d_start[:-1]]]
+    gt_start = np.searchsorted(g_sorted, first, side="left")
+    gt_end = np.searchsorted(g_sorted, first, side="right")
+    # matched in group order (sequential writes), then each (area, threshold) row scattered
+    # to detection order: writing detection order directly misses the cache on every write
+    by_group = (np.full((T, n_dt), -1, dtype=np.int32), np.zeros((A, T, n_dt), dtype=bool),
+                np.zeros((A, T, n_dt), dtype=bool))
+    work = np.diff(d_start) * (gt_end - gt_start + 1)
+    run_split(match_groups, len(first), (
+        d_start, np.ascontiguousarray(np.asarray(dt_box, np.float64)[d_order]),
+        np.asarray(dt_area, np.float64)[d_order], gt_start, gt_end, g_order,
+        np.ascontiguousarray(gt_box, np.float64), gt_crowd, gt_ignore,
+        np.asarray(params.area_ranges, dtype=np.float64), thr, params.area_index("all"),
+        *by_group), work)
+    dt_gt, tp, fp = (np.empty_like(x) for x in by_group)
+    for src, dst in zip(by_group, (dt_gt, tp, fp), strict=True):
+        rows = src.reshape(int(np.prod(src.shape[:-1])), n_dt)
+        run_split(scatter_rows, len(rows), (rows, d_order, dst.reshape(len(rows), n_dt)))
+    return Matches(dt_gt=dt_gt, tp=tp, fp=fp, gt_ignore=gt_ignore)

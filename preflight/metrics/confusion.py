@@ -51,7 +51,7 @@ def confusion_events(index: EvaluationIndex, operating_threshold: float = 0.25,
     fp_left = fp.copy()
     fp_left[pd_] = False
     gt_left[pg] = False
-    t_tp = index.gt_cat[index.dt_gt[a, t][tp]]
+    t_tp = index.gt_cat[index.dt_gt[t][tp]]
     images = np.concatenate([index.dt_img[tp], index.dt_img[pd_], index.gt_img[gt_left],
                              index.dt_img[fp_left]])
     true = np.concatenate([t_tp, index.gt_cat[pg], index.gt_cat[gt_left],

@@ -97,7 +97,9 @@ def evaluate_index(
     # point estimates of every slice first: the bootstraps may still be running elsewhere;
     # then each slice's rows as soon as its bootstrap is in (a task with ``step()`` is shared
     # with a helper: one step takes what arrived or computes one slice here), in slice order
-    points = [_slice_points(index, s, operating_threshold) for s in slices]
+    slice_stats, slice_ap = index.slice_stats([s.mask for s in slices])
+    points = [_slice_points(index, s, operating_threshold, slice_stats[i], slice_ap[i])
+              for i, s in enumerate(slices)]
     parts: dict[int, LongTable] = {}
     pending = list(range(len(slices)))
     while pending:
@@ -186,11 +188,12 @@ def _bootstrap_slice(index: EvaluationIndex, s: Slice, bootstrap: int, seed: int
     return W, index.bootstrap_stats(s.mask, W)
 
 
-def _slice_points(index: EvaluationIndex, s: Slice, threshold: float) -> dict:
-    """A slice's point estimates and counts (everything but the bootstrap intervals)."""
+def _slice_points(index: EvaluationIndex, s: Slice, threshold: float, stats: np.ndarray,
+                  per_class: np.ndarray) -> dict:
+    """A slice's point estimates and counts (everything but the bootstrap intervals), given its
+    COCO stats and per-class AP."""
     mask = s.mask
     p = index.params
-    stats, per_class = index.stats(mask)
     gsel = mask[index.gt_img]
     box_count = {lbl: int((gsel & ~index.gt_ignore[p.area_index(lbl)]).sum())
                  for lbl in p.area_labels}

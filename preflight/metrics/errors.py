@@ -72,7 +72,7 @@ class ErrorAnalysis:
         n_dt, n_gt = len(index.dt_img), len(index.gt_img)
         self.gt_ok = ~index.gt_ignore[a]                     # TIDE's gt: crowd regions excluded
         used = np.zeros(n_gt, dtype=bool)
-        used[index.dt_gt[a, t][self.tp]] = True
+        used[index.dt_gt[t][self.tp]] = True
         f = np.flatnonzero(self.fp)
         g_ok = np.flatnonzero(self.gt_ok)
         pd_, pg, piou = candidate_pairs(index.dt_box[f], index.dt_img[f], index.gt_box[g_ok],

@@ -16,7 +16,8 @@ import pandas as pd
 
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
-from preflight.metrics.coco import CocoParams, group_ranks, in_area, match
+from preflight.metrics.coco import CocoParams, in_area, match
+from preflight.metrics.kernels import accumulate_areas, rank_in_groups, run_split, slice_npig
 
 GT_REQUIRED = ("image_id", "class_id", "x", "y", "w", "h")
 DT_REQUIRED = ("image_id", "class_id", "score", "x", "y", "w", "h")
@@ -55,6 +56,25 @@ def _positions(index: pd.Index, ids: pd.Series, what: str) -> np.ndarray:
             f"{what} references {len(unknown)} image id(s) that are not in the images table, "
             f"e.g. {[str(u) for u in unknown[:5]]} (check the id type: str vs int)")
     return pos.astype(np.int64)
+
+
+def subset_labels(masks: list[np.ndarray], n_images: int) -> np.ndarray:
+    """``(n_images, C)`` int32: image subsets packed into as few columns as possible, each
+    column a partition of some images (the subset each image is in, -1: none); the values of
+    one slice column share a column."""
+    labels: list[np.ndarray] = []
+    for i, m in enumerate(masks):
+        for col in labels:
+            if not (col[m] >= 0).any():
+                col[m] = i
+                break
+        else:
+            col = np.full(n_images, -1, dtype=np.int32)
+            col[m] = i
+            labels.append(col)
+    if not labels:
+        return np.full((n_images, 1), -1, dtype=np.int32)
+    return np.ascontiguousarray(np.column_stack(labels))
 
 
 @dataclass
@@ -130,22 +150,23 @@ class EvaluationIndex:
         dt_box_all = _numeric(dt, ["x", "y", "w", "h"], "detections")
         dt_score_all = _numeric(dt, ["score"], "detections")[:, 0]
 
-        # per (image, category) rank by score; keep the top max_dets[-1] (pycocotools truncates
-        # before matching)
-        dt_group_all = dt_img * K + dt_cat_all
-        rank_all = group_ranks(dt_group_all, dt_score_all)
-        keep = np.flatnonzero(rank_all < params.max_dets[-1])
         # pycocotools' accumulation order: category, -score (stable), image order, input order
-        order = keep[np.lexsort((keep, dt_img[keep], -dt_score_all[keep], dt_cat_all[keep]))]
+        # (lexsort is stable: input order breaks the remaining ties); the rank of a detection in
+        # its (image, category) group follows from it, and only the top max_dets[-1] are kept
+        # (pycocotools truncates before matching)
+        acc = np.lexsort((dt_img, -dt_score_all, dt_cat_all))
+        rank_acc, keep, d_order, d_start = rank_in_groups(
+            dt_img[acc], dt_cat_all[acc], len(image_ids), K, int(params.max_dets[-1]))
+        order = acc[keep]
         dt_box = dt_box_all[order]
-        m = match(dt_box, dt_box[:, 2] * dt_box[:, 3], dt_group_all[order], rank_all[order],
-                  gt_box, gt_area, gt_crowd, gt_img * K + gt_cat, params)
+        m = match(dt_box, dt_box[:, 2] * dt_box[:, 3], dt_img[order] * K + dt_cat_all[order],
+                  d_order, d_start, gt_box, gt_area, gt_crowd, gt_img * K + gt_cat, params)
         return cls(
             params=params, image_ids=image_ids, images=images, class_ids=class_ids,
             class_names=[str(names.get(int(c), c)) for c in class_ids], gt=gt,
             gt_img=gt_img, gt_cat=gt_cat, gt_box=gt_box, gt_area=gt_area, gt_crowd=gt_crowd,
             gt_ignore=m.gt_ignore, dt_row=order, dt_img=dt_img[order], dt_cat=dt_cat_all[order],
-            dt_score=dt_score_all[order], dt_box=dt_box, dt_rank=rank_all[order],
+            dt_score=dt_score_all[order], dt_box=dt_box, dt_rank=rank_acc[keep],
             dt_gt=m.dt_gt, tp=m.tp, fp=m.fp)
 
     # ------------------------------------------------------------------ basics
@@ -229,6 +250,41 @@ class EvaluationIndex:
         per_class = nanmean(precision[:, :, :, p.area_index("all"), p.max_det_index(100)],
                             axis=(0, 1))
         return stats, per_class
+
+    def slice_stats(self, masks) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`stats` of many image subsets at once: ``(S, 12)`` stats and ``(S, K)``
+        per-class AP for the image masks ``masks`` (one compiled pass over the detections per
+        (area range, IoU threshold), every subset of it counted along; equal to ``stats(mask)``
+        for each mask)."""
+        p = self.params
+        masks = [np.asarray(m, dtype=bool) for m in masks]
+        S, K = len(masks), self.n_classes
+        labels = subset_labels(masks, self.n_images)
+        npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
+        a_all = p.area_index("all")
+        A, T, R = len(p.area_ranges), len(p.iou_thresholds), len(p.rec_thresholds)
+        precision = np.empty((S, A, T, K, R))
+        recall = np.empty((S, A, T, K))
+        recall_m = np.empty((S, 2, T, K))
+        run_split(accumulate_areas, A, (
+            self.tp, self.fp, self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
+            np.asarray(p.rec_thresholds, dtype=np.float64), 100, np.array([1, 10], np.int64),
+            a_all, precision, recall, recall_m), self.cached("area_work", self._area_work))
+        t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
+        areas = [p.area_index(k) for k in ("small", "medium", "large")]
+        pa = precision[:, a_all]                                           # (S, T, K, R)
+        stats = np.column_stack(
+            [nanmean(pa, axis=(1, 2, 3)), nanmean(pa[:, t50], axis=(1, 2)),
+             nanmean(pa[:, t75], axis=(1, 2))]
+            + [nanmean(precision[:, a], axis=(1, 2, 3)) for a in areas]
+            + [nanmean(recall_m[:, 0], axis=(1, 2)), nanmean(recall_m[:, 1], axis=(1, 2)),
+               nanmean(recall[:, a_all], axis=(1, 2))]
+            + [nanmean(recall[:, a], axis=(1, 2)) for a in areas])
+        return stats, nanmean(pa, axis=(1, 3))
+
+    def _area_work(self) -> np.ndarray:
+        """Counted detections per area range: the work of accumulating it."""
+        return (self.tp | self.fp).sum(axis=(1, 2)) + self.tp.shape[2]
 
     def _recall(self, mask, weights, area: int, max_det: int) -> np.ndarray:
         """Recall ``(T, K)`` at one (area, maxDets) cell: what :meth:`evaluate` gives there,
@@ -327,10 +383,10 @@ class EvaluationIndex:
     def gt_detected(self, threshold: float, iou: float = 0.5) -> np.ndarray:
         """Per ground truth: matched (area all) by a detection scoring at least ``threshold``."""
         def build() -> np.ndarray:
-            t, a = self.params.iou_index(iou), self.params.area_index("all")
+            t = self.params.iou_index(iou)
             tp, _ = self.op_status(threshold, iou)
             hit = np.zeros(len(self.gt_img), dtype=bool)
-            hit[self.dt_gt[a, t][tp]] = True
+            hit[self.dt_gt[t][tp]] = True
             return hit
 
         return self.cached(("gtdet", float(threshold), float(iou)), build)

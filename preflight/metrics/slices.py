@@ -36,20 +36,22 @@ def slice_labels(series: pd.Series, max_levels: int = 20, n_bins: int = 4) -> pd
     """String labels for a slice column (None where missing); high-cardinality numbers binned."""
     s = series.reset_index(drop=True)
     present = s.notna().to_numpy()
-    out = pd.Series([None] * len(s), dtype=object)
+    out = np.full(len(s), None, dtype=object)
     if not present.any():
-        return out
+        return pd.Series(out, dtype=object)
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     timelike = pd.api.types.is_datetime64_any_dtype(s)
     if (numeric or timelike) and s.nunique(dropna=True) > max_levels:
         binned = pd.qcut(s, q=n_bins, duplicates="drop")
         out[present] = binned[present].astype(str).to_numpy()
-        return out
+        return pd.Series(out, dtype=object)
     vals = s[present]
     if numeric and pd.api.types.is_float_dtype(vals) and (vals == vals.round()).all():
         vals = vals.astype(np.int64)
-    out[present] = vals.astype(str).to_numpy()
-    return out
+    # the distinct values turned to text once (not every row)
+    codes, uniques = pd.factorize(vals, sort=False)
+    out[present] = np.asarray(pd.Index(uniques).astype(str), dtype=object)[codes]
+    return pd.Series(out, dtype=object)
 
 
 def _sort_key(label: str):
@@ -69,9 +71,9 @@ def make_slices(frame: pd.DataFrame, columns: list[str] | None, *, include_overa
             raise ValueError(f"slice column {col!r} is not in the {what} table "
                              f"(columns: {sorted(map(str, frame.columns))})")
         labels = slice_labels(frame[col], max_levels=max_levels, n_bins=n_bins).to_numpy()
-        values = sorted({v for v in labels if v is not None}, key=_sort_key)
-        for v in values:
-            out.append(Slice(str(col), v, labels == v))
+        codes, uniques = pd.factorize(labels, use_na_sentinel=True)
+        for i in sorted(range(len(uniques)), key=lambda i: _sort_key(uniques[i])):
+            out.append(Slice(str(col), str(uniques[i]), codes == i))
     return out
 
 
@@ -130,12 +132,16 @@ class LongTable:
                           int(n_boxes)))
 
     def frame(self, min_images: int, min_boxes: int) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=LONG_COLUMNS[:-1])
-        df["thin"] = thin_flag(df["n_images"].to_numpy(), df["n_boxes"].to_numpy(),
-                               min_images, min_boxes).astype(bool)
-        return df.astype({"slice_column": str, "slice_value": str, "metric": str,
-                          "value": np.float64, "ci_low": np.float64, "ci_high": np.float64,
-                          "n_images": np.int64, "n_boxes": np.int64})
+        cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * 8
+        data: dict = {name: pd.array(list(c), dtype="str")
+                      for name, c in zip(LONG_COLUMNS[:3], cols[:3], strict=True)}
+        data.update({name: np.array(c, dtype=np.float64)
+                     for name, c in zip(LONG_COLUMNS[3:6], cols[3:6], strict=True)})
+        data.update({name: np.array(c, dtype=np.int64)
+                     for name, c in zip(LONG_COLUMNS[6:8], cols[6:8], strict=True)})
+        data["thin"] = thin_flag(data["n_images"], data["n_boxes"], min_images,
+                                 min_boxes).astype(bool)
+        return pd.DataFrame(data)
 
 
 def _f(x) -> float:
