@@ -130,3 +130,15 @@ def test_kernels_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
         out.append((index.tp, index.fp, index.dt_gt, *index.slice_stats(masks)))
     for a, b in zip(*out, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_accumulation_order_is_the_lexsort():
+    from preflight.metrics.index import accumulation_order
+
+    rng = np.random.default_rng(3)
+    for n_images in (50, 70_000):      # radix sort and the general stable sort
+        img = rng.integers(0, n_images, 5000)
+        cat = rng.integers(0, 5, 5000)
+        score = np.round(rng.random(5000), 2)        # many ties
+        np.testing.assert_array_equal(accumulation_order(img, score, cat, n_images, 5),
+                                      np.lexsort((img, -score, cat)))

@@ -58,6 +58,22 @@ def _positions(index: pd.Index, ids: pd.Series, what: str) -> np.ndarray:
     return pos.astype(np.int64)
 
 
+def _stable_order(keys: np.ndarray, n_values: int) -> np.ndarray:
+    """Stable argsort of small non-negative integer keys (radix sort when they fit 16 bits)."""
+    if n_values <= np.iinfo(np.uint16).max:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
+def accumulation_order(img: np.ndarray, score: np.ndarray, cat: np.ndarray, n_images: int,
+                       n_classes: int) -> np.ndarray:
+    """``np.lexsort((img, -score, cat))`` (category, descending score, image, input order) as
+    three stable sorts, two of them radix sorts."""
+    order = _stable_order(img, n_images)
+    order = order[np.argsort(-score[order], kind="stable")]
+    return order[_stable_order(cat[order], n_classes)]
+
+
 def subset_labels(masks: list[np.ndarray], n_images: int) -> np.ndarray:
     """``(n_images, C)`` int32: image subsets packed into as few columns as possible, each
     column a partition of some images (the subset each image is in, -1: none); the values of
@@ -154,7 +170,7 @@ class EvaluationIndex:
         # (lexsort is stable: input order breaks the remaining ties); the rank of a detection in
         # its (image, category) group follows from it, and only the top max_dets[-1] are kept
         # (pycocotools truncates before matching)
-        acc = np.lexsort((dt_img, -dt_score_all, dt_cat_all))
+        acc = accumulation_order(dt_img, dt_score_all, dt_cat_all, len(image_ids), K)
         rank_acc, keep, d_order, d_start = rank_in_groups(
             dt_img[acc], dt_cat_all[acc], len(image_ids), K, int(params.max_dets[-1]))
         order = acc[keep]

@@ -169,24 +169,6 @@ def rank_in_groups(img, cat, n_images, n_classes, max_det):
 
 
 @njit(cache=True, nogil=True)
-def _reached(rec, rc):
-    """How many recall thresholds are <= ``rc`` (``searchsorted(rec, rc, 'right')``), exactly:
-    guessed from evenly spaced thresholds over [0, 1] (COCO's), then corrected by comparisons
-    with the stored thresholds (any increasing thresholds give the right answer)."""
-    R = rec.shape[0]
-    c = int(rc * (R - 1)) + 1
-    if c < 0:
-        c = 0
-    elif c > R:
-        c = R
-    while c < R and rec[c] <= rc:
-        c += 1
-    while c > 0 and rec[c - 1] > rc:
-        c -= 1
-    return c
-
-
-@njit(cache=True, nogil=True)
 def slice_npig(labels, n_slices, gt_img, gt_cat, gt_ignore, n_classes):
     """Non-ignored ground truth ``(S, A, K)`` of every slice (``labels (n_images, C)``: the
     slice of each image in each column, -1: none)."""
@@ -228,12 +210,28 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
     hits = np.zeros((T, S, M, K))
     # best[t, s, k, j]: highest precision at a position where exactly j thresholds are reached
     best = np.zeros((T, S, K, R + 1))
+    # need[s, k, j]: true positives from which the recall tp / npig reaches threshold j (the
+    # same float division, so exact); reached[t, s, k]: thresholds reached so far
+    need = np.zeros((S, K, R))
+    reached = np.zeros((T, S, K), dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
     for a in range(a_lo, a_hi):
         tpc[:] = 0.0
         fpc[:] = 0.0
         hits[:] = 0.0
         best[:] = 0.0
+        reached[:] = 0
+        for s in range(S):
+            for k in range(K):
+                p = npig[s, a, k]
+                if p > 0:
+                    for j in range(R):
+                        c = np.ceil(rec[j] * p)
+                        while c > 0 and (c - 1.0) / p >= rec[j]:
+                            c -= 1.0
+                        while c / p < rec[j]:
+                            c += 1.0
+                        need[s, k, j] = c
         for i in range(n):
             r = dt_rank[i]
             if r >= max_det:
@@ -262,9 +260,11 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                                 hits[t, s, mi, k] += 1.0
                     p = npig[s, a, k]
                     if p > 0:
-                        rc = tpc[t, s, k] / p
                         pr = tpc[t, s, k] / (fpc[t, s, k] + tpc[t, s, k] + EPS)
-                        j = _reached(rec, rc)
+                        j = reached[t, s, k]
+                        while j < R and tpc[t, s, k] >= need[s, k, j]:
+                            j += 1
+                        reached[t, s, k] = j
                         if pr > best[t, s, k, j]:
                             best[t, s, k, j] = pr
         for t in range(T):
