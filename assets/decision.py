@@ -84,7 +84,7 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                                     zoo.candidate(n).family) for n in candidates]
         result = decide(evidence, Bar.from_settings(cfg.bar, cfg.decision))
 
-        out_dir = store.path("reports", "decision.md").parent
+        out_dir = store.run_path("reports", "decision.md").parent
         plots = {}
         for name in candidates:
             if name in finetuned:
@@ -101,8 +101,13 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         paths = write_decision_report(result, out_dir, plots=plots,
                                       evidence={"Candidates": summary})
         champion = _register_champion(context, tracker, result, per_cand, cfg, paths)
-        (out_dir / "champion.json").write_text(json.dumps(jsonable(champion), indent=1),
-                                                encoding="utf-8")
+        if champion.get("candidate"):
+            # the drift reference: the evaluation split the champion was validated on, pinned
+            # in this run's folder (no later pass can replace it)
+            reference = images[images["split"] == "eval"].reset_index(drop=True)
+            champion["reference_images"] = str(store.write_table("decision/reference_images",
+                                                                 reference))
+        store.write_text("reports", "champion.json", text=json.dumps(jsonable(champion), indent=1))
         slices = result.slices
         routed = slices[slices["status"] == "fail"][
             ["candidate", "stage", "slice_column", "slice_value", "metric", "value",

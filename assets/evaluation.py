@@ -69,7 +69,7 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
                                                     detector.input_size)
     class_names = cfg.taxonomy_obj.as_dict()
     key = candidate_key(name)
-    plot_dir = store.path("reports", key, stage, "x").parent
+    plot_dir = store.run_path("reports", key, stage, "x").parent
     context.log.info(f"{name} ({stage}): predicting {len(eval_images)} held-out images")
     if cfg.task == "classify":
         from preflight.classification import evaluate_classifier
@@ -226,7 +226,7 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
     recall = table[(table["metric"] == "recall") & (table["family"] != "clean")].copy()
     recall["condition"] = recall["family"] + "/" + recall["corruption"]
     chart = line_chart(recall, "severity", "rpc", "condition",
-                       store.path("reports", key, stage, "stress_rpc.png"),
+                       store.run_path("reports", key, stage, "stress_rpc.png"),
                        title=f"{name} {stage}: recall under corruption (rPC)", threshold=1.0,
                        ylabel="rPC (corrupted / clean)")
     metrics = {f"rPC.{r.family}.{r.metric}": r.rpc for r in summary.itertuples()}

@@ -1,8 +1,8 @@
 """Stage 4: fine-tuning on the production pool, and the learning curve.
 
 Per candidate (``<candidate>/finetuned_model``, ``<candidate>/learning_curve``). Fine-tuning is
-resumable: an interrupted run continues from its ``last.pt`` when the asset is materialised
-again with the same settings.
+resumable: an interrupted run continues from its ``last.pt`` when Dagster re-executes the run
+(the training folder belongs to the root run); a new pass trains afresh in its own folder.
 """
 
 import time
@@ -29,7 +29,7 @@ def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, se
 
     cfg = settings.load()
     ft = cfg.finetune
-    out_dir = store.path("runs", run_name, "x").parent
+    out_dir = store.resume_path("training", run_name, "x").parent
     context.log.info(f"fine-tuning {detector.name} on {len(images)} images for {ft.epochs} "
                      f"epochs ({policy.describe()})")
     if cfg.task == "classify":  # the pool rows are the training set; freeze from the candidate
@@ -38,7 +38,7 @@ def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, se
         return detector.train(images, out_dir, epochs=ft.epochs, batch=ft.batch,
                               lr=ft.lr0 or 1e-3, augment=policy.albumentations(), seed=ft.seed)
     view = write_yolo_view(images, boxes, cfg.taxonomy_obj,
-                           store.path("datasets", run_name, "x").parent, seed=ft.seed)
+                           store.run_path("datasets", run_name, "x").parent, seed=ft.seed)
 
     def on_epoch(trainer) -> None:
         context.log.info(f"{run_name}: epoch {trainer.epoch + 1}/{trainer.epochs} done")

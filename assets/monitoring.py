@@ -1,9 +1,14 @@
 """After launch: labelled batches that land are ingested, validated and used to re-evaluate the
 champion (one dynamic partition per batch); the nightly ``drift_report`` compares every batch
 that landed since its last run with the reference evaluation set.
+
+Both depend on the ``decision`` asset (an input, so the lineage view shows it): the champion and
+the reference sample it was validated on, pinned by the decision in its run's folder. A landed
+batch passes the same gate as the production sample (quarantine, invalid-fraction limit, asset
+checks); a batch over the limit fails its run and so never reaches the champion's evaluation or
+the drift statistics.
 """
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +17,8 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import jsonable, record_run
+from assets.validation import CHECKS, check_results
+from preflight.runs import write_npy, write_parquet
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 landed_batches = dg.DynamicPartitionsDefinition(name="landed_batches")
@@ -35,25 +42,25 @@ def landing_dir(settings: SettingsResource, store: PreflightStore) -> Path:
                                                                              "x").parent
 
 
-def load_champion(store: PreflightStore) -> dict:
-    path = store.root / "reports" / "champion.json"
-    if not path.is_file():
-        raise dg.Failure("no champion yet: materialise the production-validation pass "
-                         "(job preflight_pass) so the decision registers one")
-    champion = json.loads(path.read_text(encoding="utf-8"))
+def load_champion(decision: dict) -> dict:
+    """The champion the ``decision`` asset registered, with its pinned reference sample."""
+    champion = decision.get("champion") or {}
     if not champion.get("candidate"):
         raise dg.Failure(f"the last decision chose no model: {champion.get('reason')}")
     return champion
 
 
-@dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pandas", "parquet"})
+@dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pandas", "parquet"},
+          check_specs=[dg.AssetCheckSpec(name, asset="batch_labels", description=desc)
+                       for name, desc in CHECKS.items()])
 def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
-                 store: PreflightStore) -> dg.Output[dict]:
-    """A landed batch, ingested and label-validated (bad rows quarantined with a reason)."""
+                 store: PreflightStore):
+    """A landed batch, ingested and label-validated (bad rows quarantined with a reason); over
+    ``validation.max_invalid_fraction`` the run fails naming the worst reasons."""
     from preflight.data.errors import PreflightDataError
     from preflight.data.ingest import ingest
     from preflight.data.landing import batch_folder
-    from preflight.data.validate import validate_labels
+    from preflight.data.validate import failure_message, validate_labels
 
     batch = context.partition_key
     cfg = settings.load()
@@ -72,16 +79,24 @@ def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
     quarantine = valid.quarantine
     paths = {name: str(store.write_table(f"batches/{batch}/{name}", frame)) for name, frame in
              {"images": valid.images, "boxes": valid.boxes, "quarantine": quarantine}.items()}
-    return dg.Output({"batch": batch, **paths}, metadata={
+    metadata = {
         "images_valid": len(valid.images), "boxes_valid": len(valid.boxes),
         "quarantined": len(quarantine), "folder": dg.MetadataValue.path(str(folder)),
+        "quarantine_table": dg.MetadataValue.path(paths["quarantine"]),
         "quarantine_reasons": dg.MetadataValue.md(md_table(
             quarantine.groupby("reason_code").size().rename("rows").reset_index()
-            if len(quarantine) else quarantine))})
+            if len(quarantine) else quarantine))}
+    if not valid.stats["passed"]:
+        # the quarantine is written (nothing lost); no output, so nothing downstream runs
+        raise dg.Failure(description=f"landed batch {batch}: "
+                         + failure_message(valid.stats, quarantine), metadata=metadata)
+    yield dg.Output({"batch": batch, **paths}, metadata=metadata)
+    yield from check_results(valid.expectations, valid.stats,
+                             cfg.validation.max_invalid_fraction)
 
 
 @dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pytorch", "parquet"})
-def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict,
+def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, decision: dict,
                         settings: SettingsResource, store: PreflightStore,
                         zoo: ModelZoo) -> dg.Output[dict]:
     """The champion re-evaluated on a landed batch: predictions, per-slice metrics with
@@ -89,7 +104,7 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict,
     from preflight.evaluation import EvaluationSpec, embed_frames, evaluate_candidate, ground_truth
     from preflight.metrics.cost import CostModel
 
-    champion = load_champion(store)
+    champion = load_champion(decision)
     cfg = settings.load()
     images = pd.read_parquet(batch_labels["images"])
     gt = ground_truth(pd.read_parquet(batch_labels["boxes"]))
@@ -100,19 +115,21 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict,
     batch = context.partition_key
     paths = {name: str(store.write_table(f"batches/{batch}/champion_{name}", frame))
              for name, frame in (("metrics", ev.metrics), ("predictions", ev.predictions))}
-    emb_path = store.path("tables", "batches", batch, "champion_embeddings.npy")
-    np.save(emb_path, embed_frames(detector.embed, images, batch_size=cfg.evaluation.batch_size))
-    paths["embeddings"] = str(emb_path)
+    embeddings = embed_frames(detector.embed, images, batch_size=cfg.evaluation.batch_size)
+    paths["embeddings"] = str(write_npy(
+        store.run_path("tables", "batches", batch, "champion_embeddings.npy"), embeddings))
+    paths["images"] = batch_labels["images"]
     return dg.Output(jsonable({"batch": batch, "champion": champion["candidate"], **paths,
                                "recall": ev.overall("recall"), "AP50": ev.overall("AP50")}),
                      metadata={"recall": ev.overall("recall"), "AP50": ev.overall("AP50"),
-                               "images": len(images), "champion": champion["candidate"]})
+                               "images": len(images), "champion": champion["candidate"],
+                               "tables": dg.MetadataValue.json(paths)})
 
 
 @dg.asset(group_name="monitoring", deps=[batch_champion_eval], kinds={"mlflow", "parquet"},
           check_specs=[dg.AssetCheckSpec(name, asset="drift_report", description=desc)
                        for name, desc in DRIFT_CHECKS.items()])
-def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
+def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: SettingsResource,
                  store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo):
     """Input, embedding, prediction and performance drift of every batch that landed since the
     last report, against the reference evaluation set; a time series per monitored metric."""
@@ -120,26 +137,31 @@ def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
     from preflight.drift.batch import batch_drift
 
     cfg = settings.load()
-    champion = load_champion(store)
-    seen = _history(store)
-    done = set(seen["batch"].astype(str)) if seen is not None else set()
-    batches = [b for b in _evaluated_batches(store) if b not in done]
+    champion = load_champion(decision)
+    history_path = store.table_path("drift_history")
+    previous = _previous_history(context)
+    if previous is not None:  # this run's history starts as the last report's (kept there)
+        write_parquet(history_path, previous)
+    done = set(previous["batch"].astype(str)) if previous is not None else set()
+    evaluated = evaluated_batches(context.instance)
+    batches = [b for b in evaluated if b not in done]
     thresholds = drift_thresholds(cfg.drift)
     reference = reference_side(store, champion, zoo, cfg.evaluation.batch_size) if batches else None
-    frames = []
+    frames, weeks = [], {}
     for batch in batches:
-        table = batch_drift(reference, current_side(store, batch), thresholds=thresholds,
+        current = current_side(evaluated[batch])
+        weeks[batch] = _batch_week(current.images)
+        table = batch_drift(reference, current, thresholds=thresholds,
                             operating_threshold=cfg.evaluation.operating_threshold,
                             class_names=cfg.taxonomy_obj.as_dict(), seed=cfg.evaluation.seed)
         frames.append(table.assign(batch=batch))
-        rows = history_rows(table, batch, thresholds=thresholds).assign(
-            week=_batch_week(store, batch))
-        append_history(store.path("tables", "drift_history.parquet"), rows)
+        rows = history_rows(table, batch, thresholds=thresholds).assign(week=weeks[batch])
+        append_history(history_path, rows)
         context.log.info(f"drift {batch}: {summarise([table])['level']}")
-    history = _history(store)
+    history = pd.read_parquet(history_path) if history_path.is_file() else None
     chart = None
     if history is not None and len(history):
-        chart = drift_timeseries_chart(history, store.path("reports", "drift_timeseries.png"))
+        chart = drift_timeseries_chart(history, store.run_path("reports", "drift_timeseries.png"))
     current = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     run = record_run(context, tracker, name="drift", stage="drift",
                      candidate=champion["candidate"],
@@ -149,7 +171,7 @@ def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
     for batch in batches:  # one MLflow time series per monitored feature, stepped by week
         rows = current[current["batch"] == batch]
         tracker.log_metrics(run["mlflow_run_id"], _drift_metrics(rows),
-                            step=int(np.nan_to_num(_batch_week(store, batch))))
+                            step=int(np.nan_to_num(weeks[batch])))
     worst = summarise([current])["level"] if len(current) else "ok"
     if worst == "fail" and cfg.drift.retrigger_on_fail:
         context.log.warning("drift fails: the retrigger sensor will request preflight_pass")
@@ -158,6 +180,8 @@ def drift_report(context: dg.AssetExecutionContext, settings: SettingsResource,
         "worst_level": dg.MetadataValue.text(worst),
         "drift": dg.MetadataValue.md(md_table(current[current["level"] != "ok"]
                                               if len(current) else current, max_rows=30)),
+        **({"history_table": dg.MetadataValue.path(str(history_path))}
+           if history_path.is_file() else {}),
         **({"chart": dg.MetadataValue.path(str(chart))} if chart else {}), **run})
     checks = ([check_of(k, f) for k, f in zip(current["kind"], current["feature"], strict=True)]
               if len(current) else [])
@@ -180,18 +204,28 @@ def drift_thresholds(drift):
                            min_drop=drift.min_drop)
 
 
-def _history(store: PreflightStore) -> pd.DataFrame | None:
-    path = store.root / "tables" / "drift_history.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+def _previous_history(context: dg.AssetExecutionContext) -> pd.DataFrame | None:
+    """The drift history the last ``drift_report`` materialisation kept (in its run's folder)."""
+    records = context.instance.fetch_materializations(context.asset_key, limit=1).records
+    entry = records[0].asset_materialization.metadata.get("history_table") if records else None
+    return pd.read_parquet(entry.value) if entry is not None else None
 
 
-def _evaluated_batches(store: PreflightStore) -> list[str]:
-    root = store.root / "tables" / "batches"
-    return sorted(p.parent.name for p in root.glob("*/champion_metrics.parquet"))
+def evaluated_batches(instance: dg.DagsterInstance) -> dict[str, dict]:
+    """Batch -> the tables of its latest ``batch_champion_eval`` materialisation. A batch that
+    failed its validation gate was never evaluated, so it is not here."""
+    key = batch_champion_eval.key
+    out = {}
+    for batch in sorted(instance.get_materialized_partitions(key)):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[batch]), limit=1).records
+        entry = records[0].asset_materialization.metadata.get("tables") if records else None
+        if entry is not None:
+            out[batch] = entry.value
+    return out
 
 
-def _batch_week(store: PreflightStore, batch: str) -> float:
-    images = pd.read_parquet(store.root / "tables" / "batches" / batch / "images.parquet")
+def _batch_week(images: pd.DataFrame) -> float:
     return float(images["week"].median()) if "week" in images.columns else float("nan")
 
 
@@ -207,29 +241,30 @@ def _drift_metrics(rows: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def current_side(store: PreflightStore, batch: str):
+def current_side(tables: dict):
+    """A batch's side of the drift comparison from its ``batch_champion_eval`` tables."""
     from preflight.drift.batch import DriftSide
 
-    root = store.root / "tables" / "batches" / batch
-    return DriftSide(images=pd.read_parquet(root / "images.parquet"),
-                     predictions=pd.read_parquet(root / "champion_predictions.parquet"),
-                     metrics=pd.read_parquet(root / "champion_metrics.parquet"),
-                     embeddings=np.load(root / "champion_embeddings.npy"))
+    return DriftSide(images=pd.read_parquet(tables["images"]),
+                     predictions=pd.read_parquet(tables["predictions"]),
+                     metrics=pd.read_parquet(tables["metrics"]),
+                     embeddings=np.load(tables["embeddings"]))
 
 
 def reference_side(store: PreflightStore, champion: dict, zoo: ModelZoo, batch_size: int):
-    """The reference: the evaluation split, the champion's predictions and metrics on it, and
-    its embeddings of those frames (computed once per champion and cached)."""
+    """The reference: the evaluation split the champion was validated on (pinned by the
+    decision), the champion's predictions and metrics on it, and its embeddings of those frames
+    (computed once per champion, cached by its MLflow run id)."""
     from preflight.drift.batch import DriftSide
     from preflight.evaluation import embed_frames
 
-    images = pd.read_parquet(store.root / "tables" / "validated_images.parquet")
-    images = images[images["split"] == "eval"].reset_index(drop=True)
+    images = pd.read_parquet(champion["reference_images"])
     metrics_path = Path(champion["metrics"])
-    cache = store.path("reports", f"reference_embeddings_{champion['mlflow_run_id']}.npy")
+    cache = store.path("cache", f"reference_embeddings_{champion['mlflow_run_id']}.npy")
     if not cache.is_file():
         detector = zoo.finetuned_detector(champion["candidate"], champion["weights"])
-        np.save(cache, embed_frames(detector.embed, images, batch_size=batch_size))
+        embeddings = embed_frames(detector.embed, images, batch_size=batch_size)
+        write_npy(cache, embeddings)
     return DriftSide(images=images,
                      predictions=pd.read_parquet(metrics_path.with_name("predictions.parquet")),
                      metrics=pd.read_parquet(metrics_path), embeddings=np.load(cache))

@@ -72,7 +72,7 @@ def validated_labels(
         # The quarantine is already written: nothing is lost, and the message names the reasons.
         raise dg.Failure(description=failure_message(stats, quarantine), metadata=metadata)
     yield dg.Output(paths, metadata=metadata)
-    yield from _check_results(result.expectations, stats, cfg.validation.max_invalid_fraction)
+    yield from check_results(result.expectations, stats, cfg.validation.max_invalid_fraction)
 
 
 #: check -> the reason codes of the Great Expectations rules behind it
@@ -88,7 +88,7 @@ CHECK_CODES: dict[str, set[str]] = {
 }
 
 
-def _check_results(expectations: pd.DataFrame, stats: dict, max_invalid_fraction: float):
+def check_results(expectations: pd.DataFrame, stats: dict, max_invalid_fraction: float):
     """One AssetCheckResult per check, from the Great Expectations result table."""
     invalid = stats["images_quarantined"] / max(stats["images_in"], 1)
     yield dg.AssetCheckResult(

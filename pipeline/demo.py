@@ -40,9 +40,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {elapsed:.0f} s")
     for line in summary:
         print(line)
-    home_dir = preflight_home()
+    from preflight.runs import run_dir
+
+    home_dir = run_dir(preflight_home(), result.run_id)
     print()
-    print(f"Results (Parquet tables, reports): {home_dir}")
+    print(f"Results of this pass (Parquet tables, reports): {home_dir}")
+    print("Earlier passes:     preflight runs;  preflight compare RUN_A RUN_B")
     print("Dagster UI:  make ui   (or: .venv/bin/preflight ui) -> http://127.0.0.1:3000")
     print("MLflow UI:   started by the same command          -> http://127.0.0.1:5000")
     report = home_dir / "reports" / "decision.md"

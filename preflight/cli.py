@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "zoo": ("preflight.models.cli", "build or list the demo model zoo (stand-in checkpoints)"),
     "demo": ("pipeline.demo", "run the whole pipeline end to end on the embedded sample"),
     "ui": ("pipeline.ui", "start the Dagster UI and the MLflow UI on 127.0.0.1"),
+    "runs": ("preflight.runs_cli", "list the kept passes (run id, start, job, verdict)"),
+    "compare": ("preflight.compare_cli", "per-slice metric deltas with intervals of two passes"),
 }
 #: sub-commands that read the settings file: it is validated before they start, so a mistake in
 #: it is one line naming the key (exit status 2), never a traceback from deep in a run

@@ -13,6 +13,7 @@ import yaml
 
 from assets.ingestion import ingested_sample, production_sample
 from assets.validation import validated_labels
+from preflight.runs import run_dir
 from resources import MlflowTracker, PreflightStore, SettingsResource
 
 ASSETS = [production_sample, ingested_sample, validated_labels]
@@ -44,7 +45,7 @@ def _run(tmp_path: Path, landing: Path, max_invalid: float, fmt: str = "yolo"):
     with dg.instance_for_test() as instance:
         result = dg.materialize(ASSETS, resources=resources, instance=instance,
                                 raise_on_error=False)
-        return result, home
+        return result, run_dir(home, result.run_id)  # where this run's tables are kept
 
 
 def test_bad_input_is_quarantined_counted_and_shown(tmp_path):

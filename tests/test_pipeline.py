@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from conftest import project
 
+from preflight.runs import run_dir
+
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
 pytestmark = pytest.mark.slow
 
@@ -47,8 +49,14 @@ def pass_run(env, defs):
     return result
 
 
-def _table(home: Path, name: str) -> pd.DataFrame:
-    return pd.read_parquet(home / "tables" / f"{name}.parquet")
+def _table(run: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(run / "tables" / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def kept(env, pass_run) -> Path:
+    """The pass's own folder in the store (tables, reports, training)."""
+    return run_dir(env["home"], pass_run.run_id)
 
 
 def _mlflow(home: Path):
@@ -73,8 +81,8 @@ def test_every_stage_materialised(pass_run):
                                               "invalid_fraction_within_limit"}
 
 
-def test_predictions_and_per_slice_table_with_intervals(env, pass_run):
-    home = env["home"]
+def test_predictions_and_per_slice_table_with_intervals(kept):
+    home = kept
     preds = _table(home, "tiny/offtheshelf/predictions")
     assert list(preds.columns) == ["image_id", "class_id", "score", "x", "y", "w", "h"]
     eval_ids = set(_table(home, "validated_images").query("split == 'eval'")["image_id"])
@@ -112,20 +120,20 @@ def test_mlflow_has_one_run_per_candidate_and_stage(env, pass_run):
     assert latency["latency.cold_start_s"] > 0
 
 
-def test_stress_and_latency_tables(env, pass_run):
-    stress = _table(env["home"], "tiny/offtheshelf/stress")
+def test_stress_and_latency_tables(kept):
+    stress = _table(kept, "tiny/offtheshelf/stress")
     assert set(stress["family"]) >= {"clean", "distribution_shift", "occlusion", "adversarial",
                                      "resolution"}
     assert set(stress["severity"]) >= {1, 2, 3}
-    latency = _table(env["home"], "tiny/offtheshelf/latency").iloc[0]
+    latency = _table(kept, "tiny/offtheshelf/latency").iloc[0]
     assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     for field in ("load_p99_ms", "cold_start_s", "server_p99_ms", "max_rate_meeting_bound_qps",
                   "benchmark_ms_per_image", "gap_ratio"):
         assert np.isfinite(latency[field]), field
 
 
-def test_finetune_never_sees_the_evaluation_set(env, pass_run):
-    home = env["home"]
+def test_finetune_never_sees_the_evaluation_set(kept):
+    home = kept
     images = _table(home, "validated_images")
     eval_ids = set(images.query("split == 'eval'")["image_id"])
     trained_on = {p.stem for p in (home / "datasets" / "tiny" / "finetune").rglob("*.jpg")}
@@ -134,8 +142,8 @@ def test_finetune_never_sees_the_evaluation_set(env, pass_run):
     assert {"value_before", "value_after", "change", "significant"} <= set(before_after.columns)
 
 
-def test_decision_report_and_champion(env, pass_run):
-    home = env["home"]
+def test_decision_report_and_champion(env, kept):
+    home = kept
     decision = json.loads((home / "reports" / "decision.json").read_text())
     assert decision["overall"]["verdict"] in ("ship off-the-shelf", "fine-tune", "replace",
                                               "collect more data first")
@@ -144,7 +152,7 @@ def test_decision_report_and_champion(env, pass_run):
     assert "data:image/png;base64," in html
     champion = json.loads((home / "reports" / "champion.json").read_text())
     if champion.get("candidate"):
-        client, _ = _mlflow(home)
+        client, _ = _mlflow(env["home"])
         version = client.get_model_version_by_alias("preflight-detector", "champion")
         assert version.tags["candidate"] == champion["candidate"]
 
@@ -197,24 +205,38 @@ def test_sensor_requests_each_complete_batch_exactly_once(env, defs, pass_run):
 
 
 def test_drifted_week_is_flagged_and_undrifted_is_not(env, defs, pass_run):
-    """Week 1 again (another seed) against a night-heavy week 6 with new packaging."""
+    """Week 1 again (another seed) against a night-heavy week 6 with new packaging; a third
+    batch, mostly unreadable, fails the validation gate and stays out of the drift statistics."""
     instance = env["instance"]
     landing = env["home"] / "landing" / "batches"
     calm, drifted = _land(landing, 1, seed=21, n=160), _land(landing, 6, seed=22, n=160)
-    instance.add_dynamic_partitions("landed_batches", [calm.name, drifted.name])
+    broken = _land(landing, 1, seed=23, n=12)
+    for image in sorted((broken / "images").iterdir())[:6]:
+        image.write_bytes(b"not a jpeg\n")
+    instance.add_dynamic_partitions("landed_batches", [calm.name, drifted.name, broken.name])
     job = defs.resolve_job_def("landed_batch_job")
     for name in (calm.name, drifted.name):
         assert job.execute_in_process(instance=instance, partition_key=name).success
+    failed = job.execute_in_process(instance=instance, partition_key=broken.name,
+                                    raise_on_error=False)
+    assert not failed.success
+    failure = next(e for e in failed.all_events if e.is_step_failure)
+    message = failure.event_specific_data.user_failure_data.description
+    assert broken.name in message and "Worst reasons" in message
+    assert "undecodable_image" in message or "truncated_image" in message
+    assert not failed.get_asset_materialization_events()  # nothing downstream ran
     result = defs.resolve_job_def("drift_job").execute_in_process(instance=instance)
     assert result.success
-    history = pd.read_parquet(env["home"] / "tables" / "drift_history.parquet")
+    history = pd.read_parquet(run_dir(env["home"], result.run_id) / "tables"
+                              / "drift_history.parquet")
+    assert broken.name not in set(history["batch"])
     level = history.groupby("batch")["level"].agg(lambda s: "fail" if (s == "fail").any()
                                                   else "ok")
     assert level[drifted.name] == "fail"
     assert level[calm.name] == "ok"
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["input_drift"].passed
-    assert (env["home"] / "reports" / "drift_timeseries.png").is_file()
+    assert (run_dir(env["home"], result.run_id) / "reports" / "drift_timeseries.png").is_file()
 
 
 def test_failing_drift_retriggers_the_pass_only_when_configured(env, defs, pass_run, tmp_path,
@@ -233,3 +255,62 @@ def test_failing_drift_retriggers_the_pass_only_when_configured(env, defs, pass_
     monkeypatch.setenv("PREFLIGHT_CONFIG", str(config))
     requests = [r for r in tick() if isinstance(r, dg.RunRequest)]
     assert len(requests) == 1 and requests[0].run_key.startswith("drift-retrigger-")
+
+
+def test_monitoring_uses_the_reference_pinned_by_the_decision(env, kept, pass_run):
+    """The decision pins the evaluation split the champion was validated on in its own run's
+    folder; monitoring reads that (through the decision asset), not the latest pass's tables."""
+    champion = json.loads((kept / "reports" / "champion.json").read_text())
+    if not champion.get("candidate"):
+        pytest.skip("the tiny pass chose no champion")
+    reference = Path(champion["reference_images"])
+    assert reference.is_relative_to(kept)
+    pinned = pd.read_parquet(reference)
+    eval_split = _table(kept, "validated_images").query("split == 'eval'")
+    assert sorted(pinned["image_id"]) == sorted(eval_split["image_id"])
+
+
+def test_two_passes_are_both_kept_and_comparable(env, defs, kept, pass_run, tmp_path,
+                                                 monkeypatch, capsys):
+    """A second pass on another sample (ingestion to the off-the-shelf evaluation) leaves the
+    first pass's tables as they were; `preflight runs` lists both, `preflight compare` prints
+    per-slice deltas with both intervals."""
+    from preflight.cli import main
+    from preflight.runs import compare_runs, find_run, list_runs
+
+    before = _table(kept, "validated_images")
+    config = tmp_path / "other_sample.yaml"
+    config.write_text(f"base: {FIXTURES / 'preflight.yaml'}\n"
+                      f"candidates_file: {FIXTURES / 'candidates.yaml'}\n"
+                      "data: {synth: {profile: production, n: 120, weeks: 1, seed: 9, "
+                      "image_size: 160}}\n")
+    monkeypatch.setenv("PREFLIGHT_CONFIG", str(config))
+    from pipeline.definitions import build_assets, build_resources
+
+    second = dg.materialize(
+        build_assets(), resources=build_resources(), instance=env["instance"],
+        selection=["production_sample", "ingested_sample", "validated_labels", "model_zoo",
+                   "tiny/offtheshelf_eval"])
+    assert second.success
+    other = run_dir(env["home"], second.run_id)
+    pd.testing.assert_frame_equal(_table(kept, "validated_images"), before)  # untouched
+    assert set(_table(other, "validated_images")["image_id"]).isdisjoint(before["image_id"])
+
+    runs = {r.run_id: r for r in list_runs(env["home"])}
+    assert {pass_run.run_id, second.run_id} <= set(runs)
+    assert runs[pass_run.run_id].verdict != "-" and runs[second.run_id].verdict == "-"
+    table = compare_runs(find_run(env["home"], pass_run.run_id[:8]),
+                         find_run(env["home"], second.run_id[:8]), ("recall",))
+    rows = table[(table["table"] == "tiny/offtheshelf") & (table["slice_column"] == "__all__")]
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert np.isfinite([row["value_a"], row["value_b"], row["ci_low_a"], row["ci_high_b"]]).all()
+    assert row["delta"] == pytest.approx(row["value_b"] - row["value_a"])
+
+    assert main(["runs", "--home", str(env["home"])]) == 0
+    listed = capsys.readouterr().out
+    assert pass_run.run_id in listed and second.run_id in listed
+    assert main(["compare", pass_run.run_id[:8], second.run_id[:8], "--metric", "recall",
+                 "--home", str(env["home"])]) == 0
+    out = capsys.readouterr().out
+    assert "tiny/offtheshelf" in out and "recall" in out and "[" in out  # intervals shown

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from conftest import project
 
+from preflight.runs import run_dir
+
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny_classify"
 pytestmark = pytest.mark.slow
 
@@ -22,7 +24,7 @@ def run(tmp_path_factory):
     with project(home, FIXTURES / "preflight.yaml") as instance:
         defs = build_definitions()
         result = defs.resolve_job_def("preflight_pass").execute_in_process(instance=instance)
-        yield home, result, defs
+        yield run_dir(home, result.run_id), result, defs  # the pass's own folder
 
 
 def _table(home: Path, name: str) -> pd.DataFrame:

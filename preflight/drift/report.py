@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from preflight.drift.input import LEVELS, DriftInputError, DriftThresholds  # noqa: E402
+from preflight.runs import atomic_write, write_parquet  # noqa: E402
 
 HISTORY_COLUMNS: list[str] = ["kind", "feature", "value", "threshold", "level", "ci_low",
                               "ci_high"]
@@ -116,7 +117,7 @@ def append_history(path: str | Path, rows: pd.DataFrame, *,
         history = pd.concat([pd.read_parquet(path), rows], ignore_index=True)
     history = history.drop_duplicates([batch_column, "kind", "feature"], keep="last")
     path.parent.mkdir(parents=True, exist_ok=True)
-    history.reset_index(drop=True).to_parquet(path, index=False)
+    write_parquet(path, history.reset_index(drop=True))
     return history.reset_index(drop=True)
 
 
@@ -172,7 +173,7 @@ def drift_timeseries_chart(history: pd.DataFrame, out_png: str | Path, *, x: str
     fig.suptitle(title or f"drift over {x} (dashed red: threshold; dots: ok/warn/fail)",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 

@@ -37,6 +37,7 @@ from preflight.decide.rule import (  # noqa: E402
     Decision,
     slice_label,
 )
+from preflight.runs import atomic_write, write_text  # noqa: E402
 
 MAX_TABLE_ROWS = 200
 CSS = """
@@ -333,10 +334,9 @@ def write_decision_report(decision: Decision, out_dir: str | Path, *,
     blocks = _document(decision, evidence or {}, plots, title)
     paths = {"markdown": out / "decision.md", "html": out / "decision.html",
              "json": out / "decision.json"}
-    paths["markdown"].write_text(_markdown(blocks, images), encoding="utf-8")
-    paths["html"].write_text(_html(blocks, title), encoding="utf-8")
-    paths["json"].write_text(json.dumps(decision.to_dict(), indent=2, allow_nan=False),
-                             encoding="utf-8")
+    write_text(paths["markdown"], _markdown(blocks, images))
+    write_text(paths["html"], _html(blocks, title))
+    write_text(paths["json"], json.dumps(decision.to_dict(), indent=2, allow_nan=False))
     return paths
 
 
@@ -399,7 +399,7 @@ def before_after_chart(slices: pd.DataFrame, out_png: str | Path, *, candidate: 
     if len(keys):
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 
@@ -447,6 +447,6 @@ def learning_curve_chart(points: pd.DataFrame | Sequence[tuple[float, float]],
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from preflight.runs import atomic_write  # noqa: E402
+
 ALL = "__all__"
 
 
@@ -64,7 +66,7 @@ def slice_chart(metrics: pd.DataFrame, metric: str, out: str | Path, *, title: s
     ax.legend(loc="best", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 
@@ -91,7 +93,7 @@ def confusion_chart(confusion: pd.DataFrame, out: str | Path, *, title: str = ""
     ax.set_ylabel("true")
     ax.set_title(title or "confusion at the operating threshold (row-normalised colour)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 
@@ -107,7 +109,7 @@ def bar_chart(values: pd.Series, out: str | Path, *, title: str, xlabel: str) ->
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 
@@ -131,7 +133,7 @@ def line_chart(frame: pd.DataFrame, x: str, y: str, hue: str, out: str | Path, *
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return out
 
