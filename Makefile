@@ -18,7 +18,7 @@ export MPLBACKEND ?= Agg
 export GX_ANALYTICS_ENABLED ?= false
 export DAGSTER_DISABLE_TELEMETRY ?= 1
 
-.PHONY: install browser demo test bench lint ui zoo clean
+.PHONY: install browser demo test test-fast bench lint ui zoo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,9 +41,15 @@ demo: install
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/preflight demo
 
+# CI: everything, including the tests that train (slow) and start servers (server).
 test: install browser
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m pytest -q tests
+
+# Development: the pure tier (no training, no servers), under two minutes.
+test-fast: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pytest -q -m "not slow and not server" tests
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

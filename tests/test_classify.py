@@ -266,6 +266,7 @@ def _checkpoint(path: Path, class_names: list[str], seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_predict_maps_onto_the_operational_taxonomy(bench_sample, tmp_path):
     ckpt = _checkpoint(tmp_path / "m.pt", ["human", "person", "sku_a", "cat"])
     cmap = {"human": "person", "person": "person", "sku_a": "sku_a"}  # cat: no mapping
@@ -294,6 +295,7 @@ def test_predict_maps_onto_the_operational_taxonomy(bench_sample, tmp_path):
         TimmClassifier.from_weights(bad)
 
 
+@pytest.mark.slow
 def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_sample, tmp_path):
     import torch
 
@@ -334,6 +336,7 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
     assert set(clf.id_map.values()) == set(range(6))  # sku_new: no model class
 
 
+@pytest.mark.slow
 def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
     import albumentations as A
     import torch
@@ -360,6 +363,7 @@ def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
         train_classifier(ckpt, bench_sample, tmp_path / "x", freeze="most")
 
 
+@pytest.mark.slow
 def test_latency_spec_builds_in_a_fresh_process(tmp_path):
     from preflight.latency import ModelSpec, cold_start
 
@@ -378,6 +382,7 @@ def test_latency_spec_builds_in_a_fresh_process(tmp_path):
 
 
 # ----------------------------------------------------------------------------- candidates + zoo
+@pytest.mark.slow
 def test_default_classifier_candidates_build_and_run():
     import torch
 
@@ -428,6 +433,7 @@ def timm_zoo(bench_frames, tmp_path_factory):
     return zoo_dir, manifest, cand
 
 
+@pytest.mark.slow
 def test_zoo_builds_a_timm_candidate_and_loads_it_checked(timm_zoo, bench_frames):
     zoo_dir, manifest, cand = timm_zoo
     ckpt = zoo_dir / "tiny_cls.pt"
@@ -460,6 +466,7 @@ def test_zoo_builds_a_timm_candidate_and_loads_it_checked(timm_zoo, bench_frames
         TimmClassifier.from_candidate(replace(cand, family="ultralytics"), zoo_dir)
 
 
+@pytest.mark.slow
 def test_classification_metrics_run_on_the_predictions(timm_zoo, prod_crops):
     from preflight.metrics.classification import classification_confusion, evaluate_classification
 

@@ -137,6 +137,7 @@ def trained(tmp_path_factory):
     return result, data
 
 
+@pytest.mark.slow
 def test_train_result(trained):
     result, _ = trained
     assert result.checkpoint.is_file() and result.last_checkpoint.name == "last.pt"
@@ -145,6 +146,7 @@ def test_train_result(trained):
     assert result.train_args["amp"] is False and result.train_args["plots"] is False
 
 
+@pytest.mark.slow
 def test_predict_original_coordinates_and_operational_ids(trained):
     from preflight.models import PRED_COLUMNS, UltralyticsDetector
 
@@ -187,6 +189,7 @@ def test_predict_original_coordinates_and_operational_ids(trained):
         UltralyticsDetector.from_weights(result.checkpoint, class_map={"truck": "forklift"})
 
 
+@pytest.mark.slow
 def test_rgb_frames_reach_the_network_as_rgb(trained):
     """Ultralytics reads numpy input as BGR; the adapter must flip our RGB frames so that the
     network (which is fed RGB) sees red as red."""
@@ -209,6 +212,7 @@ def test_rgb_frames_reach_the_network_as_rgb(trained):
     assert centre[0] > 0.99 and centre[1] < 0.01 and centre[2] < 0.01
 
 
+@pytest.mark.slow
 def test_predict_fn_and_latency_spec(trained):
     from preflight.models import UltralyticsDetector, make_predict_fn
 
@@ -229,6 +233,7 @@ def test_predict_fn_and_latency_spec(trained):
         det.predict([np.zeros((10, 10), np.uint8)])
 
 
+@pytest.mark.slow
 def test_export_torchscript(trained, tmp_path):
     from preflight.models import ModelError, UltralyticsDetector
 
@@ -243,6 +248,7 @@ def test_export_torchscript(trained, tmp_path):
             det.export(tmp_path / "x", format="onnx")
 
 
+@pytest.mark.slow
 def test_resume_continues_an_interrupted_run(trained, tmp_path):
     from preflight.models import train_detector
     from preflight.models.training import _load_ckpt
@@ -278,6 +284,7 @@ def test_resume_continues_an_interrupted_run(trained, tmp_path):
     assert again.last_checkpoint.stat().st_mtime_ns == mtime and again.epochs_run == 2
 
 
+@pytest.mark.slow
 def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
     """The small RT-DETR YAML shipped in config/models builds as RT-DETR (its own trainer and
     NMS-free predictor) and goes through the same adapter."""
@@ -349,6 +356,7 @@ def assert_same_detections(got, ref, sides: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize("arch", ["yolo", "rtdetr"])
+@pytest.mark.slow
 def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
     """predict_images overlaps reading / pre-processing and NMS with the forward (worker
     threads, ultralytics' stages). Guaranteed: at one batch size the overlapped table equals the
@@ -401,6 +409,7 @@ def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
     pd_testing.assert_frame_equal(got, ref, check_exact=True)
 
 
+@pytest.mark.slow
 def test_overlapped_loop_raises_a_stage_error(trained, tmp_path):
     from preflight.evaluation import FrameReadError, predict_images
     from preflight.models import UltralyticsDetector

@@ -53,6 +53,7 @@ def zoo(tmp_path_factory, toy, candidate):
     return zoo_dir, manifest
 
 
+@pytest.mark.slow
 def test_build_writes_checkpoint_and_manifest(zoo, candidate, toy):
     zoo_dir, manifest = zoo
     ckpt = zoo_dir / "yolov8n.pt"
@@ -74,6 +75,7 @@ def test_build_writes_checkpoint_and_manifest(zoo, candidate, toy):
     assert unmapped_classes(candidate) == ["sku_new"]
 
 
+@pytest.mark.slow
 def test_second_build_is_cached(zoo, candidate, toy):
     zoo_dir, _ = zoo
     ckpt = zoo_dir / "yolov8n.pt"
@@ -84,6 +86,7 @@ def test_second_build_is_cached(zoo, candidate, toy):
     assert ckpt.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_load_checks_sha256_and_tampering_is_caught(zoo, candidate, toy):
     from preflight.models import UltralyticsDetector
 
@@ -147,6 +150,7 @@ def main(argv: list[str]) -> int:
     return cli.run(parser.parse_args(argv))
 
 
+@pytest.mark.slow
 def test_cli_list_and_cached_build(zoo, toy, tmp_path, capsys):
     zoo_dir, _ = zoo
     cands = tmp_path / "cands.yaml"
