@@ -47,6 +47,9 @@ def load_champion(decision: dict) -> dict:
     champion = decision.get("champion") or {}
     if not champion.get("candidate"):
         raise dg.Failure(f"the last decision chose no model: {champion.get('reason')}")
+    if not champion.get("reference_images"):
+        raise dg.Failure("the last decision pinned no reference sample (it predates pinning): "
+                         "run the production-validation pass (job preflight_pass) again")
     return champion
 
 
