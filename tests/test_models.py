@@ -182,9 +182,11 @@ def test_predict_original_coordinates_and_operational_ids(trained):
     assert len(direct) == len(outs[0])
     np.testing.assert_allclose(np.sort(direct.xyxy[:, 0].numpy()), np.sort(outs[0]["x"]),
                                atol=1e-3)
-    # batch composition does not change a frame's predictions
+    # batch composition does not change a frame's predictions, to float32 rounding (see
+    # assert_same_detections: near-tied scores may swap rows between batch sizes)
     alone = det.predict([frames[1]])[0]
-    np.testing.assert_allclose(alone.to_numpy(), outs[1].to_numpy(), atol=1e-4)
+    assert_same_detections(alone.assign(image_id="f1"), outs[1].assign(image_id="f1"),
+                           {"f1": max(frames[1].shape[:2])})
     with pytest.raises(Exception, match="does not have"):
         UltralyticsDetector.from_weights(result.checkpoint, class_map={"truck": "forklift"})
 
