@@ -1,11 +1,13 @@
 """Stage 6: the decision — ship off-the-shelf, fine-tune, replace, or collect more data first.
 
 Reads every candidate's off-the-shelf and fine-tuned results, learning curves and tiling results,
-applies the rule (:mod:`preflight.decide`), writes the report (Markdown, HTML, JSON) and registers
-the chosen model in MLflow's registry with the alias ``champion``.
+applies the rule (:mod:`preflight.decide`), writes the report (Markdown, HTML, JSON) and, only when
+the verdict ships a model (off-the-shelf or fine-tuned), registers it in MLflow's registry with the
+alias ``champion``; any other verdict moves no alias and the report says what to do next.
 """
 
 import json
+import re
 
 import dagster as dg
 import pandas as pd
@@ -15,8 +17,10 @@ from assets._record import candidate_key, jsonable, record_run
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: per-candidate inputs of the decision (asset name -> required)
-INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "reeval", "reeval_latency", "tiling_eval",
-          "finetuned_model", "learning_curve")
+INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reeval",
+          "reeval_latency", "tiling_eval", "finetuned_model", "learning_curve")
+#: verdicts that put a model into production (the only ones that move ``champion``)
+SHIPPING_VERDICTS = ("ship off-the-shelf", "fine-tune")
 
 
 def _read(path: str | None) -> pd.DataFrame | None:
@@ -24,13 +28,14 @@ def _read(path: str | None) -> pd.DataFrame | None:
 
 
 def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int,
-                    family: str = ""):
+                    family: str = "", bar=None):
     """The decision rule's evidence for one candidate from its assets' outputs."""
     from preflight.decide.evidence import build_evidence
 
     cfg = settings.load()
     off = inputs["offtheshelf_eval"]
     ft = inputs.get("reeval")
+    stress = inputs.get("offtheshelf_stress")
     curve = inputs.get("learning_curve")
     points = _read(curve["tables"]["points"]) if curve else None
     if points is not None:
@@ -46,7 +51,10 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
         no_analog=off.get("no_analog", []), input_size=off["input_size"],
         image_size=off.get("image_size"), family=family, size_rank=rank,
         points=points, tiling=inputs.get("tiling_eval"), pool_images=pool_images,
-        saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed)
+        saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed,
+        confusion_offtheshelf=_read(off["tables"].get("confusion")),
+        confusion_finetuned=_read(ft["tables"].get("confusion")) if ft else None,
+        stress=_read(stress["tables"]["stress"]) if stress else None, bar=bar)
 
 
 def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set[str],
@@ -55,7 +63,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
     ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
     for name in candidates:
         key = candidate_key(name)
-        wanted = ["offtheshelf_eval", "offtheshelf_latency"] + (["tiling_eval"] if tiling else [])
+        wanted = ["offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress"] + (
+            ["tiling_eval"] if tiling else [])
         if name in finetuned:
             wanted += ["finetuned_model", "reeval", "reeval_latency"]
         if name in curves:
@@ -80,9 +89,10 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                            for asset in INPUTS} for name in candidates}
         ranks = size_ranks({n: int(v["offtheshelf_eval"].get("n_parameters") or 0)
                             for n, v in per_cand.items()})
+        bar = Bar.from_settings(cfg.bar, cfg.decision, stress=cfg.stress)
         evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n],
-                                    zoo.candidate(n).family) for n in candidates]
-        result = decide(evidence, Bar.from_settings(cfg.bar, cfg.decision))
+                                    zoo.candidate(n).family, bar) for n in candidates]
+        result = decide(evidence, bar)
 
         out_dir = store.run_path("reports", "decision.md").parent
         plots = {}
@@ -91,6 +101,7 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                 plots[f"before_after_{name}"] = before_after_chart(
                     result.slices, out_dir / "plots" / f"before_after_{candidate_key(name)}.png",
                     candidate=name, title=f"{name}: recall off-the-shelf vs fine-tuned")
+        plots.update(_curve_charts(result, evidence, per_cand, out_dir / "plots"))
         summary = pd.DataFrame([{
             "candidate": v.name, "verdict": v.verdict, "stage": v.stage,
             "p99 ms": v.latency_p99_ms, "daily cost": v.daily_cost, "pass": v.n_pass,
@@ -133,12 +144,61 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
     return decision
 
 
+def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
+    """A learning-curve chart for each failing row that has a curve (the nested-subset
+    fine-tunes evaluated on that row), named ``learning_curve_<candidate>_<row>``."""
+    from preflight.decide.evidence import curve_points
+    from preflight.decide.rule import KEY, slice_label
+    from preflight.report.decision import learning_curve_chart
+
+    out = {}
+    s = result.slices
+    failing = s[(s["status"] == "fail")].drop_duplicates(["candidate", *KEY])
+    by_name = {c.name: c for c in evidence}
+    for _, r in failing.iterrows():
+        cand = by_name[r["candidate"]]
+        key = (r["slice_column"], r["slice_value"], r["metric"])
+        fit = cand.learning_curves.get(key)
+        curve = per_cand[cand.name].get("learning_curve")
+        if fit is None or not curve:
+            continue
+        pts = curve_points(_read(curve["tables"]["points"]).rename(
+            columns={"n_train_images": "n_images_train"}))
+        if pts is None:
+            continue
+        pts = pts[(pts["slice_column"] == key[0]) & (pts["slice_value"] == key[1])
+                  & (pts["metric"] == key[2])]
+        label = slice_label(*key)
+        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"learning_curve_{candidate_key(cand.name)}_"
+                                                   f"{label}").strip("_")
+        out[name] = learning_curve_chart(
+            pts, fit, float(r["bar"]), folder / f"{name}.png",
+            title=f"{cand.name}: {label} vs the number of fine-tuning images")
+    return out
+
+
+def _record_champion(path, champion: dict) -> None:
+    """Write the champion record. A verdict that ships nothing keeps the record of the model in
+    production (monitoring goes on watching it); with none yet, it records why none was chosen."""
+    if not champion.get("candidate") and path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if previous.get("candidate"):
+            return
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(jsonable(champion), indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
 def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,
                        paths: dict) -> dict:
-    """Register the chosen model (alias ``champion``) with the decision JSON attached."""
+    """Register the chosen model (alias ``champion``) with the decision JSON attached -- only
+    when the verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
+    production) and the record says what to do next."""
     o = result.overall
-    if not o.candidate:
-        return {"candidate": None, "reason": "no candidate chosen: " + "; ".join(o.reasons)}
+    if not o.candidate or o.verdict not in SHIPPING_VERDICTS:
+        return {"candidate": None, "verdict": o.verdict, "considered": o.candidate,
+                "reason": f"{o.verdict}: nothing ships, the champion alias does not move",
+                "next": list(o.reasons)}
     inputs = per_cand[o.candidate]
     fine = o.stage == "fine-tuned" and inputs.get("finetuned_model")
     weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]

@@ -169,10 +169,15 @@ class StressSettings:
     corruptions: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
     n_images: int = 16
     seed: int = 0
+    #: family -> the severity production is expected to reach: corrupted recall below the bar
+    #: at that severity keeps a model from shipping off-the-shelf
+    expected_severity: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(all(1 <= s <= 5 for s in self.severities) and bool(self.severities),
                "stress.severities", "must be a non-empty list of severities in 1..5")
+        _check(all(1 <= int(v) <= 5 for v in self.expected_severity.values()),
+               "stress.expected_severity", "severities must be in 1..5")
         _check(self.n_images >= 1, "stress.n_images", "must be >= 1")
 
 
@@ -250,6 +255,14 @@ class DecisionSettings:
     small_object_px: float = 16.0
     #: a fine-tune "fixed" a slice when recall rose by at least this much
     min_improvement: float = 0.05
+    #: a class pair is a look-alike when at least this share of one's boxes is detected as the
+    #: other at the operating point (found from the confusion matrix)
+    lookalike_share: float = 0.1
+    #: slices (``column=value``) that must have enough evidence before anything ships
+    critical_slices: list[str] = field(default_factory=list)
+    #: how far a fine-tuned row's value moves between re-runs (training is not bit-reproducible
+    #: across machines): rows whose interval widened by this reaches across the bar are "close"
+    training_noise: float = 0.03
     #: a learning curve is saturated when doubling the data gains less than this
     saturation_tolerance: float = 0.01
     registered_model_name: str = "preflight-detector"

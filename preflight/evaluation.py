@@ -167,8 +167,11 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
     missing = sorted(set(spec.slice_columns) - set(slice_cols))
     if missing:
         log.warning("slice columns %s are not in the images table; skipped", missing)
+    # object size at model input needs the input size and the frame sizes
+    at_input = bool(spec.model_input_size) and {"width", "height"} <= set(images.columns)
     box_cols = [c for c in spec.box_slice_columns
-                if c in gt.columns or c in ("size_bin", "occluded_bin", "input_size_bin")]
+                if c in gt.columns or c in ("size_bin", "occluded_bin")
+                or (at_input and c in ("input_size_bin", "input_px_bin"))]
     imgs = images[["image_id", *slice_cols, *[c for c in ("width", "height")
                                                if c in images.columns]]]
     remote = (helper is not None and spec.bootstrap > 0

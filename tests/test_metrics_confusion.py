@@ -63,3 +63,31 @@ def test_rows_add_up_to_boxes_and_diagonal_to_true_positives():
     # a lower threshold lets D4 find G3
     m2 = confusion_pivot(confusion_matrix(index, operating_threshold=0.05))
     assert m2.loc["sku_a"].tolist() == [2, 0, 0]
+
+
+def test_share_of_a_class_detected_as_another_with_a_frame_clustered_interval():
+    from preflight.metrics.intervals import wilson_interval
+
+    # 10 frames with two sku_a boxes each; in frames 0-3 both are detected as sku_b, elsewhere
+    # both as sku_a: 8 of 20 boxes (40%) confused, but only 4 of 10 frames
+    gt_rows, dt_rows = [], []
+    for i in range(10):
+        for j in range(2):
+            box = {"image_id": i, "x": 50.0 * j, "y": 0.0, "w": 20.0, "h": 20.0}
+            gt_rows.append({**box, "class_id": A})
+            dt_rows.append({**box, "class_id": B if i < 4 else A, "score": 0.9})
+    index = EvaluationIndex.build(pd.DataFrame(gt_rows), pd.DataFrame(dt_rows),
+                                  pd.DataFrame({"image_id": range(10)}), class_names=NAMES)
+    t = confusion_matrix(index, operating_threshold=0.25).set_index(["true_class", "pred_class"])
+    ab = t.loc[("sku_a", "sku_b")]
+    assert ab["count"] == 8 and ab["share"] == 0.4
+    wlo, whi = wilson_interval(8, 20)
+    assert ab["ci_low"] < 0.4 < ab["ci_high"] and ab["ci_high"] - ab["ci_low"] > whi - wlo
+    assert t.loc[("sku_a", "sku_a"), "share"] == 0.6
+    # a zero cell: share 0, interval from the 10 frames holding sku_a boxes
+    zero = t.loc[("sku_a", "background")]
+    assert zero["share"] == 0 and zero["ci_low"] == 0
+    assert zero["ci_high"] == float(wilson_interval(0, 10)[1])
+    # no sku_b boxes: no share; the background row has none either
+    assert pd.isna(t.loc[("sku_b", "sku_a"), "share"])
+    assert pd.isna(t.loc[("background", "sku_b"), "share"])

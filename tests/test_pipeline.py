@@ -146,7 +146,8 @@ def test_decision_report_and_champion(env, kept):
     home = kept
     decision = json.loads((home / "reports" / "decision.json").read_text())
     assert decision["overall"]["verdict"] in ("ship off-the-shelf", "fine-tune", "replace",
-                                              "collect more data first")
+                                              "collect more data first",
+                                              "collect evaluation data first", "measure first")
     assert (home / "reports" / "decision.md").read_text().strip()
     html = (home / "reports" / "decision.html").read_text()
     assert "data:image/png;base64," in html

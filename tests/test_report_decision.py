@@ -78,9 +78,11 @@ def test_report_files_headline_html_and_json(tmp_path, decision_and_points):
     first_paragraph = md.split("\n\n")[1]
     assert decision.overall.verdict == "collect more data first"
     assert "Verdict: collect more data first" in first_paragraph and "nano" in first_paragraph
+    assert "No model ships" in first_paragraph and "does not move" in first_paragraph
     for section in ("## Evidence per candidate", "## Failing slices: route and remedy",
-                    "## Fixed vs not fixed by fine-tuning", "## Learning curves",
-                    "## Latency and cost", "## Not enough evidence",
+                    "## Look-alike classes", "## Fixed vs not fixed by fine-tuning",
+                    "## Learning curves", "## Stress", "## Latency and cost",
+                    "## Not enough evidence", "### Label plan (evaluation data)",
                     "## Operational cost by shift"):
         assert section in md
     assert "0.47 [0.44, 0.49]" in md and "model change" in md and "data collection" in md
@@ -101,12 +103,35 @@ def test_report_files_headline_html_and_json(tmp_path, decision_and_points):
     assert payload["overall"]["candidate"] == "nano"
 
 
+def _section(md: str, heading: str) -> str:
+    return md.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_sentences_match_its_tables(tmp_path, decision_and_points):
+    decision, _, _ = decision_and_points
+    md = write_decision_report(decision, tmp_path)["markdown"].read_text(encoding="utf-8")
+    failing = _section(md, "## Failing slices: route and remedy")
+    rows = [line for line in failing.splitlines() if line.startswith("| ")][1:]
+    routes = {"data collection": 0, "model change": 0, "measure first": 0}
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        routes[cells[7]] += 1
+    m = re.search(r"(\d+) failing row\(s\): (.*)\.", failing)
+    assert int(m.group(1)) == len(rows) == sum(routes.values())
+    said = dict((v, int(k)) for k, v in re.findall(r"(\d+) to ([a-z ()]+?)(?:,|$)", m.group(2)))
+    assert said.get("data collection", 0) == routes["data collection"]
+    assert said.get("a model change", 0) == routes["model change"]
+    # the not-enough-evidence rows state the frames that would decide them
+    assert "frames needed" in _section(md, "## Not enough evidence")
+
+
 def test_report_without_plots_or_fine_tuning(tmp_path):
     c = CandidateEvidence(name="nano", offtheshelf=table(), latency_p99_ms=40.0)
     decision = decide([c], Bar())
     paths = write_decision_report(decision, tmp_path)
     md = paths["markdown"].read_text(encoding="utf-8")
-    assert "**Verdict: ship off-the-shelf.** Chosen model: **nano** (off-the-shelf)." in md
+    assert ("**Verdict: ship off-the-shelf.** Chosen model: **nano** (off-the-shelf); it becomes "
+            "the `champion`.") in md
     assert "No failing slice." in md and "No learning curve was fitted." in md
     assert "data:image" not in paths["html"].read_text(encoding="utf-8")
 

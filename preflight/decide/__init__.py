@@ -1,4 +1,5 @@
-"""The decision stage: learning curves, the ship / fine-tune / replace / collect rule."""
+"""The decision stage: learning curves, look-alikes from the confusion matrix, and the ship /
+fine-tune / replace / collect / collect-evaluation-data / measure rule."""
 
 from preflight.decide.learning_curve import (
     LearningCurveError,
@@ -7,10 +8,13 @@ from preflight.decide.learning_curve import (
     fit_learning_curve,
     fit_slice_curves,
 )
+from preflight.decide.lookalikes import find_lookalikes
 from preflight.decide.rule import (
     COLLECT,
+    EVALUATE,
     FINE_TUNE,
     FINE_TUNED,
+    MEASURE,
     OFF_THE_SHELF,
     REPLACE,
     SHIP,
@@ -27,7 +31,8 @@ from preflight.decide.rule import (
 )
 
 __all__ = [
-    "COLLECT", "FINE_TUNE", "FINE_TUNED", "OFF_THE_SHELF", "REPLACE", "SHIP", "Bar",
+    "COLLECT", "EVALUATE", "FINE_TUNE", "FINE_TUNED", "MEASURE", "OFF_THE_SHELF", "REPLACE",
+    "SHIP", "Bar", "find_lookalikes",
     "CandidateEvidence", "CandidateVerdict", "Decision", "DecisionInputError",
     "LearningCurveError", "LearningCurveFit", "OverallDecision", "TilingResult", "bar_table",
     "curves_table", "decide", "fit_learning_curve", "fit_slice_curves", "interval_status",

@@ -50,19 +50,49 @@ class Bar:
     #: interval excludes the off-the-shelf value (``decision.min_improvement``)
     min_improvement: float = 0.05
     lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS
+    #: a class pair is a look-alike when this share of one's boxes is detected as the other
+    #: (``decision.lookalike_share``)
+    lookalike_share: float = 0.1
+    #: slices (``column=value``) that need enough evidence before anything ships
+    #: (``decision.critical_slices``)
+    critical_slices: tuple[str, ...] = ()
+    #: a trained model's value moves by about this much between re-runs; a fine-tuned row whose
+    #: interval widened by it reaches across the bar is close (``decision.training_noise``)
+    training_noise: float = 0.03
+    #: stress family -> the severity production is expected to reach (``stress.expected_severity``)
+    expected_severity: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("min_recall", "min_precision"):
             if "default" not in getattr(self, name):
                 raise DecisionInputError(f"bar.{name} needs a 'default' entry")
+        if not 0.0 < self.lookalike_share < 1.0:
+            raise DecisionInputError("decision.lookalike_share must be in (0, 1), got "
+                                     f"{self.lookalike_share}")
+        if self.training_noise < 0:
+            raise DecisionInputError("decision.training_noise must be >= 0, got "
+                                     f"{self.training_noise}")
+        bad = [s for s in self.critical_slices if "=" not in str(s)]
+        if bad:
+            raise DecisionInputError(f"decision.critical_slices entries are 'column=value', got "
+                                     f"{bad}")
 
     @classmethod
     def from_settings(cls, settings: Any, decision: Any = None, *,
-                      lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS) -> Bar:
-        """From ``config.BarSettings`` plus ``small_object_px``/``min_improvement`` from
-        ``config.DecisionSettings`` (defaults when ``decision`` is None)."""
-        extra = {k: float(getattr(decision, k)) for k in ("small_object_px", "min_improvement")
-                 if decision is not None and hasattr(decision, k)}
+                      lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS,
+                      stress: Any = None) -> Bar:
+        """From ``config.BarSettings`` plus ``small_object_px``/``min_improvement``/
+        ``lookalike_share``/``training_noise``/``critical_slices`` from
+        ``config.DecisionSettings`` and ``expected_severity`` from ``config.StressSettings``
+        (defaults when None)."""
+        extra: dict[str, Any] = {
+            k: float(getattr(decision, k)) for k in ("small_object_px", "min_improvement",
+                                                     "lookalike_share", "training_noise")
+            if decision is not None and hasattr(decision, k)}
+        if decision is not None and hasattr(decision, "critical_slices"):
+            extra["critical_slices"] = tuple(decision.critical_slices)
+        if stress is not None and hasattr(stress, "expected_severity"):
+            extra["expected_severity"] = dict(stress.expected_severity)
         return cls(min_recall=dict(settings.min_recall),
                    min_precision=dict(settings.min_precision),
                    min_slice_recall=float(settings.min_slice_recall),
@@ -85,7 +115,11 @@ class Bar:
                 "labelling_budget_images": self.labelling_budget_images,
                 "small_object_px": self.small_object_px,
                 "min_improvement": self.min_improvement,
-                "lookalike_pairs": [list(p) for p in self.lookalike_pairs]}
+                "lookalike_pairs": [list(p) for p in self.lookalike_pairs],
+                "lookalike_share": self.lookalike_share,
+                "critical_slices": list(self.critical_slices),
+                "training_noise": self.training_noise,
+                "expected_severity": dict(self.expected_severity)}
 
 
 # ---------------------------------------------------------------- evaluation against the bar

@@ -3,13 +3,22 @@ classified, then back to one row per (stage, key) for the report; and the learni
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import FAIL, FINE_TUNED, KEY, OFF_THE_SHELF, PASS, Bar, bar_table
+from preflight.decide.bar import (
+    FAIL,
+    FINE_TUNED,
+    KEY,
+    NOT_ENOUGH,
+    OFF_THE_SHELF,
+    PASS,
+    Bar,
+    bar_table,
+)
 from preflight.decide.classify_failure import (
     DATA_SOLVABLE,
     ROUTE_FINETUNE,
@@ -17,6 +26,7 @@ from preflight.decide.classify_failure import (
     slice_where,
 )
 from preflight.decide.learning_curve import curves_table
+from preflight.metrics.intervals import frames_to_decide
 
 if TYPE_CHECKING:
     from preflight.decide.rule import CandidateEvidence
@@ -24,17 +34,18 @@ if TYPE_CHECKING:
 SLICE_COLUMNS = ["candidate", "stage", *KEY, "value", "ci_low", "ci_high", "n_images", "n_boxes",
                  "thin", "bar", "status", "fixed_by_finetune", "improved_by_finetune",
                  "failure_kind", "basis", "route", "remedy", "images_needed",
-                 "images_needed_low", "images_needed_high"]
+                 "images_needed_low", "images_needed_high", "frames_needed", "boxes_needed",
+                 "close"]
 
 
 def _stage_tables(cand: CandidateEvidence, bar: Bar) -> pd.DataFrame:
     """Key-wide table: off-the-shelf and fine-tuned columns side by side (suffix _ots/_ft)."""
     ots = bar_table(cand.offtheshelf, bar, what=f"{cand.name} off-the-shelf metrics")
-    keep = [*KEY, "bar", "value", "ci_low", "ci_high", "status"]
+    keep = [*KEY, "bar", "value", "ci_low", "ci_high", "status", "n_images", "n_boxes"]
     if cand.finetuned is None:
         wide = ots[keep].rename(columns={c: f"{c}_ots" for c in keep[4:]})
         wide["status_ft"] = None
-        for c in ("value_ft", "ci_low_ft", "ci_high_ft"):
+        for c in ("value_ft", "ci_low_ft", "ci_high_ft", "n_images_ft", "n_boxes_ft"):
             wide[c] = np.nan
     else:
         ft = bar_table(cand.finetuned, bar, what=f"{cand.name} fine-tuned metrics")
@@ -50,8 +61,15 @@ def _stage_tables(cand: CandidateEvidence, bar: Bar) -> pd.DataFrame:
                        fixed_by_finetune=fixed)
 
 
-def _classified(cand: CandidateEvidence, bar: Bar,
-                peers: Sequence[CandidateEvidence]) -> pd.DataFrame:
+def final_status(cand: CandidateEvidence, bar: Bar) -> dict[tuple, str]:
+    """Each key's status at the candidate's last stage (fine-tuned when it has one)."""
+    table = cand.finetuned if cand.finetuned is not None else cand.offtheshelf
+    t = bar_table(table, bar, what=f"{cand.name} metrics")
+    return dict(zip(t[KEY].itertuples(index=False, name=None), t["status"], strict=True))
+
+
+def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
+                peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> pd.DataFrame:
     """The wide table with failure_kind, basis, route, remedy and images needed per key."""
     wide = _stage_tables(cand, bar)
     final = "status_ft" if cand.finetuned is not None else "status_ots"
@@ -64,7 +82,7 @@ def _classified(cand: CandidateEvidence, bar: Bar,
             wide.loc[i, cols] = [DATA_SOLVABLE, "fixed by fine-tuning", ROUTE_FINETUNE,
                                  f"fine-tune with the {where} images of the pool"]
         elif FAIL in (row["status_ots"], row[final]):
-            f = _classify(row, cand, bar, peers)
+            f = _classify(row, cand, bar, peers, peer_status)
             wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
             wide.loc[i, needs] = f.need
     return wide
@@ -74,7 +92,7 @@ def _is_true(value: Any) -> bool:
     return value is not pd.NA and value is not None and bool(value)
 
 
-def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
+def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar) -> pd.DataFrame:
     """The wide table back to one row per (stage, key), with the stage's own numbers."""
     shared = ["bar", "fixed_by_finetune", "improved_by_finetune", "failure_kind", "basis",
               "route", "remedy", "images_needed", "images_needed_low", "images_needed_high"]
@@ -92,7 +110,23 @@ def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
     for col in ("n_images", "n_boxes"):
         if col not in out.columns:
             out[col] = pd.NA
-    return out[SLICE_COLUMNS]
+    return _with_evidence_needs(out, bar)[SLICE_COLUMNS]
+
+
+def _with_evidence_needs(rows: pd.DataFrame, bar: Bar) -> pd.DataFrame:
+    """``frames_needed``/``boxes_needed`` (labelled evaluation frames and boxes in all) for rows
+    without enough evidence, at the observed rate; ``close`` for fine-tuned rows whose interval,
+    widened by the training noise, reaches across the bar (a re-run could flip them)."""
+    frames, boxes = frames_to_decide(rows["value"], rows["ci_low"], rows["ci_high"], rows["bar"],
+                                     pd.to_numeric(rows["n_images"], errors="coerce"),
+                                     pd.to_numeric(rows["n_boxes"], errors="coerce"))
+    undecided = (rows["status"] == NOT_ENOUGH).to_numpy()
+    lo = rows["ci_low"].to_numpy(float) - bar.training_noise
+    hi = rows["ci_high"].to_numpy(float) + bar.training_noise
+    b = rows["bar"].to_numpy(float)
+    close = ((rows["stage"] == FINE_TUNED).to_numpy() & ~undecided & (lo < b) & (hi >= b))
+    return rows.assign(frames_needed=np.where(undecided, frames, np.nan),
+                       boxes_needed=np.where(undecided, boxes, np.nan), close=close)
 
 
 def _curves(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:

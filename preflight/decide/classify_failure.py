@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import FINE_TUNED, KEY, OFF_THE_SHELF, OVERALL, Bar
+from preflight.decide.bar import FAIL, FINE_TUNED, KEY, OFF_THE_SHELF, OVERALL, PASS, Bar
 from preflight.decide.learning_curve import LearningCurveFit
+from preflight.decide.lookalikes import PERSISTS, REMOVED, lookalike_for
+from preflight.metrics.slices import INPUT_PX_COLUMN, px_bin_side
 
 if TYPE_CHECKING:
     from preflight.decide.rule import CandidateEvidence
 
-DATA_SOLVABLE, ARCHITECTURE_BOUND = "data-solvable", "architecture-bound"
+DATA_SOLVABLE, ARCHITECTURE_BOUND, UNRESOLVED = "data-solvable", "architecture-bound", "unresolved"
 ROUTE_DATA, ROUTE_MODEL, ROUTE_FINETUNE = "data collection", "model change", "fine-tune"
+ROUTE_MEASURE = "measure first"
 #: object side range (px, sqrt of area) of each COCO size bin
 SIZE_BIN_SIDE = {"small": (0.0, 32.0), "medium": (32.0, 96.0), "large": (96.0, math.inf)}
 
@@ -58,9 +61,11 @@ def object_side_at_input(slice_column: str, slice_value: str, input_size: int,
                          image_size: int | None) -> tuple[float, float]:
     """Object side range (px) at model input of a size slice; NaN for other slices.
 
-    ``input_size_bin`` is already at model input; ``size_bin`` is scaled by
-    ``input_size / image_size`` (letterbox resize of the long side).
+    ``input_px_bin`` (``<8``, ``8-16``, ...) and ``input_size_bin`` are already at model input;
+    ``size_bin`` is scaled by ``input_size / image_size`` (letterbox resize of the long side).
     """
+    if slice_column == INPUT_PX_COLUMN:
+        return px_bin_side(str(slice_value))
     low, high = SIZE_BIN_SIDE.get(str(slice_value), (math.nan, math.nan))
     if slice_column == "size_bin":
         scale = input_size / image_size if image_size else 1.0
@@ -70,9 +75,37 @@ def object_side_at_input(slice_column: str, slice_value: str, input_size: int,
     return math.nan, math.nan
 
 
+def share_below(table: pd.DataFrame | None, metric: str, threshold_px: float
+                ) -> tuple[float, int]:
+    """Share of a row's boxes whose side at model input is below ``threshold_px`` (from the
+    ``input_px_bin`` rows of the long table: ``recall`` for all boxes, ``recall.<class>`` for a
+    class), and the number of boxes it is measured on; NaN when the table has no such rows."""
+    if table is None or "n_boxes" not in table.columns:
+        return math.nan, 0
+    rows = table[(table["slice_column"] == INPUT_PX_COLUMN) & (table["metric"] == metric)]
+    if rows.empty:
+        return math.nan, 0
+    n = rows["n_boxes"].to_numpy(dtype=float)
+    upper = np.array([px_bin_side(str(v))[1] for v in rows["slice_value"]])
+    total = float(n.sum())
+    if total <= 0:
+        return math.nan, 0
+    return float(n[upper <= threshold_px].sum() / total), int(total)
+
+
 def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
-              peers: Sequence[CandidateEvidence]) -> _Failure:
-    """Data-solvable or architecture-bound, by the strongest evidence available."""
+              peers: Sequence[CandidateEvidence],
+              peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
+    """Data-solvable, architecture-bound or unresolved, by the strongest evidence available.
+
+    Architecture-bound: the row's objects (all, or most, by the measured size distribution at
+    model input) are below the pixel threshold; its learning curve levels off below the bar; a
+    look-alike confusion persists after fine-tuning; every lighter candidate fails it while a
+    heavier one passes. Data-solvable: fine-tuning fixed it (decided by the caller), its learning
+    curve reaches the bar, fine-tuning removed its look-alike confusion, or the fine-tuning gain
+    is at least the gap still left. Anything else is unresolved, naming the measurement that
+    would settle it: never data-solvable by default.
+    """
     key = (row["slice_column"], row["slice_value"], row["metric"])
     where = slice_where(*key)
     target = float(row["bar"])
@@ -80,37 +113,99 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
     side = object_side_at_input(key[0], key[1], cand.input_size, cand.image_size)
     if side[1] <= bar.small_object_px:  # every object of the slice is below the threshold
         return _pixel_bound(cand, bar, side, target, peers)
+    decisive = cand.finetuned if cand.finetuned is not None else cand.offtheshelf
+    if key[0] == OVERALL:
+        share, n_small = share_below(decisive, key[2], bar.small_object_px)
+        if np.isfinite(share) and share > 0.5:
+            return _pixel_bound(cand, bar, side, target, peers,
+                                f"{share:.0%} of its {n_small} objects below "
+                                f"{bar.small_object_px:.0f} px at input {cand.input_size}")
     curve = cand.learning_curves.get(key)
     if curve is not None:
         return _from_curve(curve, cand, bar, target, where, peers)
-    if bool(row["improved_by_finetune"]):
+    pair = lookalike_for(cand.lookalikes, cls) if cls else None
+    if pair is not None and pair["status"] == PERSISTS:
+        return _Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
+                        f"a second-stage classifier for {cls} vs {pair['pred_class']} on the "
+                        f"detector's crops, or a higher input size ({2 * cand.input_size}); "
+                        f"{_pair_text(pair)}: fine-tuning did not separate them")
+    gain = _gain(row)
+    if np.isfinite(gain) and gain > 0 and bool(row["improved_by_finetune"]) \
+            and target - float(row["value_ft"]) <= gain:
         return _Failure(DATA_SOLVABLE, "fine-tune gain", ROUTE_DATA,
                         f"collect more {where} images: fine-tuning raised it from "
-                        f"{row['value_ots']:.2f} to {row['value_ft']:.2f}; fit a learning curve "
-                        "to size the need")
-    if side[0] < bar.small_object_px:  # partly below the threshold, and data did not help
+                        f"{row['value_ots']:.2f} to {row['value_ft']:.2f}, and the "
+                        f"{target - float(row['value_ft']):.2f} still missing is no more than "
+                        "that gain; a learning curve would size the need")
+    if pair is not None and pair["status"] == REMOVED:
+        return _Failure(DATA_SOLVABLE, "look-alike removed", ROUTE_DATA,
+                        f"collect more {where} images: {_pair_text(pair)}, so fine-tuning "
+                        "separates the pair; a learning curve would size the need")
+    if np.isfinite(side[0]) and side[0] < bar.small_object_px and _has_ft(row) \
+            and not bool(row["improved_by_finetune"]):  # partly below, and data did not help
         return _pixel_bound(cand, bar, side, target, peers)
-    partner = bar.lookalike_of(cls) if cls else None
-    if partner:
-        tried = "fine-tuning did not separate them" if _has_ft(row) else "look-alike pair"
-        return _Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
-                        f"a specialised second-stage classifier for {cls} vs {partner} on the "
-                        f"detector's crops, or a higher input size ({2 * cand.input_size}); "
-                        f"{tried}")
-    if key[0] == "occluded_bin" and key[1] == "heavy":
-        return _Failure(ARCHITECTURE_BOUND, "occlusion", ROUTE_MODEL,
-                        f"stronger context modelling: {_heavier_name(cand, peers)}, or "
-                        "segmentation; heavy occlusion exceeds a lightweight receptive field")
-    if cls in cand.no_analog_classes:
-        return _Failure(DATA_SOLVABLE, "no analog", ROUTE_DATA,
-                        f"label {cls} images and fine-tune: it has no analog in pre-training")
-    return _Failure(DATA_SOLVABLE, "prior", ROUTE_DATA,
-                    f"collect and label {where} images (a data-coverage gap by default); no "
-                    "learning curve to size the need")
+    capacity = _capacity_evidence(key, cand, peers, peer_status or {})
+    if capacity:
+        return _Failure(ARCHITECTURE_BOUND, "capacity", ROUTE_MODEL, capacity)
+    return _unresolved(row, cand, cls, where, gain, pair)
 
 
 def _has_ft(row: pd.Series) -> bool:
     return isinstance(row.get("status_ft"), str)
+
+
+def _gain(row: pd.Series) -> float:
+    try:
+        return float(row["value_ft"]) - float(row["value_ots"])
+    except (TypeError, ValueError, KeyError):
+        return math.nan
+
+
+def _pair_text(pair: pd.Series) -> str:
+    def side(sfx: str) -> str:
+        v = float(pair[f"share_{sfx}"])
+        if not np.isfinite(v):
+            return "not measured"
+        return f"{v:.0%} [{float(pair[f'ci_low_{sfx}']):.0%}, {float(pair[f'ci_high_{sfx}']):.0%}]"
+
+    return (f"{side('ots')} of {pair['true_class']} detected as {pair['pred_class']} "
+            f"off-the-shelf, {side('ft')} after fine-tuning")
+
+
+def _capacity_evidence(key: tuple, cand: CandidateEvidence, peers: Sequence[CandidateEvidence],
+                       peer_status: Mapping[str, Mapping[tuple, str]]) -> str | None:
+    """The same row fails in every lighter candidate (and this one) while a heavier one passes:
+    the remedy names the lightest heavier candidate that passes."""
+    lighter = [p for p in peers if p.size_rank < cand.size_rank]
+    heavier = sorted((p for p in peers if p.size_rank > cand.size_rank),
+                     key=lambda p: (p.size_rank, p.name))
+    passing = [p for p in heavier if peer_status.get(p.name, {}).get(key) == PASS]
+    if not passing or any(peer_status.get(p.name, {}).get(key) != FAIL for p in lighter):
+        return None
+    fails = f"it fails in {cand.name}" + (f" and every lighter candidate "
+                                          f"({', '.join(p.name for p in lighter)})"
+                                          if lighter else "")
+    return f"a heavier model ({passing[0].name}, which passes this row): {fails}"
+
+
+def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where: str,
+                gain: float, pair: pd.Series | None) -> _Failure:
+    """No evidence either way: say so, and name the measurement that would settle it."""
+    if not _has_ft(row):
+        measure = (f"fine-tune {cand.name} on the pool (with {where} images) and re-evaluate: "
+                   "whether fine-tuning fixes it decides the route")
+    else:
+        seen = (f"fine-tuning moved it {row['value_ots']:.2f} -> {row['value_ft']:.2f}, which "
+                "alone does not say whether more data reaches the bar"
+                if np.isfinite(gain) else "no off-the-shelf value to compare")
+        measure = (f"fit a learning curve for {where} (nested-subset fine-tunes, "
+                   f"finetune.learning_curve_fractions): {seen}")
+    if cls and cls in cand.no_analog_classes:
+        measure += f"; {cls} has no analog in pre-training, so only this evidence can say " \
+                   "whether fine-tuning is enough"
+    if pair is not None:
+        measure += f"; look-alike {_pair_text(pair)}: re-measure after fine-tuning"
+    return _Failure(UNRESOLVED, "no evidence", ROUTE_MEASURE, measure)
 
 
 def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, target: float,
@@ -135,11 +230,11 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
 
 
 def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], target: float,
-                 peers: Sequence[CandidateEvidence]) -> _Failure:
+                 peers: Sequence[CandidateEvidence], measured: str | None = None) -> _Failure:
     """Objects too small at model input: tiling (if measured and good enough), a higher input
     size, or a heavier model with a small-object head."""
-    why = f"objects of {side[0]:.0f}-{side[1]:.0f} px at input {cand.input_size} (threshold " \
-          f"{bar.small_object_px:.0f} px)"
+    why = measured or (f"objects of {side[0]:.0f}-{side[1]:.0f} px at input {cand.input_size} "
+                       f"(threshold {bar.small_object_px:.0f} px)")
     t = cand.tiling
     if t is not None:
         p99 = cand.latency(FINE_TUNED) + t.extra_latency_p99_ms

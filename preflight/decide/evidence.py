@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from preflight.decide.bar import Bar
 from preflight.decide.learning_curve import fit_slice_curves
+from preflight.decide.lookalikes import find_lookalikes
 from preflight.decide.rule import CandidateEvidence, TilingResult
 from preflight.metrics.slices import OVERALL
 
@@ -39,8 +41,18 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
                    image_size: int | None = None, family: str = "", size_rank: int = 0,
                    points: pd.DataFrame | None = None, tiling: dict | None = None,
                    pool_images: int | None = None, saturation_tol: float = 0.01,
-                   seed: int = 0) -> CandidateEvidence:
-    """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing)."""
+                   seed: int = 0, confusion_offtheshelf: pd.DataFrame | None = None,
+                   confusion_finetuned: pd.DataFrame | None = None,
+                   stress: pd.DataFrame | None = None, bar: Bar | None = None
+                   ) -> CandidateEvidence:
+    """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing);
+    look-alike pairs are found from the confusion tables at ``bar.lookalike_share`` (plus the
+    pairs ``bar`` states)."""
+    bar = bar or Bar()
+    lookalikes = (find_lookalikes(confusion_offtheshelf, confusion_finetuned,
+                                  threshold=bar.lookalike_share, pairs=bar.lookalike_pairs)
+                  if confusion_offtheshelf is not None or confusion_finetuned is not None
+                  else None)
     pts = curve_points(points)
     curves = (fit_slice_curves(pts, saturation_tol=saturation_tol, seed=seed)
               if pts is not None and pts["n_images_train"].nunique() >= 2 else {})
@@ -59,10 +71,11 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
         daily_cost_finetuned=overall_value(cost_finetuned, "cost.daily"),
         no_analog_classes=tuple(no_analog), input_size=int(input_size), image_size=image_size,
         family=family, size_rank=int(size_rank), learning_curves=curves, tiling=tiled,
-        finetune_pool_images=pool_images)
+        finetune_pool_images=pool_images, lookalikes=lookalikes, stress=stress)
 
 
 def size_ranks(parameters: dict[str, int]) -> dict[str, int]:
-    """Candidates ranked by parameter count (0 = lightest); ties share the order of names."""
+    """Candidates ranked by parameter count (0 = fewest; the last tie-break of "lightest", after
+    p99 latency and daily cost); ties share the order of names."""
     order = sorted(parameters, key=lambda n: (parameters[n], n))
     return {name: rank for rank, name in enumerate(order)}

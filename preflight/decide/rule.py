@@ -2,14 +2,18 @@
 
 Each (candidate, stage, slice, metric) row of the long metrics tables is held against the bar
 through its 95% interval: ``pass`` if ``ci_low >= bar``, ``fail`` if ``ci_high < bar``, otherwise
-(or when the slice is thin) ``not enough evidence``. A failing slice is ``data-solvable`` (routed
-to data collection, sized by its learning curve) or ``architecture-bound`` (routed to a model
-change), by the strongest evidence first: a size slice whose objects are all below the pixel
-threshold at model input; its learning curve (reaches the bar within the labelling budget, or
-levels off); a significant fine-tuning gain (data-solvable); then a size slice partly below the
-threshold, a look-alike class, heavy occlusion (architecture-bound); otherwise data-solvable (the
-article's default for lighting, noise, occlusion patterns, class imbalance). The overall call picks
-the lightest candidate that ships (ties: daily cost, then p99 latency, then name).
+(or when the slice is thin) ``not enough evidence``. A failing row is ``data-solvable`` (routed
+to data collection, sized by its learning curve), ``architecture-bound`` (routed to a model
+change) or ``unresolved`` (routed to the measurement that would settle it), by evidence only (see
+:func:`~preflight.decide.classify_failure._classify`): nothing is data-solvable by default.
+
+A candidate ships only with enough evidence on every operational class (the per-class rows) and
+every critical slice (``decision.critical_slices``); otherwise, with nothing failing, the verdict
+is "collect evaluation data first" with the frames each row needs. Off-the-shelf never ships with
+a class that has no analog in pre-training, nor with recall below the bar under a stress family at
+the severity production is expected to reach. The overall call picks the cheapest candidate to
+run that ships: lowest p99 latency under production conditions, then daily cost, then parameter
+count (``size_rank``), then name.
 """
 
 from __future__ import annotations
@@ -36,14 +40,22 @@ from preflight.decide.bar import (
     bar_table,
     interval_status,
 )
-from preflight.decide.candidate_tables import SLICE_COLUMNS, _classified, _curves, _long_rows
+from preflight.decide.candidate_tables import (
+    SLICE_COLUMNS,
+    _classified,
+    _curves,
+    _long_rows,
+    final_status,
+)
 from preflight.decide.classify_failure import (
     ARCHITECTURE_BOUND,
     DATA_SOLVABLE,
     ROUTE_DATA,
     ROUTE_FINETUNE,
+    ROUTE_MEASURE,
     ROUTE_MODEL,
     SIZE_BIN_SIDE,
+    UNRESOLVED,
     _heavier_name,
     _lighter_name,
     failure_summary,
@@ -53,15 +65,21 @@ from preflight.decide.classify_failure import (
     slice_where,
 )
 from preflight.decide.learning_curve import LearningCurveFit
+from preflight.decide.lookalikes import LOOKALIKE_COLUMNS
 
 SHIP, FINE_TUNE, REPLACE, COLLECT = ("ship off-the-shelf", "fine-tune", "replace",
                                      "collect more data first")
+#: nothing fails, but an operational class or critical slice lacks evidence
+EVALUATE = "collect evaluation data first"
+#: failing rows without evidence for a route and none architecture-bound: measure before deciding
+MEASURE = "measure first"
 
 #: the names this module has always offered, wherever they now live
 __all__ = [
-    "ARCHITECTURE_BOUND", "COLLECT", "DATA_SOLVABLE", "FAIL", "FINE_TUNE", "FINE_TUNED", "KEY",
-    "NOT_ENOUGH", "OFF_THE_SHELF", "OVERALL", "PASS", "REPLACE", "REQUIRED_COLUMNS",
-    "ROUTE_DATA", "ROUTE_FINETUNE", "ROUTE_MODEL", "SHIP", "SIZE_BIN_SIDE", "SLICE_COLUMNS",
+    "ARCHITECTURE_BOUND", "COLLECT", "DATA_SOLVABLE", "EVALUATE", "FAIL", "FINE_TUNE",
+    "FINE_TUNED", "KEY", "MEASURE", "NOT_ENOUGH", "OFF_THE_SHELF", "OVERALL", "PASS", "REPLACE",
+    "REQUIRED_COLUMNS", "ROUTE_DATA", "ROUTE_FINETUNE", "ROUTE_MEASURE", "ROUTE_MODEL", "SHIP",
+    "SIZE_BIN_SIDE", "SLICE_COLUMNS", "UNRESOLVED",
     "Bar", "CandidateEvidence", "CandidateVerdict", "Decision", "DecisionInputError",
     "OverallDecision", "TilingResult", "bar_table", "decide", "failure_summary",
     "grouped_changes", "interval_status", "object_side_at_input", "slice_label", "slice_where",
@@ -86,7 +104,10 @@ class CandidateEvidence:
     ``offtheshelf``/``finetuned`` are long metrics tables; ``learning_curves`` is keyed by
     ``(slice_column, slice_value, metric)`` (see ``fit_slice_curves``); ``image_size`` is the long
     side of production frames (to translate ``size_bin`` to pixels at model input; ``None``: the
-    frames are fed at ``input_size``); ``size_rank`` orders models by weight (0 = lightest).
+    frames are fed at ``input_size``); ``size_rank`` orders models by parameter count (0 =
+    fewest), the last tie-break; ``lookalikes`` is :func:`~preflight.decide.lookalikes.
+    find_lookalikes`'s table; ``stress`` the off-the-shelf stress table (``family``,
+    ``corruption``, ``severity``, ``metric``, ``value``).
     """
 
     name: str
@@ -104,6 +125,8 @@ class CandidateEvidence:
     learning_curves: Mapping[tuple[str, str, str], LearningCurveFit] = field(default_factory=dict)
     tiling: TilingResult | None = None
     finetune_pool_images: int | None = None
+    lookalikes: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
 
     def latency(self, stage: str) -> float:
         if stage == FINE_TUNED and self.latency_p99_ms_finetuned is not None:
@@ -133,15 +156,25 @@ class CandidateVerdict:
     n_pass: int = 0
     n_fail: int = 0
     n_not_enough: int = 0
+    #: failing rows by kind at the decisive stage
+    n_data_solvable: int = 0
+    n_architecture_bound: int = 0
+    n_unresolved: int = 0
+    #: operational-class / critical-slice rows without enough evidence, with frames needed
+    label_plan: tuple[str, ...] = ()
+    #: stress conditions with recall below the bar: blocking (at an expected severity) / risks
+    stress_blocking: tuple[str, ...] = ()
+    stress_risks: tuple[str, ...] = ()
 
     @property
     def ships(self) -> bool:
         return self.verdict in (SHIP, FINE_TUNE)
 
-    def sort_key(self) -> tuple[int, float, float, str]:
-        """Lightest first; ties by daily cost (unknown last), p99 latency, name."""
+    def sort_key(self) -> tuple[float, float, int, str]:
+        """Cheapest to run first: p99 latency under production conditions, then daily cost
+        (unknown last), then parameter count (``size_rank``), then name."""
         cost = self.daily_cost if np.isfinite(self.daily_cost) else math.inf
-        return (self.size_rank, cost, self.latency_p99_ms, self.name)
+        return (self.latency_p99_ms, cost, self.size_rank, self.name)
 
 
 @dataclass(frozen=True)
@@ -161,6 +194,13 @@ class Decision:
     slices: pd.DataFrame
     curves: pd.DataFrame
     bar: Bar
+    #: every candidate's look-alike pairs (``candidate`` + ``LOOKALIKE_COLUMNS``)
+    lookalikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def ships(self) -> bool:
+        """Whether the verdict puts a model into production (only then may ``champion`` move)."""
+        return self.overall.verdict in (SHIP, FINE_TUNE) and self.overall.candidate is not None
 
     def candidate(self, name: str) -> CandidateVerdict:
         for c in self.candidates:
@@ -192,6 +232,7 @@ class Decision:
             "bar": self.bar.to_dict(),
             "slices": self.slices.astype(object).to_dict(orient="records"),
             "curves": self.curves.astype(object).to_dict(orient="records"),
+            "lookalikes": self.lookalikes.astype(object).to_dict(orient="records"),
         })
 
 
@@ -217,33 +258,52 @@ def _json_safe(obj: Any) -> Any:
 
 def _verdict(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
              peers: Sequence[CandidateEvidence]) -> CandidateVerdict:
-    """Ship off-the-shelf if it clears the bar (and no class lacks an analog); else fine-tune
-    if the fine-tuned model does; else replace or collect, from the last stage's failing rows."""
+    """Ship off-the-shelf if it clears the bar with enough evidence (no class without an analog,
+    no stress failure at an expected severity); else fine-tune if the fine-tuned model does; else
+    collect evaluation data (nothing fails, evidence missing), replace, collect training data or
+    measure, from the last stage's failing rows."""
     has_ft = cand.finetuned is not None
     checks = {s: _stage_check(cand, wide, bar, s) for s in
               ([OFF_THE_SHELF, FINE_TUNED] if has_ft else [OFF_THE_SHELF])}
     ots = checks[OFF_THE_SHELF]
-    if ots["ships"] and not cand.no_analog_classes:
+    blocking, risks = stress_conditions(cand, bar)
+    stress = {"stress_blocking": tuple(blocking), "stress_risks": tuple(risks)}
+    if ots["ships"] and not cand.no_analog_classes and not blocking:
         return _make(cand, SHIP, OFF_THE_SHELF, ots, [
             f"off-the-shelf meets the bar on every row with evidence ({ots['n_pass']} pass, "
-            f"{ots['n_not_enough']} without enough evidence)", *ots["budget"]])
-    ots_why = _ots_shortfall(cand, ots)
+            f"{ots['n_not_enough']} without enough evidence, none of them an operational class "
+            "or critical slice)", *ots["budget"]], **stress)
+    ots_why = _ots_shortfall(cand, ots, blocking)
     if has_ft and checks[FINE_TUNED]["ships"]:
         ft = checks[FINE_TUNED]
         data = _data_to_use(cand, wide)
         return _make(cand, FINE_TUNE, FINE_TUNED, ft, [
             ots_why, f"fine-tuned meets the bar on every row with evidence ({ft['n_pass']} pass, "
-            f"{ft['n_not_enough']} without enough evidence)",
+            f"{ft['n_not_enough']} without enough evidence, none of them an operational class "
+            "or critical slice)",
             f"fine-tune {cand.name} with: {', '.join(data) or 'the whole pool'}", *ft["budget"]],
-            data_to_use=tuple(data))
+            data_to_use=tuple(data), **stress)
     stage = FINE_TUNED if has_ft else OFF_THE_SHELF
-    return _not_shipping(cand, wide, bar, peers, stage, checks[stage], ots_why)
+    check = checks[stage]
+    if not check["n_fail"] and check["gaps"] and check["latency_ok"] and check["cost_ok"]:
+        why = [ots_why] if stage == FINE_TUNED or cand.no_analog_classes or blocking else []
+        return _make(cand, EVALUATE, stage, check, [
+            *why, f"no row fails at the {stage} stage, but {len(check['gaps'])} operational-class "
+            "or critical-slice row(s) lack enough evidence: label the evaluation frames in the "
+            "label plan", *check["budget"]], label_plan=tuple(check["gaps"]), **stress)
+    verdict = _not_shipping(cand, wide, bar, peers, stage, check, ots_why, blocking)
+    return replace(verdict, **stress)
 
 
 def _stage_check(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar, stage: str) -> dict:
-    status = wide["status_ft" if stage == FINE_TUNED else "status_ots"]
+    sfx = "_ft" if stage == FINE_TUNED else "_ots"
+    status = wide[f"status{sfx}"]
     counts = {k: int((status == v).sum()) for k, v in
               (("n_pass", PASS), ("n_fail", FAIL), ("n_not_enough", NOT_ENOUGH))}
+    failing = wide[status == FAIL]
+    kinds = {f"n_{k}": int((failing["failure_kind"] == v).sum()) for k, v in
+             (("data_solvable", DATA_SOLVABLE), ("architecture_bound", ARCHITECTURE_BOUND),
+              ("unresolved", UNRESOLVED))}
     p99, cost = cand.latency(stage), cand.cost(stage)
     latency_ok = p99 <= bar.latency_budget_p99_ms
     ceiling = bar.daily_cost_ceiling
@@ -253,24 +313,91 @@ def _stage_check(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar, stage: s
     if ceiling is not None:
         budget.append(f"daily cost {cost:.0f} {'within' if cost_ok else 'over'} the ceiling "
                       f"{ceiling:.0f}")
-    ships = counts["n_fail"] == 0 and counts["n_pass"] > 0 and latency_ok and cost_ok
-    return {**counts, "latency_ok": latency_ok, "cost_ok": cost_ok, "budget": budget,
-            "ships": ships, "p99": p99, "cost": cost}
+    gaps = _evidence_gaps(wide, bar, sfx)
+    ships = (counts["n_fail"] == 0 and counts["n_pass"] > 0 and not gaps and latency_ok
+             and cost_ok)
+    return {**counts, **kinds, "latency_ok": latency_ok, "cost_ok": cost_ok, "budget": budget,
+            "ships": ships, "p99": p99, "cost": cost, "gaps": gaps}
 
 
-def _ots_shortfall(cand: CandidateEvidence, ots: dict) -> str:
+def _required(wide: pd.DataFrame, bar: Bar) -> pd.Series:
+    """Rows that need enough evidence before shipping: every operational class (its overall
+    per-class rows) and every critical slice."""
+    per_class = (wide["slice_column"] == OVERALL) & wide["metric"].str.contains(".", regex=False)
+    where = wide["slice_column"].astype(str) + "=" + wide["slice_value"].astype(str)
+    return per_class | where.isin(set(bar.critical_slices))
+
+
+def _evidence_gaps(wide: pd.DataFrame, bar: Bar, sfx: str) -> list[str]:
+    """The label plan: each required row without enough evidence, with the frames (and boxes)
+    that would decide it at the observed rate."""
+    from preflight.metrics.intervals import frames_to_decide
+
+    rows = wide[_required(wide, bar) & (wide[f"status{sfx}"] == NOT_ENOUGH)]
+    out = []
+    for _, r in rows.iterrows():
+        label = slice_label(r["slice_column"], r["slice_value"], r["metric"])
+        n_img, n_box = r.get(f"n_images{sfx}", np.nan), r.get(f"n_boxes{sfx}", np.nan)
+        frames, boxes = (float(x) for x in frames_to_decide(
+            r[f"value{sfx}"], r[f"ci_low{sfx}"], r[f"ci_high{sfx}"], r["bar"], n_img, n_box))
+        out.append(f"{label}: {_plan_text(frames, boxes, n_img, n_box)}")
+    return out
+
+
+def _plan_text(frames: float, boxes: float, n_img: float, n_box: float) -> str:
+    have = (f"{int(n_img)} frames" if np.isfinite(n_img) else "no frames") + \
+        (f" / {int(n_box)} boxes" if np.isfinite(n_box) else "")
+    if not np.isfinite(frames):
+        why = "its value sits on the bar" if np.isinf(frames) else "no measurement"
+        return f"{have} now; {why}: label frames until the interval clears the bar"
+    more = max(frames - (n_img if np.isfinite(n_img) else 0), 0)
+    box_text = f" ({boxes:.0f} boxes)" if np.isfinite(boxes) else ""
+    if more <= 0:
+        return (f"{have} now; thin: label frames up to the evaluation minimum "
+                "(evaluation.min_images / min_boxes)")
+    return f"about {frames:.0f} frames{box_text} in all at the observed rate ({more:.0f} more; " \
+           f"{have} now)"
+
+
+def stress_conditions(cand: CandidateEvidence, bar: Bar) -> tuple[list[str], list[str]]:
+    """Stress conditions where off-the-shelf recall falls below the bar: those at or under a
+    family's expected production severity (block shipping off-the-shelf), and the others
+    (risks)."""
+    t = cand.stress
+    if t is None or t.empty or not {"family", "severity", "metric", "value"} <= set(t.columns):
+        return [], []
+    target = float(bar.min_recall["default"])
+    rows = t[(t["metric"] == "recall") & (t["family"] != "clean")
+             & (t["value"].astype(float) < target)]
+    blocking, risks = [], []
+    for _, r in rows.sort_values(["family", "severity"]).iterrows():
+        name = f"{r['family']}/{r.get('corruption', '')} severity {int(r['severity'])}"
+        text = f"{name}: recall {float(r['value']):.2f} < {target:.2f}"
+        expected = bar.expected_severity.get(str(r["family"]))
+        (blocking if expected is not None and int(r["severity"]) <= int(expected)
+         else risks).append(text)
+    return blocking, risks
+
+
+def _ots_shortfall(cand: CandidateEvidence, ots: dict, blocking: Sequence[str] = ()) -> str:
     parts = []
     if ots["n_fail"]:
         parts.append(f"{ots['n_fail']} row(s) fail")
     if cand.no_analog_classes:
         parts.append(f"no analog in pre-training for {', '.join(cand.no_analog_classes)}")
+    if blocking:
+        parts.append(f"recall below the bar under stress at the expected severity "
+                     f"({'; '.join(blocking[:3])}{' ...' if len(blocking) > 3 else ''})")
     if not ots["latency_ok"]:
         parts.append("latency over budget")
     if not ots["cost_ok"]:
         parts.append("daily cost over the ceiling")
-    if not ots["n_pass"]:
+    if ots["gaps"]:
+        parts.append(f"{len(ots['gaps'])} operational-class or critical-slice row(s) without "
+                     "enough evidence")
+    if not ots["n_pass"] and not ots["n_fail"]:
         parts.append("no row has enough evidence")
-    return f"off-the-shelf does not ship: {'; '.join(parts)}"
+    return f"off-the-shelf does not ship: {'; '.join(parts) or 'no row passes'}"
 
 
 def _data_to_use(cand: CandidateEvidence, wide: pd.DataFrame) -> list[str]:
@@ -281,12 +408,13 @@ def _data_to_use(cand: CandidateEvidence, wide: pd.DataFrame) -> list[str]:
 
 def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
                   peers: Sequence[CandidateEvidence], stage: str, check: dict,
-                  ots_why: str) -> CandidateVerdict:
+                  ots_why: str, blocking: Sequence[str] = ()) -> CandidateVerdict:
     status = wide["status_ft" if stage == FINE_TUNED else "status_ots"]
     failing = wide[status == FAIL]
-    reasons = [ots_why] if stage == FINE_TUNED else []
+    reasons = [ots_why] if stage == FINE_TUNED or not len(failing) else []
     reasons += failure_summary(stage, failing)
     arch = failing[failing["failure_kind"] == ARCHITECTURE_BOUND]
+    unresolved = failing[failing["failure_kind"] == UNRESOLVED]
     over = failing[(failing["failure_kind"] == DATA_SOLVABLE)
                    & (_extra_need(cand, failing) > bar.labelling_budget_images)]
     known = failing.loc[failing["failure_kind"] == DATA_SOLVABLE, "images_needed"].dropna()
@@ -302,18 +430,31 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
     if not check["cost_ok"] and not len(failing):
         changes.append(f"a more accurate model ({_heavier_name(cand, peers)}): daily cost "
                        f"{check['cost']:.0f} over the ceiling {bar.daily_cost_ceiling:.0f}")
+    extra = dict(images_needed=need, label_plan=tuple(check["gaps"]))
     if changes:
         return _make(cand, REPLACE, stage, check, [*reasons, *check["budget"]],
-                     replacement=tuple(changes), images_needed=need)
+                     replacement=tuple(changes), **extra)
+    if len(unresolved):
+        return _make(cand, MEASURE, stage, check, [
+            *reasons, f"{len(unresolved)} failing row(s) have no evidence for a route yet: "
+            "take the measurement named for each row before collecting data or changing the "
+            "model", *check["budget"]], **extra)
     if not len(failing) and not check["n_pass"]:
         reasons.append(f"no row has enough evidence at the {stage} stage: label more "
                        "evaluation images")
-    elif not len(failing):
-        reasons.append("no fine-tuned model evaluated: label the missing classes and fine-tune")
+        return _make(cand, EVALUATE, stage, check, [*reasons, *check["budget"]], **extra)
+    if not len(failing) and blocking and not cand.no_analog_classes:
+        return _make(cand, MEASURE, stage, check, [
+            *reasons, "fine-tune with the expected corruptions as augmentation and re-run the "
+            "stress suite: whether that lifts the recall decides the route", *check["budget"]],
+            **extra)
+    if not len(failing):
+        reasons.append("no fine-tuned model evaluated: label the classes without an analog and "
+                       "fine-tune")
     else:
-        reasons.append("every failing row is data-solvable within the labelling budget of "
-                       f"{bar.labelling_budget_images} images")
-    return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], images_needed=need)
+        reasons.append(f"all {len(failing)} failing row(s) are data-solvable within the "
+                       f"labelling budget of {bar.labelling_budget_images} images")
+    return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], **extra)
 
 
 def _extra_need(cand: CandidateEvidence, rows: pd.DataFrame) -> pd.Series:
@@ -330,7 +471,10 @@ def _make(cand: CandidateEvidence, verdict: str, stage: str, check: dict, reason
                             reasons=tuple(r for r in reasons if r), family=cand.family,
                             size_rank=cand.size_rank, latency_p99_ms=check["p99"],
                             daily_cost=check["cost"], n_pass=check["n_pass"],
-                            n_fail=check["n_fail"], n_not_enough=check["n_not_enough"], **extra)
+                            n_fail=check["n_fail"], n_not_enough=check["n_not_enough"],
+                            n_data_solvable=check["n_data_solvable"],
+                            n_architecture_bound=check["n_architecture_bound"],
+                            n_unresolved=check["n_unresolved"], **extra)
 
 
 # ---------------------------------------------------------------- the call
@@ -339,16 +483,30 @@ def _make(cand: CandidateEvidence, verdict: str, stage: str, check: dict, reason
 def decide(candidates: Sequence[CandidateEvidence], bar: Bar) -> Decision:
     """Evaluate every candidate against the bar and make the overall call."""
     _check_candidates(candidates, bar)
+    statuses = {c.name: final_status(c, bar) for c in candidates}
     verdicts, slices, curves = [], [], []
     for cand in candidates:
-        wide = _classified(cand, bar, candidates)
+        wide = _classified(cand, bar, candidates, statuses)
         verdicts.append(_verdict(cand, wide, bar, candidates))
-        slices.append(_long_rows(cand, wide))
+        slices.append(_long_rows(cand, wide, bar))
         curves.append(_curves(cand, wide))
     overall, verdicts = _overall(verdicts)
-    return Decision(overall=overall, candidates=tuple(verdicts),
-                    slices=pd.concat(slices, ignore_index=True),
-                    curves=pd.concat(curves, ignore_index=True), bar=bar)
+    table = pd.concat(slices, ignore_index=True)
+    close = table[table["close"].astype(bool)]
+    if len(close):
+        labels = [f"{c}: {slice_label(*k)}" for c, *k in
+                  close[["candidate", *KEY]].itertuples(index=False)]
+        overall = replace(overall, reasons=(
+            *overall.reasons, f"{len(labels)} fine-tuned row(s) are close to the bar and could "
+            f"flip on a re-run (training noise {bar.training_noise:.2f}): {', '.join(labels[:6])}"
+            f"{' ...' if len(labels) > 6 else ''}"))
+    pairs = [c.lookalikes.assign(candidate=c.name) for c in candidates
+             if c.lookalikes is not None and len(c.lookalikes)]
+    lookalikes = (pd.concat(pairs, ignore_index=True) if pairs else
+                  pd.DataFrame(columns=["candidate", *LOOKALIKE_COLUMNS]))
+    lookalikes = lookalikes[["candidate", *LOOKALIKE_COLUMNS]]
+    return Decision(overall=overall, candidates=tuple(verdicts), slices=table,
+                    curves=pd.concat(curves, ignore_index=True), bar=bar, lookalikes=lookalikes)
 
 
 def _check_candidates(candidates: Sequence[CandidateEvidence], bar: Bar) -> None:
@@ -366,9 +524,18 @@ def _check_candidates(candidates: Sequence[CandidateEvidence], bar: Bar) -> None
                                      "bar.daily_cost_ceiling is set")
 
 
+def failing_counts(v: CandidateVerdict) -> str:
+    """``3 failing row(s): 1 data-solvable, 2 architecture-bound`` (only the kinds present)."""
+    kinds = [(v.n_data_solvable, DATA_SOLVABLE), (v.n_architecture_bound, ARCHITECTURE_BOUND),
+             (v.n_unresolved, UNRESOLVED)]
+    parts = [f"{n} {k}" for n, k in kinds if n]
+    return f"{v.n_fail} failing row(s)" + (f": {', '.join(parts)}" if parts else "")
+
 
 def _overall(verdicts: list[CandidateVerdict]) -> tuple[OverallDecision, list[CandidateVerdict]]:
-    """Pick the lightest shipping candidate; name it as the replacement for the others."""
+    """Pick the cheapest shipping candidate to run; name it as the replacement for the others.
+    Without one: collect evaluation data, collect training data, measure, replace -- in that
+    order, each naming the cheapest candidate with that verdict."""
     shipping = sorted((v for v in verdicts if v.ships), key=CandidateVerdict.sort_key)
     if shipping:
         best = shipping[0]
@@ -378,19 +545,26 @@ def _overall(verdicts: list[CandidateVerdict]) -> tuple[OverallDecision, list[Ca
         why = [f"{best.name}: {best.verdict} ({best.stage})", *best.reasons]
         others = [v.name for v in shipping[1:]]
         if others:
-            why.append(f"also ships: {', '.join(others)}; {best.name} is the lightest "
-                       "(ties broken by daily cost, then p99 latency, then name)")
+            why.append(f"also ships: {', '.join(others)}; {best.name} is the cheapest to run "
+                       "(lowest p99 latency; ties broken by daily cost, then parameter count, "
+                       "then name)")
         return OverallDecision(best.verdict, best.name, best.stage, tuple(why)), verdicts
-    collect = sorted((v for v in verdicts if v.verdict == COLLECT), key=CandidateVerdict.sort_key)
-    if collect:
-        best = collect[0]
-        return OverallDecision(COLLECT, best.name, best.stage,
-                               (f"no candidate ships yet; {best.name} is the lightest whose "
-                                "failures are data-solvable", *best.reasons)), verdicts
+    for verdict, lead in ((EVALUATE, "has no failing row but not enough evidence"),
+                          (COLLECT, None), (MEASURE, None)):
+        pick = sorted((v for v in verdicts if v.verdict == verdict),
+                      key=CandidateVerdict.sort_key)
+        if not pick:
+            continue
+        best = pick[0]
+        if lead is None:
+            lead = (f"has {failing_counts(best)}" if best.n_fail else
+                    "has no failing row")
+        plan = [f"label: {g}" for g in best.label_plan]
+        return OverallDecision(verdict, best.name, best.stage, (
+            f"no candidate ships yet; {best.name} {lead}", *plan, *best.reasons)), verdicts
     best = min(verdicts, key=lambda v: (v.n_fail, *v.sort_key()))
     return OverallDecision(REPLACE, best.name, best.stage,
-                           (f"no candidate ships and no failure is data-solvable within budget; "
-                            f"closest: {best.name} ({best.n_fail} failing rows)",
+                           (f"no candidate ships; closest: {best.name} ({failing_counts(best)})",
                             *(f"change: {c}" for c in best.replacement[:3]),
                             *([f"... and {len(best.replacement) - 3} more changes in the report"]
                               if len(best.replacement) > 3 else []),

@@ -9,6 +9,10 @@ Rows are the truth, columns the prediction. At the operating threshold and IoU `
   is where look-alike classes show up;
 * an unpaired box counts at ``(box class, background)`` (missed), an unpaired false positive at
   ``(background, predicted class)``; detections matched to crowd regions are not counted.
+
+Each cell of a real class's row also carries ``share``: the share of that class's boxes counted
+there (e.g. the share of class A's ground truth detected as class B), with a 95% interval
+clustered by frame (:func:`~preflight.metrics.intervals.cluster_wilson_interval`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import pandas as pd
 
 from preflight.metrics.coco import candidate_pairs
 from preflight.metrics.index import EvaluationIndex
+from preflight.metrics.intervals import cluster_wilson_interval, wilson_interval
 
 BACKGROUND = "background"
 CONFUSION_COLUMNS = ["slice_column", "slice_value", "true_class", "pred_class", "count",
-                     "n_images"]
+                     "n_images", "share", "ci_low", "ci_high"]
 
 
 def _one_to_one(d: np.ndarray, g: np.ndarray, iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +79,43 @@ def confusion_matrix(index: EvaluationIndex, *, slice_columns: list[str] | None 
     pred_names = np.tile(names, K + 1)
     frames = []
     for s in index.image_slices(slice_columns):
-        counts = np.bincount(cell[s.mask[img]], minlength=(K + 1) ** 2)
+        inside = s.mask[img]
+        counts = np.bincount(cell[inside], minlength=(K + 1) ** 2)
+        share, low, high = _shares(cell[inside], img[inside], counts, K)
         frames.append(pd.DataFrame({
             "slice_column": s.column, "slice_value": s.value, "true_class": true_names,
             "pred_class": pred_names, "count": counts.astype(np.int64),
-            "n_images": int(s.mask.sum())}))
+            "n_images": int(s.mask.sum()), "share": share, "ci_low": low, "ci_high": high}))
     return pd.concat(frames, ignore_index=True)[CONFUSION_COLUMNS]
+
+
+def _shares(cell: np.ndarray, img: np.ndarray, counts: np.ndarray, K: int):
+    """Per cell of a real class's row: count / the class's boxes, with the frame-clustered
+    interval (NaN in the background row and for classes without boxes). Dense per-frame counts
+    only for the non-zero cells: a zero cell's interval needs only its class's frame count."""
+    C = K + 1
+    true_of = np.arange(C * C) // C
+    boxes = np.bincount(true_of, weights=counts, minlength=C * C)[:C]      # row totals
+    share = np.full(C * C, np.nan)
+    low, high = np.full(C * C, np.nan), np.full(C * C, np.nan)
+    real = (true_of < K) & (boxes[true_of] > 0)
+    share[real] = counts[real] / boxes[true_of[real]]
+    frames, frame_pos = np.unique(img, return_inverse=True)
+    is_box = cell // C < K
+    per_class = np.bincount(frame_pos[is_box] * C + cell[is_box] // C,
+                            minlength=len(frames) * C).reshape(len(frames), C)
+    frames_of = (per_class > 0).sum(axis=0)                                # frames with boxes
+    zero = real & (counts == 0)
+    low[zero], high[zero] = wilson_interval(0, frames_of[true_of[zero]])
+    hit = np.flatnonzero(real & (counts > 0))
+    if len(hit):
+        col = np.full(C * C, -1)
+        col[hit] = np.arange(len(hit))
+        mine = col[cell] >= 0
+        y = np.bincount(frame_pos[mine] * len(hit) + col[cell[mine]],
+                        minlength=len(frames) * len(hit)).reshape(len(frames), len(hit))
+        low[hit], high[hit] = cluster_wilson_interval(y, per_class[:, true_of[hit]])
+    return share, low, high
 
 
 def confusion_pivot(table: pd.DataFrame, slice_column: str = "__all__",

@@ -21,6 +21,34 @@ LONG_COLUMNS = ["slice_column", "slice_value", "metric", "value", "ci_low", "ci_
 OVERALL = "__all__"
 #: COCO size bins (object area in pixels²)
 SMALL, MEDIUM = 32.0**2, 96.0**2
+#: the box slice of object side (sqrt of area) at model input in bins fine enough around a
+#: pixel threshold: ``<8``, ``8-16``, ``16-32``, ``32-96``, ``>=96`` px
+INPUT_PX_COLUMN = "input_px_bin"
+INPUT_PX_EDGES: tuple[float, ...] = (8.0, 16.0, 32.0, 96.0)
+
+
+def _px_labels(edges: tuple[float, ...]) -> tuple[str, ...]:
+    inner = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return (f"<{edges[0]:g}", *inner, f">={edges[-1]:g}")
+
+
+INPUT_PX_LABELS = _px_labels(INPUT_PX_EDGES)
+
+
+def input_px_bin(side: np.ndarray) -> np.ndarray:
+    """``INPUT_PX_LABELS`` of object sides (px at model input)."""
+    idx = np.searchsorted(np.asarray(INPUT_PX_EDGES), np.asarray(side, dtype=np.float64),
+                          side="right")
+    return np.asarray(INPUT_PX_LABELS, dtype=object)[idx]
+
+
+def px_bin_side(label: str) -> tuple[float, float]:
+    """The side range (px) of an ``input_px_bin`` label (NaN for an unknown label)."""
+    if label in INPUT_PX_LABELS:
+        i = INPUT_PX_LABELS.index(label)
+        edges = (0.0, *INPUT_PX_EDGES, float("inf"))
+        return edges[i], edges[i + 1]
+    return float("nan"), float("nan")
 
 
 @dataclass(frozen=True)
@@ -94,9 +122,10 @@ def occluded_bin(occluded: np.ndarray) -> np.ndarray:
 def box_table(gt: pd.DataFrame, columns: list[str], images: pd.DataFrame | None = None,
               model_input_size: int | None = None) -> pd.DataFrame:
     """The box slice columns for ``gt`` rows, deriving the standard ones when absent:
-    ``size_bin`` (from ``area``), ``occluded_bin`` (from ``occluded``) and ``input_size_bin``
+    ``size_bin`` (from ``area``), ``occluded_bin`` (from ``occluded``), ``input_size_bin``
     (object size at the model input: the area scaled by ``model_input_size / max(width,
-    height)`` squared, letterbox resize, binned like ``size_bin``)."""
+    height)`` squared, letterbox resize, binned like ``size_bin``) and ``input_px_bin`` (the
+    same object side at model input in the finer ``INPUT_PX_LABELS`` bins)."""
     out = pd.DataFrame(index=gt.index)
     for col in columns:
         if col in gt.columns:
@@ -106,17 +135,18 @@ def box_table(gt: pd.DataFrame, columns: list[str], images: pd.DataFrame | None 
             out[col] = size_bin(area.to_numpy())
         elif col == "occluded_bin" and "occluded" in gt.columns:
             out[col] = occluded_bin(gt["occluded"].to_numpy())
-        elif col == "input_size_bin" and model_input_size and images is not None \
-                and {"width", "height"} <= set(images.columns):
+        elif col in ("input_size_bin", INPUT_PX_COLUMN) and model_input_size \
+                and images is not None and {"width", "height"} <= set(images.columns):
             dims = images.set_index("image_id")[["width", "height"]].max(axis=1)
             longest = dims.reindex(gt["image_id"].to_numpy()).to_numpy(dtype=np.float64)
             scale = float(model_input_size) / longest
             area = (gt["w"] * gt["h"]).to_numpy(dtype=np.float64) * scale**2
-            out[col] = size_bin(area)
+            out[col] = size_bin(area) if col == "input_size_bin" else input_px_bin(np.sqrt(area))
         else:
             raise ValueError(f"box slice column {col!r} is not in the ground-truth table and "
                              "cannot be derived (size_bin needs area; occluded_bin needs "
-                             "occluded; input_size_bin needs model_input_size and image sizes)")
+                             "occluded; input_size_bin and input_px_bin need model_input_size "
+                             "and image sizes)")
     return out
 
 

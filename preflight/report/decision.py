@@ -1,8 +1,11 @@
 """The decision report: a Markdown file, a self-contained HTML page and the JSON of the call.
 
-The Markdown starts with the verdict and the chosen model, then the evidence: before/after per
-slice with intervals, failing slices with their route and remedy, what fine-tuning fixed and did
-not, learning curves, latency and cost, and the rows without enough evidence. The HTML carries the
+The Markdown starts with the verdict, the chosen model and whether the ``champion`` alias moves,
+then the evidence: before/after per slice with intervals, every failing or unresolved row with its
+evidence, route, remedy and labels needed, look-alike pairs found in the confusion matrix, what
+fine-tuning fixed and did not, learning curves, stress, latency and cost, and the rows without
+enough evidence with the frames that would decide them. Every count in a sentence is computed
+from the table it sits under. The HTML carries the
 same sections with its CSS inline and PNG plots embedded as base64 data URIs (no external
 references), so it can be mailed or attached to a run as one file.
 """
@@ -33,6 +36,7 @@ from preflight.decide.rule import (  # noqa: E402
     NOT_ENOUGH,
     OFF_THE_SHELF,
     ROUTE_DATA,
+    ROUTE_MEASURE,
     ROUTE_MODEL,
     Decision,
     slice_label,
@@ -114,8 +118,12 @@ def _labelled(slices: pd.DataFrame) -> pd.Series:
 
 def _headline(decision: Decision) -> str:
     o = decision.overall
-    chosen = f"**{o.candidate}** ({o.stage})" if o.candidate else "none"
-    return f"**Verdict: {o.verdict}.** Chosen model: {chosen}."
+    if decision.ships:
+        return (f"**Verdict: {o.verdict}.** Chosen model: **{o.candidate}** ({o.stage}); it "
+                "becomes the `champion`.")
+    considered = f" (closest: **{o.candidate}**, {o.stage})" if o.candidate else ""
+    return (f"**Verdict: {o.verdict}.** No model ships{considered}; the `champion` alias does "
+            "not move. What to do next is listed below.")
 
 
 def _candidates_table(decision: Decision) -> pd.DataFrame:
@@ -149,18 +157,65 @@ def _before_after(slices: pd.DataFrame, candidate: str) -> pd.DataFrame:
 
 
 def _failing(slices: pd.DataFrame) -> pd.DataFrame:
-    """Failing rows at each candidate's last stage, with route and remedy."""
+    """Failing rows at each candidate's last stage: evidence (estimate, basis), route, remedy
+    (for an unresolved row: the measurement that would settle it), labels needed, and whether a
+    re-run could flip it."""
     last = slices.groupby("candidate")["stage"].transform(
         lambda s: FINE_TUNED if (s == FINE_TUNED).any() else OFF_THE_SHELF)
     rows = slices[(slices["stage"] == last) & (slices["status"] == "fail")].copy()
     rows["slice"] = _labelled(rows)
     rows["estimate"] = [_interval(v, lo, hi) for v, lo, hi in
                         rows[["value", "ci_low", "ci_high"]].itertuples(index=False)]
-    rows["images needed"] = [_need(*t) for t in rows[
+    rows["labels needed"] = [_need(*t) for t in rows[
         ["images_needed", "images_needed_low", "images_needed_high"]].itertuples(index=False)]
+    rows["close"] = np.where(rows["close"].astype(bool), "yes: could flip on a re-run", "")
     cols = ["candidate", "stage", "slice", "estimate", "bar", "failure_kind", "basis", "route",
-            "remedy", "images needed"]
-    return rows[cols].rename(columns={"failure_kind": "kind"}).map(_fmt).reset_index(drop=True)
+            "remedy", "labels needed", "close"]
+    return rows[cols].rename(columns={"failure_kind": "kind", "basis": "evidence"}).map(
+        _fmt).reset_index(drop=True)
+
+
+def _route_sentence(failing: pd.DataFrame) -> str:
+    """The route counts, from the failing table itself."""
+    n = len(failing)
+    if not n:
+        return "No row fails."
+    counts = [(int((failing["route"] == r).sum()), text) for r, text in
+              ((ROUTE_DATA, "to data collection"), (ROUTE_MODEL, "to a model change"),
+               (ROUTE_MEASURE, "to a measurement first (unresolved)"),
+               ("fine-tune", "to fine-tuning"))]
+    parts = [f"{k} {text}" for k, text in counts if k]
+    return f"{n} failing row(s): " + ", ".join(parts) + "."
+
+
+def _lookalikes(decision: Decision) -> pd.DataFrame:
+    t = decision.lookalikes
+    if t is None or t.empty:
+        return pd.DataFrame()
+    def share(r, sfx):
+        return _interval(float(r[f"share_{sfx}"]), float(r[f"ci_low_{sfx}"]),
+                         float(r[f"ci_high_{sfx}"]))
+    return pd.DataFrame([{
+        "candidate": r["candidate"], "boxes of": r["true_class"], "detected as": r["pred_class"],
+        "off-the-shelf share": share(r, "ots"), "fine-tuned share": share(r, "ft"),
+        "status": r["status"], "found by": r["source"]} for _, r in t.iterrows()])
+
+
+def _stress(decision: Decision) -> tuple[pd.DataFrame, str]:
+    rows = [{"candidate": c.name, "condition": text, "role": role}
+            for c in decision.candidates
+            for role, items in (("blocks shipping off-the-shelf", c.stress_blocking),
+                                ("risk", c.stress_risks)) for text in items]
+    expected = decision.bar.expected_severity
+    note = ("Expected production severity per family: " + ", ".join(
+        f"{f} {s}" for f, s in expected.items()) + "." if expected else
+        "No expected production severity is set (stress.expected_severity): every condition "
+        "below the bar is a risk only.")
+    return pd.DataFrame(rows), note
+
+
+def _label_plan(decision: Decision) -> list[str]:
+    return [f"{c.name}: {g}" for c in decision.candidates for g in c.label_plan]
 
 
 def _fixed_lists(decision: Decision) -> list[_Block]:
@@ -209,7 +264,14 @@ def _not_enough(slices: pd.DataFrame) -> pd.DataFrame:
     rows["estimate"] = [_interval(v, lo, hi) for v, lo, hi in
                         rows[["value", "ci_low", "ci_high"]].itertuples(index=False)]
     rows["why"] = np.where(rows["thin"].astype(bool), "thin slice", "interval straddles the bar")
-    cols = ["candidate", "stage", "slice", "estimate", "bar", "n_images", "n_boxes", "why"]
+    rows["frames needed"] = [
+        "" if not np.isfinite(f) and not np.isinf(f) else
+        "never at this rate (on the bar)" if np.isinf(f) else
+        f"{f:.0f} frames" + (f" / {b:.0f} boxes" if np.isfinite(b) else "")
+        for f, b in rows[["frames_needed", "boxes_needed"]].astype(float).itertuples(
+            index=False)]
+    cols = ["candidate", "stage", "slice", "estimate", "bar", "n_images", "n_boxes", "why",
+            "frames needed"]
     return rows[cols].map(_fmt).reset_index(drop=True)
 
 
@@ -234,16 +296,35 @@ def _document(decision: Decision, evidence: dict[str, pd.DataFrame],
         blocks += [_h(c.name, 3), _Block("table", table=_before_after(s, c.name))]
     blocks += _plot_blocks(plots, "before_after")
     blocks += [_h("Failing slices: route and remedy"),
-               _table_or_none(failing, "No failing slice."),
-               _p(f"{int((failing['route'] == ROUTE_DATA).sum())} routed to data collection, "
-                  f"{int((failing['route'] == ROUTE_MODEL).sum())} to a model change.")]
+               _p("Each failing row's route comes from evidence only: data-solvable when "
+                  "fine-tuning fixed it, its learning curve reaches the bar within the labelling "
+                  "budget, fine-tuning removed its look-alike confusion or its gain covers the "
+                  "gap left; architecture-bound when most of its objects are below the pixel "
+                  "threshold at model input, its curve levels off below the bar, a look-alike "
+                  "confusion persists after fine-tuning, or every lighter candidate fails it "
+                  "while a heavier one passes; otherwise unresolved, with the measurement that "
+                  "would settle it."),
+               _table_or_none(failing, "No failing slice."), _p(_route_sentence(failing))]
+    blocks += [_h("Look-alike classes (confusion matrix at the operating point)"),
+               _table_or_none(_lookalikes(decision),
+                              f"No class pair reaches the look-alike share "
+                              f"({decision.bar.lookalike_share:.0%} of one class's boxes "
+                              "detected as another).")]
     blocks += [_h("Fixed vs not fixed by fine-tuning"), *_fixed_lists(decision)]
     blocks += [_h("Learning curves"),
                _table_or_none(_curves(decision), "No learning curve was fitted."),
                *_plot_blocks(plots, "learning_curve")]
+    stress, note = _stress(decision)
+    blocks += [_h("Stress"), _p(note),
+               _table_or_none(stress, "No stress condition takes recall below the bar (or no "
+                                      "stress results were given).")]
     blocks += [_h("Latency and cost"), _Block("table", table=_latency_cost(decision))]
+    plan = _label_plan(decision)
     blocks += [_h("Not enough evidence"),
-               _table_or_none(_not_enough(s), "Every row has enough evidence.")]
+               _table_or_none(_not_enough(s), "Every row has enough evidence."),
+               _h("Label plan (evaluation data)", 3),
+               _Block("bullets", items=tuple(plan)) if plan else
+               _p("Every operational class and critical slice has enough evidence.")]
     others = [n for n in plots if not n.startswith(("before_after", "learning_curve"))]
     if others:
         blocks += [_h("Other charts"), *(_Block("image", text=n, image=plots[n]) for n in others)]
