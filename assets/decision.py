@@ -19,6 +19,8 @@ from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 #: per-candidate inputs of the decision (asset name -> required)
 INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reeval",
           "reeval_latency", "tiling_eval", "finetuned_model", "learning_curve")
+#: learning-curve charts per candidate in the report (the table lists every curve)
+MAX_CURVE_CHARTS = 6
 #: verdicts that put a model into production (the only ones that move ``champion``)
 SHIPPING_VERDICTS = ("ship off-the-shelf", "fine-tune")
 
@@ -111,7 +113,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         } for v in result.candidates])
         paths = write_decision_report(result, out_dir, plots=plots,
                                       evidence={"Candidates": summary})
-        champion = _register_champion(context, tracker, result, per_cand, cfg, paths)
+        run = _record_decision_run(context, tracker, result, paths)
+        champion = _register_champion(context, tracker, result, per_cand, cfg, run)
         if champion.get("candidate"):
             # the drift reference: the evaluation split the champion was validated on, pinned
             # in this run's folder (no later pass can replace it)
@@ -154,6 +157,10 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
     out = {}
     s = result.slices
     failing = s[(s["status"] == "fail")].drop_duplicates(["candidate", *KEY])
+    # overall and per-class rows first, then the worst slices; a few charts per candidate
+    failing = failing.assign(_order=(failing["slice_column"] != "__all__").astype(int))
+    failing = failing.sort_values(["candidate", "_order", "value"]).groupby("candidate").head(
+        MAX_CURVE_CHARTS)
     by_name = {c.name: c for c in evidence}
     for _, r in failing.iterrows():
         cand = by_name[r["candidate"]]
@@ -169,7 +176,7 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
         pts = pts[(pts["slice_column"] == key[0]) & (pts["slice_value"] == key[1])
                   & (pts["metric"] == key[2])]
         label = slice_label(*key)
-        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"learning_curve_{candidate_key(cand.name)}_"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"learning_curve_{candidate_key(cand.name)}_"
                                                    f"{label}").strip("_")
         out[name] = learning_curve_chart(
             pts, fit, float(r["bar"]), folder / f"{name}.png",
@@ -177,25 +184,23 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
     return out
 
 
-def _record_champion(path, champion: dict) -> None:
-    """Write the champion record. A verdict that ships nothing keeps the record of the model in
-    production (monitoring goes on watching it); with none yet, it records why none was chosen."""
-    if not champion.get("candidate") and path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous.get("candidate"):
-            return
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(jsonable(champion), indent=1), encoding="utf-8")
-    tmp.replace(path)
+def _record_decision_run(context, tracker: MlflowTracker, result, paths: dict) -> dict:
+    """The decision's MLflow run (verdict, candidate, report files), whatever the verdict."""
+    o = result.overall
+    return record_run(context, tracker, name="decision", stage="decision",
+                      candidate=o.candidate or "",
+                      params={"verdict": o.verdict, "candidate": o.candidate or "",
+                              "stage": o.stage or "", "ships": result.ships},
+                      metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
 
 
 def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,
-                       paths: dict) -> dict:
-    """Register the chosen model (alias ``champion``) with the decision JSON attached -- only
-    when the verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
+                       run: dict) -> dict:
+    """Register the chosen model (alias ``champion``) on the decision's run -- only when the
+    verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
     production) and the record says what to do next."""
     o = result.overall
-    if not o.candidate or o.verdict not in SHIPPING_VERDICTS:
+    if not result.ships or o.verdict not in SHIPPING_VERDICTS:
         return {"candidate": None, "verdict": o.verdict, "considered": o.candidate,
                 "reason": f"{o.verdict}: nothing ships, the champion alias does not move",
                 "next": list(o.reasons)}
@@ -203,10 +208,6 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
     fine = o.stage == "fine-tuned" and inputs.get("finetuned_model")
     weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]
     metrics_path = (inputs["reeval"] if fine else inputs["offtheshelf_eval"])["tables"]["metrics"]
-    run = record_run(context, tracker, name="decision", stage="decision",
-                     candidate=o.candidate,
-                     params={"verdict": o.verdict, "candidate": o.candidate, "stage": o.stage},
-                     metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
     name = cfg.decision.registered_model_name
     version = tracker.register_model(
         run["mlflow_run_id"], weights, name, alias="champion",

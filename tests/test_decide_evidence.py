@@ -144,8 +144,9 @@ def test_lookalike_finder_statuses_and_stated_pairs():
     assert find_lookalikes(both).iloc[0]["status"] == OPEN
     # a pair stated by hand is listed although its share is low
     stated = find_lookalikes(both, ft, pairs=[("pallet", "box")])
-    assert ("box", "pallet", "settings") in set(
-        stated[["true_class", "pred_class", "source"]].itertuples(index=False, name=None))
+    assert ("box", "pallet", "settings", "not confused") in set(
+        stated[["true_class", "pred_class", "source", "status"]].itertuples(index=False,
+                                                                           name=None))
     assert find_lookalikes(None).empty
     with pytest.raises(ValueError, match="threshold"):
         find_lookalikes(both, threshold=1.5)

@@ -1,11 +1,8 @@
-"""Only a shipping verdict moves the champion: the registry is not touched otherwise, and the
-champion record of the model in production is kept."""
+"""Only a shipping verdict moves the champion: the registry is not touched otherwise."""
 
 from __future__ import annotations
 
-import json
-
-from assets.decision import _record_champion, _register_champion
+from assets.decision import _register_champion
 from preflight.decide import Bar, decide
 from tests.test_decide import DIM, cand, table
 
@@ -17,20 +14,12 @@ class _NoTracker:
         raise AssertionError(f"the tracker was called ({name}) although nothing ships")
 
 
-def test_a_verdict_that_ships_nothing_moves_no_alias(tmp_path):
+def test_a_verdict_that_ships_nothing_moves_no_alias():
     result = decide([cand(ots=table({DIM: (0.30, 0.25, 0.35)}))], Bar())
     assert not result.ships and result.overall.candidate == "nano"
-    record = _register_champion(None, _NoTracker(), result, {}, None, {})
+    record = _register_champion(None, _NoTracker(), result, {}, None, {"mlflow_run_id": "r"})
     assert record["candidate"] is None and record["considered"] == "nano"
     assert "champion alias does not move" in record["reason"] and record["next"]
-    path = tmp_path / "champion.json"
-    _record_champion(path, record)                       # none yet: says why none was chosen
-    assert json.loads(path.read_text())["candidate"] is None
-    path.write_text(json.dumps({"candidate": "small", "version": "3"}))
-    _record_champion(path, record)                       # a champion in production: kept
-    assert json.loads(path.read_text()) == {"candidate": "small", "version": "3"}
-    _record_champion(path, {"candidate": "nano", "version": "4"})
-    assert json.loads(path.read_text())["candidate"] == "nano"
 
 
 def test_ship_and_fine_tune_are_the_shipping_verdicts():

@@ -152,10 +152,16 @@ def test_decision_report_and_champion(env, kept):
     html = (home / "reports" / "decision.html").read_text()
     assert "data:image/png;base64," in html
     champion = json.loads((home / "reports" / "champion.json").read_text())
-    if champion.get("candidate"):
-        client, _ = _mlflow(env["home"])
+    client, _ = _mlflow(env["home"])
+    if decision["overall"]["verdict"] in ("ship off-the-shelf", "fine-tune"):
         version = client.get_model_version_by_alias("preflight-detector", "champion")
         assert version.tags["candidate"] == champion["candidate"]
+    else:  # nothing ships: no alias moves, the record says why and what to do next
+        assert champion["candidate"] is None and champion["next"]
+        with pytest.raises(Exception):  # noqa: B017 - MLflow raises its own error types
+            client.get_model_version_by_alias("preflight-detector", "champion")
+        assert "the `champion` alias does not move" in (home / "reports" / "decision.md"
+                                                        ).read_text()
 
 
 # --------------------------------------------------------------------------- after launch

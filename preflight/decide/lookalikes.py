@@ -9,7 +9,8 @@ listed). Its status decides the route of A's failing rows:
   or a higher input size);
 * ``removed by fine-tuning``: after fine-tuning the interval lies below the threshold:
   data-solvable;
-* ``open``: no fine-tuned model, or an interval that straddles the threshold: measure again.
+* ``open``: no fine-tuned model, or an interval that straddles the threshold: measure again;
+* ``not confused``: a pair stated in the settings whose share stays below the threshold.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pandas as pd
 
 from preflight.decide.bar import OVERALL
 
-PERSISTS, REMOVED, OPEN = "persists", "removed by fine-tuning", "open"
+PERSISTS, REMOVED, OPEN, NOT_CONFUSED = ("persists", "removed by fine-tuning", "open",
+                                         "not confused")
 LOOKALIKE_COLUMNS = ["true_class", "pred_class", "source", "count_ots", "share_ots",
                      "ci_low_ots", "ci_high_ots", "count_ft", "share_ft", "ci_low_ft",
                      "ci_high_ft", "status"]
@@ -65,7 +67,8 @@ def find_lookalikes(confusion_ots: pd.DataFrame | None, confusion_ft: pd.DataFra
             "true_class": key[0], "pred_class": key[1],
             "source": "confusion matrix" if key in found else "settings",
             **_side(o, "ots"), **_side(f, "ft"),
-            "status": _status(f, threshold, confusion_ft is not None)})
+            "status": (_status(f, threshold, confusion_ft is not None) if key in found
+                       else NOT_CONFUSED)})
     out = pd.DataFrame(rows, columns=LOOKALIKE_COLUMNS)
     if len(out):
         strongest = out[["share_ft", "share_ots"]].max(axis=1)

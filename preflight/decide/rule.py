@@ -333,7 +333,10 @@ def _evidence_gaps(wide: pd.DataFrame, bar: Bar, sfx: str) -> list[str]:
     that would decide it at the observed rate."""
     from preflight.metrics.intervals import frames_to_decide
 
-    rows = wide[_required(wide, bar) & (wide[f"status{sfx}"] == NOT_ENOUGH)]
+    # a per-class precision without any detection of the class is undefined, not missing
+    # evidence: its recall row (0, or no boxes) already says what is missing
+    undefined = wide["metric"].str.startswith("precision.") & wide[f"value{sfx}"].isna()
+    rows = wide[_required(wide, bar) & (wide[f"status{sfx}"] == NOT_ENOUGH) & ~undefined]
     out = []
     for _, r in rows.iterrows():
         label = slice_label(r["slice_column"], r["slice_value"], r["metric"])
@@ -347,6 +350,9 @@ def _evidence_gaps(wide: pd.DataFrame, bar: Bar, sfx: str) -> list[str]:
 def _plan_text(frames: float, boxes: float, n_img: float, n_box: float) -> str:
     have = (f"{int(n_img)} frames" if np.isfinite(n_img) else "no frames") + \
         (f" / {int(n_box)} boxes" if np.isfinite(n_box) else "")
+    if np.isfinite(n_box) and n_box == 0:
+        return (f"no boxes of it among the {have.split(' /')[0]} evaluated: label frames that "
+                "contain it (at least evaluation.min_images frames / min_boxes boxes)")
     if not np.isfinite(frames):
         why = "its value sits on the bar" if np.isinf(frames) else "no measurement"
         return f"{have} now; {why}: label frames until the interval clears the bar"
