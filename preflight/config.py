@@ -109,8 +109,10 @@ class EvaluationSettings:
     operating_threshold: float = 0.25
     slice_columns: list[str] = field(default_factory=lambda: [
         "camera", "shift", "lighting", "blur", "lens", "week"])
+    #: ``input_px_bin``: object side at model input (<8, 8-16, 16-32, 32-96, >=96 px), the
+    #: measured size distribution the decision holds against ``decision.small_object_px``
     box_slice_columns: list[str] = field(default_factory=lambda: [
-        "size_bin", "truncated", "occluded_bin"])
+        "size_bin", "truncated", "occluded_bin", "input_px_bin"])
     bootstrap: int = 200
     min_images: int = 30
     min_boxes: int = 50
