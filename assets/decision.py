@@ -95,6 +95,11 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n],
                                     zoo.candidate(n).family, bar) for n in candidates]
         result = decide(evidence, bar)
+        override = cfg.decision.ship_anyway
+        if override and override not in candidates:
+            raise dg.Failure(f"decision.ship_anyway names {override!r}, which is not a "
+                             f"candidate ({', '.join(candidates)})")
+        result = result.with_override(override)
 
         out_dir = store.run_path("reports", "decision.md").parent
         plots = {}
@@ -190,7 +195,8 @@ def _record_decision_run(context, tracker: MlflowTracker, result, paths: dict) -
     return record_run(context, tracker, name="decision", stage="decision",
                       candidate=o.candidate or "",
                       params={"verdict": o.verdict, "candidate": o.candidate or "",
-                              "stage": o.stage or "", "ships": result.ships},
+                              "stage": o.stage or "", "ships": result.ships,
+                              "override": getattr(result, "override", None) or ""},
                       metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
 
 
@@ -200,20 +206,25 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
     verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
     production) and the record says what to do next."""
     o = result.overall
-    if not result.ships or o.verdict not in SHIPPING_VERDICTS:
+    chosen, stage, verdict = o.candidate, o.stage, o.verdict
+    if getattr(result, "override", None):
+        chosen = result.override
+        stage = result.candidate(chosen).stage
+        verdict = f"operator override ({o.verdict})"
+    elif not result.ships or o.verdict not in SHIPPING_VERDICTS:
         return {"candidate": None, "verdict": o.verdict, "considered": o.candidate,
                 "reason": f"{o.verdict}: nothing ships, the champion alias does not move",
                 "next": list(o.reasons)}
-    inputs = per_cand[o.candidate]
-    fine = o.stage == "fine-tuned" and inputs.get("finetuned_model")
+    inputs = per_cand[chosen]
+    fine = stage == "fine-tuned" and inputs.get("finetuned_model")
     weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]
     metrics_path = (inputs["reeval"] if fine else inputs["offtheshelf_eval"])["tables"]["metrics"]
     name = cfg.decision.registered_model_name
     version = tracker.register_model(
         run["mlflow_run_id"], weights, name, alias="champion",
-        description=f"{o.verdict}: {o.candidate} ({o.stage}). " + " ".join(o.reasons)[:4000],
-        tags={"candidate": o.candidate, "stage": str(o.stage), "verdict": o.verdict})
-    return {"candidate": o.candidate, "stage": o.stage, "verdict": o.verdict,
+        description=f"{verdict}: {chosen} ({stage}). " + " ".join(o.reasons)[:4000],
+        tags={"candidate": chosen, "stage": str(stage), "verdict": verdict})
+    return {"candidate": chosen, "stage": stage, "verdict": verdict,
             "weights": weights, "metrics": metrics_path, "registered_model": name,
             "version": version, "mlflow_run_id": run["mlflow_run_id"],
             "input_size": inputs["offtheshelf_eval"]["input_size"]}

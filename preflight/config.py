@@ -268,6 +268,9 @@ class DecisionSettings:
     #: a learning curve is saturated when doubling the data gains less than this
     saturation_tolerance: float = 0.01
     registered_model_name: str = "preflight-detector"
+    #: an operator's override: this candidate goes into production (``champion``) although the
+    #: verdict ships nothing; recorded as an override in the registry and the report
+    ship_anyway: str | None = None
 
 
 @dataclass(frozen=True)

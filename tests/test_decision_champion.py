@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from assets.decision import _register_champion
 from preflight.decide import Bar, decide
 from tests.test_decide import DIM, cand, table
@@ -26,3 +28,38 @@ def test_ship_and_fine_tune_are_the_shipping_verdicts():
     assert decide([cand()], Bar()).ships
     fixed = decide([cand(ots=table({DIM: (0.30, 0.25, 0.35)}), ft=table())], Bar())
     assert fixed.overall.verdict == "fine-tune" and fixed.ships
+
+
+class _Registry:
+    """Records what is registered."""
+
+    def __init__(self):
+        self.calls = []
+
+    def register_model(self, run_id, weights, name, **kw):
+        self.calls.append((run_id, weights, name, kw))
+        return "7"
+
+
+def test_an_operator_override_is_registered_as_such():
+    from types import SimpleNamespace
+
+    result = decide([cand(ots=table({DIM: (0.30, 0.25, 0.35)}))], Bar()).with_override("nano")
+    assert result.override == "nano" and not result.ships
+    assert result.overall.reasons[0].startswith("operator override (decision.ship_anyway): nano")
+    assert result.to_dict()["override"] == "nano"
+    per_cand = {"nano": {"offtheshelf_eval": {"weights": "w.pt", "input_size": 320,
+                                              "tables": {"metrics": "m.parquet"}}}}
+    cfg = SimpleNamespace(decision=SimpleNamespace(registered_model_name="det"))
+    registry = _Registry()
+    record = _register_champion(None, registry, result, per_cand, cfg, {"mlflow_run_id": "r"})
+    assert record["candidate"] == "nano" and record["verdict"] == "operator override (measure " \
+        "first)"
+    (run_id, weights, name, kw), = registry.calls
+    assert (run_id, weights, name, kw["alias"]) == ("r", "w.pt", "det", "champion")
+    assert kw["tags"]["verdict"] == "operator override (measure first)"
+    # a shipping verdict needs no override; an unknown candidate is an error
+    shipping = decide([cand()], Bar())
+    assert shipping.with_override("nano") is shipping
+    with pytest.raises(KeyError, match="no candidate"):
+        result.with_override("nope")

@@ -196,6 +196,20 @@ class Decision:
     bar: Bar
     #: every candidate's look-alike pairs (``candidate`` + ``LOOKALIKE_COLUMNS``)
     lookalikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: a candidate an operator puts into production although the verdict ships none
+    #: (``decision.ship_anyway``); see :meth:`with_override`
+    override: str | None = None
+
+    def with_override(self, candidate: str | None) -> Decision:
+        """This decision with an operator's override recorded (no-op when it ships or when
+        ``candidate`` is None); the verdict stays what the evidence says."""
+        if not candidate or self.ships:
+            return self
+        self.candidate(candidate)  # KeyError naming the candidates
+        why = (f"operator override (decision.ship_anyway): {candidate} goes into production "
+               f"although the verdict is '{self.overall.verdict}'")
+        return replace(self, override=candidate,
+                       overall=replace(self.overall, reasons=(why, *self.overall.reasons)))
 
     @property
     def ships(self) -> bool:
@@ -233,6 +247,7 @@ class Decision:
             "slices": self.slices.astype(object).to_dict(orient="records"),
             "curves": self.curves.astype(object).to_dict(orient="records"),
             "lookalikes": self.lookalikes.astype(object).to_dict(orient="records"),
+            "override": self.override,
         })
 
 

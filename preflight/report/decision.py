@@ -121,6 +121,9 @@ def _headline(decision: Decision) -> str:
     if decision.ships:
         return (f"**Verdict: {o.verdict}.** Chosen model: **{o.candidate}** ({o.stage}); it "
                 "becomes the `champion`.")
+    if decision.override:
+        return (f"**Verdict: {o.verdict}.** No model ships on the evidence; by operator "
+                f"override **{decision.override}** becomes the `champion` anyway.")
     considered = f" (closest: **{o.candidate}**, {o.stage})" if o.candidate else ""
     return (f"**Verdict: {o.verdict}.** No model ships{considered}; the `champion` alias does "
             "not move. What to do next is listed below.")
