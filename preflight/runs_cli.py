@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs kept in {home}", file=sys.stderr)
         return 1
-    print(f"{'run':36s}  {'started (UTC)':25s}  {'job':18s}  verdict")
+    print(f"{'run':36s}  {'started (UTC)':19s}  {'job':18s}  verdict")
     for r in runs:
-        print(f"{r.run_id:36s}  {r.started:25s}  {r.job:18s}  {r.verdict}")
+        print(f"{r.run_id:36s}  {r.started[:19]:19s}  {r.job:18s}  {r.verdict}")
     return 0

@@ -37,7 +37,7 @@ class PreflightStore(dg.ConfigurableResource):
         if not record.is_file():
             write_text(record, json.dumps({
                 "run_id": run.run_id, "job": run.job_name,
-                "started": datetime.now(UTC).isoformat(timespec="seconds")}))
+                "started": datetime.now(UTC).isoformat(timespec="microseconds")}))
 
     @property
     def root(self) -> Path:
