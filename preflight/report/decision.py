@@ -267,12 +267,15 @@ def _not_enough(slices: pd.DataFrame) -> pd.DataFrame:
     rows["estimate"] = [_interval(v, lo, hi) for v, lo, hi in
                         rows[["value", "ci_low", "ci_high"]].itertuples(index=False)]
     rows["why"] = np.where(rows["thin"].astype(bool), "thin slice", "interval straddles the bar")
+    have = pd.to_numeric(rows["n_images"], errors="coerce").astype(float)
     rows["frames needed"] = [
         "" if not np.isfinite(f) and not np.isinf(f) else
         "never at this rate (on the bar)" if np.isinf(f) else
-        f"{f:.0f} frames" + (f" / {b:.0f} boxes" if np.isfinite(b) else "")
-        for f, b in rows[["frames_needed", "boxes_needed"]].astype(float).itertuples(
-            index=False)]
+        "thin: up to the evaluation minimum" if np.isfinite(n) and f <= n else
+        f"{f:.0f} frames" + (f" / {b:.0f} boxes" if np.isfinite(b) else "") + " in all" +
+        (f" ({f - n:.0f} more frames)" if np.isfinite(n) else "")
+        for f, b, n in zip(rows["frames_needed"].astype(float),
+                           rows["boxes_needed"].astype(float), have, strict=True)]
     cols = ["candidate", "stage", "slice", "estimate", "bar", "n_images", "n_boxes", "why",
             "frames needed"]
     return rows[cols].map(_fmt).reset_index(drop=True)
