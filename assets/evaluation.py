@@ -29,7 +29,8 @@ def model_zoo(context: dg.AssetExecutionContext, settings: SettingsResource,
     if any(c.is_zoo for c in candidates):
         manifest = build_zoo(zoo.directory(), candidates, n_images=cfg.n_images,
                              image_size=cfg.image_size, epochs=cfg.epochs, seed=cfg.seed,
-                             batch=cfg.batch, device=zoo.device, progress=False)
+                             batch=cfg.batch, device=zoo.device, progress=False,
+                             report=context.log.info)
     else:
         manifest = Manifest.load(zoo.directory())
     rows = pd.DataFrame([{"candidate": c.name, "weights": c.weights, "input_size": c.input_size,
@@ -38,10 +39,13 @@ def model_zoo(context: dg.AssetExecutionContext, settings: SettingsResource,
                           "heldout_mAP50": manifest.models.get(c.zoo_name or "", {})
                           .get("heldout_val", {}).get("map50")} for c in candidates])
     built = (manifest.last_build or {}).get("built", [])
+    reasons = (manifest.last_build or {}).get("reasons", {}) if built else {}
     context.log.info(f"zoo ready in {time.perf_counter() - t0:.0f}s; built {built or 'nothing'}")
     return dg.Output({"zoo_dir": str(zoo.directory()), "candidates": [c.name for c in candidates]},
                      metadata={"candidates": dg.MetadataValue.md(md_table(rows)),
                                "built_now": ", ".join(built) or "none (cached)",
+                               "rebuilt_because": "; ".join(f"{k}: {v}" for k, v in
+                                                            reasons.items()) or "n/a",
                                "zoo_dir": dg.MetadataValue.path(str(zoo.directory()))})
 
 
@@ -82,7 +86,7 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
         ev = evaluate_candidate(detector.predict, eval_images, gt, spec,
                                 CostModel(**vars(cfg.cost)), class_names, plot_dir=str(plot_dir),
                                 batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
-                                recall_bar=cfg.bar.min_slice_recall)
+                                recall_bar=cfg.bar.min_slice_recall, report=context.log.info)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
     cost = ev.result.cost
     daily = cost[(cost["slice_column"] == "__all__") & (cost["metric"] == "cost.daily")]
@@ -220,7 +224,8 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
     table, summary = stress_candidate(
         predict, subset, gt[gt["image_id"].isin(subset["image_id"])], suite,
         operating_threshold=cfg.evaluation.operating_threshold,
-        class_names=cfg.taxonomy_obj.as_dict(), seed=s.seed, evaluate_fn=evaluate_fn)
+        class_names=cfg.taxonomy_obj.as_dict(), seed=s.seed, evaluate_fn=evaluate_fn,
+        report=context.log.info, desc=f"{name} ({stage}) stress")
     key = candidate_key(name)
     paths = write_tables(store, f"{key}/{stage}", {"stress": table, "stress_summary": summary})
     recall = table[(table["metric"] == "recall") & (table["family"] != "clean")].copy()
@@ -270,7 +275,8 @@ def run_latency(context, *, stage: str, name: str, detector, settings: SettingsR
     frame = read_rgb(eval_images["path"].iloc[0])
     context.log.info(f"{name} ({stage}): measuring latency on {config.iterations} frames")
     report = _with_threads(lat.threads, lambda: measure_latency(
-        detector.predict, frame, config, spec=ModelSpec(factory, kwargs)))
+        detector.predict, frame, config, spec=ModelSpec(factory, kwargs),
+        report=context.log.info, desc=f"{name} ({stage}) latency"))
     values = report.to_dict()
     key = candidate_key(name)
     paths = write_tables(store, f"{key}/{stage}", {"latency": report.to_frame()})

@@ -25,7 +25,8 @@ def finetune_pool(validated_labels: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, settings,
              store: PreflightStore, run_name: str, policy):
     """Fine-tune ``detector`` on ``images`` with ``policy``; resumable in its run folder."""
-    from preflight.finetune import write_yolo_view
+    from preflight.finetune import FINETUNE_VAL_FRACTION, write_yolo_view
+    from preflight.progress import Progress
 
     cfg = settings.load()
     ft = cfg.finetune
@@ -35,18 +36,19 @@ def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, se
     if cfg.task == "classify":  # the pool rows are the training set; freeze from the candidate
         if "split" in images.columns and (images["split"] == "eval").any():
             raise dg.Failure("refusing to train on evaluation-set images")
+        bar = Progress(ft.epochs, f"training {detector.name}", unit="epochs",
+                       report=context.log.info, every_s=0.0)
         return detector.train(images, out_dir, epochs=ft.epochs, batch=ft.batch,
-                              lr=ft.lr0 or 1e-3, augment=policy.albumentations(), seed=ft.seed)
+                              lr=ft.lr0 or 1e-3, augment=policy.albumentations(), seed=ft.seed,
+                              on_epoch_end=lambda epoch, row: bar.update(1))
+    # a held-out part of the pool (whole near-duplicate groups) is the validation set
     view = write_yolo_view(images, boxes, cfg.taxonomy_obj,
-                           store.run_path("datasets", run_name, "x").parent, seed=ft.seed)
-
-    def on_epoch(trainer) -> None:
-        context.log.info(f"{run_name}: epoch {trainer.epoch + 1}/{trainer.epochs} done")
-
+                           store.run_path("datasets", run_name, "x").parent, seed=ft.seed,
+                           val_fraction=FINETUNE_VAL_FRACTION)
     return detector.train(view, out_dir, epochs=ft.epochs, batch=ft.batch, freeze=ft.freeze,
                           seed=ft.seed, lr0=ft.lr0, augment=policy.hyp,
                           albumentations=policy.albumentations(), progress=False,
-                          callbacks={"on_train_epoch_end": on_epoch})
+                          report=context.log.info)
 
 
 def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.AssetsDefinition]:

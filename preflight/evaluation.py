@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from preflight.metrics import helper as helpers
 from preflight.metrics.confusion import confusion_matrix
@@ -29,6 +28,7 @@ from preflight.metrics.helper import BootstrapHelper, RemoteBootstraps, bootstra
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
 from preflight.models.base import PRED_COLUMNS as _PRED
+from preflight.progress import Progress, Report
 
 PRED_COLUMNS = list(_PRED)
 
@@ -68,8 +68,8 @@ def iter_frame_batches(images: pd.DataFrame, batch_size: int) -> Iterator[tuple[
 
 
 def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: int = 16,
-                   progress: bool = False, desc: str = "predict", overlap: bool = True
-                   ) -> pd.DataFrame:
+                   progress: bool = False, desc: str = "predict", overlap: bool = True,
+                   report: Report | None = None) -> pd.DataFrame:
     """Run ``predict_fn`` over every image: ``image_id`` + ``PRED_COLUMNS``, original pixels.
 
     With ``overlap`` (the default) the host work runs beside the model: when ``predict_fn`` is a
@@ -77,6 +77,7 @@ def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: i
     + pre-processing of the next batches and post-processing of the previous one run on two
     worker threads while this thread runs the forward; otherwise the next batch is read from
     disk while ``predict_fn`` runs. At most ``2`` batches wait on each side, so memory stays flat.
+    ``progress``: a terminal bar; ``report``: progress lines with the time left (a run log).
     """
     from preflight.prediction import run_overlapped, stages_of
 
@@ -97,7 +98,7 @@ def predict_images(predict_fn: PredictFn, images: pd.DataFrame, *, batch_size: i
                               else pred[PRED_COLUMNS].to_numpy(np.float64))
                 owners.append(np.full(len(pred), image_id, dtype=object))
 
-    with tqdm(total=len(chunks), desc=desc, disable=not progress, unit="batch") as bar:
+    with Progress(len(chunks), desc, unit="batches", report=report, bar=progress) as bar:
         if overlap:
             run_overlapped(stages_of(predict_fn), predict_fn, chunks, read_rgb, collect,
                            bar.update)
@@ -309,8 +310,8 @@ def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataF
                        spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
                        plot_dir: str | None = None, batch_size: int = 16, title: str = "",
                        recall_bar: float | None = None, progress: bool = False,
-                       overlap: bool = True, metrics_helper: bool | None = None
-                       ) -> CandidateEvaluation:
+                       overlap: bool = True, metrics_helper: bool | None = None,
+                       report: Report | None = None) -> CandidateEvaluation:
     """Predict every image, compute the failure distribution and (optionally) draw its plots:
     the per-slice recall and AP50 charts with intervals, the confusion matrix, the error-type
     breakdown and a grid of the worst frames with boxes drawn. ``overlap``: see
@@ -329,7 +330,8 @@ def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataF
     helper = helpers.acquire() if use_helper else None   # starts beside the prediction loop
     try:
         predictions = predict_images(predict_fn, images, batch_size=batch_size,
-                                     progress=progress, desc=title or "predict", overlap=overlap)
+                                     progress=progress, desc=title or "predict", overlap=overlap,
+                                     report=report)
         predict_seconds = time.perf_counter() - t0
         ready = helper is not None and helper.ready(
             timeout=HELPER_WAIT_S if metrics_helper else 0.0)
@@ -393,10 +395,12 @@ def draw_evaluation_plots(result: FailureDistribution, predictions: pd.DataFrame
 
 def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame, suite,
                      *, operating_threshold: float, class_names: dict[int, str], seed: int = 0,
-                     batch_size: int = 8, evaluate_fn=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     batch_size: int = 8, evaluate_fn=None, report: Report | None = None,
+                     desc: str = "stress") -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stress table (AP, AP50, recall per family/corruption/severity with rPC) and its
     per-family summary (mPC, rPC, worst condition). ``evaluate_fn(gt, dt, images) -> {metric:
-    value}`` replaces the detection metrics (e.g. top-1 accuracy for a classifier)."""
+    value}`` replaces the detection metrics (e.g. top-1 accuracy for a classifier).
+    ``report``: progress lines with the time left (a run log)."""
     from preflight.metrics.detection import summary_metrics
     from preflight.stress import stress_evaluate, summarize_rpc
 
@@ -406,7 +410,8 @@ def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFra
 
     metrics = None if evaluate_fn else ["AP", "AP50", "recall", "precision"]
     table = stress_evaluate(predict_fn, stress_inputs(images, gt), evaluate_fn or detection_metrics,
-                            suite, seed=seed, batch_size=batch_size, metrics=metrics)
+                            suite, seed=seed, batch_size=batch_size, metrics=metrics,
+                            n_images=len(images), report=report, desc=desc)
     return table, summarize_rpc(table)
 
 

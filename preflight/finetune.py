@@ -28,11 +28,45 @@ class FinetuneDataError(ValueError):
     """The fine-tuning pool cannot be turned into a training set."""
 
 
+#: share of the fine-tuning pool held out (whole near-duplicate groups) to validate the training
+FINETUNE_VAL_FRACTION = 0.15
+
+
+def holdout_ids(images: pd.DataFrame, val_fraction: float, seed: int = 0) -> set:
+    """Image ids held out of training for validation: about ``val_fraction`` of the pool, at
+    least one image, never all of them; whole ``group_id`` groups (near-duplicate frames) when
+    the table has them, so no frame's twin is trained on while it validates."""
+    ids = images["image_id"].tolist()
+    if val_fraction <= 0:
+        return set()
+    if len(ids) < 2:
+        raise FinetuneDataError(f"the fine-tuning pool has {len(ids)} image(s): at least 2 are "
+                                "needed (one is held out to validate the training)")
+    groups = (images["group_id"].astype(str).tolist() if "group_id" in images.columns
+              else [str(i) for i in ids])
+    members: dict[str, list] = {}
+    for image_id, group in zip(ids, groups, strict=True):
+        members.setdefault(group, []).append(image_id)
+    if len(members) < 2:                     # one group only: hold out single frames instead
+        members = {str(i): [i] for i in ids}
+    order = np.random.default_rng(seed).permutation(sorted(members))
+    want = max(1, int(round(val_fraction * len(ids))))
+    held: set = set()
+    for group in order[:-1]:                 # the last group always stays in training
+        if len(held) >= want:
+            break
+        held.update(members[group])
+    return held
+
+
 def write_yolo_view(images: pd.DataFrame, boxes: pd.DataFrame, taxonomy: Taxonomy,
-                    out_dir: str | Path, *, val_fraction: float = 0.0, seed: int = 0) -> Path:
+                    out_dir: str | Path, *, val_fraction: float = FINETUNE_VAL_FRACTION,
+                    seed: int = 0) -> Path:
     """A YOLO dataset (hard links to the frames, label files from ``boxes``) for ``images``;
     returns its ``data.yaml``. Class ids are the taxonomy's, so every operational class (also
-    one the off-the-shelf model never saw) is learnable."""
+    one the off-the-shelf model never saw) is learnable. ``val_fraction`` of the pool (see
+    :func:`holdout_ids`) goes to ``images/val``, the validation set, and is not trained on
+    (0: no validation set; training then validates on its own images)."""
     if "split" in images.columns and (images["split"] == "eval").any():
         raise FinetuneDataError("refusing to train on evaluation-set images (split == 'eval')")
     if images.empty:
@@ -41,9 +75,7 @@ def write_yolo_view(images: pd.DataFrame, boxes: pd.DataFrame, taxonomy: Taxonom
     shutil.rmtree(out, ignore_errors=True)
     by_image = {k: g for k, g in boxes.groupby("image_id")}
     ids = images["image_id"].tolist()
-    rng = np.random.default_rng(seed)
-    n_val = int(round(val_fraction * len(ids)))
-    val_ids = set(rng.choice(ids, size=n_val, replace=False).tolist()) if n_val else set()
+    val_ids = holdout_ids(images, val_fraction, seed)
     for image_id, path, width, height in zip(ids, images["path"], images["width"],
                                              images["height"], strict=True):
         part = "val" if image_id in val_ids else "train"

@@ -38,6 +38,7 @@ from preflight.latency.timing import (
     time_batched,
     time_single_stream,
 )
+from preflight.progress import Progress, Report
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,15 @@ class LatencyReport:
 
 def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
                     config: LatencyConfig | None = None, *, spec: ModelSpec | None = None,
-                    sync: SyncFn | None = None, device: str | None = None) -> LatencyReport:
+                    sync: SyncFn | None = None, device: str | None = None,
+                    report: Report | None = None, desc: str = "latency") -> LatencyReport:
     """Measure one candidate on ``frame`` (a raw RGB ``uint8`` frame as the camera gives it).
 
     ``model`` is a :class:`ModelSpec` (built in this process for the warm timings and in a fresh
     subprocess for the cold start) or a ready ``predict_fn`` (pass ``spec=`` too to get a cold
     start). ``sync`` is called around every timed call (default: ``torch.cuda.synchronize`` when
     CUDA is present, else nothing); ``device`` overrides the description of the hardware.
+    ``report``: a progress line with the time left after each measurement phase (a run log).
     """
     cfg = config or LatencyConfig()
     if isinstance(model, ModelSpec):
@@ -137,12 +140,16 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
         raise TypeError("model must be a ModelSpec or a predict_fn callable")
     sync = sync or default_sync()
     frame = np.ascontiguousarray(frame)
+    phases = 4 + (cfg.load_workers > 0) + bool(cfg.cold_start and spec is not None)
+    bar = Progress(phases, desc, unit="phases", report=report, every_s=0.0)
 
     bench = time_batched(predict_fn, frame, batch_size=cfg.batch_size,
                          repeats=cfg.benchmark_repeats, warmup=max(1, min(cfg.warmup, 3)),
                          sync=sync)
+    bar.update(1)
     single = time_single_stream(predict_fn, frame, iterations=cfg.iterations, warmup=cfg.warmup,
                                 sync=sync)
+    bar.update(1)
     p50, p95, p99 = percentiles(single)
     mean_ms = float(single.mean())
 
@@ -150,9 +157,11 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
     target = cfg.target_rate_qps or 0.5 * saturation
     server = simulate_server(predict_fn, frame, target, n_queries=cfg.server_queries,
                              max_seconds=cfg.server_max_seconds, seed=cfg.seed, sync=sync)
+    bar.update(1)
     search = find_max_rate(predict_fn, frame, cfg.latency_bound_ms, service_ms=mean_ms,
                            steps=cfg.search_steps, n_queries=cfg.server_queries,
                            max_seconds=cfg.server_max_seconds, seed=cfg.seed, sync=sync)
+    bar.update(1)
 
     if cfg.load_workers > 0:
         with cotenant_load(cfg.load_workers, cfg.load_kind):
@@ -160,6 +169,7 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
                                         warmup=min(cfg.warmup, 3), sync=sync)
         lp50, lp95, lp99 = percentiles(loaded)
         production = lp99
+        bar.update(1)
     else:
         lp50 = lp95 = lp99 = float("nan")
         production = p99
@@ -167,6 +177,9 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
     nan = float("nan")
     cold = (cold_start(spec, frame, timeout_s=cfg.cold_start_timeout_s)
             if cfg.cold_start and spec is not None else None)
+    if cold is not None:
+        bar.update(1)
+    bar.close()
     return LatencyReport(
         device=device or describe_device(),
         n_iterations=cfg.iterations, warmup=cfg.warmup,

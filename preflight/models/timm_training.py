@@ -260,8 +260,9 @@ def _evaluate(model, images: list[np.ndarray], targets: np.ndarray, input_size: 
 
 def _train_epoch(model, optimizer, scheduler, images: list[np.ndarray], targets: np.ndarray, *,
                  batch: int, size: int, norm: dict[str, Any], device: str, compose,
-                 desc: str | None) -> tuple[float, int]:
-    """One pass over ``images`` in the given order; returns (summed loss, correct count)."""
+                 desc: str | None, scaler=None) -> tuple[float, int]:
+    """One pass over ``images`` in the given order; returns (summed loss, correct count).
+    ``scaler``: a CUDA ``GradScaler``: the forward runs in mixed precision (autocast)."""
     import torch
     import torch.nn.functional as F
 
@@ -278,11 +279,18 @@ def _train_epoch(model, optimizer, scheduler, images: list[np.ndarray], targets:
             ims = [compose(image=im)["image"] for im in ims]
         x = torch.from_numpy(preprocess(ims, size, norm["mean"], norm["std"])).to(device)
         y = torch.from_numpy(targets[start:start + batch]).to(device)
-        logits = model(x).float()
-        loss = F.cross_entropy(logits, y)
+        with torch.autocast(device_type="cuda", dtype=torch.float16,
+                            enabled=scaler is not None):
+            logits = model(x).float()
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         scheduler.step()
         loss_sum += float(loss.detach()) * len(ims)
         correct += int((logits.detach().argmax(1) == y).sum())
@@ -349,6 +357,11 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
         "train_fingerprint": _fingerprint(train_set), "val_fingerprint": _fingerprint(val_set),
         "train_samples": int(len(train_set)), "val_samples": int(len(val_set)),
         "dropped_samples": dropped}
+    # mixed precision where the device allows it (CUDA); recorded only then, so CPU runs keep
+    # their settings (and resume) as before
+    amp = str(dev).startswith("cuda")
+    if amp:
+        train_args["amp"] = True
 
     t0 = time.perf_counter()
     last = out_dir / "last.pt"
@@ -375,6 +388,7 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
     params = _apply_freeze(model, trainable)
     model.to(dev)
     optimizer = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay))
+    scaler = torch.amp.GradScaler("cuda") if amp else None
     steps_per_epoch = math.ceil(len(train_set) / batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, steps_per_epoch * epochs), eta_min=float(lr) * MIN_LR_FRACTION)
@@ -404,7 +418,7 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
         loss_sum, correct = _train_epoch(
             model, optimizer, scheduler, [train_images[i] for i in order], train_targets[order],
             batch=batch, size=size, norm=norm, device=dev, compose=compose,
-            desc=f"epoch {epoch + 1}/{epochs}" if progress else None)
+            desc=f"epoch {epoch + 1}/{epochs}" if progress else None, scaler=scaler)
         row: dict[str, float] = {
             "epoch": epoch + 1, "train/loss": loss_sum / len(order),
             "train/accuracy": correct / len(order), "lr": float(scheduler.get_last_lr()[0])}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from preflight.models.ultralytics_env import (
     ultralytics_device,
     ultralytics_logging,
 )
+from preflight.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +129,11 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
                    epochs: int = 10, imgsz: int = 320, batch: int = 16,
                    freeze: int | None = None, seed: int = 0, device: str | None = None,
                    resume: bool = True, augment: dict[str, Any] | None = None,
-                   lr0: float | None = None, optimizer: str = "auto", workers: int = 0,
-                   val: bool = False, progress: bool = True,
+                   lr0: float | None = None, optimizer: str = "auto", workers: int | None = None,
+                   amp: bool | None = None, val: bool = False, progress: bool = True,
                    callbacks: dict[str, Callable[[Any], None]] | None = None,
-                   albumentations: list | None = None) -> TrainResult:
+                   albumentations: list | None = None,
+                   report: Callable[[str], None] | None = None) -> TrainResult:
     """Train ``weights_or_arch`` (a .pt to fine-tune, a model YAML to train from scratch, or a hub
     name) on ``data_yaml``; results in ``out_dir``.
 
@@ -139,8 +142,11 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
     the optimizer to AdamW. ``val=False`` validates only after the last epoch (ultralytics
     always does that). ``callbacks``: ``{event: fn(trainer)}`` added to the run (e.g.
     ``on_fit_epoch_end``). ``albumentations``: image-only albumentations transforms applied
-    in ultralytics' augmentation pipeline (its ``augmentations`` argument). Deterministic (``deterministic=True``, ``seed``), single-process data
-    loading (``workers``), no AMP, no plots.
+    in ultralytics' augmentation pipeline (its ``augmentations`` argument). Deterministic
+    (``deterministic=True``, ``seed``), no plots. ``workers`` / ``amp``: data-loader worker
+    processes and mixed precision; None picks them for the device (:func:`training_resources`:
+    on CUDA workers and AMP, on a CPU in-process loading and full precision). ``report``: a
+    line per epoch with the time left (a run log).
     """
     out_dir = Path(out_dir).resolve()
     data_yaml = Path(data_yaml).resolve()
@@ -154,10 +160,18 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
         raise ModelError(f"unknown augmentation key(s) {unknown}; allowed: {sorted(AUGMENT_KEYS)}")
     if lr0 is not None and optimizer == "auto":
         optimizer = "AdamW"
-    dev = ultralytics_device(resolve_device(device))
+    resolved = resolve_device(device)
+    dev = ultralytics_device(resolved)
+    auto_workers, auto_amp = training_resources(resolved)
+    workers = auto_workers if workers is None else int(workers)
+    amp = auto_amp if amp is None else bool(amp)
+    callbacks = {**(callbacks or {})}
+    if report is not None:
+        for event, fn in epoch_progress(f"training {Path(weights_or_arch).name}", report).items():
+            callbacks[event] = _chain(callbacks.get(event), fn)
     args: dict[str, Any] = dict(
         data=str(data_yaml), epochs=int(epochs), imgsz=int(imgsz), batch=int(batch), seed=int(seed),
-        deterministic=True, device=dev, workers=int(workers), amp=False, plots=False, val=bool(val),
+        deterministic=True, device=dev, workers=int(workers), amp=amp, plots=False, val=bool(val),
         save=True, exist_ok=True, project=str(out_dir.parent), name=out_dir.name, verbose=progress,
         optimizer=optimizer, **augment)
     if lr0 is not None:
@@ -192,6 +206,44 @@ def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: 
             except FileNotFoundError as exc:
                 raise ModelError(f"training {weights_or_arch} on {data_yaml} failed: {exc}") from exc
     return _result(out_dir, time.perf_counter() - t0)
+
+
+def training_resources(device: str) -> tuple[int, bool]:
+    """``(data-loader workers, mixed precision)`` for training on ``device``: on CUDA, worker
+    processes (one per spare core, at most 8) and AMP; elsewhere in-process loading and full
+    precision (CPU training stays deterministic and leaves the cores to the model)."""
+    if str(device).startswith("cuda"):
+        return max(1, min(8, (os.cpu_count() or 2) - 1)), True
+    return 0, False
+
+
+def epoch_progress(desc: str, report: Callable[[str], None]) -> dict[str, Callable[[Any], None]]:
+    """Ultralytics callbacks giving ``report`` a line per epoch: epochs done / total, the time
+    left (from the epochs run in this session; a resumed run counts from where it resumed)."""
+    state: dict[str, Progress] = {}
+
+    def start(trainer) -> None:
+        first = int(getattr(trainer, "start_epoch", 0) or 0)
+        state["p"] = Progress(int(trainer.epochs) - first, desc, unit="epochs", report=report,
+                              every_s=0.0)
+
+    def epoch_end(trainer) -> None:
+        if "p" in state:
+            state["p"].update(1)
+
+    return {"on_train_start": start, "on_train_epoch_end": epoch_end}
+
+
+def _chain(first: Callable[[Any], None] | None, second: Callable[[Any], None]
+           ) -> Callable[[Any], None]:
+    if first is None:
+        return second
+
+    def both(trainer) -> None:
+        first(trainer)
+        second(trainer)
+
+    return both
 
 
 def _add_callbacks(model, callbacks: dict[str, Callable[[Any], None]] | None) -> None:

@@ -28,6 +28,7 @@ import platform
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,12 +285,15 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
               data_dir: str | Path | None = None, n_images: int = DEFAULT_N_IMAGES,
               image_size: int = DEFAULT_IMAGE_SIZE, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
               batch: int = DEFAULT_BATCH, device: str | None = None, force: bool = False,
-              progress: bool = True, only: list[str] | None = None) -> Manifest:
+              progress: bool = True, only: list[str] | None = None,
+              report: Callable[[str], None] | None = None) -> Manifest:
     """Train every ``zoo:`` candidate (or those named in ``only``) and record it in the manifest.
 
     ``data_dir``: a YOLO benchmark dataset to train on; None generates the synthetic benchmark
     profile (``n_images`` at ``image_size``, ``seed``) under ``<zoo>/data``. A candidate's
     ``zoo_train`` (epochs / lr0 / batch) overrides the build-wide settings for it.
+    ``report``: also given each rebuild's reason and the training's progress lines (a Dagster
+    run log); the reasons are kept in ``manifest.last_build["reasons"]``.
     """
     from preflight.models.training import train_detector
     from preflight.models.ultralytics_env import import_ultralytics, resolve_device
@@ -313,12 +317,14 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
     dev = resolve_device(device)
     manifest = Manifest.load(zoo_dir)
     built, cached = [], []
+    reasons: dict[str, str] = {}
     for cand in todo:
         zoo_name = cand.zoo_name or cand.name
         if cand.family == "timm":
             was_built = _build_classifier(cand, zoo_dir, data_path, data_info, manifest,
                                           epochs=epochs, batch=batch, seed=seed, device=dev,
-                                          force=force, progress=progress)
+                                          force=force, progress=progress, report=report,
+                                          reasons=reasons)
             (built if was_built else cached).append(zoo_name)
             continue
         train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)), "imgsz": int(image_size),
@@ -330,7 +336,7 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
                   "class_map": cand.class_map, "train": train_cfg,
                   "data_fingerprint": data_info["fingerprint"]}
         ckpt = zoo_dir / f"{zoo_name}.pt"
-        if not force and _up_to_date(manifest, zoo_name, config, ckpt):
+        if _up_to_date(manifest, zoo_name, config, ckpt, force, report, reasons):
             cached.append(zoo_name)
             continue
         view = prepare_view(data_path, cand.model_classes, cand.class_map, zoo_dir / "data" / "views",
@@ -340,7 +346,8 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
                  train_cfg["epochs"], image_size, dev)
         result = train_detector(arch, view / "data.yaml", run_dir, epochs=train_cfg["epochs"],
                                 imgsz=image_size, batch=train_cfg["batch"], seed=seed, device=dev,
-                                resume=True, lr0=train_cfg["lr0"], progress=progress)
+                                resume=True, lr0=train_cfg["lr0"], progress=progress,
+                                report=report)
         tmp = ckpt.with_suffix(".pt.tmp")
         shutil.copyfile(result.checkpoint, tmp)
         os.replace(tmp, ckpt)
@@ -350,19 +357,21 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
             "candidate": cand.name, "family": cand.family, "arch": cand.arch,
             "model_classes": cand.model_classes, "config": config,
             "train": {**train_cfg, "optimizer": args.get("optimizer"), "lr0_used": args.get("lr0"),
-                      "device": dev, "deterministic": True, "amp": False},
+                      "device": dev, "deterministic": True, "amp": bool(args.get("amp")),
+                      "workers": args.get("workers")},
             "data": {**data_info, "view": str(view), "train_images": _count(view / "images/train"),
                      "val_images": _count(view / "images/val")},
             "versions": _versions(), "seconds": round(result.seconds, 1),
             "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-            "built_at": _now(),
+            "built_at": _now(), "built_because": reasons.get(zoo_name),
         }
         manifest.save()
         built.append(zoo_name)
         log.info("zoo: %s done in %.0f s, held-out mAP50 %.3f", zoo_name, result.seconds,
                  result.metrics.get("map50", float("nan")))
     manifest.last_build = {"finished_at": _now(), "seconds": round(time.perf_counter() - t_start, 1),
-                           "built": built, "cached": cached, "device": dev}
+                           "built": built, "cached": cached, "device": dev,
+                           "reasons": reasons}
     manifest.save()
     return manifest
 
@@ -379,14 +388,63 @@ def _run_dir(zoo_dir: Path, zoo_name: str, config: dict, force: bool) -> Path:
     return run_dir
 
 
-def _up_to_date(manifest: Manifest, zoo_name: str, config: dict, ckpt: Path) -> bool:
-    """The manifest entry was built with ``config`` and its checkpoint still has its sha256."""
+def rebuild_reason(manifest: Manifest, zoo_name: str, config: dict, ckpt: Path,
+                   force: bool = False) -> str | None:
+    """Why the stand-in ``zoo_name`` must be (re)trained, in a sentence; None when the manifest
+    entry was built with ``config`` and its checkpoint still has its sha256 (cached)."""
+    if force:
+        return "a rebuild was forced (--force)"
     entry = manifest.models.get(zoo_name)
-    fresh = bool(entry and entry.get("config") == config and ckpt.is_file()
-                 and sha256_file(ckpt) == entry.get("sha256"))
-    if fresh:
+    if not entry:
+        return f"it is not in the manifest yet ({manifest.path}): first build"
+    if not ckpt.is_file():
+        return f"its checkpoint {ckpt} is missing"
+    if sha256_file(ckpt) != entry.get("sha256"):
+        return (f"its checkpoint {ckpt} no longer has the sha256 the manifest records "
+                f"({str(entry.get('sha256'))[:12]}...): modified or replaced")
+    changes = _config_changes(entry.get("config") or {}, config)
+    if changes:
+        shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more"
+                                          if len(changes) > 6 else "")
+        return f"its settings changed since it was built: {shown}"
+    return None
+
+
+def _config_changes(old: Any, new: Any, path: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs (added / removed included)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                out.append(f"{sub}: (not set) -> {_short(new[key])}")
+            elif key not in new:
+                out.append(f"{sub}: {_short(old[key])} -> (not set)")
+            else:
+                out.extend(_config_changes(old[key], new[key], sub))
+        return out
+    return [] if old == new else [f"{path or 'config'}: {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _up_to_date(manifest: Manifest, zoo_name: str, config: dict, ckpt: Path, force: bool,
+                report: Callable[[str], None] | None, reasons: dict[str, str]) -> bool:
+    """Whether the stored stand-in can be used as is; when not, the reason is logged (and given
+    to ``report``, e.g. a Dagster run log) before the training starts, and kept in ``reasons``."""
+    why = rebuild_reason(manifest, zoo_name, config, ckpt, force)
+    if why is None:
         log.info("zoo: %s is up to date (cached)", zoo_name)
-    return fresh
+        return True
+    message = f"zoo: (re)building {zoo_name} because {why}"
+    log.warning(message)
+    if report is not None:
+        report(message)
+    reasons[zoo_name] = why
+    return False
 
 
 def _count(folder: Path) -> int:
@@ -419,13 +477,15 @@ def benchmark_crops(zoo_dir: Path, data_path: Path, fingerprint: str,
 
 def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info: dict[str, Any],
                       manifest: Manifest, *, epochs: int, batch: int, seed: int, device: str,
-                      force: bool, progress: bool) -> bool:
+                      force: bool, progress: bool, report: Callable[[str], None] | None = None,
+                      reasons: dict[str, str] | None = None) -> bool:
     """Train a timm candidate from scratch on benchmark crops and record it in the manifest;
     False when the stored stand-in is up to date (cached)."""
     from preflight.data.classify import read_classification_sample
     from preflight.models.timm_training import train_classifier
 
     zoo_name = cand.zoo_name or cand.name
+    reasons = {} if reasons is None else reasons
     inverse = {op: m for m, op in cand.class_map.items()}
     if len(inverse) != len(cand.class_map):
         raise ZooError(f"candidate {cand.name!r}: class_map maps two model classes to one "
@@ -439,7 +499,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
               "class_map": cand.class_map, "train": train_cfg,
               "data_fingerprint": data_info["fingerprint"]}
     ckpt = zoo_dir / f"{zoo_name}.pt"
-    if not force and _up_to_date(manifest, zoo_name, config, ckpt):
+    if _up_to_date(manifest, zoo_name, config, ckpt, force, report, reasons):
         return False
     crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
     images, quarantine = read_classification_sample(crops, seed=seed)
@@ -468,7 +528,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
                  "dropped_outside_label_space": args.get("dropped_samples")},
         "versions": _classifier_versions(), "seconds": round(result.seconds, 1),
         "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-        "built_at": _now(),
+        "built_at": _now(), "built_because": reasons.get(zoo_name),
     }
     manifest.save()
     log.info("zoo: %s done in %.0f s, held-out accuracy %.3f", zoo_name, result.seconds,

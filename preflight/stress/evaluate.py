@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from preflight.progress import Progress, Report
 from preflight.stress.suite import Corruption, apply, default_suite, derive_seed, sanitize_boxes
 
 PRED_COLUMNS = ["class_id", "score", "x", "y", "w", "h"]
@@ -127,6 +128,9 @@ def stress_evaluate(
     seed: int = 0,
     batch_size: int = 8,
     metrics: Sequence[str] | None = None,
+    n_images: int | None = None,
+    report: Report | None = None,
+    desc: str = "stress",
 ) -> pd.DataFrame:
     """Evaluate ``predict_fn`` on clean and corrupted copies of ``images``.
 
@@ -136,6 +140,8 @@ def stress_evaluate(
     dt, images)`` gets ground truth (columns ``GT_COLUMNS``, in the corrupted frame's coordinates),
     predictions (``image_id`` + ``PRED_COLUMNS``) and ``image_id, width, height``, and returns
     ``{metric: value}``. ``metrics`` restricts the metrics reported (default: all returned).
+    ``n_images`` (how many ``images`` yields) lets ``report`` get progress lines with the time
+    left (batches done, each one clean + every corruption).
 
     Returns the long table ``RESULT_COLUMNS``: one row per (condition, metric), the clean rows
     first (``family="clean", corruption="none", severity=0``, ``rpc=1``). ``rpc`` is NaN where the
@@ -150,6 +156,8 @@ def stress_evaluate(
     for c in suite:
         conditions[(c.family, c.name, c.severity)] = _Condition()
     seen: set = set()
+    total = -(-int(n_images) // batch_size) if n_images else 0
+    bar = Progress(total, desc, unit="batches", report=report)
     for batch in _batches(images, batch_size):
         ids = [item[0] for item in batch]
         dup = seen.intersection(ids) | {i for i in ids if ids.count(i) > 1}
@@ -173,6 +181,8 @@ def stress_evaluate(
                 h, w = s.image.shape[:2]
                 cond.add(image_id, h, w, s.boxes_xywh, s.class_ids, s.occluded, pred)
             del stressed, preds
+        bar.update(1)
+    bar.close()
     if not seen:
         raise ValueError("no images to stress-evaluate")
 
