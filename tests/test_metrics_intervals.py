@@ -275,3 +275,20 @@ def test_detection_recall_interval_widens_on_dense_frames():
     k, n = int(round(r["value"] * 50)), 50
     wlo, whi = wilson_interval(k, n)
     assert r["ci_high"] - r["ci_low"] > 1.5 * (whi - wlo)
+
+
+def test_cluster_wilson_grouped_equals_one_subset_at_a_time():
+    from preflight.metrics.intervals import cluster_wilson_grouped, cluster_wilson_interval
+
+    rng = np.random.default_rng(0)
+    m = 400
+    n = rng.integers(0, 5, (m, 3))
+    y = np.minimum(n, rng.integers(0, 4, (m, 3)))
+    labels = np.column_stack([np.zeros(m, int), rng.integers(-1, 3, m)])
+    labels[labels[:, 1] >= 0, 1] += 1                 # subsets 1..3 in column 1, -1: none
+    lo, hi = cluster_wilson_grouped(y, n, labels, 4)
+    for g in range(4):
+        frames = (labels == g).any(axis=1)
+        ref_lo, ref_hi = cluster_wilson_interval(y[frames], n[frames])
+        np.testing.assert_allclose(lo[g], ref_lo, rtol=0, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(hi[g], ref_hi, rtol=0, atol=1e-12, equal_nan=True)

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from preflight.metrics.coco import STAT_NAMES, CocoParams
-from preflight.metrics.index import EvaluationIndex
+from preflight.metrics.index import EvaluationIndex, subset_labels
 from preflight.metrics.intervals import (
+    cluster_wilson_grouped,
     cluster_wilson_interval,
     percentile_interval,
     resample_weights,
@@ -97,8 +98,12 @@ def evaluate_index(
     # point estimates of every slice first: the bootstraps may still be running elsewhere;
     # then each slice's rows as soon as its bootstrap is in (a task with ``step()`` is shared
     # with a helper: one step takes what arrived or computes one slice here), in slice order
-    slice_stats, slice_ap = index.slice_stats([s.mask for s in slices])
-    points = [_slice_points(index, s, operating_threshold, slice_stats[i], slice_ap[i])
+    masks = [s.mask for s in slices]
+    labels = subset_labels(masks, index.n_images)
+    slice_stats, slice_ap = index.slice_stats(masks, labels)
+    rate_ci = _rate_intervals(index, labels, len(masks), operating_threshold)
+    points = [_slice_points(index, s, operating_threshold, slice_stats[i], slice_ap[i],
+                            {k: (lo[i], hi[i]) for k, (lo, hi) in rate_ci.items()})
               for i, s in enumerate(slices)]
     parts: dict[int, LongTable] = {}
     pending = list(range(len(slices)))
@@ -188,10 +193,23 @@ def _bootstrap_slice(index: EvaluationIndex, s: Slice, bootstrap: int, seed: int
     return W, index.bootstrap_stats(s.mask, W)
 
 
+def _rate_intervals(index: EvaluationIndex, labels: np.ndarray, S: int, threshold: float
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Frame-clustered Wilson intervals of the operating-point precision and recall (per class
+    ``(S, K)`` and pooled ``(S,)``) of every image slice (``labels``: :func:`subset_labels`),
+    all slices at once."""
+    tpc, fpc, pos = index.op_counts(threshold)
+    tp_i, fp_i, pos_i = tpc.sum(1), fpc.sum(1), pos.sum(1)
+    return {"precision_k": cluster_wilson_grouped(tpc, tpc + fpc, labels, S),
+            "recall_k": cluster_wilson_grouped(tpc, pos, labels, S),
+            "precision": cluster_wilson_grouped(tp_i, tp_i + fp_i, labels, S),
+            "recall": cluster_wilson_grouped(tp_i, pos_i, labels, S)}
+
+
 def _slice_points(index: EvaluationIndex, s: Slice, threshold: float, stats: np.ndarray,
-                  per_class: np.ndarray) -> dict:
+                  per_class: np.ndarray, rate_ci: dict) -> dict:
     """A slice's point estimates and counts (everything but the bootstrap intervals), given its
-    COCO stats and per-class AP."""
+    COCO stats, per-class AP and operating-point rate intervals."""
     mask = s.mask
     p = index.params
     gsel = mask[index.gt_img]
@@ -202,7 +220,7 @@ def _slice_points(index: EvaluationIndex, s: Slice, threshold: float, stats: np.
                               minlength=index.n_classes)
     tpc, fpc, pos = (c[mask] for c in index.op_counts(threshold))
     return dict(n_img=int(mask.sum()), stats=stats, per_class=per_class, box_count=box_count,
-                class_boxes=class_boxes, tpc=tpc, fpc=fpc, pos=pos)
+                class_boxes=class_boxes, tpc=tpc, fpc=fpc, pos=pos, rate_ci=rate_ci)
 
 
 def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: dict,
@@ -238,18 +256,17 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
                   box_count[STAT_AREA.get(name, "all")])
     for k, cname in enumerate(index.class_names):
         table.add(col, val, f"AP.{cname}", per_class[k], *ci_class[k], n_img, class_boxes[k])
-    plo, phi = cluster_wilson_interval(tpc, tpc + fpc)
-    rlo, rhi = cluster_wilson_interval(tpc, pos)
+    ci = pts["rate_ci"]
+    plo, phi = ci["precision_k"]
+    rlo, rhi = ci["recall_k"]
     for k, cname in enumerate(index.class_names):
         nb = class_boxes[k]
         table.add(col, val, f"precision.{cname}", prec_k[k], plo[k], phi[k], n_img, nb)
         table.add(col, val, f"recall.{cname}", rec_k[k], rlo[k], rhi[k], n_img, nb)
         table.add(col, val, f"F1.{cname}", f1_k[k], *ci_f1_k[k], n_img, nb)
     nb = box_count["all"]
-    tp_i, fp_i, pos_i = tpc.sum(1), fpc.sum(1), pos.sum(1)
-    table.add(col, val, "precision", prec, *cluster_wilson_interval(tp_i, tp_i + fp_i),
-              n_img, nb)
-    table.add(col, val, "recall", rec, *cluster_wilson_interval(tp_i, pos_i), n_img, nb)
+    table.add(col, val, "precision", prec, *ci["precision"], n_img, nb)
+    table.add(col, val, "recall", rec, *ci["recall"], n_img, nb)
     table.add(col, val, "F1", f1, *ci_f1, n_img, nb)
 
 

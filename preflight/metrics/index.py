@@ -267,15 +267,16 @@ class EvaluationIndex:
                             axis=(0, 1))
         return stats, per_class
 
-    def slice_stats(self, masks) -> tuple[np.ndarray, np.ndarray]:
+    def slice_stats(self, masks, labels: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`stats` of many image subsets at once: ``(S, 12)`` stats and ``(S, K)``
         per-class AP for the image masks ``masks`` (one compiled pass over the detections per
         (area range, IoU threshold), every subset of it counted along; equal to ``stats(mask)``
-        for each mask)."""
+        for each mask; ``labels``: :func:`subset_labels` of the masks when the caller has it)."""
         p = self.params
         masks = [np.asarray(m, dtype=bool) for m in masks]
         S, K = len(masks), self.n_classes
-        labels = subset_labels(masks, self.n_images)
+        labels = subset_labels(masks, self.n_images) if labels is None else labels
         npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
         a_all = p.area_index("all")
         A, T, R = len(p.area_ranges), len(p.iou_thresholds), len(p.rec_thresholds)

@@ -60,6 +60,51 @@ def cluster_wilson_interval(successes, trials, z: float = Z95) -> tuple[np.ndarr
         return wilson_interval(p * n_eff, n_eff, z)
 
 
+def cluster_wilson_grouped(successes, trials, labels: np.ndarray, n_groups: int,
+                           z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cluster_wilson_interval` of many frame subsets at once: ``labels (m, C)`` gives
+    each frame's subset in each of ``C`` columns (-1: none; the subsets of one column are
+    disjoint), ``successes``/``trials`` are ``(m, ...)`` counts per frame. Returns ``(lo, hi)``
+    of shape ``(n_groups, ...)``: row ``g`` equals ``cluster_wilson_interval`` of the frames of
+    subset ``g`` (the same terms, summed in another order)."""
+    y = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if y.shape != n.shape:
+        raise ValueError(f"successes {y.shape} and trials {n.shape} differ in shape")
+    rest = y.shape[1:]
+    y2, n2 = y.reshape(len(y), -1), n.reshape(len(n), -1)
+    width = y2.shape[1]
+    total_n = np.zeros((n_groups, width))
+    total_y = np.zeros((n_groups, width))
+    frames = np.zeros((n_groups, width))
+    sq = np.zeros((n_groups, width))
+    present = (n2 > 0).astype(np.float64)
+    cols = [labels[:, c] for c in range(labels.shape[1])]
+    cells = [(lab >= 0, (lab[:, None] * width + np.arange(width)[None, :])) for lab in cols]
+
+    def add(out: np.ndarray, ok: np.ndarray, cell: np.ndarray, values: np.ndarray) -> None:
+        out += np.bincount(cell[ok].ravel(), weights=values[ok].ravel(),
+                           minlength=n_groups * width).reshape(n_groups, width)
+
+    for (ok, cell) in cells:
+        add(total_n, ok, cell, n2)
+        add(total_y, ok, cell, y2)
+        add(frames, ok, cell, present)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = total_y / total_n
+        for lab, (ok, cell) in zip(cols, cells, strict=True):
+            resid = y2 - p[np.maximum(lab, 0)] * n2
+            add(sq, ok, cell, resid * resid)
+        var_cluster = frames / (frames - 1.0) * sq / (total_n * total_n)
+        var_binom = p * (1.0 - p) / total_n
+        estimable = (frames > 1) & (var_binom > 0)
+        deff = np.where(estimable, var_cluster / np.where(estimable, var_binom, 1.0),
+                        total_n / frames)
+        n_eff = total_n / np.maximum(deff, 1.0)
+        lo, hi = wilson_interval(p * n_eff, n_eff, z)
+    return lo.reshape((n_groups, *rest)), hi.reshape((n_groups, *rest))
+
+
 def frames_to_decide(value, ci_low, ci_high, bar, n_images, n_boxes=None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Labelled frames (and boxes, at the sample's boxes per frame) a row needs in all for its
