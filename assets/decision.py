@@ -127,6 +127,10 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             champion["reference_images"] = str(store.write_table("decision/reference_images",
                                                                  reference))
         store.write_text("reports", "champion.json", text=json.dumps(jsonable(champion), indent=1))
+        # what monitoring watches: this champion, or -- when nothing ships -- the one already in
+        # production, with the reference pinned when it shipped
+        watched = champion if champion.get("candidate") else (
+            in_production(context.instance, context.asset_key) or champion)
         slices = result.slices
         routed = slices[slices["status"] == "fail"][
             ["candidate", "stage", "slice_column", "slice_value", "metric", "value",
@@ -136,8 +140,10 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         return dg.Output(jsonable({"verdict": o.verdict, "candidate": o.candidate,
                                    "stage": o.stage, "reasons": list(o.reasons),
                                    "report": {k: str(v) for k, v in paths.items()},
-                                   "champion": champion}), metadata={
+                                   "champion": watched, "decided": champion}), metadata={
             "verdict": dg.MetadataValue.text(f"{o.verdict}: {o.candidate} ({o.stage})"),
+            "in_production": dg.MetadataValue.json(jsonable(
+                watched if watched.get("candidate") else {})),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in o.reasons)),
             "candidates": dg.MetadataValue.md(md_table(summary)),
             "failing_slices_routed": dg.MetadataValue.md(md_table(routed, max_rows=30)),
@@ -187,6 +193,14 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
             pts, fit, float(r["bar"]), folder / f"{name}.png",
             title=f"{cand.name}: {label} vs the number of fine-tuning images")
     return out
+
+
+def in_production(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    """The champion in production as the last ``decision`` materialisation left it (its pinned
+    reference included); empty when none has shipped yet."""
+    records = instance.fetch_materializations(key, limit=1).records
+    entry = records[0].asset_materialization.metadata.get("in_production") if records else None
+    return dict(entry.value) if entry is not None else {}
 
 
 def _record_decision_run(context, tracker: MlflowTracker, result, paths: dict) -> dict:

@@ -220,3 +220,20 @@ def test_a_landed_batch_over_the_invalid_limit_fails_naming_the_reasons(tmp_path
         assert "bad" not in evaluated_batches(instance)
         assert "bad" not in instance.get_materialized_partitions(batch_labels.key)
     assert np.isfinite(len(quarantine))
+
+
+def test_a_decision_that_ships_nothing_leaves_the_champion_and_its_reference_watched():
+    """The decision records the champion in production as metadata; a later decision that
+    ships nothing hands monitoring that champion (and the reference pinned when it shipped)."""
+    from assets.decision import in_production
+
+    shipped = {"candidate": "m", "reference_images": "/store/runs/r1/tables/ref.parquet"}
+
+    @dg.asset(name="decision")
+    def first_decision() -> dg.Output[dict]:
+        return dg.Output({}, metadata={"in_production": dg.MetadataValue.json(shipped)})
+
+    with dg.instance_for_test() as instance:
+        assert in_production(instance, dg.AssetKey("decision")) == {}
+        assert dg.materialize([first_decision], instance=instance).success
+        assert in_production(instance, dg.AssetKey("decision")) == shipped
