@@ -62,5 +62,12 @@ def test_classification_slices_bootstrap_and_confusion():
     overall = c[c["slice_column"] == "__all__"].pivot(index="true_class", columns="pred_class",
                                                        values="count")
     assert overall.to_numpy().tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    # the share of a class's samples predicted as another, with a Wilson interval (the
+    # look-alike finder reads these)
+    first = c[c["slice_column"] == "__all__"].set_index(["true_class", "pred_class"])
+    names = list(dict.fromkeys(first.index.get_level_values(0)))
+    cell = first.loc[(names[0], names[1])]
+    assert cell["share"] == pytest.approx(1 / 3)
+    assert cell["ci_low"] < 1 / 3 < cell["ci_high"]
     with pytest.raises(ValueError):
         evaluate_classification(Y_TRUE, Y_PRED[:3])

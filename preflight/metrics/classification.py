@@ -136,7 +136,9 @@ def classification_confusion(y_true, y_pred=None, probs=None, images: pd.DataFra
                              *, slice_columns: list[str] | None = None,
                              class_names: dict[int, str] | None = None) -> pd.DataFrame:
     """Long confusion table ``slice_column, slice_value, true_class, pred_class, count,
-    n_images`` (``n_images``: samples in the slice)."""
+    n_images, share, ci_low, ci_high`` (``n_images``: samples in the slice; ``share``: the
+    share of the true class's samples predicted as ``pred_class``, with a Wilson interval --
+    each sample is one observation)."""
     y_true, y_pred, probs = _validate(y_true, y_pred, probs)
     ids = sorted(set(y_true.tolist()) | set(y_pred.tolist()) | set((class_names or {}).keys()))
     names = [str((class_names or {}).get(c, c)) for c in ids]
@@ -149,8 +151,13 @@ def classification_confusion(y_true, y_pred=None, probs=None, images: pd.DataFra
     frames = []
     for s in make_slices(images.reset_index(drop=True), slice_columns):
         counts = np.bincount(cell[s.mask], minlength=K * K)
+        row_total = np.repeat(counts.reshape(K, K).sum(axis=1), K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(row_total > 0, counts / np.maximum(row_total, 1), np.nan)
+        low, high = wilson_interval(counts, row_total)
         frames.append(pd.DataFrame({
             "slice_column": s.column, "slice_value": s.value,
             "true_class": np.repeat(names, K), "pred_class": np.tile(names, K),
-            "count": counts.astype(np.int64), "n_images": int(s.mask.sum())}))
+            "count": counts.astype(np.int64), "n_images": int(s.mask.sum()),
+            "share": share, "ci_low": low, "ci_high": high}))
     return pd.concat(frames, ignore_index=True)
