@@ -142,6 +142,25 @@ def test_finetune_never_sees_the_evaluation_set(kept):
     assert {"value_before", "value_after", "change", "significant"} <= set(before_after.columns)
 
 
+def test_run_log_shows_progress_with_the_time_left(env, kept, pass_run):
+    """Long steps log done / total and the time left in the run log; the zoo says why it
+    trains the stand-in; fine-tuning validates on held-out pool images, not its training set."""
+    msgs = [r.user_message for r in env["instance"].all_logs(pass_run.run_id)]
+
+    def logged(*parts: str) -> bool:
+        return any(all(p in m for p in parts) for m in msgs)
+
+    assert logged("tiny offtheshelf:", "batches (100%)", "elapsed, done")
+    assert logged("tiny (offtheshelf) stress:", "batches (100%)", "done")
+    assert logged("tiny (offtheshelf) latency:", "phases", "left")
+    assert logged("training", "epochs (100%)", "done")
+    assert logged("zoo: (re)building tiny because it is not in the manifest yet")
+    view = kept / "datasets" / "tiny" / "finetune" / "images"
+    train = {p.stem for p in (view / "train").glob("*.jpg")}
+    val = {p.stem for p in (view / "val").glob("*.jpg")}
+    assert train and val and not train & val
+
+
 def test_decision_report_and_champion(env, kept):
     home = kept
     decision = json.loads((home / "reports" / "decision.json").read_text())
