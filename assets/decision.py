@@ -23,6 +23,9 @@ INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reev
 MAX_CURVE_CHARTS = 6
 #: verdicts that put a model into production (the only ones that move ``champion``)
 SHIPPING_VERDICTS = ("ship off-the-shelf", "fine-tune")
+#: report sections of the exported artefacts
+EXPORTS_TITLE = "Exports (latency against the FP32 source, the bar)"
+DELTAS_TITLE = "Export per-slice recall against the FP32 source (paired over frames)"
 
 
 def _read(path: str | None) -> pd.DataFrame | None:
@@ -60,8 +63,10 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
 
 
 def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set[str],
-                         tiling: bool = True) -> dg.AssetsDefinition:
-    """The decision asset over every candidate's per-candidate assets."""
+                         tiling: bool = True, exports: dict[str, list[str]] | None = None
+                         ) -> dg.AssetsDefinition:
+    """The decision asset over every candidate's per-candidate assets (``exports``: candidate ->
+    export formats whose assets the decision also weighs)."""
     ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
     for name in candidates:
         key = candidate_key(name)
@@ -72,6 +77,9 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         if name in curves:
             wanted.append("learning_curve")
         ins.update({f"{key}__{asset}": dg.AssetIn(key=[key, asset]) for asset in wanted})
+    export_ins = [f"{candidate_key(n)}__export_{label}"
+                  for n, labels in (exports or {}).items() for label in labels]
+    ins.update({k: dg.AssetIn(key=k.split("__", 1)) for k in export_ins})
 
     @dg.asset(name="decision", group_name="decision", ins=ins, kinds={"mlflow", "html"})
     def decision(context: dg.AssetExecutionContext, settings: SettingsResource,
@@ -81,10 +89,12 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         data collection (data-solvable) or model change (architecture-bound)."""
         from preflight.decide import Bar, decide
         from preflight.decide.evidence import size_ranks
+        from preflight.decide.exports import choose_export
         from preflight.report.decision import before_after_chart, write_decision_report
 
         cfg = settings.load()
         labels = inputs.pop("validated_labels")
+        export_values = [inputs.pop(k) for k in export_ins]
         images = pd.read_parquet(labels["images"])
         pool = int((images["split"] == "finetune").sum())
         per_cand = {name: {asset: inputs.get(f"{candidate_key(name)}__{asset}")
@@ -95,6 +105,10 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n],
                                     zoo.candidate(n).family, bar) for n in candidates]
         result = decide(evidence, bar)
+        # exports are candidates too: one ships when it clears the bar and its FP32 source is
+        # over the latency budget (before an operator override, which only acts on no-ship)
+        export_verdicts, export_tables = _export_evidence(export_values, bar)
+        result, shipped_export = choose_export(result, export_verdicts, bar)
         override = cfg.decision.ship_anyway
         if override and override not in candidates:
             raise dg.Failure(f"decision.ship_anyway names {override!r}, which is not a "
@@ -117,9 +131,10 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             "AP50 fine-tuned": (per_cand[v.name]["reeval"] or {}).get("AP50"),
         } for v in result.candidates])
         paths = write_decision_report(result, out_dir, plots=plots,
-                                      evidence={"Candidates": summary})
+                                      evidence={"Candidates": summary, **export_tables})
         run = _record_decision_run(context, tracker, result, paths)
-        champion = _register_champion(context, tracker, result, per_cand, cfg, run)
+        champion = _register_champion(context, tracker, result, per_cand, cfg, run,
+                                      export=shipped_export, export_values=export_values)
         if champion.get("candidate"):
             # the drift reference: the evaluation split the champion was validated on, pinned
             # in this run's folder (no later pass can replace it)
@@ -149,6 +164,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             "failing_slices_routed": dg.MetadataValue.md(md_table(routed, max_rows=30)),
             "fixed_by_finetune": len(result.fixed), "not_fixed": len(result.not_fixed),
             "not_enough_evidence": len(result.not_enough_evidence),
+            **({"exports": dg.MetadataValue.md(md_table(export_tables[EXPORTS_TITLE]))}
+               if export_tables else {}),
             "report_html": dg.MetadataValue.path(str(paths["html"])),
             "report_markdown": dg.MetadataValue.path(str(paths["markdown"])),
             **({"champion_model": dg.MetadataValue.text(
@@ -214,11 +231,39 @@ def _record_decision_run(context, tracker: MlflowTracker, result, paths: dict) -
                       metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
 
 
+def _export_evidence(values: list[dict], bar) -> tuple[list, dict[str, pd.DataFrame]]:
+    """The exports' verdicts against the bar, and their report tables: latency against the FP32
+    source, and the per-slice recall deltas (paired over the same frames)."""
+    from preflight.decide.exports import ExportEvidence, assess_exports, exports_table
+
+    if not values:
+        return [], {}
+    evidence = [ExportEvidence(
+        candidate=v["candidate"], label=v["label"], description=v["description"],
+        source_stage=v["source_stage"], metrics=pd.read_parquet(v["tables"]["metrics"]),
+        latency_p99_ms=v["production_p99_ms"],
+        source_latency_p99_ms=v["source_production_p99_ms"], weights=v["weights"],
+        sha256=v["sha256"], daily_cost=v.get("daily_cost")) for v in values]
+    verdicts = assess_exports(evidence, bar)
+    columns = ["export", "slice_column", "slice_value", "metric", "source", "export_value",
+               "delta", "delta_ci_low", "delta_ci_high", "changed", "export_status"]
+    deltas = []
+    for v in values:  # every slice's recall; per-class rows where they changed or fail the bar
+        d = pd.read_parquet(v["tables"]["deltas"]).rename(columns={"export": "export_value"})
+        d = d[(d["metric"] == "recall") | d["changed"] | d["below_bar"]]
+        deltas.append(d.assign(export=v["description"])[columns])
+    table = pd.concat(deltas, ignore_index=True)
+    for col in ("source", "export_value", "delta", "delta_ci_low", "delta_ci_high"):
+        table[col] = table[col].round(3)
+    return verdicts, {EXPORTS_TITLE: exports_table(verdicts), DELTAS_TITLE: table}
+
+
 def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,
-                       run: dict) -> dict:
+                       run: dict, export=None, export_values: list[dict] = ()) -> dict:
     """Register the chosen model (alias ``champion``) on the decision's run -- only when the
     verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
-    production) and the record says what to do next."""
+    production) and the record says what to do next. An export that ships is registered as the
+    exact file that was validated (its sha256 in the tags and the record)."""
     o = result.overall
     chosen, stage, verdict = o.candidate, o.stage, o.verdict
     if getattr(result, "override", None):
@@ -233,12 +278,34 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
     fine = stage == "fine-tuned" and inputs.get("finetuned_model")
     weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]
     metrics_path = (inputs["reeval"] if fine else inputs["offtheshelf_eval"])["tables"]["metrics"]
+    sha256 = _sha256(weights)
+    if export is not None and chosen == export.candidate:
+        weights, sha256 = export.weights, export.sha256
+        metrics_path = next(v["tables"]["metrics"] for v in export_values
+                            if (v["candidate"], v["label"]) == (export.candidate, export.label))
+        if _sha256(weights) != sha256:
+            raise dg.Failure(f"{weights} changed since it was validated (sha256 "
+                             f"{sha256[:12]} recorded); refusing to register it")
+    else:
+        export = None
+    artefact = export.description if export else "FP32 model"
     name = cfg.decision.registered_model_name
     version = tracker.register_model(
         run["mlflow_run_id"], weights, name, alias="champion",
-        description=f"{verdict}: {chosen} ({stage}). " + " ".join(o.reasons)[:4000],
-        tags={"candidate": chosen, "stage": str(stage), "verdict": verdict})
+        description=f"{verdict}: {chosen} ({stage}, {artefact}). " + " ".join(o.reasons)[:4000],
+        tags={"candidate": chosen, "stage": str(stage), "verdict": verdict, "sha256": sha256,
+              "artefact": artefact})
     return {"candidate": chosen, "stage": stage, "verdict": verdict,
-            "weights": weights, "metrics": metrics_path, "registered_model": name,
+            "weights": weights, "sha256": sha256, "artefact": artefact,
+            "export": export.label if export else None,
+            "metrics": metrics_path, "registered_model": name,
             "version": version, "mlflow_run_id": run["mlflow_run_id"],
             "input_size": inputs["offtheshelf_eval"]["input_size"]}
+
+
+def _sha256(path: str) -> str:
+    from pathlib import Path
+
+    from preflight.models.zoo import sha256_file
+
+    return sha256_file(path) if Path(path).is_file() else ""

@@ -37,6 +37,7 @@ def build_assets() -> list:
     """Every asset: the shared stages and one set of per-candidate assets per candidate."""
     from assets.decision import build_decision_asset
     from assets.evaluation import build_candidate_eval_assets, model_zoo
+    from assets.exports import build_export_assets
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from preflight.config import load_settings
@@ -47,6 +48,7 @@ def build_assets() -> list:
     finetuned = set(ft.candidates or names) & set(names)
     curves = (finetuned if "*" in ft.learning_curve_candidates
               else set(ft.learning_curve_candidates) & finetuned)
+    exported = [n for n in names if n in set(settings.export.candidates)]
     assets: list = [production_sample, ingested_sample, validated_labels, model_zoo]
     for name in names:
         assets.extend(build_candidate_eval_assets(name))
@@ -55,8 +57,12 @@ def build_assets() -> list:
         if name in finetuned:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))
+        if name in exported:  # what ships: exported / INT8 artefacts through the same pass
+            assets.extend(build_export_assets(name, settings.export.formats, name in finetuned))
     assets.append(build_decision_asset(names, finetuned, curves,
-                                       tiling=settings.task == "detect"))
+                                       tiling=settings.task == "detect",
+                                       exports={n: list(settings.export.formats)
+                                                for n in exported}))
     return [*assets, batch_labels, batch_champion_eval, drift_report]
 
 

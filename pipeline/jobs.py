@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 PASS_GROUPS = ("ingestion", "validation", "models", "evaluation", "finetuning", "reevaluation",
-               "decision")
+               "export", "decision")
 
 
 def pass_executor() -> dg.ExecutorDefinition:

@@ -236,6 +236,39 @@ class FinetuneSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """What ships: exported / INT8 artefacts of candidates, validated like any candidate.
+
+    Each listed candidate's shipping model (its fine-tuned model when it is fine-tuned, else the
+    off-the-shelf one) is exported to every ``formats`` entry, ``<format>_<precision>`` with
+    format ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO IR) and precision ``fp32`` or
+    ``int8``; INT8 is calibrated on ``calibration_frames`` frames of the fine-tuning pool (never
+    the evaluation set), drawn with ``seed``.
+    """
+
+    #: candidates to export (empty: none)
+    candidates: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=lambda: ["onnx_fp32", "onnx_int8"])
+    calibration_frames: int = 64
+    seed: int = 0
+    #: the runtime's intra-op threads (None: ``latency.threads``)
+    threads: int | None = None
+    #: paired bootstrap resamples (over frames) for the export-minus-source per-slice deltas
+    bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        known = [f"{f}_{p}" for f in ("onnx", "openvino") for p in ("fp32", "int8")]
+        bad = [f for f in self.formats if f not in known]
+        _check(not bad, "export.formats", f"unknown format(s) {bad}; known: {known}")
+        _check(len(set(self.formats)) == len(self.formats), "export.formats",
+               "must not repeat a format")
+        _check(self.calibration_frames >= 1, "export.calibration_frames", "must be >= 1")
+        _check(self.threads is None or self.threads >= 1, "export.threads",
+               "must be >= 1 or null")
+        _check(self.bootstrap >= 0, "export.bootstrap", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class TilingSettings:
     """Sliced inference for small objects (evaluated when small-object recall fails)."""
 
@@ -340,6 +373,7 @@ class Settings:
     latency: LatencySettings = field(default_factory=LatencySettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     tiling: TilingSettings = field(default_factory=TilingSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     landing: LandingSettings = field(default_factory=LandingSettings)

@@ -37,7 +37,15 @@ class ModelZoo(dg.ConfigurableResource):
         return _adapter(cand).from_candidate(cand, self.directory(), self.device)
 
     def finetuned_detector(self, name: str, weights: str):
-        """A fine-tuned checkpoint of candidate ``name`` (it speaks the operational taxonomy)."""
+        """A fine-tuned checkpoint of candidate ``name`` (it speaks the operational taxonomy), or
+        an exported artefact of it (``.onnx`` / ``.xml`` with its sidecar: a champion that is an
+        export)."""
+        from preflight.models.export import sidecar_path
+
+        if sidecar_path(weights).is_file():
+            from preflight.models.exported import load_exported
+
+            return load_exported(weights, name=f"{name}-export")
         cand = self.candidate(name)
         return _adapter(cand).from_weights(weights, name=f"{name}-finetuned",
                                            input_size=cand.input_size, device=self.device)

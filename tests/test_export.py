@@ -103,6 +103,12 @@ def test_detector_onnx_and_openvino_round_trip(detector, tmp_path):
     ops = {DEFAULT_TAXONOMY.id_of("person"), DEFAULT_TAXONOMY.id_of("box")}
     assert all(set(p["class_id"]) <= ops for p in as_candidate.predict(frames))
 
+    # a champion that is an export: the zoo loads it, drift embeds with its FP32 source
+    zoo = ModelZoo(candidates_file=str(cands))
+    champion = zoo.finetuned_detector("tiny-onnx", str(art.path))
+    assert champion.family == "onnxruntime" and champion.sha256 == art.sha256
+    assert np.allclose(champion.embed(frames[:2]), det.embed(frames[:2]), atol=1e-5)
+
     factory, kwargs = ort_det.latency_spec()
     assert factory == "preflight.models.exported:make_predict_fn"
     assert kwargs["sha256"] == art.sha256 and kwargs["runtime"] == "onnxruntime"
@@ -225,3 +231,71 @@ def test_paired_deltas_are_zero_for_identical_models_and_catch_a_drop():
     assert drop.iloc[1]["n_units"] == int(dim.sum())
     with pytest.raises(ValueError, match="one entry per unit"):
         paired_deltas(unit_image[:-1], source, export, n_images, slices)
+
+
+# ------------------------------------------------------------------ the decision can ship an export
+def _long(rows: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"slice_column": c, "slice_value": v, "metric": m, "value": x,
+                          "ci_low": lo, "ci_high": hi, "n_images": 200, "n_boxes": 400,
+                          "thin": False} for (c, v, m), (x, lo, hi) in rows.items()])
+
+
+GOOD = {("__all__", "__all__", "recall"): (0.80, 0.76, 0.84),
+        ("__all__", "__all__", "precision"): (0.85, 0.81, 0.88),
+        ("lighting", "dim", "recall"): (0.70, 0.62, 0.77)}
+BAD_DIM = {**GOOD, ("lighting", "dim", "recall"): (0.40, 0.33, 0.47)}
+
+
+def _export(metrics, p99, source_p99, label="onnx_int8", candidate="nano"):
+    from preflight.decide.exports import ExportEvidence
+
+    return ExportEvidence(candidate=candidate, label=label,
+                          description=f"INT8 ONNX export of {candidate} (off-the-shelf)",
+                          source_stage="off-the-shelf", metrics=_long(metrics),
+                          latency_p99_ms=p99, source_latency_p99_ms=source_p99,
+                          weights=f"/x/{candidate}.int8.onnx", sha256="ab" * 32)
+
+
+def test_the_decision_ships_the_export_only_when_the_fp32_model_is_over_budget():
+    from preflight.decide import REPLACE, SHIP, Bar, CandidateEvidence, decide
+    from preflight.decide.exports import assess_exports, choose_export, exports_table
+
+    bar = Bar(min_recall={"default": 0.6}, min_precision={"default": 0.5},
+              min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000)
+    slow = decide([CandidateEvidence("nano", _long(GOOD), latency_p99_ms=400.0)], bar)
+    assert slow.overall.verdict == REPLACE   # the FP32 model clears the bar but is too slow
+    good = assess_exports([_export(GOOD, 120.0, 400.0)], bar)
+    assert good[0].clears_bar and good[0].speedup == pytest.approx(400 / 120)
+    chosen, export = choose_export(slow, good, bar)
+    assert export is good[0] and chosen.overall.verdict == SHIP
+    assert chosen.overall.candidate == "nano" and chosen.overall.stage == "off-the-shelf"
+    assert chosen.overall.reasons[0] == "ship the INT8 ONNX export of nano (off-the-shelf)"
+    assert "sha256 abababababab" in " ".join(chosen.overall.reasons)
+    # an export that fails a slice, or is over the budget itself, does not ship
+    for bad in (_export(BAD_DIM, 120.0, 400.0), _export(GOOD, 300.0, 400.0)):
+        verdicts = assess_exports([bad], bar)
+        assert not verdicts[0].clears_bar
+        assert choose_export(slow, verdicts, bar) == (slow, None)
+    assert assess_exports([_export(BAD_DIM, 1, 2)], bar)[0].failing == (
+        "lighting=dim recall",)
+    # the FP32 model ships: it stands, the exports are reported beside it
+    fast = decide([CandidateEvidence("nano", _long(GOOD), latency_p99_ms=40.0)], bar)
+    assert choose_export(fast, good, bar) == (fast, None)
+    shown = exports_table(good)
+    assert shown.loc[0, "clears the bar"] and shown.loc[0, "FP32 p99 ms"] == 400.0
+
+
+def test_flag_deltas_marks_slices_where_the_export_is_below_the_bar():
+    from preflight.decide import Bar
+    from preflight.decide.exports import flag_deltas
+    from preflight.metrics.paired import DELTA_COLUMNS
+
+    bar = Bar(min_recall={"default": 0.6}, min_precision={"default": 0.5},
+              min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000)
+    deltas = pd.DataFrame([dict.fromkeys(DELTA_COLUMNS, 0.0) | {
+        "slice_column": c, "slice_value": v, "metric": m, "changed": False}
+        for c, v, m in BAD_DIM])
+    flagged = flag_deltas(deltas, _long(BAD_DIM), bar)
+    assert flagged.set_index("slice_value")["below_bar"].to_dict() == {"__all__": False,
+                                                                      "dim": True}
+    assert flagged.loc[flagged["slice_value"] == "dim", "bar"].iloc[0] == 0.5

@@ -74,7 +74,8 @@ def test_every_stage_materialised(pass_run):
     for key in ("production_sample", "ingested_sample", "validated_labels", "model_zoo",
                 "tiny/offtheshelf_eval", "tiny/offtheshelf_stress", "tiny/offtheshelf_latency",
                 "tiny/finetuned_model", "tiny/learning_curve", "tiny/reeval", "tiny/reeval_stress",
-                "tiny/reeval_latency", "tiny/tiling_eval", "decision"):
+                "tiny/reeval_latency", "tiny/tiling_eval", "tiny/export_onnx_fp32",
+                "tiny/export_onnx_int8", "decision"):
         assert key in keys, key
     checks = pass_run.get_asset_check_evaluations()
     assert {c.check_name for c in checks} >= {"classes_in_taxonomy", "images_decode",
@@ -180,6 +181,62 @@ def test_decision_report_and_champion(env, kept):
         assert version.tags["verdict"] == f"operator override ({decision['overall']['verdict']})"
         assert decision["override"] == "tiny"
         assert "by operator override **tiny**" in (home / "reports" / "decision.md").read_text()
+
+
+def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run):
+    """The fine-tuned tiny model exported to ONNX FP32 and INT8 (calibrated on the fine-tuning
+    pool): evaluated on the same held-out set, timed on ONNX Runtime, compared slice by slice
+    with its FP32 source on the same frames, weighed by the decision."""
+    from preflight.metrics.paired import DELTA_COLUMNS
+    from preflight.models.export import read_sidecar
+    from preflight.models.zoo import sha256_file
+
+    home = env["home"]
+    values = {}
+    for e in pass_run.get_asset_materialization_events():
+        key = e.event_specific_data.materialization.asset_key.to_user_string()
+        if key.startswith("tiny/export_"):
+            values[key] = pass_run.output_for_node(key.replace("/", "__"))
+    assert set(values) == {"tiny/export_onnx_fp32", "tiny/export_onnx_int8"}
+    int8 = values["tiny/export_onnx_int8"]
+    assert int8["source_stage"] == "fine-tuned" and int8["runtime"] == "onnxruntime"
+    assert int8["weights"].endswith(".int8.onnx") and sha256_file(int8["weights"]) == int8["sha256"]
+    side = read_sidecar(int8["weights"])
+    assert side["calibration_frames"] == 8 and side["precision"] == "int8"
+    images = _table(home, "validated_images")
+    eval_ids = set(images.query("split == 'eval'")["image_id"])
+    preds = pd.read_parquet(int8["tables"]["predictions"])
+    assert set(preds["image_id"]) <= eval_ids
+    fp32 = values["tiny/export_onnx_fp32"]
+    deltas = pd.read_parquet(fp32["tables"]["deltas"])
+    assert set(DELTA_COLUMNS) - {"export_status"} <= set(deltas.columns)
+    assert {"bar", "below_bar", "export_status"} <= set(deltas.columns)
+    overall = deltas[(deltas["slice_column"] == "__all__") & (deltas["metric"] == "recall")]
+    assert len(overall) == 1
+    assert (deltas["delta_ci_low"] <= deltas["delta"] + 1e-12).all()
+    assert set(deltas["slice_column"]) > {"__all__"}   # image and box slices
+    latency = pd.read_parquet(int8["tables"]["latency"]).iloc[0]
+    assert latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+    assert latency["cold_start_s"] > 0 and np.isfinite(latency["load_p99_ms"])
+    assert int8["speedup_p99"] > 0 and int8["source_production_p99_ms"] > 0
+
+    client, runs = _mlflow(home)
+    by_name = {r.info.run_name: r for r in runs}
+    for stage in ("finetuned-onnx_int8", "finetuned-onnx_int8-latency",
+                  "finetuned-onnx_int8-deltas"):
+        assert f"tiny/{stage}" in by_name, sorted(by_name)
+    run = by_name["tiny/finetuned-onnx_int8-deltas"].data
+    assert run.params["sha256"] == int8["sha256"] and "speedup_p99" in run.metrics
+    assert "delta.recall" in run.metrics
+
+    report = (home / "reports" / "decision.md").read_text()
+    assert "INT8 ONNX export of tiny (fine-tuned)" in report
+    assert "Export per-slice recall against the FP32 source" in report
+    champion = json.loads((home / "reports" / "champion.json").read_text())
+    if champion.get("candidate"):
+        assert champion["sha256"] == sha256_file(champion["weights"])
+        version = client.get_model_version_by_alias("preflight-detector", "champion")
+        assert version.tags["sha256"] == champion["sha256"]
 
 
 # --------------------------------------------------------------------------- after launch

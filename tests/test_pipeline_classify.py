@@ -43,6 +43,21 @@ def test_every_stage_of_the_classification_pass(run):
     assert not any(k.endswith("tiling_eval") for k in keys)  # a detection-only remedy
 
 
+def test_the_int8_classifier_export_is_compared_with_its_source(run):
+    """The fine-tuned timm classifier exported to INT8 ONNX, evaluated, timed and compared with
+    its FP32 source per slice (paired over the same crops)."""
+    home, result, _ = run
+    value = result.output_for_node("tinycls__export_onnx_int8")
+    assert value["source_stage"] == "fine-tuned" and value["weights"].endswith(".int8.onnx")
+    deltas = pd.read_parquet(value["tables"]["deltas"])
+    overall = deltas[(deltas["slice_column"] == "__all__") & (deltas["metric"] == "recall")]
+    assert len(overall) == 1 and overall["n_units"].iloc[0] == len(
+        _table(home, "validated_images").query("split == 'eval'"))
+    assert {"camera", "lighting"} <= set(deltas["slice_column"])
+    assert value["production_p99_ms"] > 0 and value["speedup_p99"] > 0
+    assert "INT8 ONNX export of tinycls" in (home / "reports" / "decision.md").read_text()
+
+
 def test_crops_are_validated_like_boxes(run):
     home, _, _ = run
     images = _table(home, "validated_images")

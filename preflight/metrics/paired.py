@@ -115,3 +115,34 @@ def classification_deltas(images: pd.DataFrame, correct_source: np.ndarray,
               for s in make_slices(table, list(slice_columns))]
     return paired_deltas(np.arange(n), correct_source, correct_export, n, slices,
                          bootstrap=bootstrap, seed=seed, bar=bar)
+
+
+def prediction_deltas(task: str, gt: pd.DataFrame, images: pd.DataFrame,
+                      source: pd.DataFrame, export: pd.DataFrame, *,
+                      slice_columns: Sequence[str], box_slice_columns: Sequence[str] = (),
+                      operating_threshold: float = 0.25, model_input_size: int | None = None,
+                      class_names: dict[int, str] | None = None, bootstrap: int = 200,
+                      seed: int = 0) -> pd.DataFrame:
+    """:func:`detection_deltas` (``task == "detect"``) or :func:`classification_deltas` from
+    two stored predictions tables of the same evaluation images (classifier tables carry
+    ``image_id, class_id, label``; crop-level slice columns count as image slices)."""
+    if task == "detect":
+        return detection_deltas(gt, images, source, export, slice_columns=slice_columns,
+                                box_slice_columns=box_slice_columns,
+                                operating_threshold=operating_threshold,
+                                model_input_size=model_input_size, class_names=class_names,
+                                bootstrap=bootstrap, seed=seed)
+    table = images.reset_index(drop=True)
+
+    def correct(preds: pd.DataFrame) -> np.ndarray:
+        by_id = preds.drop_duplicates("image_id").set_index("image_id")
+        missing = ~table["image_id"].isin(by_id.index)
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} evaluation image(s) have no prediction, "
+                             f"e.g. {table.loc[missing, 'image_id'].iloc[0]!r}")
+        rows = by_id.loc[table["image_id"]]
+        return (rows["class_id"].to_numpy() == rows["label"].to_numpy())
+
+    columns = [c for c in (*slice_columns, *box_slice_columns) if c in table.columns]
+    return classification_deltas(table, correct(source), correct(export), slice_columns=columns,
+                                 bootstrap=bootstrap, seed=seed)

@@ -198,6 +198,23 @@ class _Exported:
         graph = onnx.load(self.weights, load_external_data=False).graph
         return int(sum(int(np.prod(t.dims)) for t in graph.initializer if len(t.dims) > 1))
 
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Pooled features of the FP32 *source* model (the artefact exposes no feature output):
+        the input's embedding for drift, which does not depend on how the head was quantised."""
+        if getattr(self, "_source", None) is None:
+            weights = Path(self.meta["source_weights"])
+            if not weights.is_file():
+                raise ModelError(f"{self.name}: embeddings need the source model {weights}, "
+                                 "which is gone")
+            if self.meta.get("source_family") == "timm":
+                from preflight.models.timm_adapter import TimmClassifier as Source
+            else:
+                from preflight.models.ultralytics_adapter import UltralyticsDetector as Source
+            self._source = Source.from_weights(weights, name=self.name, device="cpu",
+                                               input_size=self.input_size,
+                                               class_map=dict(self.meta["class_map"]))
+        return self._source.embed(images)
+
     def train(self, *args: Any, **kwargs: Any):
         raise ModelError(f"{self.name}: an exported {self.runtime} model cannot be trained; "
                          "fine-tune its source model and export again")
