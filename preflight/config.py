@@ -44,6 +44,7 @@ DEMO_WORLD_KEYS: dict[str, str] = {
     "cost.cost_per_missed_object.*": "per-class costs of the demo's classes",
     "finetune.candidates": "the demo's candidate names (default []: every candidate)",
     "finetune.learning_curve_candidates": "the demo's candidate names (default []: none)",
+    "export.candidates": "the demo's candidate names (default []: export nothing)",
     "decision.lookalike_pairs": "the demo's look-alike classes",
 }
 
