@@ -2,8 +2,9 @@
 
 One asset per (candidate, format) (``<candidate>/export_onnx_int8``): the candidate's shipping
 model (fine-tuned when it is fine-tuned, else off-the-shelf) exported to the format, INT8
-calibrated on frames of the fine-tuning pool, then evaluated on the same held-out set, timed on
-its own runtime (batch 1, p50/p95/p99, under load, cold start), and compared slice by slice with
+calibrated on frames of the fine-tuning pool, then evaluated on the same held-out set, stressed
+with the same suite, timed on its own runtime (batch 1, p50/p95/p99, under load, cold start),
+and compared slice by slice with
 its FP32 source on the same frames (paired bootstrap). The artefact and its sha256 travel to the
 decision, which may ship it.
 """
@@ -15,7 +16,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
-from assets.evaluation import evaluation_context, run_evaluation, run_latency
+from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -103,6 +104,8 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
                         params=params)
     lat = run_latency(context, stage=stage, name=candidate, detector=model, settings=settings,
                       store=store, tracker=tracker, validated_labels=validated_labels)
+    stress = run_stress(context, stage=stage, name=candidate, detector=model, settings=settings,
+                        store=store, tracker=tracker, validated_labels=validated_labels)
 
     _, eval_images, gt, espec = evaluation_context(settings, validated_labels, model.input_size)
     bar = Bar.from_settings(cfg.bar, cfg.decision)
@@ -143,7 +146,8 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
              "source_stage": stage_name, "weights": str(artefact.path),
              "sha256": artefact.sha256, "source_weights": str(source.weights),
              "tables": {**ev.value["tables"], "latency": lat.value["tables"]["latency"],
-                        "deltas": str(deltas_path)},
+                        **stress.value["tables"], "deltas": str(deltas_path)},
+             "mean_rpc_recall": stress.value["mean_rpc_recall"],
              "AP50": ev.value["AP50"], "recall": ev.value["recall"],
              "daily_cost": ev.value["daily_cost"], "input_size": model.input_size,
              "production_p99_ms": p99, "p99_ms": lat.value.get("p99_ms"),
@@ -158,5 +162,6 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
         "artefact": dg.MetadataValue.path(str(artefact.path)),
         "sha256": artefact.sha256, "p99_ms": p99, "source_p99_ms": src_p99,
         "speedup_p99": speedup, "recall": ev.value["recall"],
+        "mean_rpc_recall": stress.value["mean_rpc_recall"],
         "slices_changed": len(changed), "slices_below_bar": len(below),
         "deltas": dg.MetadataValue.md(md_table(shown, max_rows=30)), **mlflow_meta})

@@ -183,7 +183,7 @@ def test_decision_report_and_champion(env, kept):
         assert "by operator override **tiny**" in (home / "reports" / "decision.md").read_text()
 
 
-def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run):
+def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run, kept):
     """The fine-tuned tiny model exported to ONNX FP32 and INT8 (calibrated on the fine-tuning
     pool): evaluated on the same held-out set, timed on ONNX Runtime, compared slice by slice
     with its FP32 source on the same frames, weighed by the decision."""
@@ -191,7 +191,7 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run):
     from preflight.models.export import read_sidecar
     from preflight.models.zoo import sha256_file
 
-    home = env["home"]
+    home = kept
     values = {}
     for e in pass_run.get_asset_materialization_events():
         key = e.event_specific_data.materialization.asset_key.to_user_string()
@@ -203,6 +203,7 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run):
     assert int8["weights"].endswith(".int8.onnx") and sha256_file(int8["weights"]) == int8["sha256"]
     side = read_sidecar(int8["weights"])
     assert side["calibration_frames"] == 8 and side["precision"] == "int8"
+    assert Path(int8["weights"]).is_relative_to(kept)   # in this pass's own folder
     images = _table(home, "validated_images")
     eval_ids = set(images.query("split == 'eval'")["image_id"])
     preds = pd.read_parquet(int8["tables"]["predictions"])
@@ -220,10 +221,12 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run):
     assert latency["cold_start_s"] > 0 and np.isfinite(latency["load_p99_ms"])
     assert int8["speedup_p99"] > 0 and int8["source_production_p99_ms"] > 0
 
-    client, runs = _mlflow(home)
+    client, runs = _mlflow(env["home"])
     by_name = {r.info.run_name: r for r in runs}
+    stress = pd.read_parquet(int8["tables"]["stress"])
+    assert set(stress["family"]) > {"clean"} and np.isfinite(int8["mean_rpc_recall"])
     for stage in ("finetuned-onnx_int8", "finetuned-onnx_int8-latency",
-                  "finetuned-onnx_int8-deltas"):
+                  "finetuned-onnx_int8-stress", "finetuned-onnx_int8-deltas"):
         assert f"tiny/{stage}" in by_name, sorted(by_name)
     run = by_name["tiny/finetuned-onnx_int8-deltas"].data
     assert run.params["sha256"] == int8["sha256"] and "speedup_p99" in run.metrics
