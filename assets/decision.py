@@ -133,7 +133,7 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         paths = write_decision_report(result, out_dir, plots=plots,
                                       evidence={"Candidates": summary, **export_tables})
         run = _record_decision_run(context, tracker, result, paths)
-        champion = _register_champion(context, tracker, result, per_cand, cfg, run,
+        champion = _register_champion(context, tracker, result, per_cand, cfg, run, paths, zoo,
                                       export=shipped_export, export_values=export_values)
         if champion.get("candidate"):
             # the drift reference: the evaluation split the champion was validated on, pinned
@@ -259,7 +259,8 @@ def _export_evidence(values: list[dict], bar) -> tuple[list, dict[str, pd.DataFr
 
 
 def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,
-                       run: dict, export=None, export_values: list[dict] = ()) -> dict:
+                       run: dict, paths: dict, zoo: ModelZoo, export=None,
+                       export_values: list[dict] = ()) -> dict:
     """Register the chosen model (alias ``champion``) on the decision's run -- only when the
     verdict ships it; otherwise no alias moves (monitoring keeps watching the model in
     production) and the record says what to do next. An export that ships is registered as the
@@ -290,17 +291,27 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
         export = None
     artefact = export.description if export else "FP32 model"
     name = cfg.decision.registered_model_name
-    version = tracker.register_model(
-        run["mlflow_run_id"], weights, name, alias="champion",
+    family = zoo.candidate(chosen).family
+    if export is not None:  # the runtime of the exported file, as load_exported picks it
+        family = "openvino" if str(weights).endswith(".xml") else "onnxruntime"
+    record = jsonable({
+        "candidate": chosen, "stage": stage, "verdict": verdict,
+        "weights": weights, "sha256": sha256, "artefact": artefact,
+        "export": export.label if export else None,
+        "metrics": metrics_path, "registered_model": name,
+        "mlflow_run_id": run["mlflow_run_id"],
+        "input_size": inputs["offtheshelf_eval"]["input_size"], "family": family,
+        # a fine-tuned checkpoint speaks the operational taxonomy; an off-the-shelf one is
+        # mapped; an export carries its map in its sidecar
+        "class_map": None if (fine or export) else zoo.candidate(chosen).class_map,
+        "taxonomy": list(cfg.taxonomy)})
+    version = tracker.register_champion(  # an MLflow pyfunc model: load it by its alias
+        run["mlflow_run_id"], name=name, checkpoint=weights, record=record,
+        decision_json=paths["json"], alias="champion",
         description=f"{verdict}: {chosen} ({stage}, {artefact}). " + " ".join(o.reasons)[:4000],
         tags={"candidate": chosen, "stage": str(stage), "verdict": verdict, "sha256": sha256,
               "artefact": artefact})
-    return {"candidate": chosen, "stage": stage, "verdict": verdict,
-            "weights": weights, "sha256": sha256, "artefact": artefact,
-            "export": export.label if export else None,
-            "metrics": metrics_path, "registered_model": name,
-            "version": version, "mlflow_run_id": run["mlflow_run_id"],
-            "input_size": inputs["offtheshelf_eval"]["input_size"]}
+    return {**record, "version": version}
 
 
 def _sha256(path: str) -> str:

@@ -19,7 +19,7 @@ from assets._md import md_table
 from assets._record import jsonable, record_run
 from assets.validation import CHECKS, check_results
 from preflight.runs import write_npy, write_parquet
-from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
+from resources import MlflowTracker, PreflightStore, SettingsResource
 
 landed_batches = dg.DynamicPartitionsDefinition(name="landed_batches")
 
@@ -51,6 +51,28 @@ def load_champion(decision: dict) -> dict:
         raise dg.Failure("the last decision pinned no reference sample (it predates pinning): "
                          "run the production-validation pass (job preflight_pass) again")
     return champion
+
+
+def champion_model(tracker: MlflowTracker, settings: SettingsResource, champion: dict):
+    """The champion's model, loaded through MLflow's registry alias
+    (``models:/<name>@champion``), checked to be the one the decision registered."""
+    name = settings.load().decision.registered_model_name
+    try:
+        model = tracker.load_champion(name)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; say what is missing
+        detail = " ".join(str(exc).split())[:300]
+        raise dg.Failure(f"no champion at models:/{name}@champion in "
+                         f"{tracker.resolved_tracking_uri()} ({detail}): materialise the "
+                         f"production-validation pass (job preflight_pass) so the decision "
+                         f"registers one") from None
+    loaded = model.unwrap_python_model()
+    if champion.get("mlflow_run_id") and loaded.record.get("mlflow_run_id") != champion[
+            "mlflow_run_id"]:
+        raise dg.Failure(f"models:/{name}@champion is the model of MLflow run "
+                         f"{loaded.record.get('mlflow_run_id')}, but the latest decision "
+                         f"registered run {champion['mlflow_run_id']}: materialise the decision "
+                         f"again so the reference and the model agree")
+    return loaded.detector
 
 
 @dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pandas", "parquet"},
@@ -101,7 +123,7 @@ def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
 @dg.asset(partitions_def=landed_batches, group_name="monitoring", kinds={"pytorch", "parquet"})
 def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, decision: dict,
                         settings: SettingsResource, store: PreflightStore,
-                        zoo: ModelZoo) -> dg.Output[dict]:
+                        tracker: MlflowTracker) -> dg.Output[dict]:
     """The champion re-evaluated on a landed batch: predictions, per-slice metrics with
     intervals, and the model's embeddings of the frames (inputs to the drift checks)."""
     from preflight.evaluation import EvaluationSpec, embed_frames, evaluate_candidate, ground_truth
@@ -111,7 +133,7 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, d
     cfg = settings.load()
     images = pd.read_parquet(batch_labels["images"])
     gt = ground_truth(pd.read_parquet(batch_labels["boxes"]))
-    detector = zoo.finetuned_detector(champion["candidate"], champion["weights"])
+    detector = champion_model(tracker, settings, champion)
     spec = EvaluationSpec.from_settings(cfg.evaluation, model_input_size=detector.input_size)
     ev = evaluate_candidate(detector.predict, images, gt, spec, CostModel(**vars(cfg.cost)),
                             cfg.taxonomy_obj.as_dict(), batch_size=cfg.evaluation.batch_size)
@@ -133,7 +155,7 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, d
           check_specs=[dg.AssetCheckSpec(name, asset="drift_report", description=desc)
                        for name, desc in DRIFT_CHECKS.items()])
 def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: SettingsResource,
-                 store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo):
+                 store: PreflightStore, tracker: MlflowTracker):
     """Input, embedding, prediction and performance drift of every batch that landed since the
     last report, against the reference evaluation set; a time series per monitored metric."""
     from preflight.drift import append_history, drift_timeseries_chart, history_rows, summarise
@@ -149,7 +171,8 @@ def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: Se
     evaluated = evaluated_batches(context.instance)
     batches = [b for b in evaluated if b not in done]
     thresholds = drift_thresholds(cfg.drift)
-    reference = reference_side(store, champion, zoo, cfg.evaluation.batch_size) if batches else None
+    reference = (reference_side(store, champion, champion_model(tracker, settings, champion),
+                                cfg.evaluation.batch_size) if batches else None)
     frames, weeks = [], {}
     for batch in batches:
         current = current_side(evaluated[batch])
@@ -254,7 +277,7 @@ def current_side(tables: dict):
                      embeddings=np.load(tables["embeddings"]))
 
 
-def reference_side(store: PreflightStore, champion: dict, zoo: ModelZoo, batch_size: int):
+def reference_side(store: PreflightStore, champion: dict, detector, batch_size: int):
     """The reference: the evaluation split the champion was validated on (pinned by the
     decision), the champion's predictions and metrics on it, and its embeddings of those frames
     (computed once per champion, cached by its MLflow run id)."""
@@ -265,7 +288,6 @@ def reference_side(store: PreflightStore, champion: dict, zoo: ModelZoo, batch_s
     metrics_path = Path(champion["metrics"])
     cache = store.path("cache", f"reference_embeddings_{champion['mlflow_run_id']}.npy")
     if not cache.is_file():
-        detector = zoo.finetuned_detector(champion["candidate"], champion["weights"])
         embeddings = embed_frames(detector.embed, images, batch_size=batch_size)
         write_npy(cache, embeddings)
     return DriftSide(images=images,

@@ -12,7 +12,11 @@ from assets.ingestion import ingested_sample, production_sample
 from assets.monitoring import batch_champion_eval, batch_labels, drift_report
 from assets.validation import validated_labels
 from pipeline.jobs import build_jobs
-from pipeline.sensors import build_landing_sensor, build_retrigger_sensor
+from pipeline.sensors import (
+    build_landing_sensor,
+    build_mlflow_finish_sensors,
+    build_retrigger_sensor,
+)
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -79,7 +83,7 @@ def build_definitions() -> dg.Definitions:
                     "the last run (schedule.cron / schedule.timezone in the settings).")
     sensors = [build_landing_sensor(jobs["landed_batch_job"],
                                     settings.landing.sensor_interval_seconds),
-               build_retrigger_sensor(jobs["preflight_pass"])]
+               build_retrigger_sensor(jobs["preflight_pass"]), *build_mlflow_finish_sensors()]
     return dg.Definitions(assets=build_assets(), jobs=list(jobs.values()), schedules=[schedule],
                           sensors=sensors, resources=build_resources())
 

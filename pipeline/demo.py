@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
             run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
         )
         summary = _materialisation_summary(instance, result.run_id)
+    from pipeline.definitions import build_resources  # no daemon here: end the MLflow parent run
+
+    build_resources()["tracker"].finish_parent(result.run_id,
+                                               "success" if result.success else "failure")
     elapsed = time.perf_counter() - started
     print()
     print("=" * 78)

@@ -1,4 +1,5 @@
-"""Sensors: newly landed labelled batches, and the drift report's retrigger."""
+"""Sensors: newly landed labelled batches, the drift report's retrigger, and the end of each
+Dagster run recorded on its MLflow parent run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import dagster as dg
 
 from assets.monitoring import landed_batches
+from resources import MlflowTracker
 
 
 def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
@@ -61,3 +63,28 @@ def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
                              tags={"preflight/trigger": "drift"})
 
     return drift_retrigger_sensor
+
+
+#: Dagster run outcome -> the word ``MlflowTracker.finish_parent`` takes
+RUN_OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "CANCELED": "canceled"}
+
+
+def build_mlflow_finish_sensors() -> list[dg.SensorDefinition]:
+    """One run-status sensor per outcome: the MLflow parent run of a Dagster run that ended is
+    terminated with its status (FINISHED / FAILED / KILLED). ``preflight demo`` runs in process,
+    without the daemon, and does the same itself when its run ends."""
+    return [_finish_sensor(status, outcome) for status, outcome in RUN_OUTCOMES.items()]
+
+
+def _finish_sensor(status: str, outcome: str) -> dg.SensorDefinition:
+    @dg.run_status_sensor(run_status=getattr(dg.DagsterRunStatus, status),
+                          name=f"mlflow_parent_run_{outcome}",
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description=f"Marks the MLflow parent run of a Dagster run that ended "
+                                      f"in {outcome} as finished with that status.")
+    def finish_parent(context: dg.RunStatusSensorContext, tracker: MlflowTracker):
+        run_id = tracker.finish_parent(context.dagster_run.run_id, outcome)
+        return dg.SkipReason(f"MLflow parent run {run_id} ended: {outcome}" if run_id
+                             else "the run logged nothing to MLflow")
+
+    return finish_parent

@@ -2,13 +2,22 @@
 
 The default is a local SQLite store under the project home; any tracking URI (an MLflow server,
 ``postgresql://...``) and artifact root (``s3://...``) works through configuration alone.
+
+The parent run of a Dagster run is found by its ``dagster.run_id`` tag and created once, even when
+parallel steps (the multiprocess executor) ask at the same moment: creation holds a file lock per
+Dagster run, and a process that still finds two parents (steps on machines that share no disk)
+keeps the earliest and deletes its own. ``finish_parent`` ends it with the Dagster run's status.
+The champion is registered as an MLflow ``pyfunc`` model (``resources.champion_model``), so
+``mlflow.pyfunc.load_model("models:/<name>@champion")`` predicts on a frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +73,46 @@ class MlflowTracker(dg.ConfigurableResource):
 
     # -- runs -------------------------------------------------------------------------------
     def parent_run(self, pipeline_run_id: str, job_name: str = "") -> str:
-        """The parent MLflow run of one Dagster run (created on first use, found afterwards)."""
-        client = self.client()
-        exp = self.experiment_id()
-        found = client.search_runs(
-            [exp], filter_string=f"tags.`dagster.run_id` = '{pipeline_run_id}' "
-                                 "and tags.`preflight.role` = 'parent'", max_results=1)
+        """The parent MLflow run of one Dagster run (created on first use, found afterwards;
+        created once even when parallel steps ask together)."""
+        found = self._parents(pipeline_run_id)
         if found:
             return found[0].info.run_id
-        run = client.create_run(exp, run_name=f"pipeline-{pipeline_run_id[:8]}", tags={
-            "dagster.run_id": pipeline_run_id, "dagster.job": job_name, "preflight.role": "parent"})
-        return run.info.run_id
+        with _lock(preflight_home() / "mlflow" / "locks" / f"{pipeline_run_id}.lock"):
+            found = self._parents(pipeline_run_id)
+            if found:
+                return found[0].info.run_id
+            client = self.client()
+            mine = client.create_run(
+                self.experiment_id(), run_name=f"pipeline-{pipeline_run_id[:8]}",
+                tags={"dagster.run_id": pipeline_run_id, "dagster.job": job_name,
+                      "preflight.role": "parent"}).info.run_id
+        winner = self._parents(pipeline_run_id)[0].info.run_id  # no shared disk: earliest wins
+        if winner != mine:
+            client.delete_run(mine)
+        return winner
+
+    def _parents(self, pipeline_run_id: str) -> list:
+        """Live parent runs of a Dagster run, earliest first (ties: by run id)."""
+        runs = self.client().search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`dagster.run_id` = '{pipeline_run_id}' "
+                          "and tags.`preflight.role` = 'parent'", max_results=50)
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def finish_parent(self, pipeline_run_id: str, status: str) -> str | None:
+        """End the parent run with the Dagster run's outcome: ``success``/``failure``/
+        ``canceled`` become MLflow ``FINISHED``/``FAILED``/``KILLED``. None if it had none."""
+        mlflow_status = {"success": "FINISHED", "failure": "FAILED",
+                         "canceled": "KILLED"}[status.lower()]
+        found = self._parents(pipeline_run_id)
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        client = self.client()
+        client.set_tag(run_id, "dagster.status", status.lower())
+        client.set_terminated(run_id, mlflow_status)
+        return run_id
 
     def start_child(self, parent_run_id: str, name: str, tags: Mapping[str, str] | None = None) -> str:
         client = self.client()
@@ -123,20 +161,60 @@ class MlflowTracker(dg.ConfigurableResource):
     def register_model(self, run_id: str, model_path: str | Path, name: str, alias: str = "champion",
                        description: str = "", tags: Mapping[str, str] | None = None) -> str:
         """Log `model_path` to `run_id`, register it under `name` and point `alias` at the new version."""
+        model_path = Path(model_path)
+        self.log_artifact(run_id, model_path, "model")
+        return self._new_version(run_id, f"runs:/{run_id}/model/{model_path.name}", name, alias,
+                                 description, tags)
+
+    def register_champion(self, run_id: str, *, name: str, checkpoint: str | Path,
+                          record: Mapping[str, Any], decision_json: str | Path,
+                          alias: str = "champion", description: str = "",
+                          tags: Mapping[str, str] | None = None) -> str:
+        """Log the champion as a ``pyfunc`` model (checkpoint, class map, input size, decision
+        JSON) in ``run_id``, register it under ``name`` and point ``alias`` at it."""
+        from resources.champion_model import save_champion_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save_champion_model(Path(tmp) / "champion", checkpoint, dict(record),
+                                         decision_json)
+            self.client().log_artifacts(run_id, str(folder), "champion")
+        return self._new_version(run_id, f"runs:/{run_id}/champion", name, alias, description,
+                                 tags)
+
+    def load_champion(self, name: str, alias: str = "champion"):
+        """``mlflow.pyfunc.load_model("models:/<name>@<alias>")`` against this tracking store."""
+        import mlflow.pyfunc
+
+        self.client()  # sets the tracking (and so the registry) URI
+        return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+
+    def _new_version(self, run_id: str, source: str, name: str, alias: str, description: str,
+                     tags: Mapping[str, str] | None) -> str:
         from mlflow.exceptions import MlflowException
 
         client = self.client()
-        model_path = Path(model_path)
-        self.log_artifact(run_id, model_path, "model")
         try:
             client.create_registered_model(name, description=description)
         except MlflowException:
             pass  # already registered
-        source = f"runs:/{run_id}/model/{model_path.name}"
         version = client.create_model_version(name, source, run_id=run_id, tags=dict(tags or {}),
                                               description=description)
         client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes of this machine (POSIX ``flock``)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _metric_key(key: str) -> str:
