@@ -25,8 +25,13 @@ def record_run(context: dg.AssetExecutionContext, tracker: MlflowTracker, *, nam
 
     ``artifacts``: ``(artifact folder, file)`` pairs. Returns Dagster metadata pointing at it (run id and URL). MLflow trouble (a tracking server
     that is down) fails the asset with a message that names the tracking URI."""
+    try:  # the run's settings snapshot, when the asset has the settings resource
+        settings = context.resources.settings
+    except Exception:  # noqa: BLE001 - Dagster raises its own error type for a missing resource
+        settings = None
     try:
-        parent = tracker.parent_run(context.run_id, context.job_name or "")
+        parent = tracker.parent_run(context.run_id, context.job_name or "",
+                                    settings=settings.load().to_dict() if settings else None)
         run_id = tracker.start_child(parent, name, {"preflight.stage": stage,
                                                     "preflight.candidate": candidate,
                                                     "dagster.run_id": context.run_id,

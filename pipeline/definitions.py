@@ -6,6 +6,8 @@ candidate there adds its evaluation, stress, latency, fine-tuning and re-evaluat
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.ingestion import ingested_sample, production_sample
@@ -19,16 +21,33 @@ from pipeline.sensors import (
 )
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
+#: the environment variables the pipeline reads -- here, and only here -- and what each sets. A
+#: set variable becomes a Dagster ``EnvVar`` (resolved when a run's resources start, shown as
+#: such in the UI); an unset one leaves the resource's documented default.
+ENVIRONMENT: dict[str, str] = {
+    "PREFLIGHT_CONFIG": "the settings file (SettingsResource.config_path)",
+    "PREFLIGHT_HOME": "the project home: tables, reports, zoo, MLflow store (PreflightStore.home)",
+    "PREFLIGHT_CANDIDATES": "a candidates file overriding the settings' (ModelZoo.candidates_file)",
+    "PREFLIGHT_EXECUTOR": "the pass's executor: multiprocess, in_process, celery or k8s",
+    "PREFLIGHT_MAX_CONCURRENT": "steps at once under the multiprocess executor (default 2)",
+}
+
+
+def _from_env(name: str, default=None):
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
 
 def build_resources() -> dict:
     """Resources from the environment: the settings file and project home decide everything."""
     from preflight.config import load_settings
 
-    settings = load_settings()
+    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
     return {
-        "settings": SettingsResource(),
-        "store": PreflightStore(),
-        "zoo": ModelZoo(device=settings.finetune.device),
+        "settings": SettingsResource(config_path=_from_env("PREFLIGHT_CONFIG")),
+        "store": PreflightStore(home=_from_env("PREFLIGHT_HOME")),
+        "zoo": ModelZoo(device=settings.finetune.device,
+                        candidates_file=_from_env("PREFLIGHT_CANDIDATES",
+                                                  settings.candidates_file)),
         "tracker": MlflowTracker(
             tracking_uri=settings.mlflow.tracking_uri,
             artifact_location=settings.mlflow.artifact_location,
@@ -46,7 +65,7 @@ def build_assets() -> list:
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from preflight.config import load_settings
 
-    settings = load_settings()
+    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
     ft = settings.finetune
     names = [c.name for c in ModelZoo().candidates()]
     finetuned = set(ft.candidates or names) & set(names)
@@ -73,8 +92,9 @@ def build_assets() -> list:
 def build_definitions() -> dg.Definitions:
     from preflight.config import load_settings
 
-    settings = load_settings()
-    jobs = build_jobs()
+    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
+    jobs = build_jobs(executor=os.environ.get("PREFLIGHT_EXECUTOR") or "multiprocess",
+                      max_concurrent=int(os.environ.get("PREFLIGHT_MAX_CONCURRENT") or 2))
     schedule = dg.ScheduleDefinition(
         name="nightly_drift", job=jobs["drift_job"], cron_schedule=settings.schedule.cron,
         execution_timezone=settings.schedule.timezone,

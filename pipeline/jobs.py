@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 PASS_GROUPS = ("ingestion", "validation", "models", "evaluation", "finetuning", "reevaluation",
                "export", "decision")
 
 
-def pass_executor() -> dg.ExecutorDefinition:
+def pass_executor(kind: str = "multiprocess", max_concurrent: int = 2) -> dg.ExecutorDefinition:
     """The executor of the production-validation pass, chosen by configuration
-    (``PREFLIGHT_EXECUTOR``): ``multiprocess`` (default; candidates side by side, at most
-    ``PREFLIGHT_MAX_CONCURRENT`` steps at once), ``in_process``, ``celery`` (dagster-celery; broker
-    and backend from its own run config / environment) or ``k8s`` (dagster-k8s, one pod per
-    step). The per-candidate assets are independent steps, so each executor spreads them."""
-    kind = os.environ.get("PREFLIGHT_EXECUTOR", "multiprocess")
+    (``PREFLIGHT_EXECUTOR``, read in ``pipeline.definitions``): ``multiprocess`` (default;
+    candidates side by side, at most ``max_concurrent`` steps at once), ``in_process``, ``celery``
+    (dagster-celery; broker and backend from its own run config / environment) or ``k8s``
+    (dagster-k8s, one pod per step). The per-candidate assets are independent steps, so each
+    executor spreads them."""
     if kind == "multiprocess":
-        return dg.multiprocess_executor.configured(
-            {"max_concurrent": int(os.environ.get("PREFLIGHT_MAX_CONCURRENT", "2"))})
+        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent})
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "celery":
@@ -33,15 +30,16 @@ def pass_executor() -> dg.ExecutorDefinition:
     raise ValueError(f"PREFLIGHT_EXECUTOR={kind!r}: use multiprocess, in_process, celery or k8s")
 
 
-def build_jobs() -> dict[str, dg.UnresolvedAssetJobDefinition]:
+def build_jobs(executor: str = "multiprocess", max_concurrent: int = 2
+               ) -> dict[str, dg.UnresolvedAssetJobDefinition]:
     from assets.monitoring import landed_batches
 
-    executor = pass_executor()
+    executor_def = pass_executor(executor, max_concurrent)
     return {
         "preflight_pass": dg.define_asset_job(
             name="preflight_pass", selection=dg.AssetSelection.groups(*PASS_GROUPS),
             description="Ingest the production sample, validate labels, evaluate candidates, "
-                        "fine-tune, re-evaluate and decide.", executor_def=executor),
+                        "fine-tune, re-evaluate and decide.", executor_def=executor_def),
         "ingest_job": dg.define_asset_job(
             name="ingest_job", selection=dg.AssetSelection.groups("ingestion", "validation"),
             description="Only ingestion and label validation (a quick look at new data)."),

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from assets.monitoring import landed_batches
-from resources import MlflowTracker
+from resources import MlflowTracker, PreflightStore, SettingsResource
 
 
 def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
@@ -17,15 +17,13 @@ def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Registers each complete batch in the landing folder as a partition "
                            "and requests its ingestion, validation and champion re-evaluation.")
-    def landed_batch_sensor(context: dg.SensorEvaluationContext):
+    def landed_batch_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource,
+                            store: PreflightStore):
         """A batch is processed once: its name is the run key and is kept in the cursor (which
         Dagster persists, so a daemon restart does not re-request it)."""
-        from preflight.config import load_settings
         from preflight.data.landing import scan_landing
-        from resources import PreflightStore
 
-        cfg = load_settings().landing
-        store = PreflightStore()
+        cfg = settings.load().landing
         root = cfg.dir or str(store.path("landing", "batches", "x").parent)
         seen = set(json.loads(context.cursor)) if context.cursor else set()
         statuses = scan_landing(root)
@@ -50,10 +48,9 @@ def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
                      name="drift_retrigger_sensor",
                      description="When drift fails and drift.retrigger_on_fail is set, runs the "
                                  "fine-tune / decision chain again.")
-    def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event):
-        from preflight.config import load_settings
-
-        if not load_settings().drift.retrigger_on_fail:
+    def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event,
+                               settings: SettingsResource):
+        if not settings.load().drift.retrigger_on_fail:
             return dg.SkipReason("drift.retrigger_on_fail is off")
         mat = asset_event.dagster_event.event_specific_data.materialization
         level = mat.metadata.get("worst_level")

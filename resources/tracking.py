@@ -72,9 +72,11 @@ class MlflowTracker(dg.ConfigurableResource):
             return found.experiment_id
 
     # -- runs -------------------------------------------------------------------------------
-    def parent_run(self, pipeline_run_id: str, job_name: str = "") -> str:
+    def parent_run(self, pipeline_run_id: str, job_name: str = "",
+                   settings: Mapping[str, Any] | None = None) -> str:
         """The parent MLflow run of one Dagster run (created on first use, found afterwards;
-        created once even when parallel steps ask together)."""
+        created once even when parallel steps ask together). ``settings``: the run's resolved
+        settings, logged as ``settings.<dotted key>`` params when the parent is created."""
         found = self._parents(pipeline_run_id)
         if found:
             return found[0].info.run_id
@@ -87,6 +89,8 @@ class MlflowTracker(dg.ConfigurableResource):
                 self.experiment_id(), run_name=f"pipeline-{pipeline_run_id[:8]}",
                 tags={"dagster.run_id": pipeline_run_id, "dagster.job": job_name,
                       "preflight.role": "parent"}).info.run_id
+            if settings:
+                self.log_params(mine, {f"settings.{k}": v for k, v in _flat(settings).items()})
         winner = self._parents(pipeline_run_id)[0].info.run_id  # no shared disk: earliest wins
         if winner != mine:
             client.delete_run(mine)
@@ -215,6 +219,16 @@ def _lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
 
 
 def _metric_key(key: str) -> str:

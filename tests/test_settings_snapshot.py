@@ -1,0 +1,82 @@
+"""Settings are resolved once per run: every stage of a run sees the settings as they were when
+the run started (recorded in the run's tags and on its MLflow parent run), whatever happens to
+the file meanwhile; the next run picks an edit up."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from resources import MlflowTracker, SettingsResource
+from resources.settings import SETTINGS_FILE_TAG, SETTINGS_TAG
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFLIGHT_HOME", str(tmp_path / "home"))
+    config = tmp_path / "settings.yaml"
+    config.write_text("bar: {min_slice_recall: 0.5}\n")
+    return config
+
+
+def _assets(config: Path):
+    @dg.asset
+    def evaluated(settings: SettingsResource) -> float:
+        seen = settings.load().bar.min_slice_recall
+        config.write_text("bar: {min_slice_recall: 0.9}\n")  # someone edits the bar mid-run
+        return seen
+
+    @dg.asset
+    def decided(context: dg.AssetExecutionContext, evaluated: float,
+                settings: SettingsResource, tracker: MlflowTracker) -> float:
+        from assets._record import record_run
+
+        record_run(context, tracker, name="decision", stage="decision", candidate="x",
+                   params={}, metrics={})
+        return settings.load().bar.min_slice_recall
+
+    return [evaluated, decided]
+
+
+def test_a_mid_run_edit_changes_nothing_for_that_run(world, tmp_path):
+    config = world
+    tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            artifact_location=(tmp_path / "artifacts").as_uri(), experiment="s")
+    resources = {"settings": SettingsResource(config_path=str(config)), "tracker": tracker}
+    with dg.instance_for_test() as instance:
+        first = dg.materialize(_assets(config), resources=resources, instance=instance)
+        assert first.output_for_node("evaluated") == 0.5
+        assert first.output_for_node("decided") == 0.5  # not the 0.9 written mid-run
+        tags = instance.get_run_by_id(first.run_id).tags
+        assert len(tags[SETTINGS_TAG]) == 64 and tags[SETTINGS_FILE_TAG] == str(config)
+        # the snapshot is a file any step process of the run reads (multiprocess, k8s, ...)
+        snapshot = SettingsResource(config_path=str(config)).snapshot_path(first.run_id)
+        assert '"min_slice_recall": 0.5' in snapshot.read_text()
+        # recorded with the run in MLflow: the parent run carries the settings as params
+        parent = tracker._parents(first.run_id)[0]
+        assert parent.data.params["settings.bar.min_slice_recall"] == "0.5"
+        assert parent.data.params["settings.stress.n_images"] == "16"
+
+        second = dg.materialize(_assets(config), resources=resources, instance=instance)
+        assert second.output_for_node("decided") == 0.9  # the next run sees the edit
+        assert instance.get_run_by_id(second.run_id).tags[SETTINGS_TAG] != tags[SETTINGS_TAG]
+
+
+def test_outside_a_run_the_file_is_read_as_it_is(world):
+    settings = SettingsResource(config_path=str(world))
+    assert settings.load().bar.min_slice_recall == 0.5
+    world.write_text("bar: {min_slice_recall: 0.7}\n")
+    assert settings.load().bar.min_slice_recall == 0.7
+
+
+def test_definitions_take_the_environment_as_envvars(world, monkeypatch):
+    """The settings path, home and candidates file reach the resources as Dagster EnvVars,
+    read in one place (pipeline.definitions); the executor too."""
+    from pipeline.definitions import ENVIRONMENT, build_resources
+
+    monkeypatch.setenv("PREFLIGHT_CONFIG", str(world))
+    resources = build_resources()
+    assert isinstance(resources["settings"].config_path, dg.EnvVar)
+    assert resources["settings"].config_path.env_var_name == "PREFLIGHT_CONFIG"
+    assert isinstance(resources["store"].home, dg.EnvVar)
+    assert {"PREFLIGHT_CONFIG", "PREFLIGHT_HOME", "PREFLIGHT_EXECUTOR"} <= set(ENVIRONMENT)
