@@ -48,9 +48,12 @@ def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
                      name="drift_retrigger_sensor",
                      description="When drift fails and drift.retrigger_on_fail is set, runs the "
                                  "fine-tune / decision chain again.")
-    def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event,
-                               settings: SettingsResource):
-        if not settings.load().drift.retrigger_on_fail:
+    def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event):
+        # Dagster 1.13's asset_sensor does not hand resources to its function when invoked
+        # directly, so this one reads the settings file named by the environment itself
+        from preflight.config import load_settings
+
+        if not load_settings().drift.retrigger_on_fail:
             return dg.SkipReason("drift.retrigger_on_fail is off")
         mat = asset_event.dagster_event.event_specific_data.materialization
         level = mat.metadata.get("worst_level")

@@ -255,7 +255,8 @@ def _land(root: Path, week: int, seed: int, n: int = 24) -> Path:
 
 def _tick(defs, instance, cursor):
     sensor = defs.get_sensor_def("landed_batch_sensor")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                  resources=defs.resources)  # the sensor reads its resources
     result = sensor(ctx)
     return result, (ctx.cursor if isinstance(result, dg.SkipReason) else result.cursor)
 
