@@ -160,16 +160,19 @@ def test_champion_alias_loads_as_pyfunc_and_predicts_on_a_frame(tracker, checkpo
 def test_monitoring_loads_the_champion_through_the_alias(tracker, checkpoint, tmp_path):
     import dagster as dg
 
-    from assets.monitoring import load_champion
+    from assets.monitoring import champion_model
 
     config = tmp_path / "settings.yaml"
     config.write_text(f"taxonomy: {list(TAXONOMY)}\n"
                       "decision: {registered_model_name: tiny-detector}\n")
-    _register(tracker, checkpoint, tmp_path, "fine-tune")
-    record, detector = load_champion(tracker, SettingsResource(config_path=str(config)))
-    assert record["candidate"] == "tiny" and detector.input_size == 64
-    assert len(detector.predict([_frame()])) == 1
+    _, record, _ = _register(tracker, checkpoint, tmp_path, "fine-tune")
+    settings = SettingsResource(config_path=str(config))
+    detector = champion_model(tracker, settings, record)  # the decision's champion record
+    assert detector.input_size == 64 and len(detector.predict([_frame()])) == 1
+    with pytest.raises(dg.Failure, match=r"is the model of MLflow run .* but the latest "
+                                         r"decision registered run elsewhere"):
+        champion_model(tracker, settings, {**record, "mlflow_run_id": "elsewhere"})
     config.write_text(f"taxonomy: {list(TAXONOMY)}\n"
                       "decision: {registered_model_name: never-registered}\n")
     with pytest.raises(dg.Failure, match=r"no champion at models:/never-registered@champion"):
-        load_champion(tracker, SettingsResource(config_path=str(config)))
+        champion_model(tracker, settings, record)
