@@ -1,0 +1,165 @@
+"""Each outcome of the decision reached from data, not from hand-built tables.
+
+One tiny timm classifier (trained from scratch in the module fixture on clean, textured
+colour crops of three classes) is the off-the-shelf candidate. Each test builds its evaluation
+sample by transforming clean crops, evaluates the real model with the real metrics code
+(:func:`preflight.classification.classification_metrics`: Wilson/clustered intervals, per-class
+and per-slice rows), fine-tunes with the real trainer where the outcome needs it, and lets
+:func:`preflight.decide.decide` make the call from that evidence alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflight.classification import classification_metrics
+from preflight.decide import EVALUATE, FINE_TUNED, OFF_THE_SHELF, SHIP, Bar, decide
+from preflight.decide.evidence import build_evidence
+from preflight.evaluation import EvaluationSpec
+from preflight.models.timm_adapter import TimmClassifier
+from preflight.models.timm_training import train_classifier
+from preflight.taxonomy import Taxonomy
+
+pytestmark = pytest.mark.slow
+
+CLASSES = ("red", "green", "blue")
+TAXONOMY = Taxonomy(names=CLASSES, lookalike_pairs=())
+#: clean appearance of each class (RGB)
+COLOURS = {"red": (200, 40, 40), "green": (40, 190, 60), "blue": (40, 60, 200)}
+SIZE = 32
+SPEC = EvaluationSpec(slice_columns=("site",), box_slice_columns=(), bootstrap=0, seed=0,
+                      min_images=20, min_boxes=20)
+BAR = Bar(min_recall={"default": 0.6}, min_precision={"default": 0.5}, min_slice_recall=0.6,
+          lookalike_pairs=())
+
+
+def _crop(rng: np.random.Generator, colour) -> np.ndarray:
+    """A textured crop: the class colour with per-pixel noise and a random darker stripe."""
+    img = np.clip(np.asarray(colour, float) + rng.normal(0, 18, (SIZE, SIZE, 3)), 0, 255)
+    r = int(rng.integers(0, SIZE - 6))
+    img[r:r + 4] *= 0.7
+    return img.astype(np.uint8)
+
+
+def _inverted(img: np.ndarray) -> np.ndarray:
+    """The learnable appearance shift: a camera that records the negative (every class gets a
+    new colour, distinct from the clean ones and from each other)."""
+    return 255 - img
+
+
+def _sample(folder: Path, n_per_class: int, seed: int, *, classes=CLASSES, site: str = "a",
+            shift=None, start: int = 0) -> pd.DataFrame:
+    """Crops written as PNG files, with the images table training and evaluation read."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in classes:
+        for i in range(n_per_class):
+            img = _crop(rng, COLOURS[name])
+            if shift is not None:
+                img = shift(img)
+            image_id = start + len(rows)
+            path = folder / f"{site}_{name}_{seed}_{i}.png"
+            Image.fromarray(img).save(path)
+            rows.append({"image_id": image_id, "file_name": path.name, "path": str(path),
+                         "label": TAXONOMY.id_of(name), "label_name": name, "site": site,
+                         "group_id": f"{site}-{seed}-{name}-{i}", "width": SIZE,
+                         "height": SIZE})
+    return pd.DataFrame(rows)
+
+
+def _read(images: pd.DataFrame) -> list[np.ndarray]:
+    from PIL import Image
+
+    return [np.asarray(Image.open(p).convert("RGB")) for p in images["path"]]
+
+
+def _metrics(model: TimmClassifier, images: pd.DataFrame) -> pd.DataFrame:
+    probs = model.predict(_read(images))
+    return classification_metrics(images.reset_index(drop=True), probs, SPEC,
+                                  TAXONOMY.as_dict(), ["site"])
+
+
+def _load(checkpoint: Path, class_map=None) -> TimmClassifier:
+    return TimmClassifier.from_weights(checkpoint, class_map=class_map, taxonomy=TAXONOMY,
+                                       device="cpu")
+
+
+def _train(init, data: pd.DataFrame, out: Path, classes, epochs: int) -> Path:
+    result = train_classifier(init, data, out, classes=list(classes), val_fraction=0.0,
+                              epochs=epochs, batch=16, lr=0.01, weight_decay=0.0,
+                              input_size=SIZE, seed=0, device="cpu", resume=False,
+                              taxonomy=TAXONOMY)
+    return Path(result.checkpoint)
+
+
+def _evidence(name: str, offtheshelf: pd.DataFrame, finetuned: pd.DataFrame | None = None,
+              no_analog=(), pool: int | None = None):
+    return build_evidence(name, offtheshelf=offtheshelf, latency_p99_ms=5.0,
+                          finetuned=finetuned, latency_p99_ms_finetuned=5.0 if
+                          finetuned is not None else None, no_analog=no_analog,
+                          input_size=SIZE, image_size=SIZE, family="timm", pool_images=pool,
+                          bar=BAR)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The off-the-shelf candidate: trained from scratch on clean crops of all three classes;
+    plus a second one that never saw ``blue`` (its label space has no analog for it)."""
+    root = tmp_path_factory.mktemp("outcomes")
+    clean = _sample(root / "train", 24, seed=1)
+    full = _train("mobilenetv3_small_050", clean, root / "full", CLASSES, epochs=6)
+    two = _train("mobilenetv3_small_050", clean[clean["label_name"] != "blue"],
+                 root / "two", CLASSES[:2], epochs=6)
+    return {"root": root, "full": full, "two": two}
+
+
+def test_no_shift_ships_off_the_shelf(world):
+    """An unshifted sample with enough frames: every row passes with its interval above the
+    bar, so the candidate ships as it is."""
+    images = _sample(world["root"] / "clean_eval", 30, seed=2)
+    ots = _metrics(_load(world["full"]), images)
+    decision = decide([_evidence("cand", ots)], BAR)
+    verdict = decision.candidates[0]
+    assert verdict.verdict == SHIP and verdict.stage == OFF_THE_SHELF, verdict.reasons
+    assert verdict.n_fail == verdict.n_not_enough == 0
+    assert decision.overall.verdict == SHIP
+
+
+def test_too_few_frames_collects_evaluation_data(world):
+    """The same clean appearance but only a handful of frames: the intervals are too wide to
+    tell pass from fail, so nothing ships and the label plan says how many frames to add."""
+    images = _sample(world["root"] / "few_eval", 3, seed=3)
+    ots = _metrics(_load(world["full"]), images)
+    decision = decide([_evidence("cand", ots)], BAR)
+    verdict = decision.candidates[0]
+    assert verdict.verdict == EVALUATE, verdict.reasons
+    assert not verdict.ships and verdict.n_not_enough > 0
+    assert verdict.label_plan and any(c in " ".join(verdict.label_plan) for c in CLASSES)
+    assert decision.overall.verdict == EVALUATE
+
+
+def test_class_without_analog_is_not_shipped_off_the_shelf(world):
+    """A candidate whose label space has no analog for ``blue``: off-the-shelf it cannot name
+    a blue crop, so it never ships as it is; the fine-tuned model (new head, trained on the
+    pool) must clear the bar on blue itself, and does."""
+    root = world["root"]
+    evaluation = _sample(root / "analog_eval", 25, seed=8)
+    pool = _sample(root / "analog_pool", 12, seed=9)
+    two = _load(world["two"], class_map={"red": "red", "green": "green"})
+    ots = _metrics(two, evaluation)
+    tuned = _train(world["two"], pool, root / "analog_ft", CLASSES, epochs=4)
+    ft = _metrics(_load(tuned), evaluation)
+    decision = decide([_evidence("cand", ots, ft, no_analog=("blue",), pool=len(pool))], BAR)
+    verdict = decision.candidates[0]
+    assert verdict.stage != OFF_THE_SHELF and verdict.verdict != SHIP, verdict.reasons
+    rows = decision.slices.set_index(["stage", "slice_column", "metric"])
+    assert rows.loc[(OFF_THE_SHELF, "__all__", "recall.blue"), "status"] == "fail"
+    assert rows.loc[(FINE_TUNED, "__all__", "recall.blue"), "status"] == "pass"
+    assert any("no analog in pre-training for blue" in r for r in verdict.reasons)
