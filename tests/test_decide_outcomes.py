@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from preflight.classification import classification_metrics
-from preflight.decide import EVALUATE, FINE_TUNED, OFF_THE_SHELF, SHIP, Bar, decide
+from preflight.decide import EVALUATE, FINE_TUNE, FINE_TUNED, OFF_THE_SHELF, SHIP, Bar, decide
 from preflight.decide.evidence import build_evidence
 from preflight.evaluation import EvaluationSpec
 from preflight.models.timm_adapter import TimmClassifier
@@ -143,6 +143,35 @@ def test_too_few_frames_collects_evaluation_data(world):
     assert not verdict.ships and verdict.n_not_enough > 0
     assert verdict.label_plan and any(c in " ".join(verdict.label_plan) for c in CLASSES)
     assert decision.overall.verdict == EVALUATE
+
+
+def test_learnable_shift_is_fixed_by_fine_tuning_and_routed_data_solvable(world):
+    """A second site whose camera records the negative: the off-the-shelf model fails that
+    site; fine-tuning on a pool from both sites brings every row over
+    the bar, so the verdict is fine-tune and the rows that failed are routed data-solvable."""
+    root = world["root"]
+    evaluation = pd.concat([_sample(root / "shift_eval", 25, seed=4, site="a"),
+                            _sample(root / "shift_eval", 25, seed=5, site="b",
+                                    shift=_inverted, start=1000)], ignore_index=True)
+    pool = pd.concat([_sample(root / "shift_pool", 20, seed=6, site="a"),
+                      _sample(root / "shift_pool", 20, seed=7, site="b", shift=_inverted,
+                              start=1000)], ignore_index=True)
+    ots = _metrics(_load(world["full"]), evaluation)
+    site_b = ots[(ots["slice_column"] == "site") & (ots["slice_value"] == "b")
+                 & (ots["metric"] == "recall")]["value"].iloc[0]
+    assert site_b < 0.6  # the shift really hurts the off-the-shelf model
+    tuned = _train(world["full"], pool, root / "shift_ft", CLASSES, epochs=8)
+    ft = _metrics(_load(tuned), evaluation)
+    decision = decide([_evidence("cand", ots, ft, pool=len(pool))], BAR)
+    verdict = decision.candidates[0]
+    assert verdict.verdict == FINE_TUNE and verdict.stage == FINE_TUNED, verdict.reasons
+    rows = decision.slices
+    failed_before = rows[(rows["stage"] == OFF_THE_SHELF) & (rows["status"] == "fail")]
+    assert ("site", "b", "recall") in set(zip(failed_before["slice_column"],
+                                              failed_before["slice_value"],
+                                              failed_before["metric"], strict=True))
+    assert set(failed_before["failure_kind"]) == {"data-solvable"}
+    assert not (rows[rows["stage"] == FINE_TUNED]["status"] == "fail").any()
 
 
 def test_class_without_analog_is_not_shipped_off_the_shelf(world):
