@@ -17,9 +17,19 @@ import pandas as pd
 import pytest
 
 from preflight.classification import classification_metrics
-from preflight.decide import EVALUATE, FINE_TUNE, FINE_TUNED, OFF_THE_SHELF, SHIP, Bar, decide
+from preflight.decide import (
+    EVALUATE,
+    FINE_TUNE,
+    FINE_TUNED,
+    OFF_THE_SHELF,
+    REPLACE,
+    SHIP,
+    Bar,
+    decide,
+)
 from preflight.decide.evidence import build_evidence
 from preflight.evaluation import EvaluationSpec
+from preflight.metrics.slices import INPUT_PX_COLUMN, input_px_bin
 from preflight.models.timm_adapter import TimmClassifier
 from preflight.models.timm_training import train_classifier
 from preflight.taxonomy import Taxonomy
@@ -80,10 +90,10 @@ def _read(images: pd.DataFrame) -> list[np.ndarray]:
     return [np.asarray(Image.open(p).convert("RGB")) for p in images["path"]]
 
 
-def _metrics(model: TimmClassifier, images: pd.DataFrame) -> pd.DataFrame:
+def _metrics(model: TimmClassifier, images: pd.DataFrame, slices=("site",)) -> pd.DataFrame:
     probs = model.predict(_read(images))
     return classification_metrics(images.reset_index(drop=True), probs, SPEC,
-                                  TAXONOMY.as_dict(), ["site"])
+                                  TAXONOMY.as_dict(), list(slices))
 
 
 def _load(checkpoint: Path, class_map=None) -> TimmClassifier:
@@ -192,3 +202,47 @@ def test_class_without_analog_is_not_shipped_off_the_shelf(world):
     assert rows.loc[(OFF_THE_SHELF, "__all__", "recall.blue"), "status"] == "fail"
     assert rows.loc[(FINE_TUNED, "__all__", "recall.blue"), "status"] == "pass"
     assert any("no analog in pre-training for blue" in r for r in verdict.reasons)
+
+
+def test_objects_shrunk_below_the_pixel_threshold_are_architecture_bound(world):
+    """The same objects shrunk into a 128 px frame: at the model's 32 px input each is about
+    3 px, below the 16 px threshold. The off-the-shelf model fails, and the measured object
+    sizes at input (the ``input_px_bin`` rows of the real metrics table) route the overall,
+    per-class and size rows to a model change -- a higher input size or tiling -- not to data
+    collection, and the candidate is replaced."""
+    from PIL import Image
+
+    root, frame, side = world["root"] / "small_eval", 128, 12
+    images = _sample(root, 25, seed=10)
+    rng = np.random.default_rng(11)
+    for path in images["path"]:  # shrink each crop into a grey frame
+        canvas = np.clip(rng.normal(110, 8, (frame, frame, 3)), 0, 255).astype(np.uint8)
+        small = np.asarray(Image.open(path).convert("RGB").resize((side, side)))
+        y, x = rng.integers(0, frame - side, 2)
+        canvas[y:y + side, x:x + side] = small
+        Image.fromarray(canvas).save(path)
+    images["width"] = images["height"] = frame
+    images[INPUT_PX_COLUMN] = input_px_bin(np.full(len(images), side * SIZE / frame))
+    ots = _metrics(_load(world["full"]), images, slices=("site", INPUT_PX_COLUMN))
+    ev = build_evidence("cand", offtheshelf=ots, latency_p99_ms=5.0, input_size=SIZE,
+                        image_size=frame, family="timm", bar=BAR)
+    decision = decide([ev], BAR)
+    verdict = decision.candidates[0]
+    rows = decision.slices
+    failing = rows[(rows["stage"] == OFF_THE_SHELF) & (rows["status"] == "fail")]
+    assert len(failing) and verdict.n_fail == len(failing)
+    size_rows = failing["slice_column"] != "site"
+    assert size_rows.sum() >= 3
+    assert set(failing[size_rows]["failure_kind"]) == {"architecture-bound"}
+    assert set(failing[size_rows]["route"]) == {"model change"}
+    assert failing[size_rows]["remedy"].str.contains("input size").all()
+    # a slice with no size breakdown of its own is not guessed: unresolved, naming the
+    # measurement (fine-tuning) that would settle it
+    assert set(failing[~size_rows]["failure_kind"]) <= {"unresolved"}
+    assert not verdict.ships and verdict.n_data_solvable == 0, verdict.reasons
+    # judged on the size evidence alone, the candidate is replaced (a model change)
+    by_size = decide([build_evidence("cand", offtheshelf=ots[ots["slice_column"] != "site"],
+                                     latency_p99_ms=5.0, input_size=SIZE, image_size=frame,
+                                     family="timm", bar=BAR)], BAR).candidates[0]
+    assert by_size.verdict == REPLACE and by_size.n_fail == by_size.n_architecture_bound, \
+        by_size.reasons
