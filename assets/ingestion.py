@@ -42,7 +42,8 @@ def production_sample(
 
             crops = landing.with_name(landing.name + "_crops")
             if not (crops / "crops.json").is_file():
-                summary = crops_from_detection_sample(landing, crops)
+                summary = crops_from_detection_sample(
+                    landing, crops, taxonomy=settings.load().taxonomy_obj)
                 context.log.info(f"cut {summary.n_crops} crops from {summary.n_frames} frames")
             landing, source = crops, source + ", object crops"
     n_files = sum(1 for p in (landing / "images").rglob("*") if p.is_file()) \

@@ -62,12 +62,13 @@ import preflight.evaluation as pe  # noqa: E402
 from preflight.config import load_settings  # noqa: E402
 from preflight.data.ingest import ingest  # noqa: E402
 from preflight.data.synth import generate  # noqa: E402
+from preflight.data.synth_scene import SYNTH_TAXONOMY  # noqa: E402
 from preflight.metrics.cost import CostModel  # noqa: E402
 from preflight.models.ultralytics_adapter import UltralyticsDetector  # noqa: E402
 
 TARGET_OVERHEAD = 0.15
 BATCH = 16
-BENCHMARK_CLASSES = ("person", "forklift", "pallet", "box", "sku_a", "sku_b")
+BENCHMARK_CLASSES = SYNTH_TAXONOMY.names[:-1]  # the benchmark profile has no drift class
 
 
 # ----------------------------------------------------------------------------- model
@@ -90,7 +91,8 @@ def load_model(name: str, imgsz: int, workdir: Path) -> LoadedModel:
     if name in Manifest.load(zoo_dir).models:
         candidate = get_candidate(load_candidates(), name)
         try:
-            det = UltralyticsDetector.from_candidate(candidate, zoo_dir)
+            det = UltralyticsDetector.from_candidate(candidate, zoo_dir,
+                                                     taxonomy=SYNTH_TAXONOMY)
         except Exception as exc:  # noqa: BLE001 - e.g. a zoo build rewriting the checkpoint now
             reason = f"zoo checkpoint unusable ({type(exc).__name__}: {exc})"
         else:
@@ -120,14 +122,16 @@ def untrained_detector(imgsz: int) -> UltralyticsDetector:
                                     verbose=False)
     yolo.model.names = dict(enumerate(BENCHMARK_CLASSES))
     return UltralyticsDetector(yolo, name="yolov8n-untrained", input_size=imgsz,
-                               class_map={n: n for n in BENCHMARK_CLASSES}, weights="yolov8n.yaml")
+                               class_map={n: n for n in BENCHMARK_CLASSES}, weights="yolov8n.yaml",
+                               taxonomy=SYNTH_TAXONOMY)
 
 
 def child_detector(weights_file: str | None, imgsz: int) -> UltralyticsDetector:
     if weights_file is None:
         return untrained_detector(imgsz)
     return UltralyticsDetector.from_weights(weights_file, input_size=imgsz,
-                                            class_map={n: n for n in BENCHMARK_CLASSES})
+                                            class_map={n: n for n in BENCHMARK_CLASSES},
+                                            taxonomy=SYNTH_TAXONOMY)
 
 
 # ----------------------------------------------------------------------------- data
@@ -137,7 +141,7 @@ def make_sample(root: Path, n: int, imgsz: int, seed: int):
     """Generate ``n`` production frames under ``root`` and ingest them: (images, gt)."""
     with contextlib.redirect_stderr(io.StringIO()):
         generate(root, profile="production", n=n, seed=seed, image_size=imgsz)
-    result = ingest(root)
+    result = ingest(root, taxonomy=SYNTH_TAXONOMY)
     return result.images.reset_index(drop=True), pe.ground_truth(result.boxes)
 
 
@@ -340,7 +344,7 @@ def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
 
     spec, cost, class_names = evaluation_setup(imgsz)
     detector = child_detector(weights_file, imgsz)
-    result = ingest(data_dir)
+    result = ingest(data_dir, taxonomy=SYNTH_TAXONOMY)
     images, gt = result.images.reset_index(drop=True), pe.ground_truth(result.boxes)
     warm = images.head(32)
     pe.evaluate_candidate(detector.predict, warm, gt[gt["image_id"].isin(warm["image_id"])],

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from preflight.taxonomy import DEFAULT_CLASSES, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "preflight.yaml"
 DEFAULT_CANDIDATES_PATH = DEFAULT_CONFIG_PATH.with_name("candidates.yaml")
@@ -93,12 +93,9 @@ class DataSettings:
 @dataclass(frozen=True)
 class ValidationSettings:
     max_invalid_fraction: float = 0.2
-    #: column -> allowed values (None: the column must exist, any value allowed).
-    required_columns: dict[str, list[str] | None] = field(default_factory=lambda: {
-        "camera": None,
-        "shift": ["day", "night"],
-        "lighting": ["bright", "normal", "dim"],
-    })
+    #: metadata column -> allowed values (None: any value). A column listed here must be in the
+    #: data: a sample without it fails validation. Empty (the default): no column is required.
+    required_columns: dict[str, list[str] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.max_invalid_fraction <= 1.0, "validation.max_invalid_fraction",
@@ -108,8 +105,11 @@ class ValidationSettings:
 @dataclass(frozen=True)
 class EvaluationSettings:
     operating_threshold: float = 0.25
-    slice_columns: list[str] = field(default_factory=lambda: [
-        "camera", "shift", "lighting", "blur", "lens", "week"])
+    #: metadata columns to slice the images by (those missing from the data are skipped with one
+    #: warning; list a column under ``validation.required_columns`` to make its absence an
+    #: error). The pixel-derived bins (brightness, contrast, sharpness, colour cast) are always
+    #: sliced on as well.
+    slice_columns: list[str] = field(default_factory=list)
     #: ``input_px_bin``: object side at model input (<8, 8-16, 16-32, 32-96, >=96 px), the
     #: measured size distribution the decision holds against ``decision.small_object_px``
     box_slice_columns: list[str] = field(default_factory=lambda: [
@@ -305,6 +305,9 @@ class DecisionSettings:
     #: an operator's override: this candidate goes into production (``champion``) although the
     #: verdict ships nothing; recorded as an override in the registry and the report
     ship_anyway: str | None = None
+    #: pairs of operational classes that differ only by a small detail, stated by hand (the
+    #: confusion matrix finds others); each pair names two taxonomy classes
+    lookalike_pairs: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -363,7 +366,8 @@ class MlflowSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    taxonomy: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    #: the operational classes, in id order: the only class list (required for a run)
+    taxonomy: list[str] = field(default_factory=list)
     data: DataSettings = field(default_factory=DataSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
@@ -393,7 +397,13 @@ class Settings:
 
     @property
     def taxonomy_obj(self) -> Taxonomy:
-        return Taxonomy(tuple(self.taxonomy))
+        """The taxonomy with the stated look-alike pairs (a ``ConfigError`` when it is empty or
+        a pair names a class outside it)."""
+        try:
+            return Taxonomy(tuple(self.taxonomy),
+                            tuple(tuple(p) for p in self.decision.lookalike_pairs))
+        except ValueError as exc:
+            raise ConfigError(f"taxonomy: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -524,10 +534,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def settings_from_dict(raw: dict[str, Any]) -> Settings:
     """Validate an in-memory mapping the same way as a file (used by tests and overrides)."""
     settings = _build(Settings, raw, "")
-    try:
-        settings.taxonomy_obj  # noqa: B018 - validates names
-    except ValueError as exc:
-        raise ConfigError(f"taxonomy: {exc}") from exc
+    if settings.taxonomy:  # an empty taxonomy is an error only when a run needs it
+        settings.taxonomy_obj  # noqa: B018 - validates names and look-alike pairs
     return settings
 
 

@@ -1,30 +1,15 @@
 """The operational taxonomy: the classes the deployment cares about, in a fixed id order.
 
-The embedded warehouse world uses these seven classes. ``sku_a`` and ``sku_b`` are the
-look-alike pair (they differ only by a small printed mark); ``sku_new`` only appears in
-later weeks of the production profile (the drift class) and never in the benchmark
-profile, so an off-the-shelf model has no analog for it.
+The class list comes from the settings' ``taxonomy`` key (``preflight init`` proposes it from a
+sample's class names); nothing in the library names a class. Look-alike pairs are a settings key
+(``decision.lookalike_pairs``) or found from the confusion matrix; classes that no candidate's
+``class_map`` covers are "no analog in pre-training".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-DEFAULT_CLASSES: tuple[str, ...] = (
-    "person",
-    "forklift",
-    "pallet",
-    "box",
-    "sku_a",
-    "sku_b",
-    "sku_new",
-)
-
-#: Pairs of classes that differ only by a small detail (used by reports and the decision rule).
-LOOKALIKE_PAIRS: tuple[tuple[str, str], ...] = (("sku_a", "sku_b"),)
-
-#: Classes that appear only in later production weeks (drift).
-DRIFT_CLASSES: tuple[str, ...] = ("sku_new",)
 
 
 class TaxonomyError(ValueError):
@@ -35,14 +20,24 @@ class TaxonomyError(ValueError):
 class Taxonomy:
     """An ordered list of class names; the id of a class is its position."""
 
-    names: tuple[str, ...] = DEFAULT_CLASSES
-    lookalike_pairs: tuple[tuple[str, str], ...] = field(default=LOOKALIKE_PAIRS)
+    names: tuple[str, ...]
+    #: pairs of classes that differ only by a small detail (``decision.lookalike_pairs``)
+    lookalike_pairs: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if len(set(self.names)) != len(self.names):
             raise TaxonomyError(f"taxonomy has duplicate class names: {list(self.names)}")
         if not self.names:
-            raise TaxonomyError("taxonomy is empty")
+            raise TaxonomyError("taxonomy is empty: list your classes under 'taxonomy' in the "
+                                "settings (`preflight init --data DIR` proposes them)")
+        bad = [n for n in self.names if not isinstance(n, str) or not n.strip()]
+        if bad:
+            raise TaxonomyError(f"taxonomy class names must be non-empty strings, got {bad}")
+        for pair in self.lookalike_pairs:
+            unknown = [n for n in pair if n not in self.names]
+            if len(pair) != 2 or unknown:
+                raise TaxonomyError(f"look-alike pair {list(pair)} must name two taxonomy "
+                                    f"classes; not in the taxonomy: {unknown}")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -64,4 +59,14 @@ class Taxonomy:
         return dict(enumerate(self.names))
 
 
-DEFAULT_TAXONOMY = Taxonomy()
+
+def resolve_taxonomy(taxonomy: Taxonomy | Sequence[str] | None = None) -> Taxonomy:
+    """``taxonomy`` as a :class:`Taxonomy`: a list of names is wrapped; None is the settings'
+    ``taxonomy`` (``$PREFLIGHT_CONFIG`` or the default settings file)."""
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy
+    if taxonomy is not None:
+        return Taxonomy(tuple(str(n) for n in taxonomy))
+    from preflight.config import load_settings
+
+    return load_settings().taxonomy_obj

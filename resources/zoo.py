@@ -9,7 +9,9 @@ import dagster as dg
 
 from preflight.config import load_settings
 from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.registry import adapter_for
 from preflight.models.zoo import default_zoo_dir
+from preflight.taxonomy import Taxonomy
 
 
 class ModelZoo(dg.ConfigurableResource):
@@ -19,10 +21,15 @@ class ModelZoo(dg.ConfigurableResource):
     zoo_dir: str | None = None  # None: <home>/zoo
     device: str | None = None  # None: CUDA when present, else CPU
 
+    def taxonomy(self) -> Taxonomy:
+        """The settings' taxonomy: the one class list candidates and models are mapped onto."""
+        return load_settings().taxonomy_obj
+
     def candidates(self) -> list[Candidate]:
+        settings = load_settings()
         path = (self.candidates_file or os.environ.get("PREFLIGHT_CANDIDATES")
-                or load_settings().candidates_file)
-        return load_candidates(path)
+                or settings.candidates_file)
+        return load_candidates(path, taxonomy=settings.taxonomy_obj)
 
     def candidate(self, name: str) -> Candidate:
         return get_candidate(self.candidates(), name)
@@ -31,10 +38,11 @@ class ModelZoo(dg.ConfigurableResource):
         return Path(self.zoo_dir).resolve() if self.zoo_dir else default_zoo_dir()
 
     def detector(self, name: str):
-        """The loaded off-the-shelf model of candidate ``name`` (an ultralytics detector or a
-        timm classifier, by its family)."""
+        """The loaded off-the-shelf model of candidate ``name`` (the adapter its family's
+        registry row names: a detector or a classifier)."""
         cand = self.candidate(name)
-        return _adapter(cand).from_candidate(cand, self.directory(), self.device)
+        return adapter_for(cand.family).from_candidate(cand, self.directory(), self.device,
+                                                       taxonomy=self.taxonomy())
 
     def finetuned_detector(self, name: str, weights: str):
         """A fine-tuned checkpoint of candidate ``name`` (it speaks the operational taxonomy), or
@@ -47,19 +55,6 @@ class ModelZoo(dg.ConfigurableResource):
 
             return load_exported(weights, name=f"{name}-export")
         cand = self.candidate(name)
-        return _adapter(cand).from_weights(weights, name=f"{name}-finetuned",
-                                           input_size=cand.input_size, device=self.device)
-
-
-def _adapter(candidate: Candidate):
-    if candidate.family in ("onnxruntime", "openvino"):
-        from preflight.models.exported import ExportedDetector
-
-        return ExportedDetector
-    if candidate.family == "timm":
-        from preflight.models.timm_adapter import TimmClassifier
-
-        return TimmClassifier
-    from preflight.models.ultralytics_adapter import UltralyticsDetector
-
-    return UltralyticsDetector
+        return adapter_for(cand.family).from_weights(
+            weights, name=f"{name}-finetuned", input_size=cand.input_size, device=self.device,
+            taxonomy=self.taxonomy())

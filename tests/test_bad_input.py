@@ -16,8 +16,8 @@ import pytest
 
 from preflight.data.errors import IngestError
 from preflight.data.ingest import ingest
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import validate_labels
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 NAMES_YAML = "names: [" + ", ".join(DEFAULT_TAXONOMY.names) + "]\n"
 
@@ -29,9 +29,9 @@ def jpeg(level: int = 120, seed: int = 0) -> bytes:
 
 
 def pipeline(root: Path, **kw):
-    res = ingest(root, **kw)
+    res = ingest(root, **kw, taxonomy=DEFAULT_TAXONOMY)
     val = validate_labels(res.images, res.boxes, prior_quarantine=res.quarantine,
-                          max_invalid_fraction=1.0)
+                          max_invalid_fraction=1.0, taxonomy=DEFAULT_TAXONOMY)
     return res, val
 
 
@@ -221,14 +221,14 @@ def test_unreadable_coco_file_stops_the_run(tmp_path, content, message):
     (tmp_path / "images" / "a.jpg").write_bytes(jpeg())
     (tmp_path / "annotations.json").write_bytes(content)
     with pytest.raises(IngestError, match=message) as err:
-        ingest(tmp_path, fmt="coco")
+        ingest(tmp_path, fmt="coco", taxonomy=DEFAULT_TAXONOMY)
     assert "\n" not in str(err.value)
     # a labels/ folder beside it does not make Preflight silently read YOLO instead
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     with pytest.raises(IngestError, match=message):
-        ingest(tmp_path)
-    assert ingest(tmp_path, fmt="yolo").stats["format"] == "yolo"  # unless asked to
+        ingest(tmp_path, taxonomy=DEFAULT_TAXONOMY)
+    assert ingest(tmp_path, fmt="yolo", taxonomy=DEFAULT_TAXONOMY).stats["format"] == "yolo"  # unless asked to
 
 
 def test_unreadable_metadata_stops_the_run(tmp_path):
@@ -237,10 +237,10 @@ def test_unreadable_metadata_stops_the_run(tmp_path):
     (tmp_path / "metadata.parquet").write_bytes(b"PAR1 definitely not parquet")
     with pytest.raises(IngestError, match=r"^metadata.parquet: the metadata table cannot be "
                                           r"read \(") as err:
-        ingest(tmp_path)
+        ingest(tmp_path, taxonomy=DEFAULT_TAXONOMY)
     assert "\n" not in str(err.value)
     (tmp_path / "metadata.parquet").unlink()
     pd.DataFrame({"camera": ["c"]}).to_csv(tmp_path / "metadata.csv", index=False)
     with pytest.raises(IngestError, match=r"^metadata.csv: the metadata table needs a "
                                           r"'file_name' or 'image_id' column \(has \['camera'\]\)"):
-        ingest(tmp_path)
+        ingest(tmp_path, taxonomy=DEFAULT_TAXONOMY)

@@ -34,8 +34,8 @@ from preflight.data.landing import (
     scan_landing,
     write_manifest,
 )
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import validate_labels
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 NAMES_YAML = "names: [" + ", ".join(DEFAULT_TAXONOMY.names) + "]\n"
 BOX = "0 0.5 0.5 0.2 0.2\n"
@@ -402,10 +402,10 @@ def test_sample_case(case: Case, tmp_path, no_hang):
     case.build(root, outside)
 
     def run():
-        res = ingest(root)
+        res = ingest(root, taxonomy=DEFAULT_TAXONOMY)
         val = validate_labels(res.images.assign(split="eval"), res.boxes,
                               required_columns=case.required, prior_quarantine=res.quarantine,
-                              max_invalid_fraction=1.0)
+                              max_invalid_fraction=1.0, taxonomy=DEFAULT_TAXONOMY)
         return res, val
 
     if case.refuse:
@@ -529,7 +529,7 @@ def test_batch_case(case: BatchCase, tmp_path, no_hang):
     assert re_search(case.reason, status.reason), status.reason
     assert "\n" not in status.reason
     if case.complete:  # an accepted batch ingests with every file accounted for
-        res = ingest(batch_folder(zone, folder.name))
+        res = ingest(batch_folder(zone, folder.name), taxonomy=DEFAULT_TAXONOMY)
         assert res.stats["images_ingested"] == 2 and len(res.quarantine) == 0
     elif folder.is_symlink() or not folder.name.replace("_", "").isalnum():
         with pytest.raises(IngestError, match=r"symlink|not a valid batch name"):

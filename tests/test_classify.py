@@ -23,6 +23,7 @@ from preflight.data.classify import (
     sample_stats,
 )
 from preflight.data.synth import generate
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import ChecksumError, build_zoo, load_candidates, sha256_file
 from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
 from preflight.models.timm_adapter import (
@@ -32,7 +33,6 @@ from preflight.models.timm_adapter import (
     save_checkpoint,
 )
 from preflight.models.timm_training import train_classifier, trainable_parameter_names
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "test_efficientnet"  # timm's 0.1 M-parameter EfficientNet, built for tests
@@ -72,7 +72,7 @@ def bench_frames(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bench_crops(bench_frames, tmp_path_factory):
     out = tmp_path_factory.mktemp("crops") / "bench"
-    summary = crops_from_detection_sample(bench_frames, out, size=SIZE)
+    summary = crops_from_detection_sample(bench_frames, out, size=SIZE, taxonomy=DEFAULT_TAXONOMY)
     return out, summary
 
 
@@ -81,13 +81,13 @@ def prod_crops(tmp_path_factory):
     frames = tmp_path_factory.mktemp("frames") / "prod"
     generate(frames, profile="production", n=12, seed=2, image_size=160, weeks=4)
     out = tmp_path_factory.mktemp("crops") / "prod"
-    crops_from_detection_sample(frames, out, size=SIZE)
+    crops_from_detection_sample(frames, out, size=SIZE, taxonomy=DEFAULT_TAXONOMY)
     return frames, out
 
 
 @pytest.fixture(scope="module")
 def bench_sample(bench_crops):
-    images, quarantine = read_classification_sample(bench_crops[0])
+    images, quarantine = read_classification_sample(bench_crops[0], taxonomy=DEFAULT_TAXONOMY)
     assert quarantine.empty
     return images
 
@@ -133,7 +133,7 @@ def test_crops_are_the_labelled_boxes(bench_frames, bench_crops):
 def test_crops_are_deterministic_and_refuse_foreign_folders(bench_frames, bench_crops, tmp_path):
     out, _ = bench_crops
     again = tmp_path / "again"
-    crops_from_detection_sample(bench_frames, again, size=SIZE)
+    crops_from_detection_sample(bench_frames, again, size=SIZE, taxonomy=DEFAULT_TAXONOMY)
 
     def digest(root: Path) -> dict[str, str]:
         return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
@@ -144,7 +144,7 @@ def test_crops_are_deterministic_and_refuse_foreign_folders(bench_frames, bench_
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(Exception, match="not crops"):
-        crops_from_detection_sample(bench_frames, foreign)
+        crops_from_detection_sample(bench_frames, foreign, taxonomy=DEFAULT_TAXONOMY)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
@@ -155,7 +155,7 @@ def test_crops_from_a_yolo_only_sample_with_a_broken_frame(bench_frames, bench_c
     (yolo / "annotations.json").unlink()
     (yolo / "images" / "broken.jpg").write_bytes(b"")
     (yolo / "labels" / "broken.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    again = crops_from_detection_sample(yolo, tmp_path / "crops", size=SIZE)
+    again = crops_from_detection_sample(yolo, tmp_path / "crops", size=SIZE, taxonomy=DEFAULT_TAXONOMY)
     assert again.n_crops == summary.n_crops and again.class_counts == summary.class_counts
     assert again.frames_quarantined == {"empty_file": 1}
     assert (pd.read_csv(tmp_path / "crops" / "labels.csv") == pd.read_csv(out / "labels.csv")
@@ -185,7 +185,7 @@ def test_crops_carry_the_frame_slices_and_box_properties(prod_crops):
 # ----------------------------------------------------------------------------- reading
 def test_read_csv_and_imagefolder_agree_and_the_split_keeps_frames_whole(prod_crops, tmp_path):
     _, out = prod_crops
-    images, quarantine = read_classification_sample(out)
+    images, quarantine = read_classification_sample(out, taxonomy=DEFAULT_TAXONOMY)
     assert quarantine.empty
     assert list(images.columns[:7]) == ["image_id", "file_name", "path", "label", "label_name",
                                         "width", "height"]
@@ -202,7 +202,7 @@ def test_read_csv_and_imagefolder_agree_and_the_split_keeps_frames_whole(prod_cr
     folder = tmp_path / "folder"
     shutil.copytree(out, folder)
     (folder / "labels.csv").unlink()
-    images2, q2 = read_classification_sample(folder)
+    images2, q2 = read_classification_sample(folder, taxonomy=DEFAULT_TAXONOMY)
     assert q2.empty
     cols = ["image_id", "file_name", "label", "split", "group_id"]
     assert images2[cols].equals(images[cols])
@@ -225,7 +225,7 @@ def test_bad_input_is_quarantined_with_reasons(bench_crops, tmp_path):
     shutil.copy(good[0], root / "images" / "person" / "zz_copy.jpg")  # same bytes as good[0]
     (tmp_path / "outside.jpg").write_bytes(good[0].read_bytes())
 
-    images, q = read_classification_sample(root)  # ImageFolder
+    images, q = read_classification_sample(root, taxonomy=DEFAULT_TAXONOMY)  # ImageFolder
     assert sorted(images["file_name"]) == sorted(f"person/{p.name}" for p in good)
     reasons = dict(zip(q["source"], q["reason_code"], strict=True))
     assert reasons == {"images/person/empty.jpg": "empty_file",
@@ -246,7 +246,7 @@ def test_bad_input_is_quarantined_with_reasons(bench_crops, tmp_path):
         f"images/cat/whiskers.jpg,cat\n"
         "images/person/missing.jpg,box\n"
         f"images/person/{good[0].name},person\n")    # listed twice
-    images, q = read_classification_sample(root)  # labels.csv
+    images, q = read_classification_sample(root, taxonomy=DEFAULT_TAXONOMY)  # labels.csv
     assert dict(zip(images["file_name"], images["label_name"], strict=True)) == {
         f"person/{good[0].name}": "person", f"person/{good[1].name}": "sku_b"}
     by_line = {int(r.line): r.reason_code for r in q.itertuples()}
@@ -270,7 +270,7 @@ def _checkpoint(path: Path, class_names: list[str], seed: int = 0) -> Path:
 def test_predict_maps_onto_the_operational_taxonomy(bench_sample, tmp_path):
     ckpt = _checkpoint(tmp_path / "m.pt", ["human", "person", "sku_a", "cat"])
     cmap = {"human": "person", "person": "person", "sku_a": "sku_a"}  # cat: no mapping
-    clf = TimmClassifier.from_weights(ckpt, class_map=cmap, device="cpu")
+    clf = TimmClassifier.from_weights(ckpt, class_map=cmap, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     images = [_rgb(p) for p in bench_sample["path"][:6]] + [np.zeros((17, 31, 3), np.uint8)]
     probs = clf.predict(images)
     assert probs.shape == (7, len(DEFAULT_TAXONOMY)) and probs.dtype == np.float64
@@ -288,11 +288,11 @@ def test_predict_maps_onto_the_operational_taxonomy(bench_sample, tmp_path):
     exported = clf.export(tmp_path / "export")
     assert exported.suffix == ".torchscript" and exported.stat().st_size > 0
     with pytest.raises(Exception, match="does not have"):
-        TimmClassifier.from_weights(ckpt, class_map={"dog": "person"}, device="cpu")
+        TimmClassifier.from_weights(ckpt, class_map={"dog": "person"}, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     with pytest.raises(Exception, match="not a Preflight timm checkpoint|cannot read"):
         bad = tmp_path / "bad.pt"
         bad.write_bytes(b"garbage")
-        TimmClassifier.from_weights(bad)
+        TimmClassifier.from_weights(bad, taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.mark.slow
@@ -310,12 +310,12 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
 
     run = tmp_path / "run"
     with pytest.raises(Interrupt):
-        train_classifier(TINY, bench_sample, run, on_epoch_end=stop_after_first, **kw)
+        train_classifier(TINY, bench_sample, run, on_epoch_end=stop_after_first, **kw, taxonomy=DEFAULT_TAXONOMY)
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 1 and (run / "best.pt").is_file()
     seen: list[int] = []
     result = train_classifier(TINY, bench_sample, run, on_epoch_end=lambda e, r: seen.append(e),
-                              **kw)
+                              **kw, taxonomy=DEFAULT_TAXONOMY)
     assert seen == [2]  # continued from the saved epoch
     assert list(result.history["epoch"]) == [1, 2] and result.epochs_run == 2
     assert {"accuracy", "loss", "best_accuracy", "best_epoch"} <= set(result.metrics)
@@ -324,14 +324,14 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
     # a finished run with the same settings is not retrained
     seen.clear()
     again = train_classifier(TINY, bench_sample, run, on_epoch_end=lambda e, r: seen.append(e),
-                             **kw)
+                             **kw, taxonomy=DEFAULT_TAXONOMY)
     assert seen == [] and again.epochs_run == 2
     # resuming is exact: same weights as a run that was never interrupted
-    straight = train_classifier(TINY, bench_sample, tmp_path / "straight", **kw)
+    straight = train_classifier(TINY, bench_sample, tmp_path / "straight", **kw, taxonomy=DEFAULT_TAXONOMY)
     a = torch.load(run / "last.pt", weights_only=True)["state_dict"]
     b = torch.load(straight.last_checkpoint, weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
-    clf = TimmClassifier.from_weights(result.checkpoint, device="cpu")
+    clf = TimmClassifier.from_weights(result.checkpoint, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     assert clf.class_names == BENCH and clf.input_size == SIZE
     assert set(clf.id_map.values()) == set(range(6))  # sku_new: no model class
 
@@ -351,7 +351,7 @@ def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
     start = torch.load(ckpt, weights_only=True)["state_dict"]
     # fine-tune into the 7-class taxonomy, head only, with an augmentation
     result = train_classifier(ckpt, bench_sample, tmp_path / "head", epochs=1, batch=16,
-                              freeze="head", augment=[A.HorizontalFlip(p=0.5)], device="cpu")
+                              freeze="head", augment=[A.HorizontalFlip(p=0.5)], device="cpu", taxonomy=DEFAULT_TAXONOMY)
     after = torch.load(result.last_checkpoint, weights_only=True)
     assert after["class_names"] == list(DEFAULT_TAXONOMY.names) and after["num_classes"] == 7
     changed = {k for k in start if not k.startswith("classifier.")
@@ -360,7 +360,7 @@ def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
     assert not torch.equal(start["classifier.weight"][:6], after["state_dict"][
         "classifier.weight"][:6])
     with pytest.raises(Exception, match="freeze must be one of"):
-        train_classifier(ckpt, bench_sample, tmp_path / "x", freeze="most")
+        train_classifier(ckpt, bench_sample, tmp_path / "x", freeze="most", taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.mark.slow
@@ -368,7 +368,7 @@ def test_latency_spec_builds_in_a_fresh_process(tmp_path):
     from preflight.latency import ModelSpec, cold_start
 
     ckpt = _checkpoint(tmp_path / "lat.pt", BENCH)
-    clf = TimmClassifier.from_weights(ckpt, device="cpu")
+    clf = TimmClassifier.from_weights(ckpt, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     clf.sha256 = sha256_file(ckpt)
     factory, kwargs = clf.latency_spec()
     assert factory == "preflight.models.timm_adapter:make_predict_fn"
@@ -391,7 +391,7 @@ def test_default_classifier_candidates_build_and_run():
                                        "efficientnet_lite0", "mobilevit_xs"]
     for c in cands:
         assert c.family == "timm" and c.task == "classify" and c.is_zoo and c.arch == c.name
-        assert c.model_classes == BENCH and unmapped_classes(c) == ["sku_new"]
+        assert c.model_classes == BENCH and unmapped_classes(c, DEFAULT_TAXONOMY) == ["sku_new"]
         model = create_timm_model(c.arch, len(c.model_classes)).eval()
         with torch.inference_mode():
             out = model(torch.zeros(2, 3, c.input_size, c.input_size))
@@ -412,13 +412,13 @@ def test_candidate_freeze_is_validated():
     doc = {"candidates": [{"name": "m", "family": "timm", "weights": "zoo:m", "arch": TINY,
                            "input_size": 64, "class_map": {"person": "person"},
                            "freeze": "head"}]}
-    assert parse_candidates(doc)[0].freeze == "head"
+    assert parse_candidates(doc, taxonomy=DEFAULT_TAXONOMY)[0].freeze == "head"
     doc["candidates"][0]["freeze"] = "all"
     with pytest.raises(CandidateError, match="freeze must be one of"):
-        parse_candidates(doc)
+        parse_candidates(doc, taxonomy=DEFAULT_TAXONOMY)
     doc["candidates"][0].update(family="ultralytics", freeze="head")
     with pytest.raises(CandidateError, match="unknown key"):
-        parse_candidates(doc)
+        parse_candidates(doc, taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +426,7 @@ def timm_zoo(bench_frames, tmp_path_factory):
     cand = parse_candidates({"candidates": [{
         "name": "tiny_cls", "family": "timm", "weights": "zoo:tiny_cls", "arch": TINY,
         "input_size": SIZE, "class_map": {n: n for n in BENCH},
-        "freeze": "deeper", "zoo_train": {"epochs": 1, "batch": 16}}]})[0]
+        "freeze": "deeper", "zoo_train": {"epochs": 1, "batch": 16}}]}, taxonomy=DEFAULT_TAXONOMY)[0]
     zoo_dir = tmp_path_factory.mktemp("zoo")
     manifest = build_zoo(zoo_dir, [cand], data_dir=bench_frames, seed=0, device="cpu",
                          progress=False)
@@ -444,7 +444,7 @@ def test_zoo_builds_a_timm_candidate_and_loads_it_checked(timm_zoo, bench_frames
     assert entry["config"]["data_fingerprint"] == entry["data"]["fingerprint"]
     assert entry["data"]["train_images"] + entry["data"]["val_images"] >= 30
     assert {"timm", "torch"} <= set(entry["versions"]) and "accuracy" in entry["heldout_val"]
-    clf = TimmClassifier.from_candidate(cand, zoo_dir, device="cpu")
+    clf = TimmClassifier.from_candidate(cand, zoo_dir, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     assert clf.weights_source == "zoo" and clf.sha256 == entry["sha256"]
     assert clf.default_freeze == "deeper"  # the candidate's fine-tuning default
     # cached rebuild
@@ -455,15 +455,15 @@ def test_zoo_builds_a_timm_candidate_and_loads_it_checked(timm_zoo, bench_frames
     ckpt.write_bytes(original + b"tampered")
     try:
         with pytest.raises(ChecksumError, match="manifest records"):
-            TimmClassifier.from_candidate(cand, zoo_dir, device="cpu")
+            TimmClassifier.from_candidate(cand, zoo_dir, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     finally:
         ckpt.write_bytes(original)
     with pytest.raises(Exception, match="family 'timm'"):
         from preflight.models.ultralytics_adapter import UltralyticsDetector
 
-        UltralyticsDetector.from_candidate(cand, zoo_dir)
+        UltralyticsDetector.from_candidate(cand, zoo_dir, taxonomy=DEFAULT_TAXONOMY)
     with pytest.raises(Exception, match="not 'timm'"):
-        TimmClassifier.from_candidate(replace(cand, family="ultralytics"), zoo_dir)
+        TimmClassifier.from_candidate(replace(cand, family="ultralytics"), zoo_dir, taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.mark.slow
@@ -471,8 +471,8 @@ def test_classification_metrics_run_on_the_predictions(timm_zoo, prod_crops):
     from preflight.metrics.classification import classification_confusion, evaluate_classification
 
     zoo_dir, _, cand = timm_zoo
-    images, _ = read_classification_sample(prod_crops[1])
-    clf = TimmClassifier.from_candidate(cand, zoo_dir, device="cpu")
+    images, _ = read_classification_sample(prod_crops[1], taxonomy=DEFAULT_TAXONOMY)
+    clf = TimmClassifier.from_candidate(cand, zoo_dir, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     probs = clf.predict([_rgb(p) for p in images["path"]])
     names = dict(enumerate(DEFAULT_TAXONOMY.names))
     table = evaluate_classification(images["label"], probs=probs, images=images,

@@ -29,7 +29,8 @@ from preflight.decide import (
 
 ALL = "__all__"
 BAR = Bar(min_recall={"default": 0.6, "person": 0.8}, min_precision={"default": 0.5},
-          min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000)
+          min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000,
+          lookalike_pairs=(("sku_a", "sku_b"),))
 
 #: (slice_column, slice_value, metric) -> (value, ci_low, ci_high): clears the bar everywhere
 GOOD = {
@@ -101,10 +102,12 @@ def test_bar_table_assigns_class_and_slice_bars_and_drops_rows_without_a_bar():
 
 def test_bar_from_settings():
     bar = Bar.from_settings(BarSettings(min_recall={"default": 0.7}, latency_budget_p99_ms=100),
-                            DecisionSettings(small_object_px=24, min_improvement=0.1))
+                            DecisionSettings(small_object_px=24, min_improvement=0.1,
+                                             lookalike_pairs=[["sku_a", "sku_b"]]))
     assert bar.min_recall == {"default": 0.7} and bar.latency_budget_p99_ms == 100
     assert bar.small_object_px == 24 and bar.min_improvement == 0.1
     assert bar.lookalike_of("sku_b") == "sku_a"
+    assert Bar.from_settings(BarSettings()).lookalike_pairs == ()  # none unless stated
     assert Bar.from_settings(BarSettings()).small_object_px == 16.0
     with pytest.raises(DecisionInputError, match="default"):
         Bar(min_recall={"person": 0.8})

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models.base import ChecksumError, ModelError
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 SCORE_TOL, BOX_TOL, RAW_RTOL, RAW_ATOL = 1e-4, 1e-2, 1e-4, 1e-5
 
@@ -34,11 +34,12 @@ def detector(tmp_path_factory):
     from preflight.models.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("export")
-    data = write_toy_dataset(root / "toy", n=8, size=96)
+    data = write_toy_dataset(root / "toy", n=8, size=96, taxonomy=DEFAULT_TAXONOMY,
+                             classes=list(range(len(DEFAULT_TAXONOMY) - 1)))
     result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
                             batch=4, seed=0, device="cpu", progress=False)
     det = UltralyticsDetector.from_weights(result.checkpoint, name="tiny", input_size=96,
-                                           device="cpu")
+                                           device="cpu", taxonomy=DEFAULT_TAXONOMY)
     paths = sorted(data.rglob("*.jpg"))
     frames = [np.ascontiguousarray(cv2.imread(str(p))[..., ::-1]) for p in paths]
     frames.append(np.full((50, 130, 3), 90, np.uint8))  # a non-square frame: letterbox padding
@@ -179,7 +180,7 @@ def test_classifier_onnx_round_trip_and_int8(tmp_path):
                                            class_names=names, input_size=64, mean=[0.5] * 3,
                                            std=[0.25] * 3), tmp_path / "m.pt")
     cmap = {"human": "person", "person": "person", "sku_a": "sku_a"}
-    clf = TimmClassifier.from_weights(ckpt, name="clf", class_map=cmap, device="cpu")
+    clf = TimmClassifier.from_weights(ckpt, name="clf", class_map=cmap, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (40 + 7 * i, 48, 3), dtype=np.uint8) for i in range(6)]
     reference = clf.predict(frames)

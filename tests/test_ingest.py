@@ -14,7 +14,7 @@ import pytest
 
 from preflight.data.ingest import BOX_COLUMNS, assign_groups, assign_split, ingest, stratum_keys
 from preflight.data.properties import bin_values, decode, pixel_properties
-from preflight.taxonomy import DEFAULT_TAXONOMY
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 
 def write_image(path: Path, level: int = 128, size: int = 64, seed: int = 0) -> bytes:
@@ -75,7 +75,7 @@ def make_coco(root: Path, n: int = 6, *, shuffle_seed: int | None = None) -> Pat
 
 def test_yolo_tables_follow_the_contract(tmp_path):
     root = make_yolo(tmp_path / "land", n=4)
-    res = ingest(root)
+    res = ingest(root, taxonomy=DEFAULT_TAXONOMY)
     im, bx = res.images, res.boxes
     assert len(im) == 4 and len(bx) == 8 and res.quarantine.empty
     first = (root / "images" / "frame_000.jpg").read_bytes()
@@ -106,7 +106,7 @@ def test_yolo_tables_follow_the_contract(tmp_path):
 def test_coco_with_metadata_by_image_id(tmp_path):
     root = make_coco(tmp_path / "coco", n=4)
     (root / "metadata.parquet").rename(root / "meta.parquet")
-    res = ingest(root, metadata_path=root / "meta.parquet")
+    res = ingest(root, metadata_path=root / "meta.parquet", taxonomy=DEFAULT_TAXONOMY)
     assert res.stats["format"] == "coco" and res.quarantine.empty
     assert res.stats["metadata"]["key"] == "image_id"
     assert sorted(res.images["source_image_id"]) == [10, 11, 12, 13]
@@ -122,10 +122,10 @@ def test_format_autodetect_and_override(tmp_path):
     images = [{"id": i, "file_name": f"images/frame_{i:03d}.jpg"} for i in range(3)]
     (root / "annotations.json").write_text(json.dumps({
         "images": images, "annotations": [], "categories": []}))
-    auto = ingest(root)
+    auto = ingest(root, taxonomy=DEFAULT_TAXONOMY)
     assert auto.stats["format"] == "coco" and len(auto.boxes) == 0 and len(auto.images) == 3
     assert set(auto.images["file_name"]) == {f"frame_{i:03d}.jpg" for i in range(3)}
-    forced = ingest(root, fmt="yolo")
+    forced = ingest(root, fmt="yolo", taxonomy=DEFAULT_TAXONOMY)
     assert forced.stats["format"] == "yolo" and len(forced.boxes) == 6
     assert set(forced.images["image_id"]) == set(auto.images["image_id"])
 
@@ -146,7 +146,7 @@ def test_pixel_properties_and_fixed_bins():
 
 def test_slices_derived_from_pixels_when_metadata_missing(tmp_path):
     root = make_yolo(tmp_path / "nometa", n=4, metadata=False)
-    res = ingest(root)
+    res = ingest(root, taxonomy=DEFAULT_TAXONOMY)
     im = res.images.set_index("file_name")
     assert set(res.stats["derived_slices"]) == {
         "brightness_bin", "contrast_bin", "sharpness_bin", "colour_cast_bin"}
@@ -158,9 +158,9 @@ def test_slices_derived_from_pixels_when_metadata_missing(tmp_path):
 
 
 def test_split_is_stable_and_independent_of_input_order(tmp_path):
-    a = ingest(make_coco(tmp_path / "a", n=12), eval_fraction=0.3)
-    b = ingest(make_coco(tmp_path / "b", n=12, shuffle_seed=3), eval_fraction=0.3)
-    again = ingest(tmp_path / "a", eval_fraction=0.3)
+    a = ingest(make_coco(tmp_path / "a", n=12), eval_fraction=0.3, taxonomy=DEFAULT_TAXONOMY)
+    b = ingest(make_coco(tmp_path / "b", n=12, shuffle_seed=3), eval_fraction=0.3, taxonomy=DEFAULT_TAXONOMY)
+    again = ingest(tmp_path / "a", eval_fraction=0.3, taxonomy=DEFAULT_TAXONOMY)
     key = ["image_id", "split", "group_id"]
     sa = a.images[key].sort_values("image_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(sa, b.images[key].sort_values("image_id").reset_index(drop=True))
@@ -215,13 +215,13 @@ def test_yolo_box_metadata_and_landing_errors(tmp_path):
     pd.DataFrame({"file_name": ["frame_000.jpg", "frame_000.jpg"], "box_index": [0, 1],
                   "truncated": [True, False], "occluded": [0.5, 0.0]}).to_parquet(
         root / "boxes_metadata.parquet")
-    bx = ingest(root).boxes
+    bx = ingest(root, taxonomy=DEFAULT_TAXONOMY).boxes
     b = bx[bx["file_name"] == "frame_000.jpg"].sort_values("line")
     assert b["truncated"].tolist() == [True, False] and b["occluded"].tolist() == [0.5, 0.0]
     assert bx[bx["file_name"] == "frame_001.jpg"]["truncated"].isna().all()
     from preflight.data.errors import IngestError
 
     with pytest.raises(IngestError):
-        ingest(tmp_path / "missing")
+        ingest(tmp_path / "missing", taxonomy=DEFAULT_TAXONOMY)
     with pytest.raises(IngestError):
-        ingest(root, eval_fraction=1.5)
+        ingest(root, eval_fraction=1.5, taxonomy=DEFAULT_TAXONOMY)

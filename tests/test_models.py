@@ -10,6 +10,7 @@ import numpy as np
 import pandas.testing as pd_testing
 import pytest
 
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import (
     DEFAULT_CANDIDATES_PATH,
     Candidate,
@@ -18,7 +19,6 @@ from preflight.models import (
     parse_candidates,
     unmapped_classes,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 BENCH_MAP = {n: n for n in ("person", "forklift", "pallet", "box", "sku_a", "sku_b")}
 
@@ -44,7 +44,7 @@ def test_default_candidates_file_parses():
         assert c.family == "ultralytics" and c.is_zoo and c.zoo_name == c.name
         assert c.input_size == 320
         assert c.model_classes == list(BENCH_MAP)
-        assert unmapped_classes(c) == ["sku_new"]  # the benchmark never saw it
+        assert unmapped_classes(c, DEFAULT_TAXONOMY) == ["sku_new"]  # the benchmark never saw it
     rtdetr = next(c for c in cands if c.name == "rtdetr")
     arch = Path(rtdetr.resolve_arch())
     assert arch.is_file() and arch.parent.name == "models"  # resolved next to candidates.yaml
@@ -52,10 +52,10 @@ def test_default_candidates_file_parses():
 
 
 def test_unmapped_classes_in_taxonomy_order():
-    cand = parse_candidates(_doc(class_map={"truck": "forklift", "human": "person"}))[0]
+    cand = parse_candidates(_doc(class_map={"truck": "forklift", "human": "person"}), taxonomy=DEFAULT_TAXONOMY)[0]
     assert unmapped_classes(cand, DEFAULT_TAXONOMY) == ["pallet", "box", "sku_a", "sku_b",
                                                         "sku_new"]
-    assert cand.operational_ids() == {"truck": 1, "human": 0}
+    assert cand.operational_ids(DEFAULT_TAXONOMY) == {"truck": 1, "human": 0}
 
 
 @pytest.mark.parametrize(("doc", "message"), [
@@ -76,14 +76,14 @@ def test_unmapped_classes_in_taxonomy_order():
 ])
 def test_validation_errors_are_clear(doc, message):
     with pytest.raises(CandidateError) as info:
-        parse_candidates(doc, source="cands.yaml")
+        parse_candidates(doc, source="cands.yaml", taxonomy=DEFAULT_TAXONOMY)
     assert message in str(info.value)
     assert str(info.value).startswith("cands.yaml")
 
 
 def test_errors_name_the_candidate_and_duplicates(tmp_path):
     with pytest.raises(CandidateError, match=r"candidates\[1\] \(m\): duplicate name 'm'"):
-        parse_candidates({"candidates": _doc()["candidates"] * 2})
+        parse_candidates({"candidates": _doc()["candidates"] * 2}, taxonomy=DEFAULT_TAXONOMY)
     path = tmp_path / "c.yaml"
     path.write_text(textwrap.dedent("""
         candidates:
@@ -131,7 +131,8 @@ def trained(tmp_path_factory):
     from preflight.models.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("trained")
-    data = write_toy_dataset(root / "toy", n=8, size=96)
+    data = write_toy_dataset(root / "toy", n=8, size=96, taxonomy=DEFAULT_TAXONOMY,
+                             classes=list(range(len(DEFAULT_TAXONOMY) - 1)))
     result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
                             batch=4, seed=0, device="cpu", progress=False)
     return result, data
@@ -156,7 +157,7 @@ def test_predict_original_coordinates_and_operational_ids(trained):
     # conf=0: a 1-epoch toy model scores everything near zero; we want boxes to check geometry
     det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu",
                                            class_map={"box": "sku_b", "person": "forklift"},
-                                           conf=0.0)
+                                           conf=0.0, taxonomy=DEFAULT_TAXONOMY)
     assert det.id_map == {names.index("person"): names.index("forklift"),
                           names.index("box"): names.index("sku_b")}
     rng = np.random.default_rng(1)
@@ -188,7 +189,7 @@ def test_predict_original_coordinates_and_operational_ids(trained):
     assert_same_detections(alone.assign(image_id="f1"), outs[1].assign(image_id="f1"),
                            {"f1": max(frames[1].shape[:2])})
     with pytest.raises(Exception, match="does not have"):
-        UltralyticsDetector.from_weights(result.checkpoint, class_map={"truck": "forklift"})
+        UltralyticsDetector.from_weights(result.checkpoint, class_map={"truck": "forklift"}, taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.mark.slow
@@ -198,7 +199,7 @@ def test_rgb_frames_reach_the_network_as_rgb(trained):
     from preflight.models import UltralyticsDetector
 
     result, _ = trained
-    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     det.predict([np.zeros((96, 96, 3), np.uint8)])  # warm up so the predictor's model exists
     seen = []
     net = det.model.predictor.model
@@ -219,7 +220,7 @@ def test_predict_fn_and_latency_spec(trained):
     from preflight.models import UltralyticsDetector, make_predict_fn
 
     result, _ = trained
-    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     frame = np.full((80, 120, 3), 120, np.uint8)
     assert len(det.predict_fn([frame])) == 1
     factory, kwargs = det.latency_spec()
@@ -240,7 +241,7 @@ def test_export_torchscript(trained, tmp_path):
     from preflight.models import ModelError, UltralyticsDetector
 
     result, _ = trained
-    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     path = det.export(tmp_path / "exported")
     assert path.is_file() and path.suffix == ".torchscript" and path.parent == tmp_path / "exported"
     import importlib.util
@@ -301,7 +302,7 @@ def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
     result = train_detector(arch, data / "data.yaml", tmp_path / "rt", epochs=1, imgsz=64,
                             batch=4, device="cpu", progress=False)
     det = UltralyticsDetector.from_weights(result.checkpoint, input_size=64, device="cpu",
-                                           conf=0.0)
+                                           conf=0.0, taxonomy=DEFAULT_TAXONOMY)
     assert type(det.model).__name__ == "RTDETR"
     out = det.predict([np.full((48, 80, 3), 90, np.uint8)])[0]
     assert 0 < len(out) <= 100 and (out["x"] + out["w"] <= 80.5).all()
@@ -380,7 +381,7 @@ def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
                                  epochs=1, imgsz=64, batch=4, device="cpu",
                                  progress=False).checkpoint
     det = UltralyticsDetector.from_weights(weights, input_size=64 if arch == "rtdetr" else 96,
-                                           device="cpu", conf=0.0)
+                                           device="cpu", conf=0.0, taxonomy=DEFAULT_TAXONOMY)
     assert stages_of(det.predict) is not None and stages_of(lambda f: f) is None
     images = _frames_on_disk(tmp_path)
     sides = {i: max(__import__("cv2").imread(p).shape[:2])
@@ -417,7 +418,7 @@ def test_overlapped_loop_raises_a_stage_error(trained, tmp_path):
     from preflight.models import UltralyticsDetector
 
     result, _ = trained
-    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu")
+    det = UltralyticsDetector.from_weights(result.checkpoint, input_size=96, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     images = _frames_on_disk(tmp_path, n=6)
     (tmp_path / "f4.png").write_bytes(b"not a png")
     with pytest.raises(FrameReadError, match="f4.png"):

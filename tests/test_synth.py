@@ -24,7 +24,7 @@ from preflight.data.synth import (
     generate,
     write_manifest,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 NAMES = DEFAULT_TAXONOMY.names
 SKU_NEW = NAMES.index("sku_new")
@@ -320,7 +320,7 @@ def test_regenerate_replaces_and_refuses_foreign_folders(tmp_path):
 
 # ------------------------------------------------------------------------------------ ingest
 def test_ingest_keeps_slices_and_quarantines_nothing(production):
-    res = ingest(production)
+    res = ingest(production, taxonomy=DEFAULT_TAXONOMY)
     assert res.quarantine.empty, res.quarantine["reason"].tolist()[:5]
     assert res.stats["format"] == "coco" and len(res.images) == 40
     for col in SLICE_COLUMNS:
@@ -328,7 +328,7 @@ def test_ingest_keeps_slices_and_quarantines_nothing(production):
     assert res.images["meta_colour_cast"].dtype == bool
     assert res.boxes["truncated"].notna().all() and res.boxes["occluded"].notna().all()
     assert res.stats["groups"] < len(res.images)  # bursts group near-duplicates
-    yolo = ingest(production, fmt="yolo")
+    yolo = ingest(production, fmt="yolo", taxonomy=DEFAULT_TAXONOMY)
     assert yolo.quarantine.empty and len(yolo.boxes) == len(res.boxes)
     assert yolo.boxes["truncated"].notna().all()  # from boxes_metadata.parquet
 

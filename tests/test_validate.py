@@ -13,6 +13,7 @@ import pytest
 
 from preflight.data.errors import QUARANTINE_COLUMNS, LabelValidationError
 from preflight.data.ingest import ingest
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import EXPECTATION_COLUMNS, validate_labels
 
 REQUIRED = {"camera": None, "shift": {"day", "night"}}
@@ -38,9 +39,9 @@ def landing(root: Path, n: int = 5, *, duplicate: bool = False) -> Path:
 
 
 def run(root: Path, **kw):
-    res = ingest(root)
+    res = ingest(root, taxonomy=DEFAULT_TAXONOMY)
     kw.setdefault("required_columns", REQUIRED)
-    return res, validate_labels(res.images, res.boxes, prior_quarantine=res.quarantine, **kw)
+    return res, validate_labels(res.images, res.boxes, prior_quarantine=res.quarantine, **kw, taxonomy=DEFAULT_TAXONOMY)
 
 
 def test_clean_sample_passes_and_reports_expectations(tmp_path):
@@ -62,7 +63,7 @@ def test_clean_sample_passes_and_reports_expectations(tmp_path):
 
 
 def test_bad_boxes_are_quarantined_one_by_one(tmp_path):
-    res = ingest(landing(tmp_path / "boxes", n=6))
+    res = ingest(landing(tmp_path / "boxes", n=6), taxonomy=DEFAULT_TAXONOMY)
     b = res.boxes.copy()
     b.loc[0, "class_id"] = 9
     b.loc[1, "x"] = 60.0  # x + w beyond 64
@@ -70,7 +71,7 @@ def test_bad_boxes_are_quarantined_one_by_one(tmp_path):
     b.loc[3, "y"] = -8.0
     b.loc[4, "occluded"] = 1.5
     b = pd.concat([b, b.iloc[[5]].assign(box_id=999)], ignore_index=True)
-    val = validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.5)
+    val = validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.5, taxonomy=DEFAULT_TAXONOMY)
     q = val.quarantine.set_index("line")
     codes = sorted(val.quarantine["reason_code"])
     assert codes == sorted(["unknown_class_id", "out_of_bounds", "non_positive_size",
@@ -136,21 +137,21 @@ def test_slice_values_and_missing_columns(tmp_path):
 
 
 def test_threshold_decides_failure_and_names_worst_reasons(tmp_path):
-    res = ingest(landing(tmp_path / "thr", n=5))
+    res = ingest(landing(tmp_path / "thr", n=5), taxonomy=DEFAULT_TAXONOMY)
     b = res.boxes.copy()
     b.loc[[0, 2, 4], "class_id"] = 8
     with pytest.raises(LabelValidationError) as info:
-        validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.2)
+        validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.2, taxonomy=DEFAULT_TAXONOMY)
     text = str(info.value)
     assert "unknown_class_id (3" in text and "30%" in text and "class id 8" in text
     assert info.value.stats["boxes_quarantined"] == 3
-    ok = validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.3)
+    ok = validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.3, taxonomy=DEFAULT_TAXONOMY)
     assert ok.stats["passed"] and ok.stats["invalid_fraction"] == pytest.approx(0.3)
     soft = validate_labels(res.images, b, required_columns=REQUIRED, max_invalid_fraction=0.1,
-                           raise_on_failure=False)
+                           raise_on_failure=False, taxonomy=DEFAULT_TAXONOMY)
     assert not soft.stats["passed"]
     with pytest.raises(LabelValidationError, match="no images"):
-        validate_labels(res.images.iloc[0:0], b.iloc[0:0])
+        validate_labels(res.images.iloc[0:0], b.iloc[0:0], taxonomy=DEFAULT_TAXONOMY)
 
 
 def test_contract_shaped_sample_is_clean(tmp_path):
@@ -179,16 +180,16 @@ def test_contract_shaped_sample_is_clean(tmp_path):
     (root / "annotations.json").write_text(json.dumps(
         {"images": images, "annotations": anns, "categories": cats}))
     pd.DataFrame(meta).to_parquet(root / "metadata.parquet")
-    res = ingest(root)
+    res = ingest(root, taxonomy=DEFAULT_TAXONOMY)
     val = validate_labels(res.images, res.boxes, prior_quarantine=res.quarantine,
                           required_columns={"camera": None, "shift": {"day", "night"},
-                                            "lighting": {"bright", "normal", "dim"}})
+                                            "lighting": {"bright", "normal", "dim"}}, taxonomy=DEFAULT_TAXONOMY)
     assert res.stats["format"] == "coco" and res.quarantine.empty and val.quarantine.empty
     assert res.stats["derived_slices"] == []  # metadata has lighting, blur, lens, colour_cast
     assert res.images["meta_colour_cast"].tolist() == [bool(i % 2) for i in range(8)]
     assert res.images["colour_cast"].dtype == float  # the pixel property keeps its name
     assert res.stats["strata_columns"] == ["camera", "shift", "lighting"]
-    yolo = ingest(root, fmt="yolo")  # the same boxes from the YOLO labels
+    yolo = ingest(root, fmt="yolo", taxonomy=DEFAULT_TAXONOMY)  # the same boxes from the YOLO labels
     cols = ["image_id", "file_name", "class_id", "x", "y", "w", "h", "area", "size_bin"]
     pd.testing.assert_frame_equal(yolo.boxes[cols], res.boxes[cols], check_exact=False)
     assert yolo.images["split"].tolist() == res.images["split"].tolist()
@@ -200,10 +201,10 @@ def test_generated_production_sample_is_clean(tmp_path):
     from preflight.data.synth import generate
 
     generate(tmp_path / "synth", profile="production", n=30, weeks=2, seed=0, image_size=128)
-    res = ingest(tmp_path / "synth")
+    res = ingest(tmp_path / "synth", taxonomy=DEFAULT_TAXONOMY)
     val = validate_labels(res.images, res.boxes, prior_quarantine=res.quarantine,
                           required_columns={"camera": None, "shift": {"day", "night"},
-                                            "lighting": {"bright", "normal", "dim"}})
+                                            "lighting": {"bright", "normal", "dim"}}, taxonomy=DEFAULT_TAXONOMY)
     assert res.quarantine.empty, res.quarantine["reason"].tolist()[:5]
     assert val.quarantine.empty, val.quarantine["reason"].tolist()[:5]
     assert val.stats["images_valid"] == 30 and val.stats["passed"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import (
     ChecksumError,
     Manifest,
@@ -24,7 +25,6 @@ from preflight.models import (
 )
 from preflight.models.toy import write_toy_dataset
 from preflight.models.zoo import prepare_view
-from preflight.taxonomy import DEFAULT_TAXONOMY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,9 @@ def _home(offline_home):
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    return write_toy_dataset(tmp_path_factory.mktemp("data") / "toy", n=12, size=96, seed=3)
+    return write_toy_dataset(tmp_path_factory.mktemp("data") / "toy", n=12, size=96, seed=3,
+                             taxonomy=DEFAULT_TAXONOMY,
+                             classes=list(range(len(DEFAULT_TAXONOMY) - 1)))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_build_writes_checkpoint_and_manifest(zoo, candidate, toy):
     assert "map50" in entry["heldout_val"]
     assert on_disk["last_build"]["built"] == ["yolov8n"]
     # the stand-in's label space has no sku_new: reported as "no analog in pre-training"
-    assert unmapped_classes(candidate) == ["sku_new"]
+    assert unmapped_classes(candidate, DEFAULT_TAXONOMY) == ["sku_new"]
 
 
 @pytest.mark.slow
@@ -91,7 +93,7 @@ def test_load_checks_sha256_and_tampering_is_caught(zoo, candidate, toy):
     from preflight.models import UltralyticsDetector
 
     zoo_dir, _ = zoo
-    det = UltralyticsDetector.from_candidate(candidate, zoo_dir, device="cpu")
+    det = UltralyticsDetector.from_candidate(candidate, zoo_dir, device="cpu", taxonomy=DEFAULT_TAXONOMY)
     assert det.weights_source == "zoo" and det.sha256 == sha256_file(zoo_dir / "yolov8n.pt")
     assert set(det.id_map.values()) == {0, 1, 2, 3, 4, 5}  # sku_new (6) has no model class
 
@@ -100,7 +102,7 @@ def test_load_checks_sha256_and_tampering_is_caught(zoo, candidate, toy):
     ckpt.write_bytes(original + b"tampered")
     try:
         with pytest.raises(ChecksumError, match="does not match|manifest records"):
-            UltralyticsDetector.from_candidate(candidate, zoo_dir, device="cpu")
+            UltralyticsDetector.from_candidate(candidate, zoo_dir, device="cpu", taxonomy=DEFAULT_TAXONOMY)
         with pytest.raises(ChecksumError, match="zoo build --force"):
             resolve_weights(candidate, zoo_dir)
     finally:
@@ -117,7 +119,7 @@ def test_missing_zoo_model_says_how_to_build(tmp_path, candidate):
 
 def test_view_maps_ids_and_drops_classes_outside_the_label_space(tmp_path, candidate):
     data = write_toy_dataset(tmp_path / "all", n=10, size=64, seed=1,
-                             classes=list(range(len(DEFAULT_TAXONOMY))))
+                             classes=list(range(len(DEFAULT_TAXONOMY))), taxonomy=DEFAULT_TAXONOMY)
     # model label space in another order than the taxonomy, without sku_new
     cmap = {"sku_b": "sku_b", "person": "person", "box": "box"}
     view = prepare_view(data, list(cmap), cmap, tmp_path / "views", seed=0)

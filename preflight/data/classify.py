@@ -68,7 +68,7 @@ from preflight.data.properties import (
     pixel_properties,
     size_bin,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _prepare_out_dir(out: Path) -> Path:
 
 def crops_from_detection_sample(sample_dir: str | Path, out_dir: str | Path, *, size: int = 96,
                                 min_side: int = 8, pad: float = 0.1, jpeg_quality: int = 95,
-                                taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> CropSummary:
+                                taxonomy: Taxonomy) -> CropSummary:
     """Cut every labelled box of a detection sample into a classification sample (module doc).
 
     Boxes are skipped (and counted in ``skipped``) when crowd (``iscrowd``), without usable
@@ -463,7 +463,7 @@ def assign_classification_split(images: pd.DataFrame, *, eval_fraction: float = 
     return out
 
 
-def read_classification_sample(sample_dir: str | Path, taxonomy: Taxonomy = DEFAULT_TAXONOMY, *,
+def read_classification_sample(sample_dir: str | Path, taxonomy: Taxonomy, *,
                                labels_csv: str | Path | None = None,
                                metadata_path: str | Path | None = None,
                                eval_fraction: float = 0.3, group_window_minutes: float = 10.0,

@@ -69,7 +69,7 @@ from preflight.data.properties import (
     pixel_properties,
     size_bin,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 IMAGE_COLUMNS: tuple[str, ...] = (
     "image_id", "file_name", "source", "path", "width", "height", "file_size", "decode_ok",
@@ -93,7 +93,7 @@ class IngestResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY, fmt: str = "auto",
+def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy, fmt: str = "auto",
            metadata_path: str | Path | None = None, eval_fraction: float = 0.3,
            group_window_minutes: float = 10.0, strata: tuple[str, ...] = DEFAULT_STRATA,
            seed: int = 0, progress: bool = False) -> IngestResult:

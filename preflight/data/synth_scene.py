@@ -13,12 +13,15 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from preflight.taxonomy import DEFAULT_TAXONOMY
+from preflight.taxonomy import Taxonomy
 
-CLASS_NAMES: tuple[str, ...] = DEFAULT_TAXONOMY.names
-PERSON, FORKLIFT, PALLET, BOX, SKU_A, SKU_B, SKU_NEW = (
-    DEFAULT_TAXONOMY.id_of(n)
-    for n in ("person", "forklift", "pallet", "box", "sku_a", "sku_b", "sku_new"))
+#: The embedded world's classes, in taxonomy order (config/preflight.yaml lists the same).
+#: ``sku_a``/``sku_b`` differ only by a small printed mark (the look-alike pair); ``sku_new``
+#: appears only in later production weeks and never in the benchmark profile (no analog).
+CLASS_NAMES: tuple[str, ...] = ("person", "forklift", "pallet", "box", "sku_a", "sku_b", "sku_new")
+#: The generator's taxonomy (what its data.yaml / annotations.json name).
+SYNTH_TAXONOMY = Taxonomy(CLASS_NAMES)
+PERSON, FORKLIFT, PALLET, BOX, SKU_A, SKU_B, SKU_NEW = range(len(CLASS_NAMES))
 N_CLASSES = len(CLASS_NAMES)
 #: Monday 00:00 of week 1; week N starts 7 * (N - 1) days later.
 WEEK1_START = datetime(2024, 3, 4)

@@ -39,7 +39,7 @@ from preflight.data.errors import (
     reason_counts,
     where,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 EXPECTATION_COLUMNS = ("table", "expectation", "column", "description", "success",
                        "unexpected_count", "element_count", "quarantined", "reason_code",
@@ -75,7 +75,7 @@ def _gx():
 
 
 def validate_labels(images: pd.DataFrame, boxes: pd.DataFrame, *,
-                    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                    taxonomy: Taxonomy,
                     required_columns: Mapping[str, Iterable[Any] | None] | None = None,
                     max_invalid_fraction: float = 0.2,
                     prior_quarantine: pd.DataFrame | None = None,

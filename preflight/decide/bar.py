@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from preflight.config import BarSettings
-from preflight.taxonomy import LOOKALIKE_PAIRS
 
 OVERALL = "__all__"
 OFF_THE_SHELF, FINE_TUNED = "off-the-shelf", "fine-tuned"
@@ -49,7 +48,8 @@ class Bar:
     #: fine-tuning "improved" a row when its value rose by at least this much and the fine-tuned
     #: interval excludes the off-the-shelf value (``decision.min_improvement``)
     min_improvement: float = 0.05
-    lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS
+    #: classes that differ only by a small detail (``decision.lookalike_pairs``; default none)
+    lookalike_pairs: tuple[tuple[str, str], ...] = ()
     #: a class pair is a look-alike when this share of one's boxes is detected as the other
     #: (``decision.lookalike_share``)
     lookalike_share: float = 0.1
@@ -79,12 +79,14 @@ class Bar:
 
     @classmethod
     def from_settings(cls, settings: Any, decision: Any = None, *,
-                      lookalike_pairs: tuple[tuple[str, str], ...] = LOOKALIKE_PAIRS,
+                      lookalike_pairs: tuple[tuple[str, str], ...] | None = None,
                       stress: Any = None) -> Bar:
         """From ``config.BarSettings`` plus ``small_object_px``/``min_improvement``/
         ``lookalike_share``/``training_noise``/``critical_slices`` from
         ``config.DecisionSettings`` and ``expected_severity`` from ``config.StressSettings``
-        (defaults when None)."""
+        (defaults when None); ``lookalike_pairs`` from ``decision.lookalike_pairs`` unless given."""
+        if lookalike_pairs is None:
+            lookalike_pairs = tuple(tuple(p) for p in getattr(decision, "lookalike_pairs", ()))
         extra: dict[str, Any] = {
             k: float(getattr(decision, k)) for k in ("small_object_px", "min_improvement",
                                                      "lookalike_share", "training_noise")

@@ -1,5 +1,15 @@
 """The one protocol every model family implements, and the shapes it returns.
 
+:class:`Model` is what the pipeline calls on any candidate, detector or classifier; the family
+registry (:mod:`preflight.models.registry`) maps a candidate's ``family`` to the adapter class,
+so the pipeline never names a family. What ``predict`` returns depends on the family's ``task``:
+
+* ``detect`` (:class:`Detector`): one DataFrame of :data:`PRED_COLUMNS` per frame;
+* ``classify``: an ``(n, K)`` array of probabilities over the K operational classes.
+
+Either way, model classes reach the caller already in the *operational* taxonomy (the settings'
+``taxonomy``) through the candidate's ``class_map``; model classes it does not map are dropped.
+
 A :class:`Detector` takes RGB ``uint8`` frames (``H x W x 3``, any size) and returns one
 DataFrame per frame with columns :data:`PRED_COLUMNS` -- ``class_id`` already in the
 *operational* taxonomy (via the candidate's ``class_map``; detections of model classes with no
@@ -16,6 +26,9 @@ import numpy as np
 
 if TYPE_CHECKING:  # pandas only for type hints: keep ``import preflight.models`` light
     import pandas as pd
+
+    from preflight.models.candidates import Candidate
+    from preflight.taxonomy import Taxonomy
 
 #: Columns of one frame's predictions (the ``image_id`` column is added by the caller).
 PRED_COLUMNS: tuple[str, ...] = ("class_id", "score", "x", "y", "w", "h")
@@ -54,6 +67,60 @@ class TrainResult:
             return {}
         last = self.history.iloc[-1]
         return {str(k): float(last[k]) for k in self.history.columns if str(k).startswith("train/")}
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What Preflight needs from any model, whatever its family or task.
+
+    Construction is by class method, so the registry can hand out the class: ``from_candidate``
+    loads a candidate's weights with its ``class_map``; ``from_weights`` loads a checkpoint
+    that already speaks the operational taxonomy (a fine-tuned one). Both take the taxonomy.
+    """
+
+    name: str
+    family: str
+    input_size: int
+    taxonomy: Taxonomy
+
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, zoo_dir: str | Path | None = None,
+                       device: str | None = None, *, taxonomy: Taxonomy,
+                       **kwargs: Any) -> Model:
+        """A candidate's weights (zoo, local or hub), class_map applied."""
+        ...
+
+    @classmethod
+    def from_weights(cls, weights: str | Path, *, taxonomy: Taxonomy, name: str | None = None,
+                     input_size: int | None = None, class_map: dict[str, str] | None = None,
+                     device: str | None = None, **kwargs: Any) -> Model:
+        """A checkpoint the caller names; ``class_map=None``: its classes are operational."""
+        ...
+
+    def predict(self, images: list[np.ndarray]) -> Any:
+        """RGB uint8 images -> the task's predictions (see the module doc)."""
+        ...
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """``(n, d)`` features: the model's view of the input (embedding drift)."""
+        ...
+
+    @property
+    def predict_fn(self) -> Any:
+        """``predict_fn(list_of_rgb_images)`` for latency measurement."""
+        ...
+
+    def latency_spec(self) -> tuple[str, dict[str, Any]]:
+        """``(factory, kwargs)`` that rebuild ``predict_fn`` in a fresh process (cold start)."""
+        ...
+
+    def train(self, data: Any, out_dir: str | Path, **kwargs: Any) -> TrainResult:
+        """Fine-tune from the current weights; the result speaks the operational taxonomy."""
+        ...
+
+    def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
+        """Write a deployable artefact of the current weights; returns its path."""
+        ...
 
 
 @runtime_checkable

@@ -4,21 +4,26 @@ label space maps onto the operational taxonomy.
 ```yaml
 candidates:
   - name: yolov8n                  # unique; also the zoo checkpoint's file name
-    family: ultralytics            # model family (adapter); see FAMILY_KEYS
+    family: ultralytics            # model family: a row of preflight.models.registry.FAMILIES
     weights: zoo:yolov8n           # zoo:<name> | a local .pt path | a hub name such as yolov8n.pt
     arch: yolov8n.yaml             # ultralytics model YAML used to build the zoo stand-in
     input_size: 320                # inference/training image size (multiple of 32)
-    class_map: {person: person, forklift: forklift}   # model class name -> operational class name
+    class_map: {car: vehicle, truck: vehicle, walker: pedestrian}  # model class -> operational
 ```
 
-Optional keys: ``description``, ``sha256`` (checked for local/hub weights), and per family (see
-:data:`FAMILY_KEYS`) ``zoo_train`` (``epochs``/``lr0``/``batch`` overrides for the zoo stand-in)
+``class_map`` may map several model classes to one operational class; model classes it does not
+name are dropped; operational classes nothing maps to have "no analog in pre-training".
+
+Optional keys: ``description``, ``sha256`` (checked for local/hub weights), and per family (the
+registry row's ``candidate_keys``) ``zoo_train`` (``epochs``/``lr0``/``batch`` overrides for the
+zoo stand-in)
 and, for ``timm`` classifiers, ``freeze`` (``head`` | ``deeper`` | ``none``: what fine-tuning
 trains). A ``timm`` candidate's ``arch`` is the timm model name (``mobilenetv3_small_100``); its
 weights may also be ``timm:<model name>`` (timm's pretrained hub weights; needs the network).
 Relative ``arch``/``weights`` paths are resolved against the candidates file's folder first, then
 the working directory. Validation is strict: unknown keys, unknown operational class names,
-missing fields and duplicate keys are errors naming the file, the candidate and the key.
+missing fields and duplicate keys are errors naming the file, the candidate and the key. The
+operational class names are the settings' ``taxonomy`` (one class list everywhere).
 """
 
 from __future__ import annotations
@@ -31,25 +36,13 @@ from typing import Any
 
 import yaml
 
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.models.registry import FAMILIES, get_family
+from preflight.taxonomy import Taxonomy
 
 DEFAULT_CANDIDATES_PATH = Path(__file__).resolve().parents[2] / "config" / "candidates.yaml"
 
 REQUIRED_KEYS: tuple[str, ...] = ("name", "family", "weights", "input_size", "class_map")
 COMMON_OPTIONAL_KEYS: tuple[str, ...] = ("description", "sha256", "arch")
-#: Extra keys each family accepts (a new family -- e.g. ``timm`` classifiers -- adds a row here
-#: and an adapter in ``preflight.models``).
-FAMILY_KEYS: dict[str, tuple[str, ...]] = {
-    "ultralytics": ("zoo_train",),
-    "timm": ("zoo_train", "freeze"),
-    # exported artefacts (preflight.models.exported): weights = the .onnx / .xml with its sidecar
-    "onnxruntime": (),
-    "openvino": (),
-}
-#: families that run an exported artefact (weights: the file, with its sidecar)
-EXPORTED_FAMILIES: tuple[str, ...] = ("onnxruntime", "openvino")
-#: What the detect / classify task of a family is (the pipeline's ``task``).
-FAMILY_TASKS: dict[str, str] = {"ultralytics": "detect", "timm": "classify"}
 FREEZE_VALUES: tuple[str, ...] = ("head", "deeper", "none")
 ZOO_TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {"epochs": int, "lr0": (int, float), "batch": int}
 ZOO_PREFIX = "zoo:"
@@ -86,16 +79,16 @@ class Candidate:
         return self.weights[len(ZOO_PREFIX):] if self.is_zoo else None
 
     @property
-    def task(self) -> str:
-        """``detect`` or ``classify`` (from the family)."""
-        return FAMILY_TASKS.get(self.family, "detect")
+    def task(self) -> str | None:
+        """``detect`` or ``classify`` (from the family; None: the artefact says)."""
+        return get_family(self.family).task
 
     @property
     def model_classes(self) -> list[str]:
         """The label space a zoo stand-in is trained with: the class_map keys, in file order."""
         return list(self.class_map)
 
-    def operational_ids(self, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> dict[str, int]:
+    def operational_ids(self, taxonomy: Taxonomy) -> dict[str, int]:
         """model class name -> operational class id."""
         return {m: taxonomy.id_of(op) for m, op in self.class_map.items()}
 
@@ -125,7 +118,7 @@ class Candidate:
         return self.arch
 
 
-def unmapped_classes(candidate: Candidate, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[str]:
+def unmapped_classes(candidate: Candidate, taxonomy: Taxonomy) -> list[str]:
     """Operational classes no model class maps to: "no analog in pre-training" (taxonomy order)."""
     mapped = set(candidate.class_map.values())
     return [name for name in taxonomy.names if name not in mapped]
@@ -150,9 +143,13 @@ def _no_duplicates_loader() -> type[yaml.SafeLoader]:
 
 
 def load_candidates(path: str | Path | None = None, *,
-                    taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Candidate]:
+                    taxonomy: Taxonomy | None = None) -> list[Candidate]:
     """Read and validate a candidates YAML (default: ``$PREFLIGHT_CANDIDATES`` or
-    ``config/candidates.yaml``)."""
+    ``config/candidates.yaml``) against ``taxonomy`` (default: the settings' taxonomy)."""
+    if taxonomy is None:
+        from preflight.config import load_settings
+
+        taxonomy = load_settings().taxonomy_obj
     path = Path(path or os.environ.get("PREFLIGHT_CANDIDATES") or DEFAULT_CANDIDATES_PATH)
     if not path.is_file():
         raise CandidateError(f"candidates file {path} does not exist")
@@ -165,7 +162,7 @@ def load_candidates(path: str | Path | None = None, *,
     return parse_candidates(raw, taxonomy=taxonomy, source=path)
 
 
-def parse_candidates(raw: Any, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+def parse_candidates(raw: Any, *, taxonomy: Taxonomy,
                      source: str | Path | None = None) -> list[Candidate]:
     """Validate an in-memory candidates document (the parsed YAML)."""
     where = str(source) if source else "candidates"
@@ -207,9 +204,9 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     if missing:
         fail(f"missing required key(s) {missing}")
     family = item["family"]
-    if family not in FAMILY_KEYS:
-        fail(f"unknown family {family!r}; known: {sorted(FAMILY_KEYS)}")
-    allowed = {*REQUIRED_KEYS, *COMMON_OPTIONAL_KEYS, *FAMILY_KEYS[family]}
+    if family not in FAMILIES:
+        fail(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
+    allowed = {*REQUIRED_KEYS, *COMMON_OPTIONAL_KEYS, *FAMILIES[family].candidate_keys}
     unknown = sorted(set(item) - allowed)
     if unknown:
         fail(f"unknown key(s) {unknown}; allowed for family {family!r}: {sorted(allowed)}")
@@ -229,7 +226,7 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     arch = item.get("arch")
     if arch is not None and (not isinstance(arch, str) or not arch.strip()):
         fail(f"arch must be a model YAML name or path, got {arch!r}")
-    if weights.startswith(ZOO_PREFIX) and family in EXPORTED_FAMILIES:
+    if weights.startswith(ZOO_PREFIX) and FAMILIES[family].runs_artefact:
         fail(f"family {family!r} runs an exported artefact: weights must be its .onnx / .xml "
              f"path, not {weights!r}")
     if weights.startswith(ZOO_PREFIX) and not arch:
@@ -251,6 +248,10 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     bad_keys = [k for k in class_map if not isinstance(k, str) or not k]
     if bad_keys:
         fail(f"class_map keys must be model class names (strings), got {bad_keys}")
+    # a model class mapped to null is named only to say it is dropped on purpose
+    class_map = {k: v for k, v in class_map.items() if v is not None}
+    if not class_map:
+        fail("class_map maps no model class to an operational class")
     unknown_ops = sorted({str(v) for v in class_map.values() if v not in taxonomy.names})
     if unknown_ops:
         fail(f"class_map maps to unknown operational class(es) {unknown_ops}; "

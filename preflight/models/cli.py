@@ -53,6 +53,7 @@ def _fmt_row(cells: list[str], widths: list[int]) -> str:
 def _list(args: argparse.Namespace) -> int:
     from preflight.models.candidates import load_candidates, unmapped_classes
     from preflight.models.zoo import Manifest, default_zoo_dir
+    from preflight.taxonomy import resolve_taxonomy
 
     zoo_dir = args.zoo or default_zoo_dir()
     manifest = Manifest.load(zoo_dir)
@@ -80,8 +81,9 @@ def _list(args: argparse.Namespace) -> int:
               "top-1 accuracy on held-out benchmark crops (acc)")
     else:
         print("(empty: run `preflight zoo build`)")
+    taxonomy = resolve_taxonomy()
     for cand in candidates:
-        missing = unmapped_classes(cand)
+        missing = unmapped_classes(cand, taxonomy)
         built = cand.zoo_name in manifest.models if cand.is_zoo else None
         state = {True: "built", False: "NOT BUILT", None: f"weights {cand.weights}"}[built]
         print(f"candidate {cand.name}: {state}; no analog in pre-training: "

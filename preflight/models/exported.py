@@ -26,7 +26,7 @@ import numpy as np
 
 from preflight.models.base import ModelError, check_rgb_frame, empty_predictions
 from preflight.models.export import read_sidecar
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy, resolve_taxonomy
 
 PREDICT_FN_FACTORY = "preflight.models.exported:make_predict_fn"
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -118,7 +118,7 @@ class _Exported:
 
     def __init__(self, path: str | Path, *, runtime: str, name: str | None = None,
                  threads: int | None = None, class_map: dict[str, str] | None = None,
-                 taxonomy: Taxonomy = DEFAULT_TAXONOMY, sha256: str | None = None) -> None:
+                 taxonomy: Taxonomy | None = None, sha256: str | None = None) -> None:
         from preflight.models.zoo import sha256_file
 
         path = Path(path)
@@ -139,6 +139,8 @@ class _Exported:
         self.sha256 = actual
         self.weights_source = "export"
         self.device = "cpu"
+        # None: the taxonomy the artefact was exported under (its sidecar)
+        taxonomy = resolve_taxonomy(self.meta["taxonomy"]) if taxonomy is None else taxonomy
         self.taxonomy = taxonomy
         self.input_size = int(self.meta["input_size"])
         self.name = name or path.name
@@ -158,7 +160,7 @@ class _Exported:
 
     @classmethod
     def from_candidate(cls, candidate: Any, zoo_dir: str | Path | None = None,
-                       device: str | None = None, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                       device: str | None = None, *, taxonomy: Taxonomy | None = None,
                        threads: int | None = None, **kwargs: Any) -> _Exported:
         """A candidate of family ``onnxruntime`` / ``openvino`` whose weights are an exported
         artefact (with its sidecar); ``sha256`` checked when the candidate gives one."""
@@ -186,7 +188,8 @@ class _Exported:
         loads the artefact on its own runtime)."""
         return PREDICT_FN_FACTORY, {"path": self.weights, "runtime": self.runtime,
                                     "name": self.name, "threads": self.threads,
-                                    "class_map": self.class_map, "sha256": self.sha256}
+                                    "class_map": self.class_map, "sha256": self.sha256,
+                                    "taxonomy": list(self.taxonomy.names)}
 
     @property
     def num_parameters(self) -> int:
@@ -324,7 +327,9 @@ def load_exported(path: str | Path, *, runtime: str | None = None, **kwargs: Any
 
 def make_predict_fn(path: str, *, runtime: str, name: str | None = None,
                     threads: int | None = None, class_map: dict[str, str] | None = None,
-                    sha256: str | None = None):
+                    sha256: str | None = None, taxonomy: list[str] | None = None):
     """Factory for ``preflight.latency.ModelSpec`` (cold start in a fresh process)."""
     return load_exported(path, runtime=runtime, name=name, threads=threads, class_map=class_map,
-                         sha256=sha256).predict_fn
+                         sha256=sha256,
+                         taxonomy=None if taxonomy is None else resolve_taxonomy(taxonomy)
+                         ).predict_fn

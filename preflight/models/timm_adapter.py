@@ -33,7 +33,7 @@ import numpy as np
 from preflight.models.base import ChecksumError, ModelError, TrainResult, check_rgb_frame
 from preflight.models.candidates import Candidate, get_candidate, load_candidates
 from preflight.models.ultralytics_env import resolve_device
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy, resolve_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class TimmClassifier:
 
     def __init__(self, model: Any, *, name: str, model_name: str, class_names: list[str],
                  input_size: int, class_map: dict[str, str] | None, weights: str,
-                 taxonomy: Taxonomy = DEFAULT_TAXONOMY, device: str | None = None,
+                 taxonomy: Taxonomy, device: str | None = None,
                  batch_size: int = 64, sha256: str | None = None, weights_source: str = "local",
                  mean: list[float] | None = None, std: list[float] | None = None) -> None:
         self.device = resolve_device(device)
@@ -209,7 +209,7 @@ class TimmClassifier:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_candidate(cls, candidate: Candidate, zoo_dir: str | Path | None = None,
-                       device: str | None = None, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                       device: str | None = None, *, taxonomy: Taxonomy,
                        **kwargs: Any) -> TimmClassifier:
         """Load a candidate's weights: ``zoo:`` (sha256-checked against the manifest), a local
         checkpoint (checked against the candidate's ``sha256`` when given) or ``timm:<name>``
@@ -241,7 +241,7 @@ class TimmClassifier:
     @classmethod
     def from_hub(cls, weights: str, *, name: str | None = None, input_size: int | None = None,
                  class_map: dict[str, str] | None = None, device: str | None = None,
-                 taxonomy: Taxonomy = DEFAULT_TAXONOMY, **kwargs: Any) -> TimmClassifier:
+                 taxonomy: Taxonomy, **kwargs: Any) -> TimmClassifier:
         """timm's pretrained weights for ``timm:<model name>`` (downloads: needs the network).
         ``input_size=None``: the model's pretraining size."""
         hub_name = weights[len(HUB_PREFIX):] if weights.startswith(HUB_PREFIX) else weights
@@ -256,7 +256,7 @@ class TimmClassifier:
     @classmethod
     def from_weights(cls, weights: str | Path, *, name: str | None = None,
                      input_size: int | None = None, class_map: dict[str, str] | None = None,
-                     device: str | None = None, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                     device: str | None = None, taxonomy: Taxonomy,
                      **kwargs: Any) -> TimmClassifier:
         """Load a checkpoint the caller names (e.g. a fine-tuned ``best.pt``). ``class_map=None``:
         the model's class names are operational names; ``input_size=None``: the checkpoint's."""
@@ -329,7 +329,8 @@ class TimmClassifier:
         """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
         return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
                                     "input_size": self.input_size, "class_map": self.class_map,
-                                    "device": self.device, "sha256": self.sha256}
+                                    "device": self.device, "sha256": self.sha256,
+                                    "taxonomy": list(self.taxonomy.names)}
 
     # ------------------------------------------------------------------ training / export
     def train(self, data, out_dir: str | Path, **kwargs: Any) -> TrainResult:
@@ -369,30 +370,35 @@ class TimmClassifier:
 
 def load_classifier(name: str, *, candidates_path: str | Path | None = None,
                     zoo_dir: str | Path | None = None, device: str | None = None,
-                    **kwargs: Any) -> TimmClassifier:
+                    taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> TimmClassifier:
     """The classifier for candidate ``name`` of the candidates file."""
-    candidate = get_candidate(load_candidates(candidates_path), name)
-    return TimmClassifier.from_candidate(candidate, zoo_dir, device, **kwargs)
+    taxonomy = resolve_taxonomy(taxonomy)
+    candidate = get_candidate(load_candidates(candidates_path, taxonomy=taxonomy), name)
+    return TimmClassifier.from_candidate(candidate, zoo_dir, device, taxonomy=taxonomy, **kwargs)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
                     zoo_dir: str | None = None, weights: str | None = None, name: str | None = None,
                     input_size: int | None = None, class_map: dict[str, str] | None = None,
-                    device: str | None = None, sha256: str | None = None):
+                    device: str | None = None, sha256: str | None = None,
+                    taxonomy: list[str] | None = None):
     """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a checkpoint
-    (verified against ``sha256`` when given). Returns ``predict_fn(list_of_rgb_images)``."""
+    (verified against ``sha256`` when given; ``taxonomy``: the operational class names, default
+    the settings'). Returns ``predict_fn(list_of_rgb_images)``."""
     if candidate is not None:
         return load_classifier(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
-                               device=device).predict_fn
+                               device=device, taxonomy=taxonomy).predict_fn
     if weights is None:
         raise ModelError("make_predict_fn needs a candidate name or a weights path")
     if weights.startswith(HUB_PREFIX):
         return TimmClassifier.from_hub(weights, name=name, input_size=input_size,
-                                       class_map=class_map, device=device).predict_fn
+                                       class_map=class_map, device=device,
+                                       taxonomy=resolve_taxonomy(taxonomy)).predict_fn
     if sha256 is not None:
         from preflight.models.zoo import sha256_file
 
         if sha256_file(weights) != sha256:
             raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
     return TimmClassifier.from_weights(weights, name=name, input_size=input_size,
-                                       class_map=class_map, device=device).predict_fn
+                                       class_map=class_map, device=device,
+                                       taxonomy=resolve_taxonomy(taxonomy)).predict_fn

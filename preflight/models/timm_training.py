@@ -9,7 +9,8 @@ running statistics do not drift either.
 
 The label space is ``classes`` (default: the operational taxonomy). When the starting checkpoint
 has other classes, the classifier layer is replaced and the rows of the classes both share are
-copied over (a zoo stand-in's ``sku_a`` row survives fine-tuning into the 7-class taxonomy).
+copied over (a pre-trained class that is also an operational class keeps its learned row when
+fine-tuning trains a head for the operational taxonomy).
 
 Output in ``out_dir``: ``last.pt`` (model + optimizer + scheduler + epoch + history: resumable),
 ``best.pt`` (best held-out accuracy, ties to lower loss; the last epoch without validation) and
@@ -45,7 +46,7 @@ from preflight.models.timm_adapter import (
     save_checkpoint,
 )
 from preflight.models.ultralytics_env import resolve_device
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 # albumentations checks PyPI for updates on import unless told not to (offline-safe, as in stress/)
@@ -304,7 +305,7 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
                      lr: float = 1e-3, weight_decay: float = 0.05, freeze: str = "none",
                      deeper_groups: int = 3, augment: list | None = None,
                      input_size: int | None = None, seed: int = 0, device: str | None = None,
-                     resume: bool = True, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                     resume: bool = True, taxonomy: Taxonomy,
                      progress: bool = False,
                      on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
                      ) -> TrainResult:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy
 
 #: RGB colour per class id (cycled when the taxonomy is longer).
 COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -23,10 +23,10 @@ COLOURS: tuple[tuple[int, int, int], ...] = (
 
 def write_toy_dataset(out_dir: str | Path, *, n: int = 12, size: int = 96, seed: int = 0,
                       classes: list[int] | None = None,
-                      taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> Path:
+                      taxonomy: Taxonomy) -> Path:
     """Write ``n`` RGB JPEGs of ``size`` px with YOLO labels; returns ``out_dir``.
 
-    ``classes``: class ids to draw (default: all but the drift classes, like the benchmark).
+    ``classes``: class ids to draw (default: every class of the taxonomy).
     """
     import cv2
 
@@ -35,7 +35,7 @@ def write_toy_dataset(out_dir: str | Path, *, n: int = 12, size: int = 96, seed:
     (out / "labels").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     if classes is None:
-        classes = [i for i, name in enumerate(taxonomy.names) if name != "sku_new"]
+        classes = list(range(len(taxonomy)))
     for i in range(n):
         img = rng.normal(110, 8, size=(size, size, 3)).clip(0, 255).astype(np.uint8)
         lines = []

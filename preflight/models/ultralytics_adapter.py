@@ -34,7 +34,7 @@ from preflight.models.ultralytics_env import (
     resolve_device,
     ultralytics_device,
 )
-from preflight.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+from preflight.taxonomy import Taxonomy, resolve_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class UltralyticsDetector:
     family = "ultralytics"
 
     def __init__(self, model: Any, *, name: str, input_size: int, class_map: dict[str, str] | None,
-                 weights: str, taxonomy: Taxonomy = DEFAULT_TAXONOMY, device: str | None = None,
+                 weights: str, taxonomy: Taxonomy, device: str | None = None,
                  conf: float = 0.001, iou: float = 0.7, max_det: int = 100, batch_size: int = 16,
                  sha256: str | None = None, weights_source: str = "local") -> None:
         self.model = model
@@ -80,7 +80,7 @@ class UltralyticsDetector:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_candidate(cls, candidate: Candidate, zoo_dir: str | Path | None = None,
-                       device: str | None = None, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                       device: str | None = None, *, taxonomy: Taxonomy,
                        **kwargs: Any) -> UltralyticsDetector:
         """Load a candidate's weights (zoo: sha256-checked against the manifest)."""
         from preflight.models.zoo import resolve_weights
@@ -97,7 +97,7 @@ class UltralyticsDetector:
     @classmethod
     def from_weights(cls, weights: str | Path, *, name: str | None = None, input_size: int = 320,
                      class_map: dict[str, str] | None = None, device: str | None = None,
-                     taxonomy: Taxonomy = DEFAULT_TAXONOMY, **kwargs: Any) -> UltralyticsDetector:
+                     taxonomy: Taxonomy, **kwargs: Any) -> UltralyticsDetector:
         """Load a checkpoint the caller names (e.g. a fine-tuned ``best.pt``). ``class_map=None``:
         the model's class names are operational class names (unknown ones are dropped)."""
         path = Path(weights)
@@ -167,7 +167,8 @@ class UltralyticsDetector:
         """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
         return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
                                     "input_size": self.input_size, "class_map": self.class_map,
-                                    "device": self.device, "sha256": self.sha256}
+                                    "device": self.device, "sha256": self.sha256,
+                                    "taxonomy": list(self.taxonomy.names)}
 
     def _to_array(self, result) -> np.ndarray:
         """One frame's Results as an ``(n, 6)`` float64 array in ``PRED_COLUMNS`` order (model
@@ -289,21 +290,24 @@ def _load(source: str):
 
 def load_detector(name: str, *, candidates_path: str | Path | None = None,
                   zoo_dir: str | Path | None = None, device: str | None = None,
-                  **kwargs: Any) -> UltralyticsDetector:
+                  taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> UltralyticsDetector:
     """The detector for candidate ``name`` of the candidates file."""
-    candidate = get_candidate(load_candidates(candidates_path), name)
-    return UltralyticsDetector.from_candidate(candidate, zoo_dir, device, **kwargs)
+    taxonomy = resolve_taxonomy(taxonomy)
+    candidate = get_candidate(load_candidates(candidates_path, taxonomy=taxonomy), name)
+    return UltralyticsDetector.from_candidate(candidate, zoo_dir, device, taxonomy=taxonomy, **kwargs)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
                     zoo_dir: str | None = None, weights: str | None = None, name: str | None = None,
                     input_size: int = 320, class_map: dict[str, str] | None = None,
-                    device: str | None = None, sha256: str | None = None):
+                    device: str | None = None, sha256: str | None = None,
+                    taxonomy: list[str] | None = None):
     """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a weights file
-    (verified against ``sha256`` when given). Returns ``predict_fn(list_of_rgb_frames)``."""
+    (verified against ``sha256`` when given; ``taxonomy``: the operational class names, default
+    the settings'). Returns ``predict_fn(list_of_rgb_frames)``."""
     if candidate is not None:
         return load_detector(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
-                             device=device).predict_fn
+                             device=device, taxonomy=taxonomy).predict_fn
     if weights is None:
         raise ModelError("make_predict_fn needs a candidate name or a weights path")
     if sha256 is not None:
@@ -313,4 +317,5 @@ def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None
         if sha256_file(weights) != sha256:
             raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
     return UltralyticsDetector.from_weights(weights, name=name, input_size=input_size,
-                                            class_map=class_map, device=device).predict_fn
+                                            class_map=class_map, device=device,
+                                       taxonomy=resolve_taxonomy(taxonomy)).predict_fn

@@ -3,8 +3,8 @@
 :func:`build_zoo` trains each ``zoo:`` candidate briefly on the clean *benchmark* synthetic profile
 (the public-dataset stand-in) and stores ``<zoo>/<name>.pt`` plus ``<zoo>/manifest.json`` (sha256,
 architecture, training and data settings, library versions, wall time, final train loss,
-held-out mAP). A stand-in's label space is its candidate's ``class_map`` keys -- the benchmark
-never shows ``sku_new``, so nothing maps to it ("no analog in pre-training").
+held-out mAP). A stand-in's label space is its candidate's ``class_map`` keys -- a class the
+benchmark never shows is mapped by nothing ("no analog in pre-training").
 
 ``family: timm`` candidates (classifiers) are trained from scratch (``pretrained=False``) on object
 crops of the same benchmark data (``preflight.data.classify.crops_from_detection_sample``), with
@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from preflight.config import preflight_home
+from preflight.data.synth_scene import SYNTH_TAXONOMY
 from preflight.models.base import ChecksumError, ModelError
 from preflight.models.candidates import Candidate
 
@@ -471,7 +472,8 @@ def benchmark_crops(zoo_dir: Path, data_path: Path, fingerprint: str,
     crops = zoo_dir / "data" / "crops" / f"{fingerprint[:12]}-px{size}"
     if not (crops / CROPS_SUMMARY).is_file():
         log.info("cutting benchmark crops of %s into %s", data_path, crops)
-        crops_from_detection_sample(data_path, crops, size=size)
+        crops_from_detection_sample(data_path, crops, size=size,
+                                    taxonomy=SYNTH_TAXONOMY)
     return crops
 
 
@@ -502,7 +504,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
     if _up_to_date(manifest, zoo_name, config, ckpt, force, report, reasons):
         return False
     crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
-    images, quarantine = read_classification_sample(crops, seed=seed)
+    images, quarantine = read_classification_sample(crops, SYNTH_TAXONOMY, seed=seed)
     run_dir = _run_dir(zoo_dir, zoo_name, config, force)
     lr = float(train_cfg["lr0"] or CLASSIFIER_LR)
     log.info("zoo: training %s (timm %s, from scratch) for %d epochs at %d px on %d crops, %s",
@@ -511,7 +513,8 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
                               label_map=inverse, val_fraction=VAL_FRACTION,
                               epochs=train_cfg["epochs"], batch=train_cfg["batch"], lr=lr,
                               freeze="none", input_size=cand.input_size, seed=seed,
-                              device=device, resume=True, progress=progress)
+                              device=device, resume=True, progress=progress,
+                              taxonomy=SYNTH_TAXONOMY)
     tmp = ckpt.with_suffix(".pt.tmp")
     shutil.copyfile(result.checkpoint, tmp)
     os.replace(tmp, ckpt)

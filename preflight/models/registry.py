@@ -1,0 +1,120 @@
+"""The model-family registry: a candidate's ``family`` -> the adapter that loads it.
+
+A table, like ``BINS`` (``preflight/data/properties.py``) and ``SEVERITY_PARAMS``
+(``preflight/stress/suite.py``). Every adapter implements :class:`preflight.models.base.Model`
+(one protocol for detectors and classifiers); the pipeline finds it here by the candidate's
+family, so no asset names a family or branches on one.
+
+Adding a family is one new module (the adapter class) plus one row in :data:`FAMILIES`::
+
+    FAMILIES["tflite"] = ModelFamily(
+        name="tflite", task="detect", adapter="preflight.models.tflite_adapter:TfliteDetector",
+        candidate_keys=(), description="TensorFlow Lite interpreters of exported detectors")
+
+The adapter is named as ``"module:Class"`` and imported only when a model of the family is
+loaded, so reading a candidates file never imports torch, ultralytics or timm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from preflight.models.base import Model
+
+#: What a family's models produce: ``detect`` (boxes per frame) or ``classify`` (class
+#: probabilities per image). The settings' ``task`` must match the candidates' families.
+TASKS: tuple[str, ...] = ("detect", "classify")
+
+
+class FamilyError(ValueError):
+    """A family name that is not registered, or a registry row that is malformed."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One row of the registry.
+
+    ``adapter``: ``"module:Class"`` of a class implementing :class:`~preflight.models.base.Model`;
+    ``candidate_keys``: the extra candidates-file keys this family accepts (beyond the common
+    ones); ``task``: what its models produce (one of :data:`TASKS`; None: each artefact says,
+    e.g. an exported model's sidecar); ``runs_artefact``: its weights are an exported file the
+    candidate names (never a ``zoo:`` stand-in).
+    """
+
+    name: str
+    task: str | None
+    adapter: str
+    candidate_keys: tuple[str, ...] = ()
+    description: str = ""
+    runs_artefact: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise FamilyError(f"family {self.name!r}: task must be one of {list(TASKS)}, "
+                              f"got {self.task!r}")
+        if self.adapter.count(":") != 1:
+            raise FamilyError(f"family {self.name!r}: adapter must be 'module:Class', "
+                              f"got {self.adapter!r}")
+
+    def load_adapter(self) -> type[Model]:
+        """Import and return the adapter class (heavy imports happen here, not at lookup)."""
+        module_name, class_name = self.adapter.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise FamilyError(f"family {self.name!r}: cannot import its adapter module "
+                              f"{module_name!r} ({exc})") from exc
+        try:
+            return getattr(module, class_name)
+        except AttributeError:
+            raise FamilyError(f"family {self.name!r}: module {module_name!r} has no adapter "
+                              f"class {class_name!r}") from None
+
+
+#: family name -> its row. Candidates files name one of these in ``family``.
+FAMILIES: dict[str, ModelFamily] = {
+    "ultralytics": ModelFamily(
+        name="ultralytics", task="detect",
+        adapter="preflight.models.ultralytics_adapter:UltralyticsDetector",
+        candidate_keys=("zoo_train",),
+        description="ultralytics detectors (YOLOv8, RT-DETR, ...) from .pt checkpoints or YAMLs"),
+    "timm": ModelFamily(
+        name="timm", task="classify",
+        adapter="preflight.models.timm_adapter:TimmClassifier",
+        candidate_keys=("zoo_train", "freeze"),
+        description="timm image classifiers scored on object crops"),
+    # exported artefacts (preflight.models.export): weights = the .onnx / .xml with its sidecar;
+    # the sidecar says detector or classifier, and from_candidate loads the matching adapter
+    "onnxruntime": ModelFamily(
+        name="onnxruntime", task=None,
+        adapter="preflight.models.exported:ExportedDetector", runs_artefact=True,
+        description="ONNX Runtime sessions of exported detectors and classifiers"),
+    "openvino": ModelFamily(
+        name="openvino", task=None,
+        adapter="preflight.models.exported:ExportedDetector", runs_artefact=True,
+        description="OpenVINO IR of exported detectors and classifiers"),
+}
+
+
+def get_family(name: str) -> ModelFamily:
+    """The registry row of ``name`` (a clear error listing the known families otherwise)."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise FamilyError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}") from None
+
+
+def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
+    """Add a row to :data:`FAMILIES` (``replace=True`` to overwrite an existing one)."""
+    if family.name in FAMILIES and not replace:
+        raise FamilyError(f"model family {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+def adapter_for(family: str) -> type[Model]:
+    """The adapter class of ``family`` (imported on first use)."""
+    return get_family(family).load_adapter()
