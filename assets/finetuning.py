@@ -69,8 +69,8 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
         cfg = settings.load()
         metrics = pd.read_parquet(offtheshelf_eval["tables"]["metrics"])
         failing = failing_rows(metrics, cfg.bar.min_slice_recall)
-        policy = augmentation_policy(failing)
         pool, boxes = finetune_pool(validated_labels)
+        policy = augmentation_policy(failing, pool)
         t0 = time.perf_counter()
         result = train_on(context, detector=zoo.detector(candidate), images=pool, boxes=boxes,
                           settings=settings, store=store, run_name=f"{key}/finetune",
@@ -124,8 +124,8 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
         cfg = settings.load()
         ft = cfg.finetune
         metrics = pd.read_parquet(offtheshelf_eval["tables"]["metrics"])
-        policy = augmentation_policy(failing_rows(metrics, cfg.bar.min_slice_recall))
         pool, boxes = finetune_pool(validated_labels)
+        policy = augmentation_policy(failing_rows(metrics, cfg.bar.min_slice_recall), pool)
         subsets = nested_subsets(pool, list(ft.learning_curve_fractions), seed=ft.seed)
         _, eval_images, gt, spec = evaluation_context(settings, validated_labels,
                                                       zoo.candidate(candidate).input_size)

@@ -77,6 +77,8 @@ def ingested_sample(
                 metadata_path=cfg.data.metadata_path,
                 eval_fraction=cfg.data.eval_fraction,
                 group_window_minutes=cfg.data.group_window_minutes,
+                near_duplicate_bits=cfg.data.near_duplicate_bits,
+                strata=tuple(cfg.data.strata),
             )
     except PreflightDataError as exc:  # an unusable annotations/metadata file: one line
         raise dg.Failure(description=str(exc)) from None
@@ -113,7 +115,8 @@ def _ingest_classification(path: str, cfg):
 
     images, quarantine = read_classification_sample(
         path, cfg.taxonomy_obj, metadata_path=cfg.data.metadata_path,
-        eval_fraction=cfg.data.eval_fraction, group_window_minutes=cfg.data.group_window_minutes)
+        eval_fraction=cfg.data.eval_fraction, group_window_minutes=cfg.data.group_window_minutes,
+        strata=("label_name", *cfg.data.strata))
     images = as_validation_images(images)
     return IngestResult(images, whole_image_boxes(images), quarantine,
                         sample_stats(images, quarantine))

@@ -33,6 +33,7 @@ def validated_labels(
 ):
     """The ingested tables with invalid rows moved to quarantine (images in = valid + quarantined)."""
     from preflight.data.validate import failure_message, validate_labels
+    from preflight.evaluation import missing_slice_columns
 
     cfg = settings.load()
     images = pd.read_parquet(ingested_sample["images"])
@@ -45,6 +46,12 @@ def validated_labels(
                              max_invalid_fraction=cfg.validation.max_invalid_fraction,
                              prior_quarantine=ingest_quarantine, raise_on_failure=False)
     quarantine = result.quarantine
+    missing = missing_slice_columns(cfg.evaluation.slice_columns, images)
+    if missing:  # once, here: evaluation skips them for every candidate
+        context.log.warning(
+            f"configured slice column(s) {missing} are not in the data; they are skipped "
+            "(list a column under validation.required_columns to make its absence an error). "
+            "Pixel-derived and object-size slices are evaluated regardless.")
     paths = {
         "images": str(store.write_table("validated_images", result.images)),
         "boxes": str(store.write_table("validated_boxes", result.boxes)),
@@ -67,6 +74,9 @@ def validated_labels(
         "quarantine_examples": dg.MetadataValue.md(md_table(examples)),
         "expectations": dg.MetadataValue.md(md_table(result.expectations)),
         "quarantine_table": dg.MetadataValue.path(paths["quarantine"]),
+        "missing_slice_columns": dg.MetadataValue.md(
+            f"**warning**: configured slice column(s) {', '.join(missing)} not in the data; "
+            "skipped" if missing else "none"),
     }
     if not stats["passed"]:
         # The quarantine is already written: nothing is lost, and the message names the reasons.

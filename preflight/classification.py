@@ -129,7 +129,8 @@ def evaluate_classifier(probs_fn: ProbsFn, images: pd.DataFrame, spec: Evaluatio
     probs = predict_probs(probs_fn, images, batch_size=batch_size)
     predict_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    slices = [c for c in (*spec.slice_columns, *spec.box_slice_columns) if c in images.columns]
+    slices = [c for c in dict.fromkeys((*spec.slice_columns, *spec.box_slice_columns))
+              if c in images.columns]
     preds = predictions_table(images, probs, class_names)
     metrics = classification_metrics(images, probs, spec, class_names, slices)
     confusion = classification_confusion(images["label"].astype(np.int64).to_numpy(),

@@ -39,6 +39,7 @@ DEMO_WORLD_KEYS: dict[str, str] = {
     "taxonomy": "the demo's classes; a user's file states its own",
     "validation.required_columns": "the demo's metadata columns and values",
     "evaluation.slice_columns": "the demo's metadata columns",
+    "data.strata": "the demo's metadata columns the split is stratified by",
     "bar.min_recall.*": "per-class bars for the demo's classes (default: only 'default')",
     "bar.min_precision.*": "per-class bars for the demo's classes (default: only 'default')",
     "cost.cost_per_missed_object.*": "per-class costs of the demo's classes",
@@ -80,10 +81,19 @@ class DataSettings:
     format: str = "auto"  # auto | yolo | coco
     metadata_path: str | None = None
     eval_fraction: float = 0.3
+    #: frames of one camera captured within this many minutes are one near-duplicate group
     group_window_minutes: float = 10.0
+    #: frames without a capture time whose 64-bit perceptual hashes differ in at most this many
+    #: bits are one near-duplicate group (consecutive video frames); -1 turns it off
+    near_duplicate_bits: int = 8
+    #: metadata columns the fine-tune/eval split is stratified by (those present; [] or none
+    #: present: the pixel brightness bin)
+    strata: list[str] = field(default_factory=list)
     synth: SynthSettings = field(default_factory=SynthSettings)
 
     def __post_init__(self) -> None:
+        _check(-1 <= self.near_duplicate_bits <= 64, "data.near_duplicate_bits",
+               "must be in -1..64")
         _check(self.format in ("auto", "yolo", "coco"), "data.format",
                f"must be auto, yolo or coco, got {self.format!r}")
         _check(0.0 < self.eval_fraction < 1.0, "data.eval_fraction", "must be in (0, 1)")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from preflight.data.properties import BINS
 from preflight.metrics import helper as helpers
 from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
@@ -122,6 +123,17 @@ def ground_truth(boxes: pd.DataFrame) -> pd.DataFrame:
     return gt[[c for c in GT_COLUMNS if c in gt.columns]].reset_index(drop=True)
 
 
+#: Slices every sample gets: the pixel-derived bins of ``data.properties.BINS`` (per image) ...
+PIXEL_SLICE_COLUMNS: tuple[str, ...] = tuple(col for col, _, _ in BINS.values())
+#: ... and the object-size bin (per ground-truth box).
+OBJECT_SLICE_COLUMNS: tuple[str, ...] = ("size_bin",)
+
+
+def missing_slice_columns(slice_columns, images: pd.DataFrame) -> list[str]:
+    """Configured metadata slice columns that the images table lacks (skipped in evaluation)."""
+    return [c for c in slice_columns if c not in images.columns]
+
+
 @dataclass(frozen=True)
 class EvaluationSpec:
     """What to compute (the ``evaluation:`` settings plus the candidate's input size)."""
@@ -137,7 +149,11 @@ class EvaluationSpec:
 
     @classmethod
     def from_settings(cls, evaluation, model_input_size: int | None = None) -> EvaluationSpec:
-        return cls(tuple(evaluation.slice_columns), tuple(evaluation.box_slice_columns),
+        """The settings' slices plus the ones every sample has: the pixel-derived bins and
+        the object-size bin (evaluated whatever the settings list)."""
+        slices = tuple(dict.fromkeys([*evaluation.slice_columns, *PIXEL_SLICE_COLUMNS]))
+        boxes = tuple(dict.fromkeys([*evaluation.box_slice_columns, *OBJECT_SLICE_COLUMNS]))
+        return cls(slices, boxes,
                    evaluation.operating_threshold, evaluation.bootstrap, evaluation.seed,
                    evaluation.min_images, evaluation.min_boxes, model_input_size)
 
@@ -166,8 +182,8 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
     t0 = time.perf_counter()
     slice_cols = [c for c in spec.slice_columns if c in images.columns]
     missing = sorted(set(spec.slice_columns) - set(slice_cols))
-    if missing:
-        log.warning("slice columns %s are not in the images table; skipped", missing)
+    if missing:  # reported once, as a warning on the validated sample (missing_slice_columns)
+        log.debug("slice columns %s are not in the images table; skipped", missing)
     # object size at model input needs the input size and the frame sizes
     at_input = bool(spec.model_input_size) and {"width", "height"} <= set(images.columns)
     box_cols = [c for c in spec.box_slice_columns
@@ -224,7 +240,7 @@ class _Inline(Executor):
 
 def mlflow_metric_names(metrics: pd.DataFrame) -> dict[str, float]:
     """``{metric}`` overall and ``{metric}.{slice_column}.{slice_value}`` per slice (sortable,
-    filterable names such as ``AP50.lighting.dim``); non-finite values are dropped."""
+    filterable names such as ``AP50.brightness_bin.low``); non-finite values are dropped."""
     values = metrics["value"].astype(float)
     overall = metrics["slice_column"] == OVERALL
     names = np.where(overall, metrics["metric"],

@@ -3,8 +3,9 @@
 Framework-free. The fine-tuning pool is the ``finetune`` split of the validated tables; the
 evaluation set is never written into a training view (:func:`write_yolo_view` refuses rows of
 the ``eval`` split). The augmentation policy is chosen from the off-the-shelf failure analysis:
-each failing slice family maps to albumentations transforms (and ultralytics hyper-parameters)
-that simulate it, so fine-tuning sees more of what the model fails on.
+what each failing slice *measures* as (dark, low-contrast, blurry, colour-cast frames; objects
+mostly occluded) maps to albumentations transforms (and ultralytics hyper-parameters) that
+simulate it, so fine-tuning sees more of what the model fails on -- whatever the slice is named.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from preflight.metrics.slices import OVERALL
+from preflight.data.properties import BINS
+from preflight.metrics.slices import MOST_OCCLUDED, OVERALL
 from preflight.taxonomy import Taxonomy
 
 
@@ -144,33 +146,81 @@ class AugmentationPolicy:
         return ", ".join(names) if names else "ultralytics defaults"
 
 
-#: failing slice (column, value) -> (albumentations transform, kwargs, ultralytics hyp, reason)
-_RULES: list[tuple[str, set[str], str, dict[str, Any], dict[str, Any], str]] = [
-    ("lighting", {"dim", "dark", "low"}, "RandomBrightnessContrast",
-     {"brightness_limit": (-0.45, 0.1), "contrast_limit": (-0.3, 0.1), "p": 0.5},
-     {"hsv_v": 0.6}, "dim lighting fails -> photometric (brightness/contrast) augmentation"),
-    ("shift", {"night"}, "GaussNoise", {"std_range": (0.03, 0.12), "p": 0.4},
-     {"hsv_v": 0.6}, "night shift fails -> darkening and sensor-noise augmentation"),
-    ("blur", {"motion"}, "MotionBlur", {"blur_limit": (3, 11), "p": 0.4}, {},
-     "motion blur fails -> motion-blur augmentation"),
-    ("lens", {"dirty"}, "Spatter", {"mode": "mud", "p": 0.25}, {},
-     "dirty lens fails -> lens-spatter augmentation"),
-    ("brightness_bin", {"dark", "low"}, "RandomBrightnessContrast",
-     {"brightness_limit": (-0.45, 0.1), "p": 0.5}, {"hsv_v": 0.6},
-     "dark frames fail -> photometric augmentation"),
-    ("sharpness_bin", {"blurry", "low"}, "Blur", {"blur_limit": (3, 7), "p": 0.3}, {},
-     "blurry frames fail -> blur augmentation"),
-    ("occluded_bin", {"heavy", "partial", "0.5-1", ">0.5"}, "CoarseDropout",
-     {"num_holes_range": (1, 4), "hole_height_range": (0.05, 0.15),
-      "hole_width_range": (0.05, 0.15), "p": 0.4}, {},
-     "occluded objects fail -> cut-out augmentation"),
-]
+#: A measured property of the failing frames -> (albumentations transform, kwargs, ultralytics
+#: hyper-parameters, reason). Keys are (pixel property of ``data.properties.BINS``, index of the
+#: bin label that fails) or ("occluded_bin", the most-occluded label).
+_RULES: dict[tuple[str, int | str], tuple[str, dict[str, Any], dict[str, Any], str]] = {
+    ("brightness", 0): ("RandomBrightnessContrast",
+                        {"brightness_limit": (-0.45, 0.1), "contrast_limit": (-0.3, 0.1), "p": 0.5},
+                        {"hsv_v": 0.6},
+                        "dark frames fail -> photometric (darkening) augmentation"),
+    ("brightness", 2): ("RandomBrightnessContrast",
+                        {"brightness_limit": (-0.1, 0.45), "contrast_limit": (-0.2, 0.2), "p": 0.5},
+                        {"hsv_v": 0.6},
+                        "over-exposed frames fail -> photometric (brightening) augmentation"),
+    ("contrast", 0): ("RandomFog", {"fog_coef_range": (0.1, 0.4), "p": 0.3}, {},
+                      "low-contrast (hazy, smeared) frames fail -> fog/haze augmentation"),
+    ("sharpness", 0): ("MotionBlur", {"blur_limit": (3, 11), "p": 0.4}, {},
+                       "blurry frames fail -> motion-blur augmentation"),
+    ("colour_cast", 2): ("RGBShift",
+                         {"r_shift_limit": 40, "g_shift_limit": 30, "b_shift_limit": 40, "p": 0.5},
+                         {"hsv_h": 0.03},
+                         "strongly colour-cast frames fail -> stronger colour-shift augmentation"),
+    ("occluded_bin", MOST_OCCLUDED): (
+        "CoarseDropout", {"num_holes_range": (1, 4), "hole_height_range": (0.05, 0.15),
+                          "hole_width_range": (0.05, 0.15), "p": 0.4}, {},
+        "objects more than half occluded fail -> cut-out augmentation"),
+}
+#: Dark frames carry sensor noise: a failing dark slice also gets noise.
+_DARK_NOISE = ("GaussNoise", {"std_range": (0.03, 0.12), "p": 0.4})
 
 
-def augmentation_policy(failing: pd.DataFrame) -> AugmentationPolicy:
+def failing_properties(failing: pd.DataFrame, images: pd.DataFrame | None = None
+                       ) -> list[tuple[str, int | str, str]]:
+    """What the failing slices *measure* as: ``(property, failing bin index, slice)`` triples.
+
+    A pixel-bin slice (``brightness_bin=low``) is its own property. Any other image slice (a
+    metadata column of whatever name) is measured: the median of each pixel property over its
+    frames, binned with the fixed ``BINS``; a property whose bin is at an extreme (e.g. dark)
+    while the whole sample's median is not counts. Nothing depends on the slice's name.
+    """
+    out: list[tuple[str, int | str, str]] = []
+    bin_of = {col: (prop, labels) for prop, (col, _, labels) in BINS.items()}
+    overall = ({p: _bin_index(images[p].median(), p) for p in BINS if p in images.columns}
+               if images is not None and len(images) else {})
+    for column, value in zip(failing.get("slice_column", []), failing.get("slice_value", []),
+                             strict=True):
+        where = f"{column}={value}"
+        if column in bin_of:
+            prop, labels = bin_of[column]
+            if str(value) in labels:
+                out.append((prop, labels.index(str(value)), where))
+        elif column == "occluded_bin":
+            out.append((column, str(value), where))
+        elif images is not None and column in images.columns:
+            frames = images[images[column].astype(str) == str(value)]
+            for prop in overall:
+                idx = _bin_index(frames[prop].median(), prop) if len(frames) else None
+                if idx is not None and idx != 1 and idx != overall[prop]:
+                    out.append((prop, idx, where))
+    return out
+
+
+def _bin_index(value: Any, prop: str) -> int | None:
+    _, (lo, hi), _ = BINS[prop]
+    v = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    if pd.isna(v):
+        return None
+    return 0 if v < lo else (1 if v < hi else 2)
+
+
+def augmentation_policy(failing: pd.DataFrame, images: pd.DataFrame | None = None
+                        ) -> AugmentationPolicy:
     """The policy for the failing slices (``slice_column, slice_value`` rows of the off-the-shelf
-    long table that fail the bar). Colour casts and JPEG artefacts are always mildly simulated:
-    production cameras have both and the benchmark data had neither."""
+    long table that fail the bar), chosen from what those slices measure as
+    (:func:`failing_properties`; ``images``: the ingested images table with the pixel
+    properties). Colour casts and JPEG artefacts are always mildly simulated: production cameras
+    have both and public pre-training data rarely does."""
     transforms: dict[str, dict[str, Any]] = {
         "ImageCompression": {"quality_range": (30, 90), "p": 0.3},
         "RGBShift": {"r_shift_limit": 25, "g_shift_limit": 15, "b_shift_limit": 25, "p": 0.3},
@@ -178,14 +228,18 @@ def augmentation_policy(failing: pd.DataFrame) -> AugmentationPolicy:
     hyp: dict[str, Any] = {}
     reasons = ["production frames carry colour casts and JPEG artefacts -> mild colour-shift "
                "and compression augmentation"]
-    seen = set()
-    pairs = set(zip(failing.get("slice_column", []), failing.get("slice_value", []), strict=True))
-    for column, values, name, kwargs, extra, reason in _RULES:
-        if any(c == column and str(v).lower() in values for c, v in pairs) and reason not in seen:
-            transforms.setdefault(name, kwargs)
-            hyp.update(extra)
-            reasons.append(reason)
-            seen.add(reason)
+    for prop, idx, where in failing_properties(failing, images):
+        rule = _RULES.get((prop, idx))
+        if rule is None:
+            continue
+        name, kwargs, extra, reason = rule
+        transforms[name] = kwargs  # a failure-driven setting wins over the mild default
+        if (prop, idx) == ("brightness", 0):
+            transforms.setdefault(*_DARK_NOISE)
+        hyp.update(extra)
+        text = f"{reason} ({where})"
+        if not any(r.startswith(reason) for r in reasons):
+            reasons.append(text)
     return AugmentationPolicy(hyp=hyp, transforms=tuple(transforms.items()),
                               reasons=tuple(reasons))
 

@@ -193,7 +193,7 @@ def test_read_csv_and_imagefolder_agree_and_the_split_keeps_frames_whole(prod_cr
     assert (images["label"] == images["label_name"].map(DEFAULT_TAXONOMY.id_of)).all()
     assert {"camera", "shift", "lighting", "occluded", "brightness", "size_bin"} <= set(
         images.columns)
-    assert "brightness_bin" not in images.columns  # the metadata's lighting stands for it
+    assert "brightness_bin" in images.columns  # pixel slices always, beside the metadata
     assert set(images["split"]) == {"finetune", "eval"}
     # crops of one frame (and near-duplicate frames of a burst) never straddle the split
     assert (images.groupby("group_id")["split"].nunique() == 1).all()

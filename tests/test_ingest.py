@@ -85,7 +85,7 @@ def test_yolo_tables_follow_the_contract(tmp_path):
     for col in ("camera", "shift", "lighting", "captured_at", "week", "split", "group_id",
                 "brightness", "contrast", "sharpness", "colour_cast", "sharpness_bin"):
         assert col in im.columns, col
-    assert "brightness_bin" not in im.columns  # metadata gives lighting
+    assert "brightness_bin" in im.columns  # pixel slices always, beside the metadata's
     assert list(bx.columns) == list(BOX_COLUMNS)
     assert bx["box_id"].is_unique
     b0 = bx[(bx["file_name"] == "frame_000.jpg") & (bx["line"] == 1)].iloc[0]
@@ -154,7 +154,8 @@ def test_slices_derived_from_pixels_when_metadata_missing(tmp_path):
     assert im.loc["frame_001.jpg", "brightness_bin"] == "high"  # level 230 background
     assert im[["contrast_bin", "sharpness_bin", "colour_cast_bin"]].notna().all().all()
     assert res.stats["strata_columns"] == ["brightness_bin"]
-    assert (im["group_id"] == "h:" + im["image_id"]).all()  # no captured_at: content hash
+    assert im["group_id"].str.startswith("p:").all()  # no captured_at: perceptual hash
+    assert im["phash"].str.fullmatch(r"[0-9a-f]{16}").all()
 
 
 def test_split_is_stable_and_independent_of_input_order(tmp_path):

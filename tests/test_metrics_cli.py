@@ -48,8 +48,8 @@ def test_cli_writes_the_long_table_and_a_summary(files, capsys):
     assert np.allclose(overall[list(STAT_NAMES)].to_numpy(), ref, atol=1e-9, equal_nan=True)
     assert {"camera", "shift", "size_bin", "truncated", "occluded_bin"} <= set(
         table["slice_column"])
-    cam = images.loc[images["camera"] == "cam1", "image_id"]
-    sl = table[(table["slice_column"] == "camera") & (table["slice_value"] == "cam1")]
+    cam = images.loc[images["camera"] == "c1", "image_id"]
+    sl = table[(table["slice_column"] == "camera") & (table["slice_value"] == "c1")]
     got = sl.set_index("metric")["value"][list(STAT_NAMES)].to_numpy()
     assert np.allclose(got, pycocotools_stats(dataset, results, cam), atol=1e-9, equal_nan=True)
     assert (d / "errors.csv").is_file() and (d / "confusion.csv").is_file()

@@ -71,7 +71,7 @@ def test_box_slices_recall_at_the_operating_point():
     assert _v(t, "recall", "size_bin", "small") == 1.0       # P1, P2, X1 all found
     assert _v(t, "recall", "size_bin", "large") == 0.0       # P3 only at .2
     assert _v(t, "recall", "truncated", "True") == 1.0
-    assert _v(t, "recall", "occluded_bin", "heavy") == 1.0
+    assert _v(t, "recall", "occluded_bin", "over_half") == 1.0
     assert _v(t, "recall", "occluded_bin", "none", "n_boxes") == 2
     # at a 320 input a 20x20 box of a 640-wide frame is 10x10: small; 200x200 -> 100x100: large
     assert _v(t, "recall", "input_size_bin", "small", "n_boxes") == 3

@@ -185,10 +185,12 @@ def test_contract_shaped_sample_is_clean(tmp_path):
                           required_columns={"camera": None, "shift": {"day", "night"},
                                             "lighting": {"bright", "normal", "dim"}}, taxonomy=DEFAULT_TAXONOMY)
     assert res.stats["format"] == "coco" and res.quarantine.empty and val.quarantine.empty
-    assert res.stats["derived_slices"] == []  # metadata has lighting, blur, lens, colour_cast
+    assert len(res.stats["derived_slices"]) == 4  # pixel slices always, beside the metadata
     assert res.images["meta_colour_cast"].tolist() == [bool(i % 2) for i in range(8)]
     assert res.images["colour_cast"].dtype == float  # the pixel property keeps its name
-    assert res.stats["strata_columns"] == ["camera", "shift", "lighting"]
+    assert res.stats["strata_columns"] == ["brightness_bin"]  # none given: the pixel bin
+    assert ingest(root, taxonomy=DEFAULT_TAXONOMY, strata=("camera", "shift")
+                  ).stats["strata_columns"] == ["camera", "shift"]
     yolo = ingest(root, fmt="yolo", taxonomy=DEFAULT_TAXONOMY)  # the same boxes from the YOLO labels
     cols = ["image_id", "file_name", "class_id", "x", "y", "w", "h", "area", "size_bin"]
     pd.testing.assert_frame_equal(yolo.boxes[cols], res.boxes[cols], check_exact=False)

@@ -11,12 +11,12 @@ folder ``ingest`` reads) into a classification sample of object crops::
 
 A crop is the box grown by ``pad`` of its side on every side (clipped to the frame) and resized to
 ``size`` x ``size`` (aspect not kept: the model sees every object at the same scale). Crops are cut
-from the frames as they are, so they keep the frame's edge cases (night, blur, dirty lens, low
-JPEG quality, occlusion, truncation) and the look-alike ``sku_a``/``sku_b`` pair. ``metadata``
+from the frames as they are, so they keep the frame's edge cases (darkness, blur, smeared lenses,
+low JPEG quality, occlusion, truncation) and any look-alike classes. ``metadata``
 carries the frame's slice metadata plus per crop ``occluded``, ``truncated``, ``area_px``, the box
 in the frame (``box_x, box_y, box_w, box_h``) and the source frame (``frame_file_name``,
 ``frame_image_id`` = the frame's content id, ``box_index``). ``file_name`` is relative to
-``images/`` (``person/w01_cam1_s0_000003_b02.jpg``), as in the detection contract.
+``images/`` (``crate/frame_000003_b02.jpg``), as in the detection contract.
 
 :func:`read_classification_sample` reads an ImageFolder (``images/<class>/...`` or
 ``<dir>/<class>/...``) or a ``labels.csv`` (``path,label``; ``label`` a class name or id) into an
@@ -60,7 +60,6 @@ from preflight.data.ingest import (
     stratum_keys,
 )
 from preflight.data.properties import (
-    BIN_STANDS_FOR,
     BINS,
     PROPERTY_COLUMNS,
     bin_values,
@@ -80,7 +79,7 @@ CLASSIFY_IMAGE_COLUMNS: tuple[str, ...] = (
     "image_id", "file_name", "path", "label", "label_name", "width", "height", "file_size",
     "split", "group_id", "stratum")
 #: Split strata for classification: class first, so every class is in both splits when it can be.
-CLASSIFY_STRATA: tuple[str, ...] = ("label_name", "camera", "shift", "lighting")
+CLASSIFY_STRATA: tuple[str, ...] = ("label_name",)
 #: Ingestion columns of a frame that are not its metadata (never copied onto its crops).
 _FRAME_INTERNAL = {
     "image_id", "file_name", "source", "path", "width", "height", "file_size", "decode_ok",
@@ -500,9 +499,8 @@ def read_classification_sample(sample_dir: str | Path, taxonomy: Taxonomy, *,
             images, _, meta_columns = _join_metadata(
                 images.assign(source_image_id=None), meta, "classify")
             images = images.drop(columns=["source_image_id"])
-    for prop, (bin_col, _, _) in BINS.items():
-        if BIN_STANDS_FOR[bin_col] not in meta_columns:
-            images[bin_col] = bin_values(images[prop], prop)
+    for prop, (bin_col, _, _) in BINS.items():  # always: every sample gets the pixel slices
+        images[bin_col] = bin_values(images[prop], prop)
     if "area_px" in images.columns and "size_bin" not in images.columns:
         images["size_bin"] = size_bin(images["area_px"])  # the object's size in its frame
     images = assign_classification_split(images, eval_fraction=eval_fraction,

@@ -18,9 +18,10 @@ Policy decisions (the lead's pipeline relies on them):
   identical duplicate rows count once. A metadata file that cannot be read at all stops the run
   (``IngestError``, one line naming the file).
 * Split: near-duplicate frames form a *group* (same ``camera`` and ``captured_at`` chained within
-  ``group_window_minutes``; without a usable ``captured_at`` the group is the content hash, so
-  byte-identical copies share it). Groups are assigned whole, never straddling the split. Within
-  each stratum (the values of ``strata`` columns present, e.g. camera x shift x lighting) groups
+  ``group_window_minutes``; without a usable ``captured_at``, frames whose perceptual hashes
+  differ in at most ``near_duplicate_bits`` of 64 bits, chained: consecutive frames of a clip). Groups are assigned whole, never straddling the split. Within
+  each stratum (the values of ``strata`` columns present, e.g. site x camera; default the
+  pixel brightness bin) groups
   are ordered by ``sha1(seed:group_id)`` and taken into ``eval`` while that brings the stratum's
   eval count closer to its target (``eval_fraction`` x stratum size, plus the rounding carried
   over from the previous stratum in sorted order). Nothing depends on file order, so re-ingesting
@@ -61,11 +62,11 @@ from preflight.data.formats import (
     required_file,
 )
 from preflight.data.properties import (
-    BIN_STANDS_FOR,
     BINS,
     PROPERTY_COLUMNS,
     bin_values,
     decode,
+    perceptual_hash,
     pixel_properties,
     size_bin,
 )
@@ -81,8 +82,12 @@ BOX_COLUMNS: tuple[str, ...] = (
 )
 SLICE_COLUMNS: tuple[str, ...] = (
     "site", "camera", "shift", "week", "lighting", "blur", "lens", "captured_at")
-DEFAULT_STRATA: tuple[str, ...] = ("camera", "shift", "lighting")
-_RESERVED = set(IMAGE_COLUMNS) | set(PROPERTY_COLUMNS) | {b[0] for b in BINS.values()}
+#: Strata when none are given: the pixel brightness bin (every sample has it).
+DEFAULT_STRATA: tuple[str, ...] = ()
+#: Perceptual-hash bits two frames may differ in and still be near-duplicates (64-bit phash).
+NEAR_DUPLICATE_BITS = 8
+_RESERVED = (set(IMAGE_COLUMNS) | set(PROPERTY_COLUMNS) | {b[0] for b in BINS.values()}
+             | {"phash"})
 
 
 @dataclass
@@ -96,7 +101,8 @@ class IngestResult:
 def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy, fmt: str = "auto",
            metadata_path: str | Path | None = None, eval_fraction: float = 0.3,
            group_window_minutes: float = 10.0, strata: tuple[str, ...] = DEFAULT_STRATA,
-           seed: int = 0, progress: bool = False) -> IngestResult:
+           seed: int = 0, progress: bool = False,
+           near_duplicate_bits: int = NEAR_DUPLICATE_BITS) -> IngestResult:
     """Read a landing folder into ``IngestResult(images, boxes, quarantine, stats)``."""
     landing = Path(landing_dir)
     if not landing.is_dir():
@@ -127,12 +133,11 @@ def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy, fmt: str = "auto",
                                                                         kind)
             records += meta_records
     derived = []
-    for prop, (bin_col, _, _) in BINS.items():
-        if BIN_STANDS_FOR[bin_col] not in meta_columns:
-            images[bin_col] = bin_values(images[prop], prop)
-            derived.append(bin_col)
+    for prop, (bin_col, _, _) in BINS.items():  # always: every sample gets the pixel slices
+        images[bin_col] = bin_values(images[prop], prop)
+        derived.append(bin_col)
 
-    images["group_id"] = assign_groups(images, group_window_minutes)
+    images["group_id"] = assign_groups(images, group_window_minutes, near_duplicate_bits)
     used_strata = [c for c in strata if c in images.columns] or [
         c for c in ("brightness_bin",) if c in images.columns]
     images["stratum"] = stratum_keys(images, used_strata)
@@ -172,7 +177,7 @@ def _load_images(entries: list[ImageEntry], progress: bool
             "decode_ok": dec.image is not None, "decode_error": dec.error,
             "decode_detail": dec.detail, "source_image_id": entry.source_image_id,
         }
-        row.update(dict.fromkeys(PROPERTY_COLUMNS, np.nan))
+        row.update(dict.fromkeys(PROPERTY_COLUMNS, np.nan), phash=None)
         if dec.image is not None:
             h, w = dec.image.shape[:2]
             declared = (entry.declared_width, entry.declared_height)
@@ -183,9 +188,10 @@ def _load_images(entries: list[ImageEntry], progress: bool
                     f"image is {w}x{h}; its boxes cannot be trusted", level="image",
                     image_id=image_id))
                 continue
-            row.update(width=w, height=h, **pixel_properties(dec.image))
+            row.update(width=w, height=h, phash=perceptual_hash(dec.image),
+                       **pixel_properties(dec.image))
         rows.append(row)
-    images = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS[:11]) + list(PROPERTY_COLUMNS))
+    images = pd.DataFrame(rows, columns=[*IMAGE_COLUMNS[:11], *PROPERTY_COLUMNS, "phash"])
     images["width"] = images["width"].astype("Int64")
     images["height"] = images["height"].astype("Int64")
     images["file_size"] = images["file_size"].astype("int64")
@@ -443,25 +449,70 @@ def _hash_unit(text: str) -> float:
     return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / float(16**15)
 
 
-def assign_groups(images: pd.DataFrame, window_minutes: float) -> pd.Series:
-    """Near-duplicate groups: frames of one camera chained within ``window_minutes``.
+def assign_groups(images: pd.DataFrame, window_minutes: float,
+                  hash_distance: int = NEAR_DUPLICATE_BITS) -> pd.Series:
+    """Near-duplicate groups, so that no group straddles the split.
 
-    Frames without a usable ``captured_at`` are grouped by content hash (``h:<image_id>``).
+    Frames with a usable ``captured_at`` are chained per camera (when a ``camera`` column
+    exists) within ``window_minutes``. Frames without one are grouped by their perceptual hash
+    (``phash``): two frames whose 64-bit hashes differ in at most ``hash_distance`` bits are
+    near-duplicates, and groups are the connected components (consecutive frames of one clip
+    chain into one group). Without a ``phash`` column such frames are grouped by content hash
+    (byte-identical copies share ``h:<image_id>``).
     """
     groups = pd.Series("h:" + images["image_id"].astype(str), index=images.index, dtype=object)
-    if "captured_at" not in images.columns or not len(images):
+    if not len(images):
         return groups
-    ts = pd.to_datetime(images["captured_at"], errors="coerce", utc=True)
-    cam = (images["camera"].astype(str) if "camera" in images.columns
-           else pd.Series("", index=images.index))
-    frame = pd.DataFrame({"cam": cam, "ts": ts, "id": images["image_id"]})[ts.notna()]
-    frame = frame.sort_values(["cam", "ts", "id"], kind="mergesort")
-    window = pd.Timedelta(minutes=float(window_minutes))
-    new = (frame["cam"] != frame["cam"].shift()) | (frame["ts"].diff() > window)
-    first_ts = frame["ts"].where(new).ffill()
-    keys = frame["cam"] + "|" + first_ts.map(lambda t: t.isoformat())
-    groups.loc[frame.index] = "t:" + keys.map(lambda k: hashlib.sha1(k.encode()).hexdigest()[:12])
+    timed = pd.Series(False, index=images.index)
+    if "captured_at" in images.columns:
+        ts = pd.to_datetime(images["captured_at"], errors="coerce", utc=True)
+        timed = ts.notna()
+        cam = (images["camera"].astype(str) if "camera" in images.columns
+               else pd.Series("", index=images.index))
+        frame = pd.DataFrame({"cam": cam, "ts": ts, "id": images["image_id"]})[timed]
+        frame = frame.sort_values(["cam", "ts", "id"], kind="mergesort")
+        window = pd.Timedelta(minutes=float(window_minutes))
+        new = (frame["cam"] != frame["cam"].shift()) | (frame["ts"].diff() > window)
+        first_ts = frame["ts"].where(new).ffill()
+        keys = frame["cam"] + "|" + first_ts.map(lambda t: t.isoformat())
+        groups.loc[frame.index] = "t:" + keys.map(
+            lambda k: hashlib.sha1(k.encode()).hexdigest()[:12])
+    if "phash" in images.columns and hash_distance >= 0:
+        untimed = images[~timed & images["phash"].notna()]
+        if len(untimed):
+            groups.loc[untimed.index] = phash_groups(untimed["phash"], untimed["image_id"],
+                                                     hash_distance)
     return groups
+
+
+def phash_groups(hashes: pd.Series, image_ids: pd.Series, max_bits: int) -> pd.Series:
+    """Connected components of frames whose hex perceptual hashes differ in <= ``max_bits``
+    bits; each component is named ``p:`` + its smallest image id (order-independent)."""
+    bits = np.unpackbits(np.array([np.frombuffer(bytes.fromhex(h), np.uint8)
+                                   for h in hashes.astype(str)]), axis=1)
+    n = len(bits)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    as_int = bits.astype(np.int16)
+    block = 512  # rows per step: n x block distances at a time, not n x n
+    for start in range(0, n, block):
+        chunk = as_int[start:start + block]
+        dist = (chunk[:, None, :] != as_int[None, :, :]).sum(axis=2) if n * len(chunk) < 4e6 \
+            else np.stack([(row != as_int).sum(axis=1) for row in chunk])
+        for a, b in zip(*np.nonzero(dist <= max_bits), strict=True):
+            i, j = find(start + int(a)), find(int(b))
+            if i != j:
+                parent[max(i, j)] = min(i, j)
+    roots = np.array([find(i) for i in range(n)])
+    ids = image_ids.astype(str).to_numpy()
+    name = pd.Series(ids).groupby(roots).transform("min").to_numpy()
+    return pd.Series(["p:" + v for v in name], index=hashes.index, dtype=object)
 
 
 def stratum_keys(images: pd.DataFrame, columns: list[str]) -> pd.Series:

@@ -37,15 +37,6 @@ BINS: dict[str, tuple[str, tuple[float, float], tuple[str, str, str]]] = {
     "colour_cast": ("colour_cast_bin", (0.03, 0.08), ("none", "mild", "strong")),
 }
 
-#: The metadata slice a derived bin stands in for: the bin is only added when that column is
-#: missing from the metadata (``ingest`` applies this).
-BIN_STANDS_FOR: dict[str, str] = {
-    "brightness_bin": "lighting",
-    "sharpness_bin": "blur",
-    "contrast_bin": "lens",
-    "colour_cast_bin": "colour_cast",
-}
-
 PROPERTY_COLUMNS: tuple[str, ...] = tuple(BINS)
 
 #: Object size bins on the box area (COCO convention).
@@ -108,6 +99,15 @@ def pixel_properties(rgb: np.ndarray) -> dict[str, float]:
         "sharpness": float(lap.var()),
         "colour_cast": cast,
     }
+
+
+def perceptual_hash(rgb: np.ndarray) -> str:
+    """The 64-bit perceptual hash (DCT ``phash``, ``imagehash``) of an RGB frame, as 16 hex
+    digits: near-identical frames (consecutive video frames) differ in a few bits."""
+    import imagehash
+    from PIL import Image
+
+    return str(imagehash.phash(Image.fromarray(rgb)))
 
 
 def bin_values(values: pd.Series, prop: str) -> pd.Series:

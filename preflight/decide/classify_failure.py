@@ -42,7 +42,7 @@ class _Failure:
 
 
 def slice_label(slice_column: str, slice_value: str, metric: str) -> str:
-    """Human name of a row: ``class sku_a (recall)``, ``lighting=dim (recall)``."""
+    """Human name of a row: ``class crate (recall)``, ``brightness_bin=low (recall)``."""
     cls = metric.split(".", 1)[1] if "." in metric else None
     where = "overall" if slice_column == OVERALL else f"{slice_column}={slice_value}"
     base = metric.split(".", 1)[0]
@@ -51,7 +51,7 @@ def slice_label(slice_column: str, slice_value: str, metric: str) -> str:
 
 
 def slice_where(slice_column: str, slice_value: str, metric: str) -> str:
-    """Where the images for a row come from: ``class sku_a``, ``lighting=dim``."""
+    """Where the images for a row come from: ``class crate``, ``brightness_bin=low``."""
     cls = metric.split(".", 1)[1] if "." in metric else None
     where = [] if slice_column == OVERALL else [f"{slice_column}={slice_value}"]
     return " ".join([*where, *([f"class {cls}"] if cls else [])]) or "all"

@@ -111,10 +111,19 @@ def size_bin(area: np.ndarray) -> np.ndarray:
     return np.where(a < SMALL, "small", np.where(a < MEDIUM, "medium", "large"))
 
 
+#: Occluded-fraction bins: (upper bound, label); the last bin is open-ended.
+OCCLUDED_BINS: tuple[tuple[float, str], ...] = ((0.01, "none"), (0.5, "partial"),
+                                                (np.inf, "over_half"))
+#: The label of the most-occluded bin (objects more than half hidden).
+MOST_OCCLUDED: str = OCCLUDED_BINS[-1][1]
+
+
 def occluded_bin(occluded: np.ndarray) -> np.ndarray:
-    """Occluded fraction bins: ``none`` (< 0.01), ``partial`` (< 0.5), ``heavy``."""
+    """Occluded fraction bins (:data:`OCCLUDED_BINS`): ``none`` (< 0.01), ``partial`` (< 0.5),
+    ``over_half``."""
     o = np.asarray(occluded, dtype=np.float64)
-    out = np.where(o < 0.01, "none", np.where(o < 0.5, "partial", "heavy")).astype(object)
+    (lo, none), (mid, partial), (_, most) = OCCLUDED_BINS
+    out = np.where(o < lo, none, np.where(o < mid, partial, most)).astype(object)
     out[~np.isfinite(o)] = None
     return out
 

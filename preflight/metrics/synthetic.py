@@ -25,9 +25,9 @@ def random_case(rng: np.random.Generator, n_images: int = 40, n_classes: int = 4
     images = pd.DataFrame({
         "image_id": ids.astype(np.int64),
         "width": 640, "height": 480,
-        "camera": rng.choice(["cam0", "cam1", "cam2"], n_images),
-        "shift": rng.choice(["day", "night"], n_images, p=[0.6, 0.4]),
-        "lighting": rng.choice(["bright", "normal", "dim"], n_images),
+        "camera": rng.choice(["c0", "c1", "c2"], n_images),
+        "shift": rng.choice(["a", "b"], n_images, p=[0.6, 0.4]),
+        "lighting": rng.choice(["high", "mid", "low"], n_images),
     })
     gts, dts = [], []
     for img in ids:

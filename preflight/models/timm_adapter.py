@@ -17,7 +17,7 @@ Checkpoints (``torch.save``, read back with ``weights_only=True``) are a plain d
 in a resumable ``last.pt``. Loading rebuilds ``timm.create_model(name, pretrained=False,
 num_classes=...)``: nothing is downloaded. Weights ``timm:<name>`` in a candidate are the only way
 to reach the hub (timm's pretrained ImageNet weights, whose class names are ImageNet's
-descriptions such as ``forklift`` or ``carton``); the demo never names them.
+descriptions such as ``carton`` or ``crate``); the demo never names them.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def create_timm_model(model_name: str, num_classes: int | None = None, *,
 
 
 def hub_class_names(model) -> list[str]:
-    """Class names of a pretrained timm head: ImageNet descriptions (``forklift``, ``carton``);
+    """Class names of a pretrained timm head: ImageNet descriptions (``carton``, ``crate``);
     a repeated description gets its synset appended."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
