@@ -310,7 +310,9 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
         decision_json=paths["json"], alias="champion",
         description=f"{verdict}: {chosen} ({stage}, {artefact}). " + " ".join(o.reasons)[:4000],
         tags={"candidate": chosen, "stage": str(stage), "verdict": verdict, "sha256": sha256,
-              "artefact": artefact})
+              "artefact": artefact,
+              # the class list the model's outputs mean (the settings' taxonomy, in id order)
+              "taxonomy": ",".join(cfg.taxonomy_obj.names)})
     return {**record, "version": version}
 
 

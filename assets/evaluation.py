@@ -66,8 +66,9 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
                    store: PreflightStore, tracker: MlflowTracker, validated_labels: dict,
                    params: dict) -> dg.Output[dict]:
     """Evaluate ``detector`` on the held-out set, store the tables, record the MLflow run."""
-    from preflight.evaluation import evaluate_candidate, failing_slices, mlflow_metric_names
+    from preflight.evaluation import failing_slices, mlflow_metric_names
     from preflight.metrics.cost import CostModel
+    from preflight.tasks import task_of
 
     cfg, eval_images, gt, spec = evaluation_context(settings, validated_labels,
                                                     detector.input_size)
@@ -75,18 +76,11 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
     key = candidate_key(name)
     plot_dir = store.run_path("reports", key, stage, "x").parent
     context.log.info(f"{name} ({stage}): predicting {len(eval_images)} held-out images")
-    if cfg.task == "classify":
-        from preflight.classification import evaluate_classifier
-
-        ev = evaluate_classifier(detector.predict, eval_images, spec, CostModel(**vars(cfg.cost)),
-                                 class_names, plot_dir=str(plot_dir),
-                                 batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
-                                 recall_bar=cfg.bar.min_slice_recall)
-    else:
-        ev = evaluate_candidate(detector.predict, eval_images, gt, spec,
-                                CostModel(**vars(cfg.cost)), class_names, plot_dir=str(plot_dir),
-                                batch_size=cfg.evaluation.batch_size, title=f"{name} {stage}",
-                                recall_bar=cfg.bar.min_slice_recall, report=context.log.info)
+    ev = task_of(cfg.task).call("evaluate", detector.predict, eval_images, gt, spec,
+                                CostModel(**vars(cfg.cost)), class_names,
+                                plot_dir=str(plot_dir), batch_size=cfg.evaluation.batch_size,
+                                title=f"{name} {stage}", recall_bar=cfg.bar.min_slice_recall,
+                                report=context.log.info)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
     cost = ev.result.cost
     daily = cost[(cost["slice_column"] == "__all__") & (cost["metric"] == "cost.daily")]
@@ -209,6 +203,7 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
     from preflight.evaluation import stratified_subset, stress_candidate
     from preflight.report.plots import line_chart
     from preflight.stress.suite import select_suite
+    from preflight.tasks import task_of
 
     cfg, eval_images, gt, _ = evaluation_context(settings, validated_labels, detector.input_size)
     s = cfg.stress
@@ -216,11 +211,7 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
     suite = select_suite(s.corruptions, s.severities)
     context.log.info(f"{name} ({stage}): {len(suite)} stress conditions x {len(subset)} images")
     t0 = time.perf_counter()
-    predict, evaluate_fn = detector.predict, None
-    if cfg.task == "classify":  # a whole-frame box per crop; scored by top-1 accuracy
-        from preflight.classification import accuracy_evaluate_fn, frame_predict_fn
-
-        predict, evaluate_fn = frame_predict_fn(detector.predict), accuracy_evaluate_fn
+    predict, evaluate_fn = task_of(cfg.task).call("stress_fns", detector.predict)
     table, summary = stress_candidate(
         predict, subset, gt[gt["image_id"].isin(subset["image_id"])], suite,
         operating_threshold=cfg.evaluation.operating_threshold,

@@ -117,9 +117,9 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
         """Per-slice metrics of the candidate fine-tuned on nested subsets of the pool
         (e.g. 25/50/100 %): the points a saturating power law is fitted to."""
         from assets.evaluation import evaluation_context
-        from preflight.evaluation import evaluate_candidate
         from preflight.finetune import augmentation_policy, failing_rows, nested_subsets
         from preflight.metrics.cost import CostModel
+        from preflight.tasks import task_of
 
         cfg = settings.load()
         ft = cfg.finetune
@@ -142,14 +142,7 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
                                        store=store, run_name=f"{key}/curve_{pct}",
                                        policy=policy).checkpoint)
             det = zoo.finetuned_detector(candidate, weights)
-            if cfg.task == "classify":
-                from preflight.classification import evaluate_classifier
-
-                ev = evaluate_classifier(det.predict, eval_images, spec,
-                                         CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
-                                         batch_size=cfg.evaluation.batch_size)
-            else:
-                ev = evaluate_candidate(det.predict, eval_images, gt, spec,
+            ev = task_of(cfg.task).call("evaluate", det.predict, eval_images, gt, spec,
                                         CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
                                         batch_size=cfg.evaluation.batch_size)
             frames.append(ev.metrics.assign(n_train_images=len(subset), fraction=fraction))

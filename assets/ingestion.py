@@ -63,23 +63,11 @@ def ingested_sample(
 ) -> dg.Output[dict]:
     """Images and boxes tables (content-hash ids, slice columns, pixel properties) and the split."""
     from preflight.data.errors import PreflightDataError
-    from preflight.data.ingest import ingest
+    from preflight.tasks import task_of
 
     cfg = settings.load()
-    try:
-        if cfg.task == "classify":
-            result = _ingest_classification(production_sample["path"], cfg)
-        else:
-            result = ingest(
-                production_sample["path"],
-                taxonomy=cfg.taxonomy_obj,
-                fmt=cfg.data.format,
-                metadata_path=cfg.data.metadata_path,
-                eval_fraction=cfg.data.eval_fraction,
-                group_window_minutes=cfg.data.group_window_minutes,
-                near_duplicate_bits=cfg.data.near_duplicate_bits,
-                strata=tuple(cfg.data.strata),
-            )
+    try:  # the task's reader: YOLO/COCO frames, or a classification sample of crops
+        result = task_of(cfg.task).call("read_sample", production_sample["path"], cfg)
     except PreflightDataError as exc:  # an unusable annotations/metadata file: one line
         raise dg.Failure(description=str(exc)) from None
     paths = {
@@ -104,22 +92,6 @@ def ingested_sample(
             "stats": dg.MetadataValue.json(_jsonable(result.stats)),
         },
     )
-
-
-def _ingest_classification(path: str, cfg):
-    """A classification sample (ImageFolder / labels.csv): one whole-image box per image, so
-    validation and everything after it read the same tables as for detection."""
-    from preflight.classification import as_validation_images, whole_image_boxes
-    from preflight.data.classify import read_classification_sample, sample_stats
-    from preflight.data.ingest import IngestResult
-
-    images, quarantine = read_classification_sample(
-        path, cfg.taxonomy_obj, metadata_path=cfg.data.metadata_path,
-        eval_fraction=cfg.data.eval_fraction, group_window_minutes=cfg.data.group_window_minutes,
-        strata=("label_name", *cfg.data.strata))
-    images = as_validation_images(images)
-    return IngestResult(images, whole_image_boxes(images), quarantine,
-                        sample_stats(images, quarantine))
 
 
 def _jsonable(obj):

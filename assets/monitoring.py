@@ -83,15 +83,15 @@ def batch_labels(context: dg.AssetExecutionContext, settings: SettingsResource,
     """A landed batch, ingested and label-validated (bad rows quarantined with a reason); over
     ``validation.max_invalid_fraction`` the run fails naming the worst reasons."""
     from preflight.data.errors import PreflightDataError
-    from preflight.data.ingest import ingest
     from preflight.data.landing import batch_folder
     from preflight.data.validate import failure_message, validate_labels
+    from preflight.tasks import task_of
 
     batch = context.partition_key
     cfg = settings.load()
     try:  # a symlinked batch, an unusable annotations file: the run stops with one line
         folder = batch_folder(landing_dir(settings, store), batch)
-        result = ingest(folder, taxonomy=cfg.taxonomy_obj, fmt=cfg.data.format)
+        result = task_of(cfg.task).call("read_sample", folder, cfg)  # frames or crops
     except PreflightDataError as exc:
         raise dg.Failure(description=str(exc)) from None
     images = result.images.assign(split="eval")  # every batch image is evaluation data
@@ -126,8 +126,9 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, d
                         tracker: MlflowTracker) -> dg.Output[dict]:
     """The champion re-evaluated on a landed batch: predictions, per-slice metrics with
     intervals, and the model's embeddings of the frames (inputs to the drift checks)."""
-    from preflight.evaluation import EvaluationSpec, embed_frames, evaluate_candidate, ground_truth
+    from preflight.evaluation import EvaluationSpec, embed_frames, ground_truth
     from preflight.metrics.cost import CostModel
+    from preflight.tasks import task_of
 
     champion = load_champion(decision)
     cfg = settings.load()
@@ -135,8 +136,9 @@ def batch_champion_eval(context: dg.AssetExecutionContext, batch_labels: dict, d
     gt = ground_truth(pd.read_parquet(batch_labels["boxes"]))
     detector = champion_model(tracker, settings, champion)
     spec = EvaluationSpec.from_settings(cfg.evaluation, model_input_size=detector.input_size)
-    ev = evaluate_candidate(detector.predict, images, gt, spec, CostModel(**vars(cfg.cost)),
-                            cfg.taxonomy_obj.as_dict(), batch_size=cfg.evaluation.batch_size)
+    ev = task_of(cfg.task).call("evaluate", detector.predict, images, gt, spec,
+                                CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
+                                batch_size=cfg.evaluation.batch_size)
     batch = context.partition_key
     paths = {name: str(store.write_table(f"batches/{batch}/champion_{name}", frame))
              for name, frame in (("metrics", ev.metrics), ("predictions", ev.predictions))}

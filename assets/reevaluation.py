@@ -99,7 +99,10 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
         cfg, eval_images, gt, _ = evaluation_context(settings, validated_labels,
                                                      zoo.candidate(candidate).input_size)
         metrics = pd.read_parquet(offtheshelf_eval["tables"]["metrics"])
-        small = metrics[(metrics["slice_column"] == "size_bin")
+        # small at the model input (scales with the input size); frame pixels when not measured
+        size_column = ("input_size_bin" if (metrics["slice_column"] == "input_size_bin").any()
+                       else "size_bin")
+        small = metrics[(metrics["slice_column"] == size_column)
                         & (metrics["slice_value"] == "small") & (metrics["metric"] == "recall")]
         fails = bool(len(small)) and float(small["ci_high"].iloc[0]) < cfg.bar.min_slice_recall
         if not cfg.tiling.enabled or not fails:
@@ -110,11 +113,14 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
             return dg.Output({"candidate": candidate, "evaluated": False, "reason": reason},
                              metadata={"evaluated": False, "reason": reason})
         detector = zoo.detector(candidate)
-        tiled = TiledPredictor(detector.predict, tile=cfg.tiling.tile,
-                               overlap=cfg.tiling.overlap)
+        tile = cfg.tiling.tile_for(detector.input_size)
+        tiled = TiledPredictor(detector.predict, tile=tile, overlap=cfg.tiling.overlap)
         t0 = time.perf_counter()
         # the frames that hold small objects (tiling is judged on their recall), a subset
-        small_ids = set(gt.loc[gt["w"] * gt["h"] < 32**2, "image_id"])
+        scale = (detector.input_size / eval_images.set_index("image_id")[["width", "height"]]
+                 .max(axis=1).reindex(gt["image_id"]).to_numpy(dtype=float)
+                 if size_column == "input_size_bin" else 1.0)
+        small_ids = set(gt.loc[gt["w"] * gt["h"] * scale**2 < 32**2, "image_id"])
         eval_images = stratified_subset(eval_images[eval_images["image_id"].isin(small_ids)],
                                         cfg.tiling.max_images, cfg.evaluation.slice_columns,
                                         cfg.evaluation.seed)
@@ -124,7 +130,8 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
         tiled_dt = predict_images(tiled, eval_images, batch_size=cfg.evaluation.batch_size)
         gain = tiling_gain(gt, full_dt, tiled_dt, eval_images,
                            operating_threshold=cfg.evaluation.operating_threshold,
-                           class_names=cfg.taxonomy_obj.as_dict())
+                           class_names=cfg.taxonomy_obj.as_dict(), size_column=size_column,
+                           model_input_size=detector.input_size)
         frame = read_rgb(eval_images["path"].iloc[0])
         n = max(5, cfg.latency.iterations // 3)
         plain_ms = percentiles(time_single_stream(detector.predict, frame, iterations=n,
@@ -136,13 +143,13 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
                  "ci_full": list(gain.ci_full), "ci_tiled": list(gain.ci_tiled),
                  "recovered": gain.recovered, "lost": gain.lost, "gain": gain.gain, "passes_per_frame": tiled.passes_per_frame(h, w),
                  "p99_ms_full": plain_ms[2], "p99_ms_tiled": tiled_ms[2],
-                 "latency_ratio": tiled_ms[2] / plain_ms[2], "tile": cfg.tiling.tile,
+                 "latency_ratio": tiled_ms[2] / plain_ms[2], "tile": tile,
                  "seconds": time.perf_counter() - t0}
         paths = write_tables(store, f"{key}/tiling", {"tiling": gain.to_frame().assign(
             p99_ms=[plain_ms[2], tiled_ms[2]], passes_per_frame=[1, value["passes_per_frame"]])})
         run = record_run(context, tracker, name=f"{candidate}/tiling", stage="tiling",
                          candidate=candidate,
-                         params={"tile": cfg.tiling.tile, "overlap": cfg.tiling.overlap},
+                         params={"tile": tile, "overlap": cfg.tiling.overlap},
                          metrics={"recall.small.full": gain.recall_full,
                                   "recall.small.tiled": gain.recall_tiled,
                                   "latency.p99_ms.full": plain_ms[2],

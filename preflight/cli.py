@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("preflight.data.cli_synth", "generate the embedded synthetic warehouse sample"),
     "evaluate": ("preflight.metrics.cli", "COCO-exact per-slice evaluation of a detector's results"),
     "zoo": ("preflight.models.cli", "build or list the demo model zoo (stand-in checkpoints)"),
+    "init": ("preflight.init", "write starter settings and candidates files for your own sample"),
+    "run": ("pipeline.run", "run the whole pass on the configured sample (--config FILE)"),
     "demo": ("pipeline.demo", "run the whole pipeline end to end on the embedded sample"),
     "ui": ("pipeline.ui", "start the Dagster UI and the MLflow UI on 127.0.0.1"),
     "runs": ("preflight.runs_cli", "list the kept passes (run id, start, job, verdict)"),

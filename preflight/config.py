@@ -284,14 +284,20 @@ class TilingSettings:
     """Sliced inference for small objects (evaluated when small-object recall fails)."""
 
     enabled: bool = True
-    tile: int = 160
+    #: tile side in frame pixels; None: half the candidate's input size (each tile is then seen
+    #: magnified 2x at the model input, whatever the input size)
+    tile: int | None = None
     overlap: float = 0.2
     #: evaluation frames with small objects that tiling is measured on (tiling multiplies the
     #: forward passes per frame, so a subset keeps the demo short)
     max_images: int = 30
 
     def __post_init__(self) -> None:
-        _check(self.tile >= 32, "tiling.tile", "must be >= 32")
+        _check(self.tile is None or self.tile >= 32, "tiling.tile", "must be >= 32 (or null)")
+
+    def tile_for(self, input_size: int) -> int:
+        """The tile side for a candidate of ``input_size`` (``tile``, or half the input)."""
+        return int(self.tile) if self.tile is not None else max(32, int(input_size) // 2)
         _check(0 <= self.overlap < 0.9, "tiling.overlap", "must be in [0, 0.9)")
 
 

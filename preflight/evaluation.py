@@ -125,8 +125,9 @@ def ground_truth(boxes: pd.DataFrame) -> pd.DataFrame:
 
 #: Slices every sample gets: the pixel-derived bins of ``data.properties.BINS`` (per image) ...
 PIXEL_SLICE_COLUMNS: tuple[str, ...] = tuple(col for col, _, _ in BINS.values())
-#: ... and the object-size bin (per ground-truth box).
-OBJECT_SLICE_COLUMNS: tuple[str, ...] = ("size_bin",)
+#: ... and the object-size bins (per ground-truth box): in frame pixels and at the model input
+#: (the latter scales with the candidate's input size).
+OBJECT_SLICE_COLUMNS: tuple[str, ...] = ("size_bin", "input_size_bin")
 
 
 def missing_slice_columns(slice_columns, images: pd.DataFrame) -> list[str]:

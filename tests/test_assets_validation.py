@@ -13,6 +13,7 @@ import yaml
 
 from assets.ingestion import ingested_sample, production_sample
 from assets.validation import validated_labels
+from preflight.data.synth_scene import SYNTH_TAXONOMY
 from preflight.runs import run_dir
 from resources import MlflowTracker, PreflightStore, SettingsResource
 
@@ -36,6 +37,7 @@ def _landing(tmp_path: Path, n: int = 16) -> Path:
 def _run(tmp_path: Path, landing: Path, max_invalid: float, fmt: str = "yolo"):
     config = tmp_path / "preflight.yaml"
     config.write_text(yaml.safe_dump({
+        "taxonomy": list(SYNTH_TAXONOMY.names),
         "data": {"landing_dir": str(landing), "eval_fraction": 0.3, "format": fmt},
         "validation": {"max_invalid_fraction": max_invalid}}))
     home = tmp_path / "home"

@@ -1,0 +1,212 @@
+"""A user's own sample, classes and checkpoints: the family registry, one taxonomy from the
+settings, `preflight init`'s proposals, augmentation from measured failures and a split that
+keeps the frames of one clip together without timestamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from own_world import CLASSES, make_world
+
+from preflight.config import load_settings
+from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
+from preflight.models.registry import FAMILIES, FamilyError, ModelFamily, adapter_for, get_family
+from preflight.taxonomy import Taxonomy
+
+TAXONOMY = Taxonomy(CLASSES)
+
+
+def _doc(**over):
+    cand = {"name": "m", "family": "ultralytics", "weights": "m.pt", "input_size": 640,
+            "class_map": {"person": "worker", "car": "cart", "truck": "cart", "box": "crate"}}
+    return {"candidates": [{**cand, **over}]}
+
+
+# ------------------------------------------------------------------------------ registry
+def test_every_family_is_a_registry_row_with_an_importable_adapter():
+    assert {"ultralytics", "timm"} <= set(FAMILIES)
+    for name, family in FAMILIES.items():
+        assert family.name == name
+        adapter = adapter_for(name)
+        for method in ("from_candidate", "from_weights", "predict", "train", "export",
+                       "latency_spec"):
+            assert callable(getattr(adapter, method)), (name, method)
+    assert get_family("timm").task == "classify" and get_family("ultralytics").task == "detect"
+    with pytest.raises(FamilyError, match="unknown model family 'yolo'; known: "):
+        get_family("yolo")
+    with pytest.raises(FamilyError, match="task"):
+        ModelFamily(name="x", task="segment", adapter="m:C")
+
+
+def test_candidates_validate_against_the_settings_taxonomy_many_to_one():
+    cand = parse_candidates(_doc(), taxonomy=TAXONOMY)[0]
+    assert cand.operational_ids(TAXONOMY) == {"person": 0, "car": 1, "truck": 1, "box": 2}
+    assert unmapped_classes(cand, TAXONOMY) == ["drone"]  # no analog in pre-training
+    # a model class mapped to null is dropped on purpose
+    dropped = parse_candidates(_doc(class_map={"person": "worker", "dog": None}),
+                               taxonomy=TAXONOMY)[0]
+    assert dropped.class_map == {"person": "worker"}
+    with pytest.raises(CandidateError, match=r"unknown operational class\(es\) \['vehicle'\]; "
+                                             r"the taxonomy is \['worker', 'cart'"):
+        parse_candidates(_doc(class_map={"car": "vehicle"}), taxonomy=TAXONOMY)
+    with pytest.raises(CandidateError, match="unknown family 'yolo'"):
+        parse_candidates(_doc(family="yolo"), taxonomy=TAXONOMY)
+
+
+def test_an_empty_taxonomy_is_a_clear_error_when_a_run_needs_it(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("evaluation: {bootstrap: 10}\n")
+    settings = load_settings(path)
+    with pytest.raises(ValueError, match="taxonomy is empty: list your classes"):
+        settings.taxonomy_obj  # noqa: B018
+    path.write_text("taxonomy: [a, b]\ndecision: {lookalike_pairs: [[a, c]]}\n")
+    with pytest.raises(ValueError, match=r"look-alike pair \['a', 'c'\]"):
+        load_settings(path)
+
+
+# ------------------------------------------------------------------------------ init
+def test_class_map_proposal_exact_then_case_and_plural_insensitive():
+    from preflight.init import propose_class_map
+
+    p = propose_class_map(["worker", "Carts", "CRATES", "bicycle", "cart"], CLASSES)
+    assert p.class_map == {"worker": "worker", "Carts": "cart", "CRATES": "crate",
+                           "cart": "cart"}
+    assert p.fuzzy == {"Carts": "cart", "CRATES": "crate"}
+    assert p.unmatched_model_classes == ("bicycle",) and p.no_analog == ("drone",)
+    assert propose_class_map(["batteries"], ["battery"]).class_map == {"batteries": "battery"}
+
+
+def test_init_writes_settings_that_load_from_a_coco_folder_without_metadata(tmp_path):
+    from preflight.init import candidates_document, inspect_sample, settings_document
+
+    root = make_world(tmp_path / "sample", n_clips=2, frames=2)
+    sample = inspect_sample(root)
+    assert (sample.format, sample.class_names, sample.n_images) == ("coco", CLASSES, 4)
+    assert sample.metadata_path is None and sample.metadata_columns == ()
+    (tmp_path / "preflight.yaml").write_text(settings_document(sample))
+    settings = load_settings(tmp_path / "preflight.yaml")
+    assert settings.taxonomy == list(CLASSES) and settings.validation.required_columns == {}
+    assert settings.evaluation.slice_columns == [] and settings.data.landing_dir == str(root)
+    from preflight.init import CheckpointInfo
+
+    doc = candidates_document([CheckpointInfo(tmp_path / "my model.pt", "ultralytics",
+                                              ("Workers", "car", "crate"), 320)], CLASSES)
+    assert "# unmatched model classes (dropped unless you map them): car" in doc
+    assert "# no analog in pre-training: cart, drone" in doc
+    (tmp_path / "candidates.yaml").write_text(doc)
+    from preflight.models.candidates import load_candidates
+
+    (cand,) = load_candidates(tmp_path / "candidates.yaml", taxonomy=settings.taxonomy_obj)
+    assert cand.name == "my-model" and cand.class_map == {"Workers": "worker", "crate": "crate"}
+
+
+# ------------------------------------------------------------------------------ augmentation
+def test_augmentation_follows_what_the_failing_slice_measures_not_its_name():
+    from preflight.finetune import augmentation_policy
+
+    images = pd.DataFrame({"zone": ["a"] * 6 + ["b"] * 4,
+                           "brightness": [0.5] * 6 + [0.1] * 4,
+                           "contrast": [0.15] * 10, "sharpness": [900.0] * 10,
+                           "colour_cast": [0.01] * 10})
+    failing = pd.DataFrame({"slice_column": ["zone"], "slice_value": ["b"]})
+    policy = augmentation_policy(failing, images)
+    names = [n for n, _ in policy.transforms]
+    assert "RandomBrightnessContrast" in names and "GaussNoise" in names
+    assert any("dark frames fail" in r and "zone=b" in r for r in policy.reasons)
+    # the same failure under any other name, or stated as the pixel bin, gives the same policy
+    renamed = augmentation_policy(failing.assign(slice_column="site"), images.rename(
+        columns={"zone": "site"}))
+    assert renamed.transforms == policy.transforms
+    direct = augmentation_policy(pd.DataFrame({"slice_column": ["brightness_bin"],
+                                               "slice_value": ["low"]}))
+    assert [n for n, _ in direct.transforms] == names
+    # a failing slice that measures like the rest gets only the always-on mild defaults
+    plain = augmentation_policy(pd.DataFrame({"slice_column": ["zone"], "slice_value": ["a"]}),
+                                images)
+    assert [n for n, _ in plain.transforms] == ["ImageCompression", "RGBShift"]
+    occluded = augmentation_policy(pd.DataFrame({"slice_column": ["occluded_bin"],
+                                                 "slice_value": ["over_half"]}))
+    assert "CoarseDropout" in [n for n, _ in occluded.transforms]
+
+
+# ------------------------------------------------------------------------------ split
+def test_consecutive_frames_of_a_clip_never_straddle_the_split_without_timestamps(tmp_path):
+    from preflight.data.ingest import ingest
+
+    root = make_world(tmp_path / "clips", n_clips=10, frames=5)
+    res = ingest(root, taxonomy=TAXONOMY, eval_fraction=0.3)
+    images = res.images.assign(clip=res.images["file_name"].str.slice(0, 6))
+    assert "captured_at" not in images.columns
+    per_clip = images.groupby("clip").agg(splits=("split", "nunique"),
+                                          groups=("group_id", "nunique"))
+    assert (per_clip["splits"] == 1).all(), per_clip
+    assert (per_clip["groups"] == 1).all()          # one clip, one near-duplicate group
+    assert images["group_id"].nunique() >= 8         # distinct clips stay distinct groups
+    assert set(images["split"]) == {"eval", "finetune"}
+    # the same frames named in another order give the same groups and split (no file order)
+    again = ingest(root, taxonomy=TAXONOMY, eval_fraction=0.3).images
+    pd.testing.assert_series_equal(again["split"], res.images["split"])
+
+
+def test_phash_groups_chain_near_duplicates_and_ignore_order():
+    from preflight.data.ingest import phash_groups
+
+    base = 0x0F0F_0F0F_0F0F_0F0F
+    hashes = [f"{base:016x}", f"{base ^ 0b111:016x}", f"{base ^ 0b111_1111_0000:016x}",
+              f"{~base & (2**64 - 1):016x}"]
+    ids = pd.Series(["d", "c", "b", "a"])
+    groups = phash_groups(pd.Series(hashes), ids, max_bits=8)
+    assert groups[0] == groups[1] == groups[2] != groups[3]  # 0~1 (3 bits), 1~2 (7 bits)
+    shuffled = phash_groups(pd.Series(hashes[::-1]), ids[::-1].reset_index(drop=True), 8)
+    assert sorted(shuffled) == sorted(groups)
+    assert groups[0] == "p:b" and groups[3] == "p:a"
+
+
+def test_pixel_and_object_size_slices_are_always_evaluated():
+    from preflight.config import EvaluationSettings
+    from preflight.evaluation import EvaluationSpec
+
+    spec = EvaluationSpec.from_settings(EvaluationSettings(slice_columns=["zone"],
+                                                           box_slice_columns=[]))
+    assert spec.slice_columns == ("zone", "brightness_bin", "contrast_bin", "sharpness_bin",
+                                  "colour_cast_bin")
+    assert spec.box_slice_columns == ("size_bin", "input_size_bin")
+
+
+def test_this_world_shares_no_class_name_with_the_generator():
+    from preflight.data.synth_scene import CLASS_NAMES
+
+    assert not set(CLASS_NAMES) & set(CLASSES)
+
+
+@pytest.mark.parametrize("input_size", [320, 1280])
+def test_frames_from_320x240_to_1920x1080_at_input_sizes_up_to_1280(tmp_path, input_size):
+    """An (untrained) yolov8n letterboxes any frame to its input size and answers in the
+    frame's own pixels; ingestion reads both frame sizes."""
+    from preflight.data.ingest import ingest
+    from preflight.models.ultralytics_adapter import UltralyticsDetector
+    from preflight.models.ultralytics_env import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    yolo = YOLO("yolov8n.yaml")
+    yolo.model.names = {0: "pallet-like", 1: "vehicle-like"}
+    det = UltralyticsDetector(yolo, name="untrained", input_size=input_size,
+                              class_map={"pallet-like": "crate", "vehicle-like": "cart"},
+                              weights="yolov8n.yaml", taxonomy=TAXONOMY, conf=0.0,
+                              device="cpu")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+              for w, h in ((320, 240), (1920, 1080))]
+    for frame, out in zip(frames, det.predict(frames), strict=True):
+        assert set(out["class_id"]) <= {1, 2}
+        assert (out["x"] >= -1).all() and (out["x"] + out["w"] <= frame.shape[1] + 1).all()
+        assert (out["y"] + out["h"] <= frame.shape[0] + 1).all()
+    if input_size == 1280:
+        big = make_world(tmp_path / "big", n_clips=1, frames=2, size=(1920, 1080))
+        small = make_world(tmp_path / "small", n_clips=1, frames=2, size=(320, 240))
+        for root, side in ((big, 1920), (small, 320)):
+            res = ingest(root, taxonomy=TAXONOMY)
+            assert (res.images["width"] == side).all() and len(res.boxes)
