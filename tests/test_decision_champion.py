@@ -50,7 +50,10 @@ def test_an_operator_override_is_registered_as_such():
     assert result.to_dict()["override"] == "nano"
     per_cand = {"nano": {"offtheshelf_eval": {"weights": "w.pt", "input_size": 320,
                                               "tables": {"metrics": "m.parquet"}}}}
-    cfg = SimpleNamespace(decision=SimpleNamespace(registered_model_name="det"))
+    from preflight.taxonomy import Taxonomy
+
+    cfg = SimpleNamespace(decision=SimpleNamespace(registered_model_name="det"),
+                          taxonomy_obj=Taxonomy(("crate", "cart")))
     registry = _Registry()
     record = _register_champion(None, registry, result, per_cand, cfg, {"mlflow_run_id": "r"})
     assert record["candidate"] == "nano" and record["verdict"] == "operator override (measure " \
@@ -58,6 +61,7 @@ def test_an_operator_override_is_registered_as_such():
     (run_id, weights, name, kw), = registry.calls
     assert (run_id, weights, name, kw["alias"]) == ("r", "w.pt", "det", "champion")
     assert kw["tags"]["verdict"] == "operator override (measure first)"
+    assert kw["tags"]["taxonomy"] == "crate,cart"  # what the model's class ids mean
     # a shipping verdict needs no override; an unknown candidate is an error
     shipping = decide([cand()], Bar())
     assert shipping.with_override("nano") is shipping

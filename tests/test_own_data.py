@@ -210,3 +210,18 @@ def test_frames_from_320x240_to_1920x1080_at_input_sizes_up_to_1280(tmp_path, in
         for root, side in ((big, 1920), (small, 320)):
             res = ingest(root, taxonomy=TAXONOMY)
             assert (res.images["width"] == side).all() and len(res.boxes)
+
+
+def test_run_stops_with_one_line_before_dagster_on_a_bad_settings_file(tmp_path, monkeypatch,
+                                                                       capsys):
+    import argparse
+
+    from pipeline.run import run
+
+    monkeypatch.setenv("PREFLIGHT_CONFIG", str(tmp_path / "unused.yaml"))
+    (tmp_path / "s.yaml").write_text("candidates_file: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("candidates: []\n")
+    code = run(argparse.Namespace(config=tmp_path / "s.yaml", job="preflight_pass",
+                                  log_level="INFO"))
+    assert code == 2
+    assert "taxonomy is empty: list your classes" in capsys.readouterr().err

@@ -37,6 +37,12 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _run_folder(home: Path) -> Path:
+    """The folder of the one pass (``<home>/runs/<run id>/``)."""
+    (folder,) = [p.parent for p in home.glob("runs/*/tables")]
+    return folder
+
+
 def _preflight(args: list[str], home: Path, timeout: int = 1200) -> str:
     out = subprocess.run([sys.executable, "-m", "preflight.cli", *args], cwd=home,
                          env=_env(home), capture_output=True, text=True, timeout=timeout)
@@ -98,9 +104,9 @@ def test_init_reports_what_it_found(own_run):
 
 
 def test_the_run_completes_with_pixel_and_object_size_slices(own_run):
-    home = own_run["home"]
     assert "succeeded" in own_run["run"]
-    metrics = pd.read_parquet(home / "tables" / "site_detector" / "offtheshelf" / "metrics.parquet")
+    run = _run_folder(own_run["home"])
+    metrics = pd.read_parquet(run / "tables" / "site_detector" / "offtheshelf" / "metrics.parquet")
     columns = set(metrics["slice_column"])
     assert {"brightness_bin", "contrast_bin", "sharpness_bin", "colour_cast_bin",
             "size_bin"} <= columns
@@ -108,8 +114,7 @@ def test_the_run_completes_with_pixel_and_object_size_slices(own_run):
 
 
 def test_the_report_names_the_class_with_no_analog(own_run):
-    home = own_run["home"]
-    report = (home / "reports" / "decision.md").read_text()
+    report = (_run_folder(own_run["home"]) / "reports" / "decision.md").read_text()
     assert "drone" in report and "no analog" in report
 
 
@@ -117,16 +122,16 @@ def test_the_finetuned_model_predicts_the_operational_taxonomy(own_run):
     from preflight.models.ultralytics_adapter import UltralyticsDetector
     from preflight.taxonomy import Taxonomy
 
-    home = own_run["home"]
-    summary = json.loads((home / "reports" / "decision.json").read_text())
+    run = _run_folder(own_run["home"])
+    summary = json.loads((run / "reports" / "decision.json").read_text())
     assert summary["overall"]["verdict"]
-    checkpoints = sorted((home / "runs").rglob("best.pt")) + sorted(
-        (home / "runs").rglob("last.pt"))
+    checkpoints = sorted(own_run["home"].rglob("best.pt")) + sorted(
+        own_run["home"].rglob("last.pt"))
     finetuned = [p for p in checkpoints if "site_detector" in p.parts and "finetune" in p.parts]
     assert finetuned, checkpoints
     det = UltralyticsDetector.from_weights(finetuned[0], input_size=160, device="cpu",
                                            taxonomy=Taxonomy(CLASSES))
     assert list(det.model_names.values()) == list(CLASSES)   # a head for the taxonomy
     assert sorted(det.id_map.values()) == [0, 1, 2, 3]        # drone included
-    reeval = pd.read_parquet(home / "tables" / "site_detector" / "finetuned" / "metrics.parquet")
+    reeval = pd.read_parquet(run / "tables" / "site_detector" / "finetuned" / "metrics.parquet")
     assert "recall.drone" in set(reeval["metric"])
