@@ -24,7 +24,8 @@ def run(tmp_path_factory):
     with project(home, FIXTURES / "preflight.yaml") as instance:
         defs = build_definitions()
         result = defs.resolve_job_def("preflight_pass").execute_in_process(instance=instance)
-        yield run_dir(home, result.run_id), result, defs  # the pass's own folder
+        # the pass's own folder, the result, the definitions; the project home and instance
+        yield run_dir(home, result.run_id), result, defs, home, instance
 
 
 def _table(home: Path, name: str) -> pd.DataFrame:
@@ -32,7 +33,7 @@ def _table(home: Path, name: str) -> pd.DataFrame:
 
 
 def test_every_stage_of_the_classification_pass(run):
-    home, result, defs = run
+    home, result, defs, *_ = run
     assert result.success
     keys = {e.event_specific_data.materialization.asset_key.to_user_string()
             for e in result.get_asset_materialization_events()}
@@ -59,7 +60,7 @@ def test_the_int8_classifier_export_is_compared_with_its_source(run):
 
 
 def test_crops_are_validated_like_boxes(run):
-    home, _, _ = run
+    home, *_ = run
     images = _table(home, "validated_images")
     boxes = _table(home, "validated_boxes")
     assert len(images) == len(boxes) > 20  # one whole-image label per crop
@@ -68,7 +69,7 @@ def test_crops_are_validated_like_boxes(run):
 
 
 def test_classifier_metrics_stress_and_latency(run):
-    home, _, _ = run
+    home, *_ = run
     metrics = _table(home, "tinycls/offtheshelf/metrics")
     overall = metrics[metrics["slice_column"] == "__all__"].set_index("metric")["value"]
     assert {"accuracy", "recall", "precision", "macro_F1", "ECE"} <= set(overall.index)
@@ -84,7 +85,7 @@ def test_classifier_metrics_stress_and_latency(run):
 
 
 def test_finetuned_classifier_and_decision(run):
-    home, _, _ = run
+    home, *_ = run
     after = _table(home, "tinycls/finetuned/metrics")
     assert "accuracy" in set(after["metric"])
     decision = json.loads((home / "reports" / "decision.json").read_text())
@@ -94,3 +95,29 @@ def test_finetuned_classifier_and_decision(run):
     champion = json.loads((home / "reports" / "champion.json").read_text())
     if champion.get("candidate"):
         assert champion["registered_model"] == "preflight-classifier"
+
+
+def test_monitoring_a_landed_batch_of_crops(run):
+    """After launch, for the classification task too: a landed batch of crops is read,
+    validated and scored by the champion classifier, and the drift report covers it."""
+    from preflight.data.classify import crops_from_detection_sample
+    from preflight.data.synth import generate
+    from preflight.data.synth_scene import SYNTH_TAXONOMY
+
+    _, _, defs, home, instance = run
+    frames = home / "staging" / "frames"
+    generate(frames, profile="production", n=16, week=3, seed=31, image_size=160)
+    batch = home / "landing" / "batches" / "crops_w03"
+    crops_from_detection_sample(frames, batch, size=64, taxonomy=SYNTH_TAXONOMY)
+    instance.add_dynamic_partitions("landed_batches", [batch.name])
+    landed = defs.resolve_job_def("landed_batch_job").execute_in_process(
+        instance=instance, partition_key=batch.name)
+    assert landed.success
+    scored = run_dir(home, landed.run_id) / "tables" / "batches" / batch.name
+    preds = pd.read_parquet(scored / "champion_predictions.parquet")
+    assert {"image_id", "label", "class_id", "score"} <= set(preds.columns) and len(preds)
+    drift = defs.resolve_job_def("drift_job").execute_in_process(instance=instance)
+    assert drift.success
+    history = pd.read_parquet(run_dir(home, drift.run_id) / "tables" / "drift_history.parquet")
+    assert batch.name in set(history["batch"])
+    assert {"input", "prediction", "performance"} <= set(history["kind"])

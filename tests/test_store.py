@@ -188,12 +188,14 @@ def _landed(root: Path, name: str, seed: int, broken: int) -> Path:
 
 def test_a_landed_batch_over_the_invalid_limit_fails_naming_the_reasons(tmp_path):
     from assets.monitoring import batch_labels, evaluated_batches
+    from preflight.data.synth_scene import SYNTH_TAXONOMY
 
     landing = tmp_path / "landing"
     _landed(landing, "good", seed=1, broken=0)
     _landed(landing, "bad", seed=2, broken=5)
     config = tmp_path / "preflight.yaml"
     config.write_text(yaml.safe_dump({"landing": {"dir": str(landing)},
+                                      "taxonomy": list(SYNTH_TAXONOMY.names),
                                       "validation": {"max_invalid_fraction": 0.2}}))
     home = tmp_path / "home"
     resources = {"settings": SettingsResource(config_path=str(config)),
