@@ -53,7 +53,7 @@ class ModelZoo(dg.ConfigurableResource):
         if sidecar_path(weights).is_file():
             from preflight.models.exported import load_exported
 
-            return load_exported(weights, name=f"{name}-export")
+            return load_exported(weights, name=f"{name}-export", taxonomy=self.taxonomy())
         cand = self.candidate(name)
         return adapter_for(cand.family).from_weights(
             weights, name=f"{name}-finetuned", input_size=cand.input_size, device=self.device,
