@@ -209,13 +209,13 @@ class _Exported:
             if not weights.is_file():
                 raise ModelError(f"{self.name}: embeddings need the source model {weights}, "
                                  "which is gone")
-            if self.meta.get("source_family") == "timm":
-                from preflight.models.timm_adapter import TimmClassifier as Source
-            else:
-                from preflight.models.ultralytics_adapter import UltralyticsDetector as Source
-            self._source = Source.from_weights(weights, name=self.name, device="cpu",
+            from preflight.models.registry import adapter_for
+
+            source = adapter_for(self.meta.get("source_family") or "ultralytics")
+            self._source = source.from_weights(weights, name=self.name, device="cpu",
                                                input_size=self.input_size,
-                                               class_map=dict(self.meta["class_map"]))
+                                               class_map=dict(self.meta["class_map"]),
+                                               taxonomy=self.taxonomy)
         return self._source.embed(images)
 
     def train(self, *args: Any, **kwargs: Any):
