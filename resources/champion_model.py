@@ -75,23 +75,19 @@ def as_frames(model_input: Any) -> list[np.ndarray]:
 
 def load_checkpoint(checkpoint: str, record: dict[str, Any]):
     """The family's adapter loaded from the checkpoint, speaking the recorded taxonomy."""
+    from preflight.models.registry import get_family
     from preflight.taxonomy import Taxonomy
-    from resources.zoo import _adapter  # the family -> adapter table
 
-    family = record["family"]
-    adapter = _adapter(_Family(family))
-    if family in EXPORTED_FAMILIES:  # the artefact with its sidecar (and weights) beside it
+    family = get_family(record["family"])  # the family -> adapter table
+    adapter = family.load_adapter()
+    if family.runs_artefact:  # the artefact with its sidecar (and weights) beside it
         return adapter.from_weights(Path(checkpoint) / record["artefact_file"],
-                                    name=record["candidate"])
+                                    name=record["candidate"],
+                                    taxonomy=Taxonomy(tuple(record["taxonomy"])))
     return adapter.from_weights(checkpoint, name=record["candidate"],
                                 input_size=record["input_size"],
                                 class_map=record.get("class_map"),
                                 taxonomy=Taxonomy(tuple(record["taxonomy"])))
-
-
-class _Family:
-    def __init__(self, family: str) -> None:
-        self.family = family
 
 
 def save_champion_model(path: Path, checkpoint: str | Path, record: dict[str, Any],
