@@ -19,7 +19,8 @@ class _NoTracker:
 def test_a_verdict_that_ships_nothing_moves_no_alias():
     result = decide([cand(ots=table({DIM: (0.30, 0.25, 0.35)}))], Bar())
     assert not result.ships and result.overall.candidate == "nano"
-    record = _register_champion(None, _NoTracker(), result, {}, None, {"mlflow_run_id": "r"})
+    record = _register_champion(None, _NoTracker(), result, {}, None, {"mlflow_run_id": "r"},
+                                {}, None)
     assert record["candidate"] is None and record["considered"] == "nano"
     assert "champion alias does not move" in record["reason"] and record["next"]
 
@@ -36,8 +37,8 @@ class _Registry:
     def __init__(self):
         self.calls = []
 
-    def register_model(self, run_id, weights, name, **kw):
-        self.calls.append((run_id, weights, name, kw))
+    def register_champion(self, run_id, *, name, checkpoint, **kw):
+        self.calls.append((run_id, checkpoint, name, kw))
         return "7"
 
 
@@ -53,15 +54,20 @@ def test_an_operator_override_is_registered_as_such():
     from preflight.taxonomy import Taxonomy
 
     cfg = SimpleNamespace(decision=SimpleNamespace(registered_model_name="det"),
-                          taxonomy_obj=Taxonomy(("crate", "cart")))
+                          taxonomy=["crate", "cart"], taxonomy_obj=Taxonomy(("crate", "cart")))
+    zoo = SimpleNamespace(candidate=lambda name: SimpleNamespace(
+        family="ultralytics", class_map={"box": "crate", "trolley": "cart"}))
     registry = _Registry()
-    record = _register_champion(None, registry, result, per_cand, cfg, {"mlflow_run_id": "r"})
+    record = _register_champion(None, registry, result, per_cand, cfg, {"mlflow_run_id": "r"},
+                                {"json": "decision.json"}, zoo)
     assert record["candidate"] == "nano" and record["verdict"] == "operator override (measure " \
         "first)"
     (run_id, weights, name, kw), = registry.calls
     assert (run_id, weights, name, kw["alias"]) == ("r", "w.pt", "det", "champion")
     assert kw["tags"]["verdict"] == "operator override (measure first)"
     assert kw["tags"]["taxonomy"] == "crate,cart"  # what the model's class ids mean
+    assert kw["record"]["class_map"] == {"box": "crate", "trolley": "cart"}  # off-the-shelf: mapped
+    assert kw["decision_json"] == "decision.json"
     # a shipping verdict needs no override; an unknown candidate is an error
     shipping = decide([cand()], Bar())
     assert shipping.with_override("nano") is shipping
