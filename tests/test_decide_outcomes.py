@@ -101,9 +101,9 @@ def _load(checkpoint: Path, class_map=None) -> TimmClassifier:
                                        device="cpu")
 
 
-def _train(init, data: pd.DataFrame, out: Path, classes, epochs: int) -> Path:
+def _train(init, data: pd.DataFrame, out: Path, classes, epochs: int, lr: float = 0.01) -> Path:
     result = train_classifier(init, data, out, classes=list(classes), val_fraction=0.0,
-                              epochs=epochs, batch=16, lr=0.01, weight_decay=0.0,
+                              epochs=epochs, batch=16, lr=lr, weight_decay=0.0,
                               input_size=SIZE, seed=0, device="cpu", resume=False,
                               taxonomy=TAXONOMY)
     return Path(result.checkpoint)
@@ -118,8 +118,24 @@ def _evidence(name: str, offtheshelf: pd.DataFrame, finetuned: pd.DataFrame | No
                           bar=BAR)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Training this tiny model is sensitive to float rounding: the same seed fine-tuned on 1
+    and on 2 intra-op threads (oneDNN splits its reductions by thread count) ended with
+    per-class recalls from 0.0 to 0.92 in our measurements. An earlier test (an in-process
+    pass's latency stage) may also leave torch at another thread count. So the module runs on
+    one thread, whatever the machine's cores or the earlier tests: the outcome is then a
+    function of the data and the seed on a given CPU type."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, one_thread):
     """The off-the-shelf candidate: trained from scratch on clean crops of all three classes;
     plus a second one that never saw ``blue`` (its label space has no analog for it)."""
     root = tmp_path_factory.mktemp("outcomes")
@@ -170,7 +186,7 @@ def test_learnable_shift_is_fixed_by_fine_tuning_and_routed_data_solvable(world)
     site_b = ots[(ots["slice_column"] == "site") & (ots["slice_value"] == "b")
                  & (ots["metric"] == "recall")]["value"].iloc[0]
     assert site_b < 0.6  # the shift really hurts the off-the-shelf model
-    tuned = _train(world["full"], pool, root / "shift_ft", CLASSES, epochs=8)
+    tuned = _train(world["full"], pool, root / "shift_ft", CLASSES, epochs=8, lr=0.003)
     ft = _metrics(_load(tuned), evaluation)
     decision = decide([_evidence("cand", ots, ft, pool=len(pool))], BAR)
     verdict = decision.candidates[0]
