@@ -42,15 +42,15 @@ pytestmark = [
 
 def celery_pass_job():
     """The test-sized pass as a job of its own (reconstructable: the workers load it from this
-    module), on the executor ``PREFLIGHT_EXECUTOR`` names."""
+    module), on the executor ``PREFLIGHT_EXECUTOR`` names -- taken from the product's pass job,
+    since ``pipeline.definitions`` is the one place that reads the variable."""
     import dagster as dg
 
     from pipeline.definitions import build_definitions
-    from pipeline.jobs import pass_executor
 
-    job = dg.define_asset_job("celery_test_pass", selection=dg.AssetSelection.groups(*GROUPS),
-                              executor_def=pass_executor())
     defs = build_definitions()
+    job = dg.define_asset_job("celery_test_pass", selection=dg.AssetSelection.groups(*GROUPS),
+                              executor_def=defs.resolve_job_def("preflight_pass").executor_def)
     return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(
         "celery_test_pass")
 
@@ -179,11 +179,14 @@ def runs(tmp_path_factory):
                     procs.append(worker)
                     workers[worker.pid] = name
                 _wait_for_workers(broker, 2)
+                job = dg.reconstructable(celery_pass_job)
+                assert job.get_definition().executor_def.name == "celery", (
+                    "PREFLIGHT_EXECUTOR=celery did not reach the pass job's executor")
                 result = dg.execute_job(
-                    dg.reconstructable(celery_pass_job), instance=instance,
+                    job, instance=instance,
                     run_config={"execution": {"config": {"broker": broker, "backend": backend}}})
                 records = instance.all_logs(result.run_id)
-                assert result.success, _tail(logs)
+                assert result.success, _failures(records) + "\n" + _tail(logs)
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -203,6 +206,19 @@ def _wait_for_workers(broker: str, n: int) -> None:
         if len(replies) >= n:
             return
     raise TimeoutError(f"fewer than {n} celery workers answered in {START_TIMEOUT_S}s")
+
+
+def _failures(records) -> str:
+    """The run's failure events (step and run), each with its error: why the run failed."""
+    out = []
+    for r in records:
+        event = r.dagster_event
+        if event is None or not event.is_failure:
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        out.append(f"--- {event.event_type_value} {event.step_key or ''}: {event.message or ''}\n"
+                   + (error.to_string() if error is not None else ""))
+    return "\n".join(out) or "no failure events recorded"
 
 
 def _tail(logs: Path) -> str:
