@@ -26,6 +26,8 @@ import dagster as dg
 from preflight.config import preflight_home
 
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+#: sqlite tracking URIs whose schema this process has seen created (MlflowTracker.client)
+_SCHEMA_READY: set[str] = set()
 
 
 class MlflowTracker(dg.ConfigurableResource):
@@ -54,8 +56,18 @@ class MlflowTracker(dg.ConfigurableResource):
     def client(self):  # -> mlflow.MlflowClient (imported lazily: mlflow is slow to import)
         import mlflow
 
-        mlflow.set_tracking_uri(self.resolved_tracking_uri())
-        return mlflow.MlflowClient(tracking_uri=self.resolved_tracking_uri())
+        uri = self.resolved_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if db and db != ":memory:" and uri not in _SCHEMA_READY:
+            # a process's first connection creates the schema of a new database: steps starting
+            # together in several processes (multiprocess, celery workers) would each create
+            # the same tables ("table ... already exists"), so one process at a time does it
+            with _lock(Path(db + ".schema.lock")):
+                client.search_experiments(max_results=1)
+            _SCHEMA_READY.add(uri)
+        return client
 
     def experiment_id(self) -> str:
         client = self.client()
