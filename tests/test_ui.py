@@ -159,10 +159,15 @@ def test_browser_shows_the_asset_graph(server):
         assert _page_shows(driver, f"{base}/asset-groups",
                            ("ingestion", "validation", "evaluation", "finetuning", "decision",
                             "monitoring"), server["home"] / "asset_graph.png")
-        # the catalog: the pipeline's assets by name
-        assert _page_shows(driver, f"{base}/assets",
-                           ("validated_labels", "ingested_sample", "model_zoo", "decision",
-                            "drift_report"), server["home"] / "asset_catalog.png")
+        # the catalog: each of the pipeline's assets on its own page, with its group. (The
+        # catalog list itself is virtualised -- only the rows in view are in the DOM -- so
+        # whether a name is in it depends on the window size and the number of assets.)
+        for key, group in (("validated_labels", "validation"), ("ingested_sample", "ingestion"),
+                           ("model_zoo", "models"), ("decision", "decision"),
+                           ("drift_report", "monitoring")):
+            shown, text = _asset_page_shows(
+                driver, base, key, group, server["home"] / f"asset_{key.replace('/', '_')}.png")
+            assert shown, f"/assets/{key} does not show the asset in group {group!r}:\n{text}"
     finally:
         driver.quit()
 
@@ -177,3 +182,32 @@ def _page_shows(driver, url: str, names, screenshot: Path, timeout: float = 90) 
         time.sleep(1)
     driver.save_screenshot(str(screenshot))
     return found
+
+
+def _asset_page_shows(driver, base: str, key: str, group: str, screenshot: Path,
+                      timeout: float = 90) -> tuple[bool, str]:
+    """Open the asset's own page and wait until it shows the defined asset: its tabs (which an
+    unknown key -- "No assets were found" -- lacks), its name and its group in the Definition
+    panel. Returns whether it did and the page's visible text (a screenshot is kept either way)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    url = f"{base}/assets/{key}"
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    found, text = False, ""
+    while time.monotonic() < deadline and not found:
+        try:
+            tabs = driver.find_elements(By.CSS_SELECTOR, f'a[href$="/assets/{key}?view=overview"]')
+            text = driver.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:  # the page re-rendered under us: look again
+            time.sleep(1)
+            continue
+        lines = [line.strip() for line in text.splitlines()]
+        in_group = any(line == "Group" and group in lines[i + 1:i + 3]
+                       for i, line in enumerate(lines))
+        found = bool(tabs) and key.rsplit("/", 1)[-1] in lines and in_group
+        if not found:
+            time.sleep(1)
+    driver.save_screenshot(str(screenshot))
+    return found, text
