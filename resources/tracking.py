@@ -58,15 +58,16 @@ class MlflowTracker(dg.ConfigurableResource):
 
         uri = self.resolved_tracking_uri()
         mlflow.set_tracking_uri(uri)
-        client = mlflow.MlflowClient(tracking_uri=uri)
         db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
-        if db and db != ":memory:" and uri not in _SCHEMA_READY:
-            # a process's first connection creates the schema of a new database: steps starting
-            # together in several processes (multiprocess, celery workers) would each create
-            # the same tables ("table ... already exists"), so one process at a time does it
-            with _lock(Path(db + ".schema.lock")):
-                client.search_experiments(max_results=1)
-            _SCHEMA_READY.add(uri)
+        if not db or db == ":memory:" or uri in _SCHEMA_READY:
+            return mlflow.MlflowClient(tracking_uri=uri)
+        # a process's first client (its constructor opens the store) creates or migrates the
+        # schema of a new database: steps starting together in several processes (multiprocess,
+        # celery workers) would each create the same tables ("table ... already exists"), so
+        # one process at a time does it
+        with _lock(Path(db + ".schema.lock")):
+            client = mlflow.MlflowClient(tracking_uri=uri)
+        _SCHEMA_READY.add(uri)
         return client
 
     def experiment_id(self) -> str:
