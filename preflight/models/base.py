@@ -169,3 +169,26 @@ def check_rgb_frame(image: Any, index: int = 0) -> np.ndarray:
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ModelError(f"image {index}: empty frame {image.shape}")
     return image
+
+
+class OperationalSoftmax:
+    """A classifier's logits -> probabilities over the operational taxonomy: softmax over the
+    mapped model classes, summed per operational class (unmapped operational classes get 0;
+    rows sum to 1). One place for every classifier family (timm, exported runtimes)."""
+
+    def __init__(self, id_map: dict[int, int], n_operational: int) -> None:
+        #: model class indices that map to an operational class, ascending
+        self.mapped = np.array(sorted(id_map), dtype=np.int64)
+        #: (mapped model classes, K) 0/1 matrix summing model-class probabilities per op class
+        self.to_operational = np.zeros((len(self.mapped), n_operational), dtype=np.float64)
+        for row, model_id in enumerate(self.mapped):
+            self.to_operational[row, id_map[int(model_id)]] = 1.0
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        z = np.asarray(logits, dtype=np.float64)[:, self.mapped]
+        if not len(z):
+            return np.zeros((0, self.to_operational.shape[1]))
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        return p @ self.to_operational

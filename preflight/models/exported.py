@@ -24,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from preflight.models.base import ModelError, check_rgb_frame, empty_predictions
+from preflight.models.base import (
+    ModelError,
+    OperationalSoftmax,
+    check_rgb_frame,
+    empty_predictions,
+)
 from preflight.models.export import read_sidecar
 from preflight.taxonomy import Taxonomy, resolve_taxonomy
 
@@ -291,10 +296,7 @@ class ExportedClassifier(_Exported):
     def __init__(self, path: str | Path, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self.mean, self.std = list(self.meta["mean"]), list(self.meta["std"])
-        self._mapped = np.array(sorted(self.id_map), dtype=np.int64)
-        self._to_operational = np.zeros((len(self._mapped), len(self.taxonomy)))
-        for row, model_id in enumerate(self._mapped):
-            self._to_operational[row, self.id_map[int(model_id)]] = 1.0
+        self._probabilities = OperationalSoftmax(self.id_map, len(self.taxonomy))
 
     def logits(self, images: list[np.ndarray]) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -305,13 +307,7 @@ class ExportedClassifier(_Exported):
 
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 images -> probabilities ``(n, K)`` over the operational taxonomy."""
-        z = self.logits(images)[:, self._mapped]
-        if not len(z):
-            return np.zeros((0, len(self.taxonomy)))
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        return p @ self._to_operational
+        return self._probabilities(self.logits(images))
 
     __call__ = predict
 

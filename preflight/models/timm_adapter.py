@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from preflight.models.base import ChecksumError, ModelError, TrainResult, check_rgb_frame
+from preflight.models.base import (
+    ChecksumError,
+    ModelError,
+    OperationalSoftmax,
+    TrainResult,
+    check_rgb_frame,
+)
 from preflight.models.candidates import Candidate, get_candidate, load_candidates
 from preflight.models.ultralytics_env import resolve_device
 from preflight.taxonomy import Taxonomy, resolve_taxonomy
@@ -200,11 +206,7 @@ class TimmClassifier:
                        if n in class_map}
         if not self.id_map:
             raise ModelError(f"{name}: no model class maps to the operational taxonomy")
-        self._mapped = np.array(sorted(self.id_map), dtype=np.int64)
-        #: (mapped model classes, K) 0/1 matrix summing model-class probabilities per op class
-        self._to_operational = np.zeros((len(self._mapped), len(taxonomy)), dtype=np.float64)
-        for row, model_id in enumerate(self._mapped):
-            self._to_operational[row, self.id_map[int(model_id)]] = 1.0
+        self._probabilities = OperationalSoftmax(self.id_map, len(taxonomy))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -293,13 +295,7 @@ class TimmClassifier:
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
         """RGB uint8 images -> probabilities ``(n, K)`` over the operational taxonomy (softmax
         over the mapped model classes; unmapped operational classes 0; rows sum to 1)."""
-        z = self.logits(images).astype(np.float64)[:, self._mapped]
-        if not len(z):
-            return np.zeros((0, len(self.taxonomy)))
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        return p @ self._to_operational
+        return self._probabilities(self.logits(images))
 
     __call__ = predict
 
