@@ -53,8 +53,11 @@ class FrameReadError(RuntimeError):
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """An image file as an RGB ``uint8`` array."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file (a table's ``path``: any file name, see ``preflight.data.filenames``) as an
+    RGB ``uint8`` array, decoded as ingestion decoded it."""
+    from preflight.data.filenames import read_image_bgr
+
+    bgr = read_image_bgr(path)
     if bgr is None:
         raise FrameReadError(f"cannot read image {path} (moved or corrupted after validation?)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from preflight.data.filenames import fs_path
 from preflight.data.properties import BINS
 from preflight.metrics.slices import MOST_OCCLUDED, OVERALL
 from preflight.taxonomy import Taxonomy
@@ -81,7 +82,7 @@ def write_yolo_view(images: pd.DataFrame, boxes: pd.DataFrame, taxonomy: Taxonom
     for image_id, path, width, height in zip(ids, images["path"], images["width"],
                                              images["height"], strict=True):
         part = "val" if image_id in val_ids else "train"
-        src = Path(path)
+        src = Path(fs_path(path))  # a table's path: any file name (preflight.data.filenames)
         stem = str(image_id)
         dst = out / "images" / part / f"{stem}{src.suffix.lower()}"
         dst.parent.mkdir(parents=True, exist_ok=True)

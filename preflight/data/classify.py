@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.errors import IngestError, QuarantineRecord, quarantine_frame, reason_counts
+from preflight.data.filenames import read_image_bgr
 from preflight.data.formats import IMAGE_EXTENSIONS, safe_path
 from preflight.data.ingest import (
     SLICE_COLUMNS,
@@ -214,7 +215,7 @@ def _cut(frames: pd.DataFrame, by_frame: dict[str, pd.DataFrame], meta_cols: lis
         frame_boxes = by_frame.get(frame["file_name"])
         if frame_boxes is None or not len(frame_boxes):
             continue
-        bgr = cv2.imread(str(frame["path"]), cv2.IMREAD_COLOR)
+        bgr = read_image_bgr(frame["path"])
         if bgr is None:  # decoded at ingestion; only a file changed underfoot lands here
             frames_quarantined["unreadable_file"] = frames_quarantined.get("unreadable_file", 0) + 1
             continue

@@ -16,8 +16,9 @@ image). What cannot be used is returned as ``QuarantineRecord``s, never raised:
 * Every path is checked by ``locate`` before it is opened: one that would leave the landing
   folder (``..``, absolute, or a symlink pointing out) is ``path_escape``; a FIFO, device, socket
   or folder named like a file is ``not_regular_file`` (never opened, so a FIFO cannot block); a
-  name that no file system call can take (NUL byte, not valid UTF-8, too long, a symlink loop)
-  is ``bad_file_name``. Files are then read with ``read_regular`` (non-blocking open, re-checked
+  name that no file system call can take (NUL byte, a lone surrogate that stands for no byte,
+  too long, a symlink loop) is ``bad_file_name``; a name that is not valid UTF-8 is read like any
+  other (``preflight.data.filenames``: the tables keep it reversibly). Files are then read with ``read_regular`` (non-blocking open, re-checked
   on the open descriptor), so a file swapped for a FIFO after the check still cannot block.
 * Nothing present is silently skipped (hidden dot-files aside): an image the COCO file does not
   list (``unlisted_image``), a symlinked folder under ``images/`` (``symlinked_folder``, not
@@ -36,7 +37,6 @@ import json
 import math
 import os
 import stat
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -45,6 +45,7 @@ import pandas as pd
 import yaml
 
 from preflight.data.errors import IngestError, QuarantineRecord, printable, where
+from preflight.data.filenames import name_variants, unrepresentable
 from preflight.taxonomy import Taxonomy
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -108,16 +109,18 @@ class Refusal:
     why: str
 
 
-def resolve_inside(root: Path, name: str) -> Path | Refusal:
-    """``root/name`` resolved (symlinks followed) when it stays inside ``root``; else why not."""
+def resolve_inside(root: Path, name: str, *, listed: bool = False) -> Path | Refusal:
+    """``root/name`` resolved (symlinks followed) when it stays inside ``root``; else why not.
+    A name written in a file (COCO, a manifest) may use Windows separators (``a\\b.jpg``); a
+    ``listed`` name, read from the folder itself, is taken literally (on Linux ``\\`` and ``:``
+    are ordinary characters of a file name)."""
     text = str(name)
-    if "\x00" in text:
-        return Refusal("bad_file_name", "the name contains a NUL byte")
-    if printable(text) != text:
-        return Refusal("bad_file_name", "the name is not valid UTF-8; rename the file")
-    norm = text.replace("\\", "/")
-    if (PurePosixPath(norm).is_absolute() or PureWindowsPath(text).is_absolute()
-            or PureWindowsPath(text).drive or ".." in PurePosixPath(norm).parts):
+    why = unrepresentable(text)  # bytes that are not UTF-8 are fine: they name a file on Linux
+    if why is not None:
+        return Refusal("bad_file_name", why)
+    norm = text if listed else text.replace("\\", "/")
+    windows = not listed and bool(PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive)
+    if PurePosixPath(norm).is_absolute() or windows or ".." in PurePosixPath(norm).parts:
         return Refusal("path_escape", "the path leaves the landing folder; not read")
     try:
         resolved = (root / norm).resolve()
@@ -130,10 +133,11 @@ def resolve_inside(root: Path, name: str) -> Path | Refusal:
     return resolved
 
 
-def locate(root: Path, name: str, missing_code: str = "missing_file") -> Path | Refusal:
+def locate(root: Path, name: str, missing_code: str = "missing_file", *,
+           listed: bool = False) -> Path | Refusal:
     """``resolve_inside`` plus: it exists and is a regular file (checked with ``stat``, which
     never blocks, so a FIFO or device named like an image is refused without being opened)."""
-    found = resolve_inside(root, name)
+    found = resolve_inside(root, name, listed=listed)
     if isinstance(found, Refusal):
         return found
     try:
@@ -346,7 +350,7 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
                 source, "unsupported_file",
                 f"{source}: not an image file type ({sorted(IMAGE_EXTENSIONS)})", level="file"))
             continue
-        found = locate(root, source)
+        found = locate(root, source, listed=True)
         if isinstance(found, Refusal):
             sample.quarantine.append(QuarantineRecord(
                 source, found.code, f"{source}: {found.why}", level="image"))
@@ -362,8 +366,16 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
                 f"images/{name}", "shared_label_stem",
                 f"images/{name}: shares the label stem '{stem}' with {others}; rename one so "
                 f"each image has its own labels/{stem}.txt", level="image")
-    for lp in _listing(labels_dir, root, sample):
+    label_files = _listing(labels_dir, root, sample)
+    label_stems = {lp.relative_to(labels_dir).with_suffix("").as_posix() for lp in label_files}
+    for lp in label_files:
         stem = lp.relative_to(labels_dir).with_suffix("").as_posix()
+        if stem not in by_stem:  # the same name spelt differently (NFD / NFC, CP1252 bytes),
+            for v in name_variants(stem):  # when that image has no label file of its own
+                if v in by_stem and v not in label_stems:
+                    label_stems.add(v)
+                    stem = v
+                    break
         source = f"labels/{lp.relative_to(labels_dir).as_posix()}"
         if lp.suffix.lower() != ".txt":
             sample.quarantine.append(QuarantineRecord(
@@ -380,7 +392,7 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
                 level="file"))
             continue
         file_name = by_stem[stem][0]
-        found = locate(root, source)
+        found = locate(root, source, listed=True)
         try:
             if isinstance(found, Refusal):
                 raise OSError(found.why)
@@ -479,7 +491,7 @@ def _report_unlisted(root: Path, src: str, listed: set[Path], sample: RawSample)
             sample.quarantine.append(QuarantineRecord(
                 source, "unsupported_file",
                 f"{source}: not an image file type ({sorted(IMAGE_EXTENSIONS)})", level="file"))
-        elif p not in listed and resolve_inside(root, rel(p, root)) not in listed:
+        elif p not in listed and resolve_inside(root, rel(p, root), listed=True) not in listed:
             sample.quarantine.append(QuarantineRecord(
                 source, "unlisted_image", f"{source}: not listed in {src} 'images'; not used "
                 f"(add it with its annotations, or remove it)", level="file"))
@@ -552,9 +564,9 @@ def _coco_image(root: Path, src: str, idx: int, im: Any, known: dict, listed: se
 
 def _candidates(root: Path, name: str) -> list[Path | Refusal]:
     """Where a COCO ``file_name`` may live: under ``images/``, then beside the COCO file; each
-    also in the other Unicode normal form (macOS writes NFD names, most tools NFC)."""
-    forms = dict.fromkeys([name, unicodedata.normalize("NFC", name),
-                           unicodedata.normalize("NFD", name)])
+    also in its other spellings on disk (:func:`name_variants`: the other Unicode normal form,
+    a legacy 8-bit encoding's bytes)."""
+    forms = name_variants(name) if unrepresentable(name) is None else [name]
     return [resolve_inside(root, prefix + form) for prefix in ("images/", "") for form in forms]
 
 

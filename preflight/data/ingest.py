@@ -49,6 +49,7 @@ from preflight.data.errors import (
     reason_counts,
     where,
 )
+from preflight.data.filenames import stored_path
 from preflight.data.formats import (
     BoxEntry,
     ImageEntry,
@@ -115,8 +116,8 @@ def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy, fmt: str = "auto",
     raw = (read_coco(landing, taxonomy, json_path, data) if kind == "coco"
            else read_yolo(landing, taxonomy))
     records = records + raw.quarantine
-    images, image_records = _load_images(raw.images, progress)
-    boxes, box_records = _build_boxes(raw.boxes, images)
+    images, image_records, shown = _load_images(raw.images, progress)
+    boxes, box_records = _build_boxes(raw.boxes, images, shown)
     records += image_records + box_records
 
     meta_stats: dict[str, Any] = {"path": None}
@@ -156,11 +157,21 @@ def content_id(data: bytes) -> str:
 
 
 def _load_images(entries: list[ImageEntry], progress: bool
-                 ) -> tuple[pd.DataFrame, list[QuarantineRecord]]:
+                 ) -> tuple[pd.DataFrame, list[QuarantineRecord], dict[str, str]]:
+    """The images table, its quarantine rows, and each kept image's raw name -> table name."""
     rows: list[dict[str, Any]] = []
     records: list[QuarantineRecord] = []
+    shown: dict[str, str] = {}  # printable file name -> the raw name it stands for
+    kept: dict[str, str] = {}  # raw name -> printable file name, of the images in the table
     for entry in tqdm(sorted(entries, key=lambda e: e.file_name), desc="ingest images",
                       unit="img", disable=not progress):
+        file_name = printable(entry.file_name)  # tables hold UTF-8; `path` keeps the raw bytes
+        if shown.setdefault(file_name, entry.file_name) != entry.file_name:
+            records.append(QuarantineRecord(
+                entry.source, "bad_file_name",
+                f"{entry.source}: its escaped name {file_name} is also the literal name of "
+                f"another file; rename one of them", level="image"))
+            continue
         try:
             data = read_regular(entry.path)
         except OSError as exc:
@@ -171,8 +182,8 @@ def _load_images(entries: list[ImageEntry], progress: bool
         image_id = content_id(data)
         dec = decode(data)
         row: dict[str, Any] = {
-            "image_id": image_id, "file_name": entry.file_name, "source": entry.source,
-            "path": str(entry.path),
+            "image_id": image_id, "file_name": file_name, "source": printable(entry.source),
+            "path": stored_path(entry.path),
             "width": None, "height": None, "file_size": len(data),
             "decode_ok": dec.image is not None, "decode_error": dec.error,
             "decode_detail": dec.detail, "source_image_id": entry.source_image_id,
@@ -191,6 +202,7 @@ def _load_images(entries: list[ImageEntry], progress: bool
             row.update(width=w, height=h, phash=perceptual_hash(dec.image),
                        **pixel_properties(dec.image))
         rows.append(row)
+        kept[entry.file_name] = file_name
     images = pd.DataFrame(rows, columns=[*IMAGE_COLUMNS[:11], *PROPERTY_COLUMNS, "phash"])
     images["width"] = images["width"].astype("Int64")
     images["height"] = images["height"].astype("Int64")
@@ -199,7 +211,7 @@ def _load_images(entries: list[ImageEntry], progress: bool
     images["source_image_id"] = uniform_ids(images["source_image_id"])
     for col in PROPERTY_COLUMNS:
         images[col] = images[col].astype(float)
-    return images, records
+    return images, records, kept
 
 
 def _box_sort_key(b: BoxEntry) -> tuple:
@@ -208,12 +220,12 @@ def _box_sort_key(b: BoxEntry) -> tuple:
     return (b.file_name, b.line if b.line is not None else 0, sid_key)
 
 
-def _build_boxes(entries: list[BoxEntry], images: pd.DataFrame
+def _build_boxes(entries: list[BoxEntry], images: pd.DataFrame, shown: dict[str, str]
                  ) -> tuple[pd.DataFrame, list[QuarantineRecord]]:
     by_name = {r.file_name: r for r in images.itertuples(index=False)}
     rows, records = [], []
     for b in sorted(entries, key=_box_sort_key):
-        im = by_name.get(b.file_name)
+        im = by_name.get(shown.get(b.file_name, ""))
         if im is None:
             records.append(QuarantineRecord(
                 b.source, "image_quarantined",
@@ -228,10 +240,10 @@ def _build_boxes(entries: list[BoxEntry], images: pd.DataFrame
         else:
             x, y, w, h = c0, c1, c2, c3
         rows.append({
-            "image_id": im.image_id, "file_name": b.file_name, "class_id": b.class_id,
+            "image_id": im.image_id, "file_name": im.file_name, "class_id": b.class_id,
             "class_name": b.class_name, "x": x, "y": y, "w": w, "h": h,
             "area": b.area if b.area is not None else w * h, "iscrowd": b.iscrowd,
-            "truncated": b.truncated, "occluded": b.occluded, "source": b.source,
+            "truncated": b.truncated, "occluded": b.occluded, "source": printable(b.source),
             "line": b.line, "source_box_id": b.source_box_id,
         })
     boxes = pd.DataFrame(rows, columns=[c for c in BOX_COLUMNS if c not in ("box_id", "size_bin")])

@@ -164,7 +164,9 @@ def batch_is_complete(directory: str | Path, *, verify_hashes: bool = False) -> 
         return False, f"{MANIFEST_NAME} changed after {COMPLETE_MARKER} was written"
     missing, wrong, refused = [], [], []
     for rel_path, size, sha in entries:
-        p = locate(real, rel_path)
+        p = locate(real, rel_path, listed=True)  # as written: `\\` is a character on Linux
+        if isinstance(p, Refusal) and p.code == "missing_file" and "\\" in rel_path:
+            p = locate(real, rel_path)  # a manifest written on Windows
         if isinstance(p, Refusal):
             (missing if p.code == "missing_file" else refused).append(
                 rel_path if p.code == "missing_file" else f"{printable(rel_path)} ({p.why})")

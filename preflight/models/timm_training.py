@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from preflight.data.filenames import fs_path
 from preflight.models.base import ModelError, TrainResult
 from preflight.models.timm_adapter import (
     HUB_PREFIX,
@@ -114,7 +115,9 @@ def holdout_split(samples: pd.DataFrame, fraction: float, seed: int
 def _read_rgb(path: str) -> np.ndarray:
     import cv2
 
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    from preflight.data.filenames import read_image_bgr
+
+    bgr = read_image_bgr(path)
     if bgr is None:
         raise ModelError(f"training image {path} cannot be decoded; read the sample with "
                          "preflight.data.classify.read_classification_sample to quarantine it")
@@ -124,7 +127,7 @@ def _read_rgb(path: str) -> np.ndarray:
 def _fingerprint(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256()
     for path, target in zip(frame["path"], frame["target"], strict=True):
-        p = Path(path)
+        p = Path(fs_path(path))
         size = p.stat().st_size if p.is_file() else -1
         digest.update(f"{p.name}:{size}:{int(target)}\n".encode())
     return digest.hexdigest()
