@@ -24,31 +24,18 @@ def finetune_pool(validated_labels: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def train_on(context, *, detector, images: pd.DataFrame, boxes: pd.DataFrame, settings,
              store: PreflightStore, run_name: str, policy):
-    """Fine-tune ``detector`` on ``images`` with ``policy``; resumable in its run folder."""
-    from preflight.finetune import FINETUNE_VAL_FRACTION, write_yolo_view
-    from preflight.progress import Progress
+    """Fine-tune ``detector`` on ``images`` with ``policy`` the way its task does (the task
+    registry's ``fine_tune``); resumable in its run folder."""
+    from preflight.tasks import task_of
 
     cfg = settings.load()
-    ft = cfg.finetune
-    out_dir = store.resume_path("training", run_name, "x").parent
-    context.log.info(f"fine-tuning {detector.name} on {len(images)} images for {ft.epochs} "
-                     f"epochs ({policy.describe()})")
-    if cfg.task == "classify":  # the pool rows are the training set; freeze from the candidate
-        if "split" in images.columns and (images["split"] == "eval").any():
-            raise dg.Failure("refusing to train on evaluation-set images")
-        bar = Progress(ft.epochs, f"training {detector.name}", unit="epochs",
-                       report=context.log.info, every_s=0.0)
-        return detector.train(images, out_dir, epochs=ft.epochs, batch=ft.batch,
-                              lr=ft.lr0 or 1e-3, augment=policy.albumentations(), seed=ft.seed,
-                              on_epoch_end=lambda epoch, row: bar.update(1))
-    # a held-out part of the pool (whole near-duplicate groups) is the validation set
-    view = write_yolo_view(images, boxes, cfg.taxonomy_obj,
-                           store.run_path("datasets", run_name, "x").parent, seed=ft.seed,
-                           val_fraction=FINETUNE_VAL_FRACTION)
-    return detector.train(view, out_dir, epochs=ft.epochs, batch=ft.batch, freeze=ft.freeze,
-                          seed=ft.seed, lr0=ft.lr0, augment=policy.hyp,
-                          albumentations=policy.albumentations(), progress=False,
-                          report=context.log.info)
+    context.log.info(f"fine-tuning {detector.name} on {len(images)} images for "
+                     f"{cfg.finetune.epochs} epochs ({policy.describe()})")
+    return task_of(cfg.task).call(
+        "fine_tune", detector, images, boxes, cfg,
+        out_dir=store.resume_path("training", run_name, "x").parent,
+        work_dir=store.run_path("datasets", run_name, "x").parent, policy=policy,
+        report=context.log.info)
 
 
 def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.AssetsDefinition]:
@@ -78,8 +65,7 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
         history = result.history
         paths = write_tables(store, f"{key}/finetuned", {"training_history": history})
         ft = cfg.finetune
-        freeze = (zoo.candidate(candidate).freeze or "none") if cfg.task == "classify" \
-            else ft.freeze
+        freeze = result.train_args.get("freeze") or "none"  # what the training run froze
         run = record_run(context, tracker, name=f"{candidate}/finetune", stage="finetune",
                          candidate=candidate,
                          params={"epochs": ft.epochs, "batch": ft.batch, "freeze": freeze,

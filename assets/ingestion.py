@@ -18,7 +18,10 @@ def production_sample(
     The synthetic sample is a deterministic function of its settings, so it is generated once and
     reused while the settings are unchanged.
     """
-    cfg = settings.load().data
+    from preflight.tasks import task_of
+
+    settings_obj = settings.load()
+    cfg = settings_obj.data
     if cfg.landing_dir:
         landing = Path(cfg.landing_dir).expanduser().resolve()
         if not landing.is_dir():
@@ -37,15 +40,10 @@ def production_sample(
             context.log.info(f"generated {summary.n_images} images, {summary.n_boxes} boxes "
                              f"in {summary.seconds:.1f}s at {landing}")
         source = f"embedded synthetic sample ({s.profile}, seed {s.seed})"
-        if settings.load().task == "classify":  # object crops of the same frames
-            from preflight.data.classify import crops_from_detection_sample
-
-            crops = landing.with_name(landing.name + "_crops")
-            if not (crops / "crops.json").is_file():
-                summary = crops_from_detection_sample(
-                    landing, crops, taxonomy=settings.load().taxonomy_obj)
-                context.log.info(f"cut {summary.n_crops} crops from {summary.n_frames} frames")
-            landing, source = crops, source + ", object crops"
+        # the task's form of the generated frames (e.g. object crops for classification)
+        landing, note = task_of(settings_obj.task).call("synthetic_sample", landing,
+                                                        settings_obj, context.log.info)
+        source += f", {note}" if note else ""
     n_files = sum(1 for p in (landing / "images").rglob("*") if p.is_file()) \
         if (landing / "images").is_dir() else None
     return dg.Output(

@@ -64,8 +64,10 @@ def build_assets() -> list:
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from preflight.config import load_settings
+    from preflight.tasks import task_of
 
     settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
+    task = task_of(settings.task)  # what differs by task is in its registry row
     ft = settings.finetune
     names = [c.name for c in ModelZoo().candidates()]
     finetuned = set(ft.candidates or names) & set(names)
@@ -75,7 +77,7 @@ def build_assets() -> list:
     assets: list = [production_sample, ingested_sample, validated_labels, model_zoo]
     for name in names:
         assets.extend(build_candidate_eval_assets(name))
-        if settings.task == "detect":  # tiling is a remedy for small objects in frames
+        if task.tiling:  # sliced inference: a remedy for small objects in frames
             assets.append(build_tiling_asset(name))
         if name in finetuned:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
@@ -83,7 +85,7 @@ def build_assets() -> list:
         if name in exported:  # what ships: exported / INT8 artefacts through the same pass
             assets.extend(build_export_assets(name, settings.export.formats, name in finetuned))
     assets.append(build_decision_asset(names, finetuned, curves,
-                                       tiling=settings.task == "detect",
+                                       tiling=task.tiling,
                                        exports={n: list(settings.export.formats)
                                                 for n in exported}))
     return [*assets, batch_labels, batch_champion_eval, drift_report]
