@@ -94,34 +94,28 @@ def build_tiling_asset(candidate: str) -> dg.AssetsDefinition:
         the latency it costs, measured side by side on the same frames."""
         from preflight.evaluation import predict_images, read_rgb, stratified_subset
         from preflight.latency import percentiles, time_single_stream
-        from preflight.models.tiling import TiledPredictor, tiling_gain
+        from preflight.models.tiling import TiledPredictor, plan_tiling, tiling_gain
 
-        cfg, eval_images, gt, _ = evaluation_context(settings, validated_labels,
-                                                     zoo.candidate(candidate).input_size)
-        metrics = pd.read_parquet(offtheshelf_eval["tables"]["metrics"])
-        # small at the model input (scales with the input size); frame pixels when not measured
-        size_column = ("input_size_bin" if (metrics["slice_column"] == "input_size_bin").any()
-                       else "size_bin")
-        small = metrics[(metrics["slice_column"] == size_column)
-                        & (metrics["slice_value"] == "small") & (metrics["metric"] == "recall")]
-        fails = bool(len(small)) and float(small["ci_high"].iloc[0]) < cfg.bar.min_slice_recall
-        if not cfg.tiling.enabled or not fails:
-            reason = ("tiling disabled in settings" if not cfg.tiling.enabled else
-                      "small-object recall does not fail the bar" if len(small) else
-                      "no small objects in the evaluation set")
+        input_size = zoo.candidate(candidate).input_size
+        cfg, eval_images, gt, _ = evaluation_context(settings, validated_labels, input_size)
+        # "small" at the model input (scales with the input size); frame pixels if not measured
+        plan = plan_tiling(pd.read_parquet(offtheshelf_eval["tables"]["metrics"]), gt,
+                           eval_images, model_input_size=input_size,
+                           min_slice_recall=cfg.bar.min_slice_recall,
+                           enabled=cfg.tiling.enabled)
+        size_column = plan.size_column
+        if not plan.evaluate:
+            reason = plan.reason
             context.log.info(f"{candidate}: tiling not evaluated ({reason})")
             return dg.Output({"candidate": candidate, "evaluated": False, "reason": reason},
                              metadata={"evaluated": False, "reason": reason})
         detector = zoo.detector(candidate)
-        tile = cfg.tiling.tile_for(detector.input_size)
+        tile = cfg.tiling.tile_for(detector.input_size)  # half the input size unless set
         tiled = TiledPredictor(detector.predict, tile=tile, overlap=cfg.tiling.overlap)
         t0 = time.perf_counter()
         # the frames that hold small objects (tiling is judged on their recall), a subset
-        scale = (detector.input_size / eval_images.set_index("image_id")[["width", "height"]]
-                 .max(axis=1).reindex(gt["image_id"]).to_numpy(dtype=float)
-                 if size_column == "input_size_bin" else 1.0)
-        small_ids = set(gt.loc[gt["w"] * gt["h"] * scale**2 < 32**2, "image_id"])
-        eval_images = stratified_subset(eval_images[eval_images["image_id"].isin(small_ids)],
+        eval_images = stratified_subset(eval_images[eval_images["image_id"].isin(
+                                            plan.small_image_ids)],
                                         cfg.tiling.max_images, cfg.evaluation.slice_columns,
                                         cfg.evaluation.seed)
         gt = gt[gt["image_id"].isin(eval_images["image_id"])]

@@ -46,8 +46,12 @@ def validated_labels(
                              max_invalid_fraction=cfg.validation.max_invalid_fraction,
                              prior_quarantine=ingest_quarantine, raise_on_failure=False)
     quarantine = result.quarantine
-    missing = missing_slice_columns(cfg.evaluation.slice_columns, images)
-    if missing:  # once, here: evaluation skips them for every candidate
+    # a required column that is absent is an error (below); any other configured slice column
+    # that is absent is skipped, with one warning, here: evaluation skips it for every candidate
+    missing_required = [c for c in required if c not in images.columns]
+    missing = [c for c in missing_slice_columns(cfg.evaluation.slice_columns, images)
+               if c not in required]
+    if missing:
         context.log.warning(
             f"configured slice column(s) {missing} are not in the data; they are skipped "
             "(list a column under validation.required_columns to make its absence an error). "
@@ -78,6 +82,12 @@ def validated_labels(
             f"**warning**: configured slice column(s) {', '.join(missing)} not in the data; "
             "skipped" if missing else "none"),
     }
+    if missing_required:  # every image lacks it: say so first, not as a share of bad rows
+        raise dg.Failure(description=(
+            f"required column(s) {missing_required} (validation.required_columns) are not in "
+            "the data: add them to the sample's metadata table (data.metadata_path, or "
+            "metadata.csv / metadata.parquet in the folder, keyed by file_name) or remove them "
+            "from validation.required_columns"), metadata=metadata)
     if not stats["passed"]:
         # The quarantine is already written: nothing is lost, and the message names the reasons.
         raise dg.Failure(description=failure_message(stats, quarantine), metadata=metadata)

@@ -294,11 +294,11 @@ class TilingSettings:
 
     def __post_init__(self) -> None:
         _check(self.tile is None or self.tile >= 32, "tiling.tile", "must be >= 32 (or null)")
+        _check(0 <= self.overlap < 0.9, "tiling.overlap", "must be in [0, 0.9)")
 
     def tile_for(self, input_size: int) -> int:
         """The tile side for a candidate of ``input_size`` (``tile``, or half the input)."""
         return int(self.tile) if self.tile is not None else max(32, int(input_size) // 2)
-        _check(0 <= self.overlap < 0.9, "tiling.overlap", "must be in [0, 0.9)")
 
 
 @dataclass(frozen=True)

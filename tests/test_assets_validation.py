@@ -4,6 +4,7 @@ asset checks, and a run over the invalid-fraction limit fails while keeping the 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -100,3 +101,59 @@ def test_file_names_cannot_leave_the_landing_folder(tmp_path, bad_name):
     assert result.success
     quarantine = pd.read_parquet(home / "tables" / "quarantine.parquet")
     assert "path_escape" in set(quarantine["reason_code"])
+
+
+def _own_world_run(tmp_path: Path, **settings):
+    """Ingestion and validation of a COCO folder without a metadata table (own_world)."""
+    from own_world import CLASSES, make_world
+
+    landing = make_world(tmp_path / "own", n_clips=3, frames=2)
+    config = tmp_path / "preflight.yaml"
+    config.write_text(yaml.safe_dump({"taxonomy": list(CLASSES),
+                                      "data": {"landing_dir": str(landing)}, **settings}))
+    home = tmp_path / "home"
+    resources = {"settings": SettingsResource(config_path=str(config)),
+                 "store": PreflightStore(home=str(home)),
+                 "tracker": MlflowTracker(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(ASSETS, resources=resources, instance=instance,
+                                raise_on_error=False)
+        warnings = [e.message for e in instance.all_logs(result.run_id)
+                    if e.level == logging.WARNING and "zone" in (e.message or "")]
+    return result, run_dir(home, result.run_id), warnings
+
+
+def test_a_configured_slice_column_missing_from_the_data_is_one_warning(tmp_path):
+    result, _, warnings = _own_world_run(
+        tmp_path, evaluation={"slice_columns": ["zone", "shift_name"]})
+    assert result.success
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("validated_labels")[0]
+            .metadata.items()}
+    assert meta["missing_slice_columns"] == ("**warning**: configured slice column(s) zone, "
+                                             "shift_name not in the data; skipped")
+    assert meta["images_quarantined"] == 0 and meta["images_valid"] == 6
+    assert len(warnings) == 1 and "list a column under validation.required_columns" \
+        in warnings[0]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["slice_columns_valid"]
+
+
+def test_a_required_column_missing_from_the_data_is_an_error_naming_it(tmp_path):
+    result, home, warnings = _own_world_run(
+        tmp_path, evaluation={"slice_columns": ["zone", "shift_name"]},
+        validation={"required_columns": {"zone": None}, "max_invalid_fraction": 1.0})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "validated_labels"
+    user = failure.event_specific_data.user_failure_data
+    assert user.description.startswith(
+        "required column(s) ['zone'] (validation.required_columns) are not in the data")
+    # the other, not required, column is still only a warning; nothing is lost
+    assert user.metadata["missing_slice_columns"].value.endswith("shift_name not in the data; "
+                                                                 "skipped")
+    assert warnings == []
+    quarantine = pd.read_parquet(home / "tables" / "quarantine.parquet")
+    images = quarantine[quarantine["level"] == "image"]
+    assert set(images["reason_code"]) == {"missing_column"} and len(images) == 6
+    assert set(quarantine.loc[quarantine["level"] == "box", "reason_code"]) \
+        == {"image_quarantined"}

@@ -400,5 +400,51 @@ def tiling_gain(gt: pd.DataFrame, full_frame: pd.DataFrame, tiled: pd.DataFrame,
         recovered=int((hit_tiled & ~hit_full).sum()), lost=int((hit_full & ~hit_tiled).sum()))
 
 
-__all__ = ["TiledPredictor", "TilingGain", "nms", "overlap_pixels",
-                      "pairwise_overlap", "tile_grid", "tiling_gain"]
+@dataclass(frozen=True)
+class TilingPlan:
+    """Whether sliced inference is evaluated for a candidate, and on which frames.
+
+    ``size_column``: the box slice that says "small" -- ``input_size_bin`` (object area at the
+    candidate's input, so the threshold scales with the input size) when the metrics have it,
+    else ``size_bin`` (frame pixels); ``small_image_ids``: the frames holding at least one
+    small object by that slice (tiling is judged on their recall)."""
+
+    evaluate: bool
+    reason: str
+    size_column: str
+    small_image_ids: frozenset
+
+
+def plan_tiling(metrics: pd.DataFrame, gt: pd.DataFrame, images: pd.DataFrame, *,
+                model_input_size: int, min_slice_recall: float,
+                enabled: bool = True) -> TilingPlan:
+    """Tiling is evaluated when small-object recall fails the slice bar: the upper end of the
+    ``small`` row's interval (its value when no interval was computed) is below
+    ``min_slice_recall``. The small frames use the same binning as the metrics' box slice
+    (:func:`preflight.metrics.slices.box_table`)."""
+    from preflight.metrics.slices import box_table
+
+    size_column = ("input_size_bin" if (metrics["slice_column"] == "input_size_bin").any()
+                   else "size_bin")
+    small = metrics[(metrics["slice_column"] == size_column)
+                    & (metrics["slice_value"] == "small") & (metrics["metric"] == "recall")]
+    bound = float("nan")
+    if len(small):
+        row = small.iloc[0]
+        bound = float(row["ci_high"]) if np.isfinite(row["ci_high"]) else float(row["value"])
+    fails = bool(np.isfinite(bound) and bound < min_slice_recall)
+    reason = ("tiling disabled in settings" if not enabled else
+              "no small objects in the evaluation set" if not len(small) else
+              f"small-object recall fails the bar ({size_column}=small: {bound:.2f} < "
+              f"{min_slice_recall:.2f})" if fails else
+              "small-object recall does not fail the bar")
+    ids: frozenset = frozenset()
+    if enabled and fails and len(gt):
+        bins = box_table(gt, [size_column], images, model_input_size)[size_column]
+        ids = frozenset(gt.loc[(bins == "small").to_numpy(), "image_id"])
+    return TilingPlan(evaluate=bool(enabled and fails), reason=reason, size_column=size_column,
+                      small_image_ids=ids)
+
+
+__all__ = ["TiledPredictor", "TilingGain", "TilingPlan", "nms", "overlap_pixels",
+           "pairwise_overlap", "plan_tiling", "tile_grid", "tiling_gain"]
