@@ -2,11 +2,15 @@
 
 Per-candidate assets are built from the candidates file named in the settings, so adding a
 candidate there adds its evaluation, stress, latency, fine-tuning and re-evaluation assets.
+The environment is read through ``preflight.environment`` only; a variable that is set reaches
+its resource as a Dagster ``EnvVar``. A mistake in the settings file does not stop the code
+location from loading: it is logged in one line, and every run fails on its first step with that
+line (a ``dagster.Failure``), never a stack trace.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 
 import dagster as dg
 
@@ -19,29 +23,47 @@ from pipeline.sensors import (
     build_mlflow_finish_sensors,
     build_retrigger_sensor,
 )
+from preflight import environment
+from preflight.config import ConfigError, Settings, load_settings, settings_from_dict
+from preflight.environment import ENVIRONMENT  # noqa: F401 - the variables, documented there
+from preflight.models.candidates import CandidateError
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
-#: the environment variables the pipeline reads -- here, and only here -- and what each sets. A
-#: set variable becomes a Dagster ``EnvVar`` (resolved when a run's resources start, shown as
-#: such in the UI); an unset one leaves the resource's documented default.
-ENVIRONMENT: dict[str, str] = {
-    "PREFLIGHT_CONFIG": "the settings file (SettingsResource.config_path)",
-    "PREFLIGHT_HOME": "the project home: tables, reports, zoo, MLflow store (PreflightStore.home)",
-    "PREFLIGHT_CANDIDATES": "a candidates file overriding the settings' (ModelZoo.candidates_file)",
-    "PREFLIGHT_EXECUTOR": "the pass's executor: multiprocess, in_process, celery or k8s",
-    "PREFLIGHT_MAX_CONCURRENT": "steps at once under the multiprocess executor (default 2)",
-}
+log = logging.getLogger("preflight")
 
 
 def _from_env(name: str, default=None):
-    return dg.EnvVar(name) if os.environ.get(name) else default
+    """A set Preflight variable as a Dagster ``EnvVar`` (resolved when a run's resources start,
+    shown as such in the UI); an unset one leaves ``default``."""
+    return dg.EnvVar(name) if environment.value(name) else default
+
+
+def settings_problem() -> str | None:
+    """The one-line mistake in the settings (or candidates) file the environment names, if any.
+
+    The definitions still load with such a mistake (``dagster dev`` shows the pass, not a stack
+    trace); every run then fails on its first step with this line (``SettingsResource``)."""
+    try:
+        settings = load_settings(environment.config_file())
+        ModelZoo(candidates_file=environment.candidates_file()).candidates()
+        settings.taxonomy_obj  # noqa: B018 - validates the class names
+    except (ConfigError, CandidateError) as exc:
+        return str(exc)
+    return None
+
+
+def _structure_settings() -> Settings:
+    """The settings the graph is shaped by: the file's, or the documented defaults when the
+    file has a mistake (the runs then fail with it; see ``settings_problem``)."""
+    try:
+        return load_settings(environment.config_file())
+    except ConfigError:
+        return settings_from_dict({})
 
 
 def build_resources() -> dict:
     """Resources from the environment: the settings file and project home decide everything."""
-    from preflight.config import load_settings
-
-    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
+    settings = _structure_settings()
     return {
         "settings": SettingsResource(config_path=_from_env("PREFLIGHT_CONFIG")),
         "store": PreflightStore(home=_from_env("PREFLIGHT_HOME")),
@@ -63,13 +85,14 @@ def build_assets() -> list:
     from assets.exports import build_export_assets
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
-    from preflight.config import load_settings
     from preflight.tasks import task_of
 
-    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
+    problem = settings_problem()
+    settings = _structure_settings()
     task = task_of(settings.task)  # what differs by task is in its registry row
     ft = settings.finetune
-    names = [c.name for c in ModelZoo().candidates()]
+    names = ([] if problem else  # a broken file: the shared stages only; each run fails first
+             [c.name for c in ModelZoo(candidates_file=environment.candidates_file()).candidates()])
     finetuned = set(ft.candidates or names) & set(names)
     curves = (finetuned if "*" in ft.learning_curve_candidates
               else set(ft.learning_curve_candidates) & finetuned)
@@ -92,11 +115,12 @@ def build_assets() -> list:
 
 
 def build_definitions() -> dg.Definitions:
-    from preflight.config import load_settings
-
-    settings = load_settings(os.environ.get("PREFLIGHT_CONFIG") or None)
-    jobs = build_jobs(executor=os.environ.get("PREFLIGHT_EXECUTOR") or "multiprocess",
-                      max_concurrent=int(os.environ.get("PREFLIGHT_MAX_CONCURRENT") or 2))
+    problem = settings_problem()
+    if problem:  # one line in the code server's log; the runs fail with the same line
+        log.error("settings: %s (every run fails on its first step until it is fixed)", problem)
+    settings = _structure_settings()
+    resources = build_resources()
+    jobs = build_jobs(environment.executor())
     schedule = dg.ScheduleDefinition(
         name="nightly_drift", job=jobs["drift_job"], cron_schedule=settings.schedule.cron,
         execution_timezone=settings.schedule.timezone,
@@ -105,9 +129,10 @@ def build_definitions() -> dg.Definitions:
                     "the last run (schedule.cron / schedule.timezone in the settings).")
     sensors = [build_landing_sensor(jobs["landed_batch_job"],
                                     settings.landing.sensor_interval_seconds),
-               build_retrigger_sensor(jobs["preflight_pass"]), *build_mlflow_finish_sensors()]
+               build_retrigger_sensor(jobs["preflight_pass"], resources["settings"]),
+               *build_mlflow_finish_sensors()]
     return dg.Definitions(assets=build_assets(), jobs=list(jobs.values()), schedules=[schedule],
-                          sensors=sensors, resources=build_resources())
+                          sensors=sensors, resources=resources)
 
 
 defs = build_definitions()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from preflight import environment
 from preflight.config import preflight_home
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,9 +18,9 @@ def prepare_dagster_home() -> Path:
     home so SQLite storage never depends on the working directory. An existing DAGSTER_HOME (for
     example a deployment with Postgres storage) is respected and its dagster.yaml left alone.
     """
-    home = Path(os.environ.get("DAGSTER_HOME") or preflight_home() / "dagster").resolve()
+    home = environment.dagster_home(preflight_home() / "dagster")
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    environment.use_dagster_home(home)
     target = home / "dagster.yaml"
     if not target.exists() or _is_ours(target):
         rendered = TEMPLATE.read_text(encoding="utf-8").replace("${DAGSTER_HOME}", str(home))

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
+from preflight.environment import ExecutorChoice
+
 PASS_GROUPS = ("ingestion", "validation", "models", "evaluation", "finetuning", "reevaluation",
                "export", "decision")
 
 
-def pass_executor(kind: str = "multiprocess", max_concurrent: int = 2) -> dg.ExecutorDefinition:
-    """The executor of the production-validation pass, chosen by configuration
-    (``PREFLIGHT_EXECUTOR``, read in ``pipeline.definitions``): ``multiprocess`` (default;
-    candidates side by side, at most ``max_concurrent`` steps at once), ``in_process``, ``celery``
-    (dagster-celery; broker and backend from its own run config / environment) or ``k8s``
-    (dagster-k8s, one pod per step). The per-candidate assets are independent steps, so each
-    executor spreads them."""
+def pass_executor(choice: ExecutorChoice) -> dg.ExecutorDefinition:
+    """The executor of the production-validation pass, as configured (``choice``: from
+    ``preflight.environment.executor()``, resolved in ``pipeline.definitions``; no silent
+    default here): ``multiprocess`` (candidates side by side, at most ``max_concurrent`` steps
+    at once), ``in_process``, ``celery`` (dagster-celery; broker and backend from its own run
+    config / environment) or ``k8s`` (dagster-k8s, one pod per step). The per-candidate assets
+    are independent steps, so each executor spreads them."""
+    kind, max_concurrent = choice.kind, choice.max_concurrent
     if kind == "multiprocess":
         return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent})
     if kind == "in_process":
@@ -30,11 +33,10 @@ def pass_executor(kind: str = "multiprocess", max_concurrent: int = 2) -> dg.Exe
     raise ValueError(f"PREFLIGHT_EXECUTOR={kind!r}: use multiprocess, in_process, celery or k8s")
 
 
-def build_jobs(executor: str = "multiprocess", max_concurrent: int = 2
-               ) -> dict[str, dg.UnresolvedAssetJobDefinition]:
+def build_jobs(executor: ExecutorChoice) -> dict[str, dg.UnresolvedAssetJobDefinition]:
     from assets.monitoring import landed_batches
 
-    executor_def = pass_executor(executor, max_concurrent)
+    executor_def = pass_executor(executor)
     return {
         "preflight_pass": dg.define_asset_job(
             name="preflight_pass", selection=dg.AssetSelection.groups(*PASS_GROUPS),

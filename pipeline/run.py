@@ -1,14 +1,14 @@
 """`preflight run [--config FILE]`: the whole production-validation pass on the configured sample.
 
 The same job `preflight demo` runs, on the sample, taxonomy and candidates your settings file
-names (``preflight init`` writes a starter one). ``--config`` sets ``PREFLIGHT_CONFIG`` for the
-run, so the Dagster definitions, the candidates and every asset read that file.
+names (``preflight init`` writes a starter one). ``--config`` becomes the settings file of
+``preflight.environment`` (for this process and the step processes it starts), so the Dagster
+definitions, the candidates and every asset read that file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -21,17 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from preflight import environment
     from preflight.config import ConfigError, load_settings
     from preflight.models.candidates import CandidateError, load_candidates
 
     if args.config is not None:
-        os.environ["PREFLIGHT_CONFIG"] = str(args.config.expanduser().resolve())
+        environment.use_config_file(args.config)
     try:  # fail before Dagster starts, with the file's own message
         settings = load_settings()
         taxonomy = settings.taxonomy_obj
-        load_candidates(os.environ.get("PREFLIGHT_CANDIDATES") or settings.candidates_file,
+        load_candidates(environment.candidates_file() or settings.candidates_file,
                         taxonomy=taxonomy)
-    except (ConfigError, CandidateError) as exc:
+        environment.executor()
+    except (ConfigError, CandidateError, environment.EnvironmentSettingError) as exc:
         print(f"preflight run: {exc}", file=sys.stderr)
         return 2
     sample = settings.data.landing_dir or "the embedded synthetic sample (data.landing_dir: null)"

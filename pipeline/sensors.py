@@ -21,9 +21,13 @@ def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
                             store: PreflightStore):
         """A batch is processed once: its name is the run key and is kept in the cursor (which
         Dagster persists, so a daemon restart does not re-request it)."""
+        from preflight.config import ConfigError
         from preflight.data.landing import scan_landing
 
-        cfg = settings.load().landing
+        try:
+            cfg = settings.load().landing
+        except ConfigError as exc:  # one line in the tick, not a stack trace
+            return dg.SkipReason(f"settings: {exc}")
         root = cfg.dir or str(store.path("landing", "batches", "x").parent)
         seen = set(json.loads(context.cursor)) if context.cursor else set()
         statuses = scan_landing(root)
@@ -43,17 +47,21 @@ def build_landing_sensor(job: dg.UnresolvedAssetJobDefinition, interval_s: int
     return landed_batch_sensor
 
 
-def build_retrigger_sensor(pass_job) -> dg.SensorDefinition:
+def build_retrigger_sensor(pass_job, settings: SettingsResource) -> dg.SensorDefinition:
     @dg.asset_sensor(asset_key=dg.AssetKey("drift_report"), job=pass_job,
                      name="drift_retrigger_sensor",
                      description="When drift fails and drift.retrigger_on_fail is set, runs the "
                                  "fine-tune / decision chain again.")
     def drift_retrigger_sensor(context: dg.SensorEvaluationContext, asset_event):
         # Dagster 1.13's asset_sensor does not hand resources to its function when invoked
-        # directly, so this one reads the settings file named by the environment itself
-        from preflight.config import load_settings
+        # directly, so the definitions' settings resource is closed over instead
+        from preflight.config import ConfigError
 
-        if not load_settings().drift.retrigger_on_fail:
+        try:
+            retrigger = settings.load().drift.retrigger_on_fail
+        except ConfigError as exc:
+            return dg.SkipReason(f"settings: {exc}")
+        if not retrigger:
             return dg.SkipReason("drift.retrigger_on_fail is off")
         mat = asset_event.dagster_event.event_specific_data.materialization
         level = mat.metadata.get("worst_level")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from preflight.environment import child_environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home()
     bindir = Path(sys.executable).parent
     procs: list[subprocess.Popen] = []
-    env = dict(os.environ)
+    env = child_environment()
     if not args.no_mlflow:
         tracker = MlflowTracker()
         procs.append(subprocess.Popen([

@@ -14,7 +14,6 @@ generic one (no per-class override, every candidate, ...).
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -499,7 +498,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load and validate the settings YAML (default: ``$PREFLIGHT_CONFIG`` or config/preflight.yaml)."""
-    path = Path(path or os.environ.get("PREFLIGHT_CONFIG") or DEFAULT_CONFIG_PATH)
+    from preflight import environment
+
+    path = Path(path or environment.config_file() or DEFAULT_CONFIG_PATH)
     if not path.exists():
         raise ConfigError(f"settings file {path} does not exist")
     raw = _read_with_base(path, seen=())
@@ -557,4 +558,6 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
 
 def preflight_home() -> Path:
     """The project-local home for data, Dagster storage, MLflow store and the model zoo."""
-    return Path(os.environ.get("PREFLIGHT_HOME") or Path.cwd() / ".preflight").resolve()
+    from preflight import environment
+
+    return environment.home()

@@ -20,7 +20,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from preflight.config import Settings, load_settings, preflight_home, settings_from_dict
+from preflight.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    preflight_home,
+    settings_from_dict,
+)
 
 SETTINGS_TAG = "preflight/settings_sha256"
 SETTINGS_FILE_TAG = "preflight/settings_file"
@@ -40,10 +46,17 @@ class SettingsResource(dg.ConfigurableResource):
         self._instance = context.instance
 
     def load(self) -> Settings:
-        """The run's snapshot inside a run; the file as it is now outside one."""
+        """The run's snapshot inside a run; the file as it is now outside one.
+
+        Inside a run a mistake in the file (``ConfigError``) fails the step with a
+        ``dagster.Failure`` whose description is the error's one line, naming the key, so the
+        run shows that line rather than a stack trace."""
         if not self._run_id:
             return load_settings(self.config_path)
-        return settings_from_dict(self.snapshot()["settings"])
+        try:
+            return settings_from_dict(self.snapshot()["settings"])
+        except ConfigError as exc:
+            raise settings_failure(exc) from None
 
     def snapshot(self) -> dict:
         """``{"settings", "sha256", "source"}`` of this run, written by the first step to ask."""
@@ -69,6 +82,11 @@ class SettingsResource(dg.ConfigurableResource):
                   else preflight_home() / "settings" / "runs")
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{run_id}.json"
+
+
+def settings_failure(exc: ConfigError) -> dg.Failure:
+    """The step failure for a mistake in the settings file: its one line, no stack trace."""
+    return dg.Failure(description=f"settings: {exc}", allow_retries=False)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,7 @@ from preflight.taxonomy import Taxonomy
 class ModelZoo(dg.ConfigurableResource):
     """Loads candidates (sha256-checked zoo stand-ins, local checkpoints or hub names)."""
 
-    candidates_file: str | None = None  # None: the settings' candidates_file
+    candidates_file: str | None = None  # None: the settings' (EnvVar PREFLIGHT_CANDIDATES if set)
     zoo_dir: str | None = None  # None: <home>/zoo
     device: str | None = None  # None: CUDA when present, else CPU
 
@@ -27,8 +26,7 @@ class ModelZoo(dg.ConfigurableResource):
 
     def candidates(self) -> list[Candidate]:
         settings = load_settings()
-        path = (self.candidates_file or os.environ.get("PREFLIGHT_CANDIDATES")
-                or settings.candidates_file)
+        path = self.candidates_file or settings.candidates_file
         return load_candidates(path, taxonomy=settings.taxonomy_obj)
 
     def candidate(self, name: str) -> Candidate:

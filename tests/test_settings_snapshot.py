@@ -71,7 +71,7 @@ def test_outside_a_run_the_file_is_read_as_it_is(world):
 
 def test_definitions_take_the_environment_as_envvars(world, monkeypatch):
     """The settings path, home and candidates file reach the resources as Dagster EnvVars,
-    read in one place (pipeline.definitions); the executor too."""
+    read in one place (preflight.environment); the executor too."""
     from pipeline.definitions import ENVIRONMENT, build_resources
 
     monkeypatch.setenv("PREFLIGHT_CONFIG", str(world))

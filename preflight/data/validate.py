@@ -23,7 +23,6 @@ Policy:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +67,9 @@ class Rule:
 
 
 def _gx():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from preflight.environment import library_default
+
+    library_default("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     return gx

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from preflight.environment import child_environment
 from preflight.latency.timing import LatencyError, PredictFn
 
 MARKER = "PREFLIGHT_COLDSTART "
@@ -84,7 +85,7 @@ def cold_start(spec: ModelSpec, frame: np.ndarray, *, timeout_s: float = 300.0,
                env: dict[str, str] | None = None) -> ColdStart:
     """Spawn a fresh interpreter that imports, builds and runs ``spec`` once on ``frame``."""
     payload = pickle.dumps({"spec": spec, "frame": np.ascontiguousarray(frame)})
-    child_env = dict(os.environ if env is None else env)
+    child_env = child_environment(env)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (_repo_root(), child_env.get("PYTHONPATH", "")) if p)
     with tempfile.TemporaryFile() as stdin_file, tempfile.TemporaryFile() as err_file:

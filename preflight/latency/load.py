@@ -13,7 +13,6 @@ the block exits, also on exceptions and on KeyboardInterrupt.
 
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from preflight.environment import child_environment
 
 _SPIN = {
     "matmul": (
@@ -87,7 +88,7 @@ def cotenant_load(workers: int = 1, kind: str = "matmul", *, start_timeout_s: fl
         raise ValueError(f"unknown load kind {kind!r}; expected one of {list(LOAD_KINDS)}")
     if workers < 0:
         raise ValueError("workers must be >= 0")
-    env = dict(os.environ)
+    env = child_environment()
     env.update({k: "1" for k in _ONE_THREAD})
     processes: list[subprocess.Popen] = []
     try:

@@ -49,6 +49,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from preflight.environment import child_environment
+
 log = logging.getLogger(__name__)
 
 READY = b"R"
@@ -149,7 +151,7 @@ class BootstrapHelper:
         non-POSIX system, or with a warning when no process can be started here."""
         if os.name != "posix":   # select() on pipes and F_SETPIPE_SZ are POSIX / Linux
             return None
-        env = dict(os.environ)
+        env = child_environment()
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")     # the helper is one core's worth of work

@@ -150,7 +150,9 @@ def load_candidates(path: str | Path | None = None, *,
         from preflight.config import load_settings
 
         taxonomy = load_settings().taxonomy_obj
-    path = Path(path or os.environ.get("PREFLIGHT_CANDIDATES") or DEFAULT_CANDIDATES_PATH)
+    from preflight import environment
+
+    path = Path(path or environment.candidates_file() or DEFAULT_CANDIDATES_PATH)
     if not path.is_file():
         raise CandidateError(f"candidates file {path} does not exist")
     try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from preflight import environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +116,7 @@ def _build(args: argparse.Namespace) -> int:
     logging.getLogger("preflight").setLevel(logging.INFO)
     settings = load_settings()
     cfg = settings.zoo
-    candidates = load_candidates(args.candidates or os.environ.get("PREFLIGHT_CANDIDATES")
+    candidates = load_candidates(args.candidates or environment.candidates_file()
                                  or settings.candidates_file)
     t0 = time.perf_counter()
     manifest = build_zoo(args.zoo or default_zoo_dir(), candidates, data_dir=args.data,

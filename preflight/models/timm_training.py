@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.filenames import fs_path
+from preflight.environment import library_default
 from preflight.models.base import ModelError, TrainResult
 from preflight.models.timm_adapter import (
     HUB_PREFIX,
@@ -51,7 +51,7 @@ from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 # albumentations checks PyPI for updates on import unless told not to (offline-safe, as in stress/)
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+library_default("NO_ALBUMENTATIONS_UPDATE", "1")
 
 FREEZE_MODES: tuple[str, ...] = ("head", "deeper", "none")
 HISTORY_NAME = "history.csv"

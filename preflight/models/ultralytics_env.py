@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +35,12 @@ _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 
 def set_ultralytics_env() -> None:
     """Set ultralytics' environment defaults (before it is imported; no-op for keys already set)."""
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(preflight_home() / "ultralytics"))
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
+    from preflight.environment import library_default
+
+    config_dir = library_default("YOLO_CONFIG_DIR", str(preflight_home() / "ultralytics"))
+    library_default("YOLO_OFFLINE", "1")
+    library_default("YOLO_AUTOINSTALL", "false")
+    Path(config_dir).mkdir(parents=True, exist_ok=True)
 
 
 def _seed_fonts(config_dir: Path) -> None:

@@ -32,13 +32,14 @@ the run seed and the image id, so results do not depend on iteration order.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from preflight.environment import library_default
+
+library_default("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402

@@ -15,10 +15,11 @@ All randomness comes from the transform's own generators (``self.random_generato
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+from preflight.environment import library_default
+
+library_default("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
