@@ -139,8 +139,10 @@ class Matches:
     """Per-detection and per-ground-truth results of COCO matching.
 
     ``dt_gt[t, i]``: the ground truth matched by detection ``i`` at area range "all" and IoU
-    threshold ``t`` (-1: unmatched; int32); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a true
-    / false positive (neither: ignored); ``gt_ignore (A, n_gt)``.
+    threshold ``t`` (-1: unmatched; int32); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a
+    true / false positive (neither: ignored); ``gt_ignore (A, n_gt)``. The three are transposed
+    views of per-detection rows (``rows(tp)`` gives the ``(n_dt, A, T)`` array the kernels
+    read).
     """
 
     dt_gt: np.ndarray
@@ -159,7 +161,7 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     (group, rank inside the group: 0 = highest score) and ``d_start`` bounds the groups in it
     (see ``kernels.rank_in_groups``).
     """
-    from preflight.metrics.kernels import match_groups, run_split, scatter_rows
+    from preflight.metrics.kernels import match_groups, run_split
 
     thr = np.asarray(params.iou_thresholds, dtype=np.float64)
     gt_crowd = np.asarray(gt_crowd, dtype=bool)
@@ -170,19 +172,23 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     first = np.asarray(dt_group)[d_order[d_start[:-1]]]
     gt_start = np.searchsorted(g_sorted, first, side="left")
     gt_end = np.searchsorted(g_sorted, first, side="right")
-    # matched in group order (sequential writes), then each (area, threshold) row scattered
-    # to detection order: writing detection order directly misses the cache on every write
-    by_group = (np.full((T, n_dt), -1, dtype=np.int32), np.zeros((A, T, n_dt), dtype=bool),
-                np.zeros((A, T, n_dt), dtype=bool))
+    # one row per detection (all its area ranges and thresholds in one cache line), written in
+    # place by the kernel; the (A, T, n) arrays are transposed views of these rows
+    dt_gt = np.full((n_dt, T), -1, dtype=np.int32)
+    tp = np.zeros((n_dt, A, T), dtype=bool)
+    fp = np.zeros((n_dt, A, T), dtype=bool)
     work = np.diff(d_start) * (gt_end - gt_start + 1)
     run_split(match_groups, len(first), (
-        d_start, np.ascontiguousarray(np.asarray(dt_box, np.float64)[d_order]),
+        d_start, d_order, np.ascontiguousarray(np.asarray(dt_box, np.float64)[d_order]),
         np.asarray(dt_area, np.float64)[d_order], gt_start, gt_end, g_order,
         np.ascontiguousarray(gt_box, np.float64), gt_crowd, gt_ignore,
         np.asarray(params.area_ranges, dtype=np.float64), thr, params.area_index("all"),
-        *by_group), work)
-    dt_gt, tp, fp = (np.empty_like(x) for x in by_group)
-    for src, dst in zip(by_group, (dt_gt, tp, fp), strict=True):
-        rows = src.reshape(int(np.prod(src.shape[:-1])), n_dt)
-        run_split(scatter_rows, len(rows), (rows, d_order, dst.reshape(len(rows), n_dt)))
-    return Matches(dt_gt=dt_gt, tp=tp, fp=fp, gt_ignore=gt_ignore)
+        dt_gt, tp, fp), work)
+    return Matches(dt_gt=dt_gt.T, tp=tp.transpose(1, 2, 0), fp=fp.transpose(1, 2, 0),
+                   gt_ignore=gt_ignore)
+
+
+def rows(x: np.ndarray) -> np.ndarray:
+    """The detection-major array behind a ``(..., n_dt)`` match array: ``(n_dt, ...)``,
+    C-contiguous (no copy for the arrays :func:`match` returns)."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 0))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
-from preflight.metrics.coco import CocoParams, in_area, match
+from preflight.metrics.coco import CocoParams, in_area, match, rows
 from preflight.metrics.kernels import accumulate_areas, rank_in_groups, run_split, slice_npig
 
 GT_REQUIRED = ("image_id", "class_id", "x", "y", "w", "h")
@@ -284,7 +284,7 @@ class EvaluationIndex:
         recall = np.empty((S, A, T, K))
         recall_m = np.empty((S, 2, T, K))
         run_split(accumulate_areas, A, (
-            self.tp, self.fp, self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
+            rows(self.tp), rows(self.fp), self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
             np.asarray(p.rec_thresholds, dtype=np.float64), 100, np.array([1, 10], np.int64),
             a_all, precision, recall, recall_m), self.cached("area_work", self._area_work))
         t50, t75 = p.iou_index(0.5), p.iou_index(0.75)

@@ -17,70 +17,143 @@ from numba import njit
 EPS = np.spacing(1)
 
 
-@njit(cache=True, nogil=True)
-def _bb_iou(d, g, crowd):
+@njit(cache=True, nogil=True, inline="always")
+def _bb_iou(dx, dy, dw, dh, gx, gy, gw, gh, crowd):
     """pycocotools' ``bbIou`` for one pair (``x, y, w, h``; crowd: over the detection's area)."""
-    w = min(d[2] + d[0], g[2] + g[0]) - max(d[0], g[0])
+    w = min(dw + dx, gw + gx) - max(dx, gx)
     if w <= 0:
         return 0.0
-    h = min(d[3] + d[1], g[3] + g[1]) - max(d[1], g[1])
+    h = min(dh + dy, gh + gy) - max(dy, gy)
     if h <= 0:
         return 0.0
     inter = w * h
-    da = d[2] * d[3]
+    da = dw * dh
     if crowd:
         return inter / da
-    return inter / (da + g[2] * g[3] - inter)
+    return inter / (da + gw * gh - inter)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _greedy(nd, ng, ious, visit, ign, a, crowd, taken, thr, out, t):
+    """pycocotools' greedy matching of one group at one IoU threshold and the ignore flags
+    ``ign[a]``: ``out[a, di, t]`` = matched ground truth (group position) or -1; ``visit``: the
+    non-ignored ground truth first (stable), as pycocotools' sort on the ignore flag. (Rows
+    are passed as indices: a view per call costs more than the matching of a small group.)"""
+    for gj in range(ng):
+        taken[gj] = False
+    for di in range(nd):
+        iou = min(thr, 1 - 1e-10)
+        m = -1
+        for v in range(ng):
+            gj = visit[v]
+            if taken[gj] and not crowd[gj]:
+                continue
+            if m > -1 and not ign[a, m] and ign[a, gj]:
+                break
+            if ious[di * ng + gj] < iou:
+                continue
+            iou = ious[di * ng + gj]
+            m = gj
+        if m > -1:
+            taken[m] = True
+        out[a, di, t] = m
 
 
 @njit(cache=True, nogil=True)
-def match_groups(g_lo, g_hi, d_start, dt_box, dt_area, gt_start, gt_end, g_order,
-                 gt_box, gt_crowd, gt_ignore, area_ranges, thresholds, area_all, dt_gt, tp, fp):
+def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end, g_order,
+                 gt_box, gt_crowd, gt_ignore, area_ranges, thresholds, area_ref, dt_gt, tp, fp):
     """Greedy COCO matching of the (image, category) groups ``g_lo .. g_hi - 1``.
 
     Detections come in group order (``dt_box``, ``dt_area``: by group, then rank); group ``q``'s
-    are ``d_start[q]:d_start[q + 1]`` and its ground
-    truth ``g_order[gt_start[q]:gt_end[q]]`` (input order); ``gt_ignore (A, n_gt)``. Writes
-    ``tp`` and ``fp`` ``(A, T, n_dt)`` and, at area range ``area_all``, the matched ground truth
-    ``dt_gt (T, n_dt)`` (-1: unmatched), all in group order (sequential writes;
-    :func:`scatter_rows` puts them in detection order); other groups' entries are left alone,
-    so disjoint group ranges may run on several threads at once.
+    are ``d_start[q]:d_start[q + 1]``, and ``d_order`` gives each one's row in the outputs; its
+    ground truth is ``g_order[gt_start[q]:gt_end[q]]`` (input order); ``gt_ignore (A, n_gt)``.
+    Writes ``tp`` and ``fp`` ``(n_dt, A, T)`` and, at area range ``area_ref``, the matched
+    ground truth ``dt_gt (n_dt, T)`` (-1: unmatched, as initialised); other groups' rows are left
+    alone, so disjoint group ranges may run on several threads at once.
+
+    The matching depends on the area range only through the ground truth's ignore flags: it is
+    done at ``area_ref`` and reused for every range whose flags in the group are the same, or
+    (no crowd box in the group) all equal -- then the visiting order and every comparison are
+    those of ``area_ref``'s all-equal flags. Only groups mixing flags are matched again. With
+    one ground truth, each threshold is taken by the first detection reaching it (all
+    thresholds in one pass over the detections).
     """
     A, T = gt_ignore.shape[0], thresholds.shape[0]
-    ious = np.zeros(64)
-    visit = np.zeros(16, dtype=np.int64)
-    ign = np.zeros((A, 16), dtype=np.bool_)
-    crowd = np.zeros(16, dtype=np.bool_)
-    taken = np.zeros(16, dtype=np.bool_)
+    cap_d, cap_g = 16, 16
+    ious = np.zeros(cap_d * cap_g)
+    matched = np.empty((A, cap_d, T), dtype=np.int64)   # [a, di, t]: ground truth or -1
+    visit = np.zeros(cap_g, dtype=np.int64)
+    ign = np.zeros((A, cap_g), dtype=np.bool_)
+    crowd = np.zeros(cap_g, dtype=np.bool_)
+    taken = np.zeros(cap_g, dtype=np.bool_)
+    source = np.empty(A, dtype=np.int64)                 # whose matching area a uses
+    flat = np.empty(A, dtype=np.int64)                   # its flags: 0 / 1 all equal, -1 mixed
+    thr = np.empty(T)
+    for t in range(T):
+        thr[t] = min(thresholds[t], 1 - 1e-10)
     for q in range(g_lo, g_hi):
         i0, nd = d_start[q], d_start[q + 1] - d_start[q]
         gi0, ng = gt_start[q], gt_end[q] - gt_start[q]
         if ng == 0:
             for di in range(nd):
-                d = i0 + di
+                row = d_order[i0 + di]
                 for a in range(A):
-                    inside = area_ranges[a, 0] <= dt_area[d] <= area_ranges[a, 1]
+                    inside = area_ranges[a, 0] <= dt_area[i0 + di] <= area_ranges[a, 1]
                     for t in range(T):
-                        fp[a, t, d] = inside
+                        fp[row, a, t] = inside
             continue
-        if nd * ng > ious.shape[0]:
-            ious = np.zeros(2 * nd * ng)
-        if ng > visit.shape[0]:
-            visit = np.zeros(2 * ng, dtype=np.int64)
-            ign = np.zeros((A, 2 * ng), dtype=np.bool_)
-            crowd = np.zeros(2 * ng, dtype=np.bool_)
-            taken = np.zeros(2 * ng, dtype=np.bool_)
+        if nd > cap_d or ng > cap_g:
+            cap_d, cap_g = max(cap_d, 2 * nd), max(cap_g, 2 * ng)
+            ious = np.zeros(cap_d * cap_g)
+            matched = np.empty((A, cap_d, T), dtype=np.int64)
+            visit = np.zeros(cap_g, dtype=np.int64)
+            ign = np.zeros((A, cap_g), dtype=np.bool_)
+            crowd = np.zeros(cap_g, dtype=np.bool_)
+            taken = np.zeros(cap_g, dtype=np.bool_)
+        any_crowd = False
         for gj in range(ng):
             g = g_order[gi0 + gj]
             crowd[gj] = gt_crowd[g]
+            any_crowd = any_crowd or crowd[gj]
             for a in range(A):
                 ign[a, gj] = gt_ignore[a, g]
-        for di in range(nd):
-            d = i0 + di
-            for gj in range(ng):
-                ious[di * ng + gj] = _bb_iou(dt_box[d], gt_box[g_order[gi0 + gj]], crowd[gj])
+        for gj in range(ng):
+            g = g_order[gi0 + gj]
+            gx, gy, gw, gh = gt_box[g, 0], gt_box[g, 1], gt_box[g, 2], gt_box[g, 3]
+            for di in range(nd):
+                d = i0 + di
+                ious[di * ng + gj] = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2],
+                                             dt_box[d, 3], gx, gy, gw, gh, crowd[gj])
         for a in range(A):
-            # pycocotools visits non-ignored ground truth first (stable sort on the ignore flag)
+            flat[a] = 1 if ign[a, 0] else 0
+            for gj in range(1, ng):
+                if ign[a, gj] != ign[a, 0]:
+                    flat[a] = -1
+        for a in range(A):
+            same = True
+            for gj in range(ng):
+                same = same and ign[a, gj] == ign[area_ref, gj]
+            if a == area_ref or not (
+                    same or (flat[a] >= 0 and flat[area_ref] >= 0 and not any_crowd)):
+                source[a] = a
+            else:
+                source[a] = area_ref
+        for a in range(A):
+            if source[a] != a:
+                continue
+            if ng == 1:
+                # one ground truth: at each threshold the first detection reaching it takes it
+                # (any number do when it is a crowd box)
+                done = 0
+                for di in range(nd):
+                    c = 0
+                    while c < T and ious[di] >= thr[c]:
+                        c += 1
+                    for t in range(T):
+                        matched[a, di, t] = 0 if (crowd[0] or t >= done) and t < c else -1
+                    if not crowd[0]:
+                        done = max(done, c)
+                continue
             nv = 0
             for gj in range(ng):
                 if not ign[a, gj]:
@@ -90,40 +163,31 @@ def match_groups(g_lo, g_hi, d_start, dt_box, dt_area, gt_start, gt_end, g_order
                 if ign[a, gj]:
                     visit[nv] = gj
                     nv += 1
-            lo, hi = area_ranges[a, 0], area_ranges[a, 1]
             for t in range(T):
-                for gj in range(ng):
-                    taken[gj] = False
-                for di in range(nd):
-                    d = i0 + di
-                    iou = min(thresholds[t], 1 - 1e-10)
-                    m = -1
-                    for v in range(ng):
-                        gj = visit[v]
-                        if taken[gj] and not crowd[gj]:
-                            continue
-                        if m > -1 and not ign[a, m] and ign[a, gj]:
-                            break
-                        if ious[di * ng + gj] < iou:
-                            continue
-                        iou = ious[di * ng + gj]
-                        m = gj
-                    if m > -1:
-                        taken[m] = True
-                        if a == area_all:
-                            dt_gt[t, d] = g_order[gi0 + m]
-                        tp[a, t, d] = not ign[a, m]
-                    else:
-                        fp[a, t, d] = lo <= dt_area[d] <= hi
-
-
-@njit(cache=True, nogil=True)
-def scatter_rows(r_lo, r_hi, src, order, dst):
-    """``dst[r, order] = src[r]`` for rows ``r_lo .. r_hi - 1`` of 2-d arrays (one row fits a
-    core's cache, so the scattered writes stay there)."""
-    for r in range(r_lo, r_hi):
-        for j in range(order.shape[0]):
-            dst[r, order[j]] = src[r, j]
+                _greedy(nd, ng, ious, visit, ign, a, crowd, taken, thr[t], matched, t)
+        for di in range(nd):
+            row = d_order[i0 + di]
+            area_d = dt_area[i0 + di]
+            for t in range(T):
+                m = matched[area_ref, di, t]
+                if m > -1:
+                    dt_gt[row, t] = g_order[gi0 + m]
+            for a in range(A):
+                src = source[a]
+                inside = area_ranges[a, 0] <= area_d <= area_ranges[a, 1]
+                if flat[a] >= 0:
+                    keep = flat[a] == 0
+                    for t in range(T):
+                        hit = matched[src, di, t] > -1
+                        tp[row, a, t] = hit and keep
+                        fp[row, a, t] = inside and not hit
+                else:
+                    for t in range(T):
+                        m = matched[src, di, t]
+                        if m > -1:
+                            tp[row, a, t] = not ign[a, m]
+                        else:
+                            fp[row, a, t] = inside
 
 
 @njit(cache=True, nogil=True)
@@ -192,32 +256,39 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
     """COCO accumulation of every slice at once for the area ranges ``a_lo .. a_hi - 1``: one
     pass over the detections per area range, every IoU threshold and slice counted along.
 
-    ``tp``/``fp``: ``(A, T, n)`` in pycocotools' accumulation order (category, score order);
+    ``tp``/``fp``: ``(n, A, T)`` in pycocotools' accumulation order (category, score order);
     ``labels (n_images, C)``: each image's slice in each column (-1: none; a column is a
     partition of some images, e.g. the overall set or the values of one slice column);
     ``npig (S, A, K)``. Counts detections of rank < ``max_det``. Writes interpolated precision
     ``precision (S, A, T, K, R)``, recall ``(S, A, T, K)`` and, at area ``recall_area``, the
     recall for the smaller ``recall_dets`` ``recall_m (S, M, T, K)``; NaN where a slice has no
     positives. Disjoint area ranges may run on several threads at once.
+
+    False positives are not counted one by one: a detection is a true positive, a false
+    positive or ignored at each threshold, so the false positives before a position are the
+    detections seen (not ignored at every threshold) minus the true positives and the ignored
+    ones there -- one count per slice for most detections instead of one per threshold.
     """
-    A, T, n = tp.shape
+    n, A, T = tp.shape
     S, _, K = npig.shape
     C = labels.shape[1]
     R = rec.shape[0]
     M = recall_dets.shape[0]
-    tpc = np.zeros((T, S, K))
-    fpc = np.zeros((T, S, K))
-    hits = np.zeros((T, S, M, K))
-    # best[t, s, k, j]: highest precision at a position where exactly j thresholds are reached
-    best = np.zeros((T, S, K, R + 1))
+    tpc = np.zeros((S, K, T))
+    igc = np.zeros((S, K, T))
+    seen = np.zeros((S, K))
+    hits = np.zeros((S, K, M, T))
+    # best[s, k, t, j]: highest precision at a position where exactly j thresholds are reached
+    best = np.zeros((S, K, T, R + 1))
     # need[s, k, j]: true positives from which the recall tp / npig reaches threshold j (the
-    # same float division, so exact); reached[t, s, k]: thresholds reached so far
+    # same float division, so exact); reached[s, k, t]: thresholds reached so far
     need = np.zeros((S, K, R))
-    reached = np.zeros((T, S, K), dtype=np.int64)
+    reached = np.zeros((S, K, T), dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
     for a in range(a_lo, a_hi):
         tpc[:] = 0.0
-        fpc[:] = 0.0
+        igc[:] = 0.0
+        seen[:] = 0.0
         hits[:] = 0.0
         best[:] = 0.0
         reached[:] = 0
@@ -236,6 +307,13 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
             r = dt_rank[i]
             if r >= max_det:
                 continue
+            n_tp = 0
+            n_fp = 0
+            for t in range(T):
+                n_tp += tp[i, a, t]
+                n_fp += fp[i, a, t]
+            if n_tp + n_fp == 0:           # ignored at every threshold
+                continue
             k = dt_cat[i]
             img = dt_img[i]
             ns = 0
@@ -244,33 +322,38 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                 if s >= 0:
                     sl[ns] = s
                     ns += 1
+                    seen[s, k] += 1.0
+            if n_fp == T:
+                continue
             for t in range(T):
-                if fp[a, t, i]:
-                    for c in range(ns):
-                        fpc[t, sl[c], k] += 1.0
+                if fp[i, a, t]:
                     continue
-                if not tp[a, t, i]:
+                if not tp[i, a, t]:
+                    for c in range(ns):
+                        igc[sl[c], k, t] += 1.0
                     continue
                 for c in range(ns):
                     s = sl[c]
-                    tpc[t, s, k] += 1.0
+                    tpc[s, k, t] += 1.0
                     if a == recall_area:
                         for mi in range(M):
                             if r < recall_dets[mi]:
-                                hits[t, s, mi, k] += 1.0
+                                hits[s, k, mi, t] += 1.0
                     p = npig[s, a, k]
                     if p > 0:
-                        pr = tpc[t, s, k] / (fpc[t, s, k] + tpc[t, s, k] + EPS)
-                        j = reached[t, s, k]
-                        while j < R and tpc[t, s, k] >= need[s, k, j]:
+                        tps = tpc[s, k, t]
+                        fps = seen[s, k] - tps - igc[s, k, t]
+                        pr = tps / (fps + tps + EPS)
+                        j = reached[s, k, t]
+                        while j < R and tps >= need[s, k, j]:
                             j += 1
-                        reached[t, s, k] = j
-                        if pr > best[t, s, k, j]:
-                            best[t, s, k, j] = pr
-        for t in range(T):
-            for s in range(S):
-                for k in range(K):
-                    p = npig[s, a, k]
+                        reached[s, k, t] = j
+                        if pr > best[s, k, t, j]:
+                            best[s, k, t, j] = pr
+        for s in range(S):
+            for k in range(K):
+                p = npig[s, a, k]
+                for t in range(T):
                     if p <= 0:
                         recall[s, a, t, k] = np.nan
                         for j in range(R):
@@ -279,16 +362,16 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                             for mi in range(M):
                                 recall_m[s, mi, t, k] = np.nan
                         continue
-                    recall[s, a, t, k] = tpc[t, s, k] / p
+                    recall[s, a, t, k] = tpc[s, k, t] / p
                     if a == recall_area:
                         for mi in range(M):
-                            recall_m[s, mi, t, k] = hits[t, s, mi, k] / p
+                            recall_m[s, mi, t, k] = hits[s, k, mi, t] / p
                     # interpolated precision at threshold j: the best over positions reaching
                     # more than j thresholds (pycocotools' right-to-left running max)
                     run = 0.0
                     for j in range(R, 0, -1):
-                        if best[t, s, k, j] > run:
-                            run = best[t, s, k, j]
+                        if best[s, k, t, j] > run:
+                            run = best[s, k, t, j]
                         precision[s, a, t, k, j - 1] = run
 
 
