@@ -17,7 +17,13 @@ import pandas as pd
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
 from preflight.metrics.coco import CocoParams, in_area, match, rows
-from preflight.metrics.kernels import accumulate_areas, rank_in_groups, run_split, slice_npig
+from preflight.metrics.kernels import (
+    accumulate_areas,
+    count_areas,
+    rank_in_groups,
+    run_split,
+    slice_npig,
+)
 
 GT_REQUIRED = ("image_id", "class_id", "x", "y", "w", "h")
 DT_REQUIRED = ("image_id", "class_id", "score", "x", "y", "w", "h")
@@ -301,7 +307,7 @@ class EvaluationIndex:
 
     def _area_work(self) -> np.ndarray:
         """Counted detections per area range: the work of accumulating it."""
-        return (self.tp | self.fp).sum(axis=(1, 2)) + self.tp.shape[2]
+        return count_areas(rows(self.tp), rows(self.fp)) + self.tp.shape[2]
 
     def _recall(self, mask, weights, area: int, max_det: int) -> np.ndarray:
         """Recall ``(T, K)`` at one (area, maxDets) cell: what :meth:`evaluate` gives there,

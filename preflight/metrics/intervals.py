@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 
+from preflight.metrics.kernels import grouped_cluster_sums
+
 #: two-sided 95% normal quantile
 Z95 = 1.959963984540054
 
@@ -72,29 +74,11 @@ def cluster_wilson_grouped(successes, trials, labels: np.ndarray, n_groups: int,
     if y.shape != n.shape:
         raise ValueError(f"successes {y.shape} and trials {n.shape} differ in shape")
     rest = y.shape[1:]
-    y2, n2 = y.reshape(len(y), -1), n.reshape(len(n), -1)
-    width = y2.shape[1]
-    total_n = np.zeros((n_groups, width))
-    total_y = np.zeros((n_groups, width))
-    frames = np.zeros((n_groups, width))
-    sq = np.zeros((n_groups, width))
-    present = (n2 > 0).astype(np.float64)
-    cols = [labels[:, c] for c in range(labels.shape[1])]
-    cells = [(lab >= 0, (lab[:, None] * width + np.arange(width)[None, :])) for lab in cols]
-
-    def add(out: np.ndarray, ok: np.ndarray, cell: np.ndarray, values: np.ndarray) -> None:
-        out += np.bincount(cell[ok].ravel(), weights=values[ok].ravel(),
-                           minlength=n_groups * width).reshape(n_groups, width)
-
-    for (ok, cell) in cells:
-        add(total_n, ok, cell, n2)
-        add(total_y, ok, cell, y2)
-        add(frames, ok, cell, present)
+    y2 = np.ascontiguousarray(y.reshape(len(y), -1))
+    n2 = np.ascontiguousarray(n.reshape(len(n), -1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = total_y / total_n
-        for lab, (ok, cell) in zip(cols, cells, strict=True):
-            resid = y2 - p[np.maximum(lab, 0)] * n2
-            add(sq, ok, cell, resid * resid)
+        total_n, total_y, frames, sq, p = grouped_cluster_sums(
+            y2, n2, np.ascontiguousarray(labels, dtype=np.int64), n_groups)
         var_cluster = frames / (frames - 1.0) * sq / (total_n * total_n)
         var_binom = p * (1.0 - p) / total_n
         estimable = (frames > 1) & (var_binom > 0)

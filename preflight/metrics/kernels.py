@@ -285,6 +285,8 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
     need = np.zeros((S, K, R))
     reached = np.zeros((S, K, T), dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
+    tl = np.empty(T, dtype=np.int64)        # a detection's true-positive thresholds
+    il = np.empty(T, dtype=np.int64)        # and ignored ones
     for a in range(a_lo, a_hi):
         tpc[:] = 0.0
         igc[:] = 0.0
@@ -308,11 +310,18 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
             if r >= max_det:
                 continue
             n_tp = 0
+            n_ig = 0
             n_fp = 0
             for t in range(T):
-                n_tp += tp[i, a, t]
-                n_fp += fp[i, a, t]
-            if n_tp + n_fp == 0:           # ignored at every threshold
+                if tp[i, a, t]:
+                    tl[n_tp] = t
+                    n_tp += 1
+                elif fp[i, a, t]:
+                    n_fp += 1
+                else:
+                    il[n_ig] = t
+                    n_ig += 1
+            if n_ig == T:                  # ignored at every threshold
                 continue
             k = dt_cat[i]
             img = dt_img[i]
@@ -325,23 +334,20 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                     seen[s, k] += 1.0
             if n_fp == T:
                 continue
-            for t in range(T):
-                if fp[i, a, t]:
-                    continue
-                if not tp[i, a, t]:
-                    for c in range(ns):
-                        igc[sl[c], k, t] += 1.0
-                    continue
-                for c in range(ns):
-                    s = sl[c]
-                    tpc[s, k, t] += 1.0
+            for c in range(ns):
+                s = sl[c]
+                for u in range(n_ig):
+                    igc[s, k, il[u]] += 1.0
+                p = npig[s, a, k]
+                for u in range(n_tp):
+                    t = tl[u]
+                    tps = tpc[s, k, t] + 1.0
+                    tpc[s, k, t] = tps
                     if a == recall_area:
                         for mi in range(M):
                             if r < recall_dets[mi]:
                                 hits[s, k, mi, t] += 1.0
-                    p = npig[s, a, k]
                     if p > 0:
-                        tps = tpc[s, k, t]
                         fps = seen[s, k] - tps - igc[s, k, t]
                         pr = tps / (fps + tps + EPS)
                         j = reached[s, k, t]
@@ -402,3 +408,51 @@ def run_split(kernel, n_items: int, args: tuple, weights: np.ndarray | None = No
     with ThreadPoolExecutor(len(ranges)) as pool:
         for f in [pool.submit(kernel, lo, hi, *args) for lo, hi in ranges]:
             f.result()
+
+
+@njit(cache=True, nogil=True)
+def count_areas(tp, fp):
+    """Detections counted (true or false positive at some threshold) per area range, from
+    ``(n, A, T)`` rows: the work of accumulating each range."""
+    n, A, T = tp.shape
+    out = np.zeros(A)
+    for i in range(n):
+        for a in range(A):
+            for t in range(T):
+                if tp[i, a, t] or fp[i, a, t]:
+                    out[a] += 1.0
+                    break
+    return out
+
+
+@njit(cache=True, nogil=True)
+def grouped_cluster_sums(y, n, labels, n_groups):
+    """Per subset of frames (``labels (m, C)``: each frame's subset in each column, -1: none)
+    and column of ``y``/``n (m, W)``: ``sum n``, ``sum y``, frames with ``n > 0`` and
+    ``sum (y - p n)^2`` with ``p = sum y / sum n`` (the terms of the clustered variance)."""
+    m, W = y.shape
+    C = labels.shape[1]
+    total_n = np.zeros((n_groups, W))
+    total_y = np.zeros((n_groups, W))
+    frames = np.zeros((n_groups, W))
+    sq = np.zeros((n_groups, W))
+    for i in range(m):
+        for c in range(C):
+            g = labels[i, c]
+            if g < 0:
+                continue
+            for w in range(W):
+                total_n[g, w] += n[i, w]
+                total_y[g, w] += y[i, w]
+                if n[i, w] > 0:
+                    frames[g, w] += 1.0
+    p = total_y / total_n
+    for i in range(m):
+        for c in range(C):
+            g = labels[i, c]
+            if g < 0:
+                continue
+            for w in range(W):
+                resid = y[i, w] - p[g, w] * n[i, w]
+                sq[g, w] += resid * resid
+    return total_n, total_y, frames, sq, p

@@ -60,25 +60,34 @@ class Slice:
     mask: np.ndarray
 
 
-def slice_labels(series: pd.Series, max_levels: int = 20, n_bins: int = 4) -> pd.Series:
-    """String labels for a slice column (None where missing); high-cardinality numbers binned."""
+def slice_codes(series: pd.Series, max_levels: int = 20, n_bins: int = 4
+                ) -> tuple[np.ndarray, list[str]]:
+    """A slice column as ``(codes, labels)``: each row's label position (-1 where missing) and
+    the distinct string labels; high-cardinality numbers binned. Only the distinct values are
+    turned to text (equal texts of different values, e.g. ``1`` and ``"1"``, share a label)."""
     s = series.reset_index(drop=True)
     present = s.notna().to_numpy()
-    out = np.full(len(s), None, dtype=object)
     if not present.any():
-        return pd.Series(out, dtype=object)
+        return np.full(len(s), -1, dtype=np.int64), []
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     timelike = pd.api.types.is_datetime64_any_dtype(s)
     if (numeric or timelike) and s.nunique(dropna=True) > max_levels:
-        binned = pd.qcut(s, q=n_bins, duplicates="drop")
-        out[present] = binned[present].astype(str).to_numpy()
-        return pd.Series(out, dtype=object)
-    vals = s[present]
-    if numeric and pd.api.types.is_float_dtype(vals) and (vals == vals.round()).all():
-        vals = vals.astype(np.int64)
-    # the distinct values turned to text once (not every row)
-    codes, uniques = pd.factorize(vals, sort=False)
-    out[present] = np.asarray(pd.Index(uniques).astype(str), dtype=object)[codes]
+        s = pd.qcut(s, q=n_bins, duplicates="drop")
+    elif numeric and pd.api.types.is_float_dtype(s) and (s[present] == s[present].round()).all():
+        s = s.astype("Int64")
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    texts = np.asarray(pd.Index(uniques).astype(str), dtype=object)
+    labels, first = np.unique(texts, return_inverse=True) if len(texts) else (texts, texts)
+    if len(labels) == len(texts):          # no two values share a text: keep their order
+        return np.asarray(codes, dtype=np.int64), [str(t) for t in texts]
+    remap = np.append(np.asarray(first, dtype=np.int64), -1)
+    return remap[codes], [str(t) for t in labels]
+
+
+def slice_labels(series: pd.Series, max_levels: int = 20, n_bins: int = 4) -> pd.Series:
+    """String labels for a slice column (None where missing); high-cardinality numbers binned."""
+    codes, labels = slice_codes(series, max_levels, n_bins)
+    out = np.append(np.asarray(labels, dtype=object), None)[codes]
     return pd.Series(out, dtype=object)
 
 
@@ -98,10 +107,9 @@ def make_slices(frame: pd.DataFrame, columns: list[str] | None, *, include_overa
         if col not in frame.columns:
             raise ValueError(f"slice column {col!r} is not in the {what} table "
                              f"(columns: {sorted(map(str, frame.columns))})")
-        labels = slice_labels(frame[col], max_levels=max_levels, n_bins=n_bins).to_numpy()
-        codes, uniques = pd.factorize(labels, use_na_sentinel=True)
+        codes, uniques = slice_codes(frame[col], max_levels=max_levels, n_bins=n_bins)
         for i in sorted(range(len(uniques)), key=lambda i: _sort_key(uniques[i])):
-            out.append(Slice(str(col), str(uniques[i]), codes == i))
+            out.append(Slice(str(col), uniques[i], codes == i))
     return out
 
 
