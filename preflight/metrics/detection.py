@@ -120,8 +120,8 @@ def evaluate_index(
         table.rows.extend(parts[i].rows)
     if box_slice_columns:
         boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
-        for s in make_slices(boxes, box_slice_columns, include_overall=False, what="ground-truth"):
-            _box_slice_rows(index, s, table, operating_threshold)
+        _box_slice_rows(index, make_slices(boxes, box_slice_columns, include_overall=False,
+                                           what="ground-truth"), table, operating_threshold)
     return table.frame(min_images, min_boxes)
 
 
@@ -270,26 +270,37 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
     table.add(col, val, "F1", f1, *ci_f1, n_img, nb)
 
 
-def _box_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, threshold: float) -> None:
-    ok = s.mask & ~index.gt_ignore[index.params.area_index("all")]
-    hit = index.gt_detected(threshold) & ok
-    n, k = int(ok.sum()), int(hit.sum())
-    n_img = len(np.unique(index.gt_img[ok]))
-    K, N = index.n_classes, index.n_images
-    # per (frame, class) counts: the interval resamples frames, not boxes
+def _box_slice_rows(index: EvaluationIndex, slices: list[Slice], table: LongTable,
+                    threshold: float) -> None:
+    """The operating-point recall of every box slice (pooled and per class), with intervals
+    that resample frames, not boxes: counts per (frame, slice, class), all slices at once."""
+    if not slices:
+        return
+    ok_all = ~index.gt_ignore[index.params.area_index("all")]
+    detected = index.gt_detected(threshold)
+    K, N, J = index.n_classes, index.n_images, len(slices)
     cells = index.gt_img * K + index.gt_cat
-    n_ik = np.bincount(cells[ok], minlength=N * K).reshape(N, K)
-    hit_ik = np.bincount(cells[hit], minlength=N * K).reshape(N, K)
-    table.add(s.column, s.value, "recall", k / n if n else np.nan,
-              *cluster_wilson_interval(hit_ik.sum(1), n_ik.sum(1)), n_img, n)
-    lo_k, hi_k = cluster_wilson_interval(hit_ik, n_ik)
-    n_k, hit_k = n_ik.sum(0), hit_ik.sum(0)
-    for c, cname in enumerate(index.class_names):
-        if not n_k[c]:
-            continue
-        imgs_c = int((n_ik[:, c] > 0).sum())
-        table.add(s.column, s.value, f"recall.{cname}", hit_k[c] / n_k[c], lo_k[c], hi_k[c],
-                  imgs_c, n_k[c])
+    n_ijk = np.zeros((N, J, K))
+    hit_ijk = np.zeros((N, J, K))
+    for j, s in enumerate(slices):
+        ok = s.mask & ok_all
+        n_ijk[:, j] = np.bincount(cells[ok], minlength=N * K).reshape(N, K)
+        hit_ijk[:, j] = np.bincount(cells[ok & detected], minlength=N * K).reshape(N, K)
+    n_ij, hit_ij = n_ijk.sum(2), hit_ijk.sum(2)
+    lo, hi = cluster_wilson_interval(hit_ij, n_ij)                       # (J,)
+    lo_k, hi_k = cluster_wilson_interval(hit_ijk, n_ijk)                 # (J, K)
+    n_jk, hit_jk = n_ijk.sum(0), hit_ijk.sum(0)
+    imgs_jk = (n_ijk > 0).sum(0)
+    n_img = (n_ij > 0).sum(0)
+    for j, s in enumerate(slices):
+        n, k = int(n_jk[j].sum()), int(hit_jk[j].sum())
+        table.add(s.column, s.value, "recall", k / n if n else np.nan, lo[j], hi[j],
+                  int(n_img[j]), n)
+        for c, cname in enumerate(index.class_names):
+            if not n_jk[j, c]:
+                continue
+            table.add(s.column, s.value, f"recall.{cname}", hit_jk[j, c] / n_jk[j, c],
+                      lo_k[j, c], hi_k[j, c], int(imgs_jk[j, c]), int(n_jk[j, c]))
 
 
 __all__ = ["evaluate_detections", "evaluate_index", "summary_metrics", "OVERALL"]

@@ -116,7 +116,8 @@ def make_slices(frame: pd.DataFrame, columns: list[str] | None, *, include_overa
 def size_bin(area: np.ndarray) -> np.ndarray:
     """COCO size bin of an object area: small < 32², medium < 96², large."""
     a = np.asarray(area, dtype=np.float64)
-    return np.where(a < SMALL, "small", np.where(a < MEDIUM, "medium", "large"))
+    bins = np.searchsorted(np.array([SMALL, MEDIUM]), a, side="right")
+    return np.array(["small", "medium", "large"], dtype=object)[bins]
 
 
 #: Occluded-fraction bins: (upper bound, label); the last bin is open-ended.
