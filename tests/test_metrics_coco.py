@@ -142,3 +142,8 @@ def test_accumulation_order_is_the_lexsort():
         score = np.round(rng.random(5000), 2)        # many ties
         np.testing.assert_array_equal(accumulation_order(img, score, cat, n_images, 5),
                                       np.lexsort((img, -score, cat)))
+    # negative scores, -0.0 next to 0.0 (a tie), huge and tiny magnitudes
+    score = np.round(rng.normal(size=5000), 1) * rng.choice([1.0, 1e-300, 1e300], 5000)
+    assert (np.signbit(score) & (score == 0)).any()
+    np.testing.assert_array_equal(accumulation_order(img, score, cat, n_images, 5),
+                                  np.lexsort((img, -score, cat)))

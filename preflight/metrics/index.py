@@ -64,6 +64,24 @@ def _positions(index: pd.Index, ids: pd.Series, what: str) -> np.ndarray:
     return pos.astype(np.int64)
 
 
+def _categories(ids: list[np.ndarray], named: np.ndarray
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct class ids (ascending) of ``ids`` and ``named``, and each array's positions
+    in them (a table lookup when the ids are small non-negative integers, else sorting)."""
+    parts = [*ids, named]
+    top = max((int(p.max()) for p in parts if len(p)), default=0)
+    low = min((int(p.min()) for p in parts if len(p)), default=0)
+    if low >= 0 and top < 1 << 20:
+        present = np.zeros(top + 1, dtype=bool)
+        for p in parts:
+            present[p] = True
+        class_ids = np.flatnonzero(present).astype(np.int64)
+        lookup = np.cumsum(present) - 1
+        return class_ids, [lookup[p].astype(np.int64) for p in ids]
+    class_ids = np.unique(np.concatenate(parts))
+    return class_ids, [np.searchsorted(class_ids, p).astype(np.int64) for p in ids]
+
+
 def _stable_order(keys: np.ndarray, n_values: int) -> np.ndarray:
     """Stable argsort of small non-negative integer keys (radix sort when they fit 16 bits)."""
     if n_values <= np.iinfo(np.uint16).max:
@@ -76,8 +94,18 @@ def accumulation_order(img: np.ndarray, score: np.ndarray, cat: np.ndarray, n_im
     """``np.lexsort((img, -score, cat))`` (category, descending score, image, input order) as
     three stable sorts, two of them radix sorts."""
     order = _stable_order(img, n_images)
-    order = order[np.argsort(-score[order], kind="stable")]
+    order = order[np.argsort(descending_key(score[order]), kind="stable")]
     return order[_stable_order(cat[order], n_classes)]
+
+
+def descending_key(x: np.ndarray) -> np.ndarray:
+    """``uint64`` keys whose ascending order is ``x``'s descending order, ties kept equal (the
+    float's bits made monotone; ``-0.0`` counts as ``0.0``): a stable sort of these integers
+    is that of ``-x`` and about twice as fast."""
+    bits = (np.asarray(x, dtype=np.float64) + 0.0).view(np.uint64)
+    negative = (bits >> np.uint64(63)).astype(bool)
+    ascending = np.where(negative, ~bits, bits | np.uint64(1 << 63))
+    return ~ascending
 
 
 def subset_labels(masks: list[np.ndarray], n_images: int) -> np.ndarray:
@@ -159,9 +187,8 @@ class EvaluationIndex:
         if not names and "class_name" in gt.columns:
             pairs = pd.DataFrame({"c": gt_cls, "n": gt["class_name"].astype(str)}).drop_duplicates()
             names = dict(zip(pairs["c"].tolist(), pairs["n"].tolist(), strict=True))
-        class_ids = np.unique(np.concatenate([gt_cls, dt_cls, np.array(list(names), np.int64)]))
-        gt_cat = np.searchsorted(class_ids, gt_cls).astype(np.int64)
-        dt_cat_all = np.searchsorted(class_ids, dt_cls).astype(np.int64)
+        class_ids, (gt_cat, dt_cat_all) = _categories(
+            [gt_cls, dt_cls], np.array(list(names), np.int64))
         K = len(class_ids)
 
         gt_box = _numeric(gt, ["x", "y", "w", "h"], "ground truth")
