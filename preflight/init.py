@@ -126,31 +126,26 @@ def _read_table(path: Path):
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
-    """Family, class names and input size of a checkpoint: a Preflight timm checkpoint or an
-    ultralytics ``.pt`` (its ``names`` and training ``imgsz``)."""
+    """Family, class names and input size of a checkpoint: the first family of the model-family
+    registry whose ``inspect`` recognises the file (e.g. an ultralytics ``.pt``: its ``names``
+    and training ``imgsz``; a Preflight timm checkpoint: its class names, input size, model)."""
+    from preflight.models.registry import FAMILIES
+
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise InitError(f"checkpoint {p} does not exist")
-    import torch
-
-    try:
-        raw = torch.load(str(p), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise InitError(f"checkpoint {p} cannot be read ({type(exc).__name__}: {exc})") from None
-    if isinstance(raw, dict) and "class_names" in raw and "model_name" in raw:
-        return CheckpointInfo(p, "timm", tuple(map(str, raw["class_names"])),
-                              int(raw.get("input_size") or 224), str(raw["model_name"]))
-    model = raw.get("model") if isinstance(raw, dict) else None
-    names = getattr(model, "names", None)
-    if names is None:
-        raise InitError(f"checkpoint {p}: neither an ultralytics checkpoint (no model.names) nor "
-                        "a Preflight timm checkpoint (no class_names)")
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    args = raw.get("train_args") or {}
-    size = args.get("imgsz") if isinstance(args, dict) else None
-    size = int(size) if isinstance(size, int) else 640
-    return CheckpointInfo(p, "ultralytics", tuple(map(str, names)), _multiple_of_32(size))
+    tried = []
+    for family in FAMILIES.values():
+        if family.inspect is None:
+            continue
+        tried.append(family.name)
+        facts = family.inspect_checkpoint(p)
+        if facts is not None:
+            return CheckpointInfo(p, family.name, facts.class_names,
+                                  _multiple_of_32(facts.input_size), facts.arch)
+    raise InitError(f"checkpoint {p}: not a checkpoint of any registered model family (tried "
+                    f"{', '.join(tried)}); write its entry in candidates.yaml by hand (family, "
+                    "weights, input_size, class_map)")
 
 
 def _multiple_of_32(size: int) -> int:
@@ -263,7 +258,7 @@ def candidates_document(checkpoints: list[CheckpointInfo], taxonomy: tuple[str, 
         lines += [f"  - name: {name}", f"    family: {ck.family}",
                   f"    weights: {json.dumps(str(ck.path))}",
                   f"    input_size: {ck.input_size}"]
-        if ck.family == "timm" and ck.arch:
+        if ck.arch:  # the file alone cannot rebuild the network (e.g. a timm model name)
             lines.append(f"    arch: {ck.arch}")
         if proposal.unmatched_model_classes:
             shown = list(proposal.unmatched_model_classes)

@@ -225,3 +225,67 @@ def test_run_stops_with_one_line_before_dagster_on_a_bad_settings_file(tmp_path,
                                   log_level="INFO"))
     assert code == 2
     assert "taxonomy is empty: list your classes" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ a new family
+def test_a_new_family_is_one_module_plus_its_registry_row(tmp_path, monkeypatch):
+    """``tests/new_family.py`` (a colour-matching detector with JSON "checkpoints") plus one
+    registry row: ``preflight init`` recognises its checkpoint, the candidates file accepts it,
+    the registry loads it, and the detect task evaluates and fine-tunes it through the protocol
+    -- nothing else in the product is edited."""
+    import json
+
+    from own_world import COLOURS
+
+    from preflight.data.ingest import ingest
+    from preflight.finetune import augmentation_policy
+    from preflight.init import candidates_document, inspect_checkpoint
+    from preflight.metrics.cost import CostModel
+    from preflight.models.candidates import load_candidates
+    from preflight.models.registry import register_family
+    from preflight.tasks import task_of
+
+    row = ModelFamily(name="colours", task="detect", adapter="new_family:ColourDetector",
+                      inspect="new_family:inspect_checkpoint")
+    monkeypatch.setitem(FAMILIES, "colours", row)  # register_family(row), undone afterwards
+    with pytest.raises(FamilyError, match="already registered"):
+        register_family(row)
+    weights = tmp_path / "colours.json"
+    # a "pre-trained" model that knows two classes under its own names, one colour slightly off
+    weights.write_text(json.dumps({"format": "colour-detector/1", "input_size": 480, "colours": {
+        "Workers": list(COLOURS["worker"]), "crates": [70, 90, 215]}}))
+    info = inspect_checkpoint(weights)
+    assert (info.family, info.class_names, info.input_size) == ("colours", ("Workers", "crates"),
+                                                                480)
+    (tmp_path / "candidates.yaml").write_text(candidates_document([info], CLASSES))
+    (cand,) = load_candidates(tmp_path / "candidates.yaml", taxonomy=TAXONOMY)
+    assert cand.family == "colours" and cand.class_map == {"Workers": "worker", "crates": "crate"}
+    model = adapter_for("colours").from_candidate(cand, taxonomy=TAXONOMY)
+
+    root = make_world(tmp_path / "sample", n_clips=4, frames=3)
+    res = ingest(root, taxonomy=TAXONOMY, eval_fraction=0.3)
+    images = res.images
+    settings_path = tmp_path / "preflight.yaml"
+    settings_path.write_text(f"taxonomy: {list(CLASSES)}\nfinetune: {{epochs: 1}}\n")
+    settings = load_settings(settings_path)
+    task = task_of(settings.task)
+    eval_images = images[images["split"] == "eval"]
+    gt = res.boxes[res.boxes["image_id"].isin(eval_images["image_id"])]
+    from preflight.evaluation import EvaluationSpec
+
+    spec = EvaluationSpec.from_settings(settings.evaluation)
+    spec = type(spec)(**{**vars(spec), "bootstrap": 0, "min_images": 1, "min_boxes": 1})
+    ev = task.call("evaluate", model.predict, eval_images, gt, spec, CostModel(),
+                   TAXONOMY.as_dict())
+    assert {"recall.worker", "recall.crate"} <= set(ev.metrics["metric"])
+
+    pool = images[images["split"] == "finetune"]
+    result = task.call("fine_tune", model, pool, res.boxes[res.boxes["image_id"].isin(
+        pool["image_id"])], settings, out_dir=tmp_path / "train", work_dir=tmp_path / "view",
+        policy=augmentation_policy(pd.DataFrame(columns=["slice_column", "slice_value"])))
+    assert model.trained_on == [tmp_path / "view" / "data.yaml"]
+    tuned = adapter_for("colours").from_weights(result.checkpoint, taxonomy=TAXONOMY)
+    # fine-tuned on the pool it speaks the whole operational taxonomy (drone included)
+    learned = json.loads(result.checkpoint.read_text())["colours"]
+    assert set(learned) == set(CLASSES) and tuned.class_map == {c: c for c in CLASSES}
+    assert len(tuned.predict([np.zeros((36, 48, 3), np.uint8)])[0]) == 0

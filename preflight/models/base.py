@@ -69,6 +69,17 @@ class TrainResult:
         return {str(k): float(last[k]) for k in self.history.columns if str(k).startswith("train/")}
 
 
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What a family's checkpoint inspector (``ModelFamily.inspect``) reads from a file, for
+    ``preflight init``: the model's class names (in id order), the input size it was trained at
+    and, when the file alone cannot rebuild the network, its ``arch`` (a candidates-file key)."""
+
+    class_names: tuple[str, ...]
+    input_size: int
+    arch: str | None = None
+
+
 @runtime_checkable
 class Model(Protocol):
     """What Preflight needs from any model, whatever its family or task.

@@ -5,11 +5,19 @@ A table, like ``BINS`` (``preflight/data/properties.py``) and ``SEVERITY_PARAMS`
 (one protocol for detectors and classifiers); the pipeline finds it here by the candidate's
 family, so no asset names a family or branches on one.
 
-Adding a family is one new module (the adapter class) plus one row in :data:`FAMILIES`::
+Adding a family is one new module (the adapter class and, for ``preflight init``, a checkpoint
+inspector) plus one row in :data:`FAMILIES`::
 
     FAMILIES["tflite"] = ModelFamily(
         name="tflite", task="detect", adapter="preflight.models.tflite_adapter:TfliteDetector",
+        inspect="preflight.models.tflite_adapter:inspect_checkpoint",
         candidate_keys=(), description="TensorFlow Lite interpreters of exported detectors")
+
+The pipeline then loads, evaluates, stresses, times and fine-tunes its candidates through the
+:class:`~preflight.models.base.Model` protocol (``train`` is called the way the family's task
+does it, :mod:`preflight.tasks`); ``preflight init --weights`` recognises its checkpoints through
+``inspect``. Exporting (``export:``) covers the ultralytics and timm families only
+(:func:`preflight.models.export.source_meta` refuses others with a reason).
 
 The adapter is named as ``"module:Class"`` and imported only when a model of the family is
 loaded, so reading a candidates file never imports torch, ultralytics or timm.
@@ -22,7 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from preflight.models.base import Model
+    from pathlib import Path
+
+    from preflight.models.base import CheckpointFacts, Model
 
 #: What a family's models produce: ``detect`` (boxes per frame) or ``classify`` (class
 #: probabilities per image). The settings' ``task`` must match the candidates' families.
@@ -41,7 +51,9 @@ class ModelFamily:
     ``candidate_keys``: the extra candidates-file keys this family accepts (beyond the common
     ones); ``task``: what its models produce (one of :data:`TASKS`; None: each artefact says,
     e.g. an exported model's sidecar); ``runs_artefact``: its weights are an exported file the
-    candidate names (never a ``zoo:`` stand-in).
+    candidate names (never a ``zoo:`` stand-in); ``inspect``: ``"module:function"`` of
+    ``function(path) -> CheckpointFacts | None`` (None: not this family's file), what
+    ``preflight init`` reads from a checkpoint (families are tried in registry order).
     """
 
     name: str
@@ -50,6 +62,7 @@ class ModelFamily:
     candidate_keys: tuple[str, ...] = ()
     description: str = ""
     runs_artefact: bool = False
+    inspect: str | None = None
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -58,6 +71,9 @@ class ModelFamily:
         if self.adapter.count(":") != 1:
             raise FamilyError(f"family {self.name!r}: adapter must be 'module:Class', "
                               f"got {self.adapter!r}")
+        if self.inspect is not None and self.inspect.count(":") != 1:
+            raise FamilyError(f"family {self.name!r}: inspect must be 'module:function', "
+                              f"got {self.inspect!r}")
 
     def load_adapter(self) -> type[Model]:
         """Import and return the adapter class (heavy imports happen here, not at lookup)."""
@@ -73,6 +89,14 @@ class ModelFamily:
             raise FamilyError(f"family {self.name!r}: module {module_name!r} has no adapter "
                               f"class {class_name!r}") from None
 
+    def inspect_checkpoint(self, path: Path) -> CheckpointFacts | None:
+        """What the family's ``inspect`` reads from ``path`` (None: not its file, or no
+        inspector)."""
+        if self.inspect is None:
+            return None
+        module_name, function = self.inspect.split(":")
+        return getattr(importlib.import_module(module_name), function)(path)
+
 
 #: family name -> its row. Candidates files name one of these in ``family``.
 FAMILIES: dict[str, ModelFamily] = {
@@ -80,11 +104,13 @@ FAMILIES: dict[str, ModelFamily] = {
         name="ultralytics", task="detect",
         adapter="preflight.models.ultralytics_adapter:UltralyticsDetector",
         candidate_keys=("zoo_train",),
+        inspect="preflight.models.ultralytics_adapter:inspect_checkpoint",
         description="ultralytics detectors (YOLOv8, RT-DETR, ...) from .pt checkpoints or YAMLs"),
     "timm": ModelFamily(
         name="timm", task="classify",
         adapter="preflight.models.timm_adapter:TimmClassifier",
         candidate_keys=("zoo_train", "freeze"),
+        inspect="preflight.models.timm_adapter:inspect_checkpoint",
         description="timm image classifiers scored on object crops"),
     # exported artefacts (preflight.models.export): weights = the .onnx / .xml with its sidecar;
     # the sidecar says detector or classifier, and from_candidate loads the matching adapter

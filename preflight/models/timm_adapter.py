@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from preflight.models.base import (
+    CheckpointFacts,
     ChecksumError,
     ModelError,
     OperationalSoftmax,
@@ -133,6 +134,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not a Preflight timm checkpoint (missing {missing}); "
                          "train or build it with Preflight, or name timm:<model> for hub weights")
     return ckpt
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointFacts | None:
+    """A Preflight timm checkpoint's class names, input size and timm model name (its
+    ``arch``), for ``preflight init``; None when ``path`` is not such a checkpoint."""
+    try:
+        ckpt = load_checkpoint(path)
+    except ModelError:
+        return None
+    return CheckpointFacts(tuple(map(str, ckpt["class_names"])),
+                           int(ckpt.get("input_size") or 224), str(ckpt["model_name"]))
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint"):

@@ -22,6 +22,7 @@ import numpy as np
 
 from preflight.models.base import (
     PRED_COLUMNS,
+    CheckpointFacts,
     ModelError,
     TrainResult,
     check_rgb_frame,
@@ -278,6 +279,25 @@ class UltralyticsStages:
             p.batch = ([""] * len(frames), bgr_views, "")
             results = p.postprocess(raw, x, bgr_views)
         return [self.detector._to_array(r) for r in results]
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointFacts | None:
+    """An ultralytics ``.pt``'s class names (``model.names``) and training ``imgsz`` (640 when
+    not recorded), for ``preflight init``; None when ``path`` is not such a checkpoint."""
+    import torch
+
+    try:
+        raw = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - unreadable here means "not an ultralytics checkpoint"
+        return None
+    names = getattr(raw.get("model") if isinstance(raw, dict) else None, "names", None)
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    args = raw.get("train_args") or {}
+    size = args.get("imgsz") if isinstance(args, dict) else None
+    return CheckpointFacts(tuple(map(str, names)), int(size) if isinstance(size, int) else 640)
 
 
 def _load(source: str):
