@@ -141,6 +141,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             reference = images[images["split"] == "eval"].reset_index(drop=True)
             champion["reference_images"] = str(store.write_table("decision/reference_images",
                                                                  reference))
+        # the run's human-readable record beside its decision report (per run, never read back:
+        # monitoring takes the champion from this asset's output and the registry alias)
         store.write_text("reports", "champion.json", text=json.dumps(jsonable(champion), indent=1))
         # what monitoring watches: this champion, or -- when nothing ships -- the one already in
         # production, with the reference pinned when it shipped
