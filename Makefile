@@ -55,10 +55,11 @@ test: install browser redis
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m pytest -q tests
 
-# Development: the pure tier (no training, no servers), under two minutes.
+# Development: the pure tier (no training, no servers), under two minutes: two pytest-xdist
+# workers (each with its own home, tests/conftest.py), a test file's tests on one worker.
 test-fast: install
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/python -m pytest -q -m "not slow and not server" tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not server" tests
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test-fast`` runs two workers) each worker gets its own project,
+    Dagster and ultralytics home below the given one, so workers never share a SQLite store."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    base = Path(os.environ.get("PREFLIGHT_HOME") or Path.cwd() / ".preflight")
+    home = (base / "xdist" / worker).resolve()
+    for name, path in (("PREFLIGHT_HOME", home), ("DAGSTER_HOME", home / "dagster"),
+                       ("YOLO_CONFIG_DIR", home / "ultralytics")):
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(path)
 
 
 @contextlib.contextmanager
