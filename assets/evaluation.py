@@ -21,10 +21,15 @@ def model_zoo(context: dg.AssetExecutionContext, settings: SettingsResource,
               zoo: ModelZoo) -> dg.Output[dict]:
     """The candidates' weights: the demo stand-ins are built (cached, sha256 manifest) when the
     candidates file names ``zoo:`` weights; local checkpoints and hub names are used as given."""
+    from preflight.models.candidates import CandidateError
     from preflight.models.zoo import Manifest, build_zoo
 
     cfg = settings.load().zoo
-    candidates = zoo.candidates()
+    try:
+        candidates = zoo.candidates()
+    except CandidateError as exc:  # a mistake in the candidates file: its one line
+        raise dg.Failure(description=f"candidates: {' '.join(str(exc).split())}",
+                         allow_retries=False) from None
     t0 = time.perf_counter()
     if any(c.is_zoo for c in candidates):
         manifest = build_zoo(zoo.directory(), candidates, n_images=cfg.n_images,

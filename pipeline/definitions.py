@@ -28,6 +28,7 @@ from preflight.config import ConfigError, Settings, load_settings, settings_from
 from preflight.environment import ENVIRONMENT  # noqa: F401 - the variables, documented there
 from preflight.models.candidates import CandidateError
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
+from resources.settings import settings_error_line
 
 log = logging.getLogger("preflight")
 
@@ -47,8 +48,10 @@ def settings_problem() -> str | None:
         settings = load_settings(environment.config_file())
         ModelZoo(candidates_file=environment.candidates_file()).candidates()
         settings.taxonomy_obj  # noqa: B018 - validates the class names
-    except (ConfigError, CandidateError) as exc:
-        return str(exc)
+    except ConfigError as exc:
+        return settings_error_line(exc)
+    except CandidateError as exc:
+        return f"candidates: {' '.join(str(exc).split())}"
     return None
 
 
@@ -117,7 +120,7 @@ def build_assets() -> list:
 def build_definitions() -> dg.Definitions:
     problem = settings_problem()
     if problem:  # one line in the code server's log; the runs fail with the same line
-        log.error("settings: %s (every run fails on its first step until it is fixed)", problem)
+        log.error("%s (every run fails on its first step until it is fixed)", problem)
     settings = _structure_settings()
     resources = build_resources()
     jobs = build_jobs(environment.executor())

@@ -21,6 +21,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from preflight.config import (
+    DEFAULT_CONFIG_PATH,
     ConfigError,
     Settings,
     load_settings,
@@ -56,7 +57,7 @@ class SettingsResource(dg.ConfigurableResource):
         try:
             return settings_from_dict(self.snapshot()["settings"])
         except ConfigError as exc:
-            raise settings_failure(exc) from None
+            raise settings_failure(exc, self.config_path) from None
 
     def snapshot(self) -> dict:
         """``{"settings", "sha256", "source"}`` of this run, written by the first step to ask."""
@@ -84,9 +85,18 @@ class SettingsResource(dg.ConfigurableResource):
         return folder / f"{run_id}.json"
 
 
-def settings_failure(exc: ConfigError) -> dg.Failure:
+def settings_error_line(exc: ConfigError, config_path: str | None = None) -> str:
+    """A mistake in the settings file as one line naming the file and the key."""
+    from preflight import environment
+
+    path = str(config_path or environment.config_file() or DEFAULT_CONFIG_PATH)
+    text = " ".join(str(exc).split())
+    return f"settings: {text}" if path in text else f"settings file {path}: {text}"
+
+
+def settings_failure(exc: ConfigError, config_path: str | None = None) -> dg.Failure:
     """The step failure for a mistake in the settings file: its one line, no stack trace."""
-    return dg.Failure(description=f"settings: {exc}", allow_retries=False)
+    return dg.Failure(description=settings_error_line(exc, config_path), allow_retries=False)
 
 
 @contextlib.contextmanager

@@ -102,5 +102,21 @@ def test_a_settings_mistake_loads_the_definitions_and_fails_the_run_in_one_line(
         data = failure.step_failure_data
         assert data.error.cls_name == "Failure"
         description = data.user_failure_data.description
-        assert description == f"settings: {problem}" and key in description
+        assert description == problem and key in description and str(config) in description
         assert "\n" not in description
+
+
+def test_a_candidates_file_mistake_fails_the_run_in_one_line(tmp_path, monkeypatch):
+    from pipeline.definitions import build_definitions, settings_problem
+
+    candidates = tmp_path / "candidates.yaml"
+    candidates.write_text("candidates:\n  - name: x\n    family: no_such_family\n")
+    monkeypatch.setenv("PREFLIGHT_CANDIDATES", str(candidates))
+    monkeypatch.setenv("PREFLIGHT_HOME", str(tmp_path / "home"))
+    problem = settings_problem()
+    assert problem is not None and problem.startswith("candidates: ") and "\n" not in problem
+    result = build_definitions().resolve_job_def("preflight_pass").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        op_selection=["model_zoo"])
+    [failure] = result.get_step_failure_events()
+    assert failure.step_failure_data.user_failure_data.description == problem
