@@ -312,8 +312,8 @@ class EvaluationIndex:
         labels = subset_labels(masks, self.n_images) if labels is None else labels
         npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
         a_all = p.area_index("all")
-        A, T, R = len(p.area_ranges), len(p.iou_thresholds), len(p.rec_thresholds)
-        precision = np.empty((S, A, T, K, R))
+        A, T = len(p.area_ranges), len(p.iou_thresholds)
+        precision = np.empty((S, A, T, K))          # averaged over the R recall thresholds
         recall = np.empty((S, A, T, K))
         recall_m = np.empty((S, 2, T, K))
         run_split(accumulate_areas, A, (
@@ -322,15 +322,15 @@ class EvaluationIndex:
             a_all, precision, recall, recall_m), self.cached("area_work", self._area_work))
         t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
         areas = [p.area_index(k) for k in ("small", "medium", "large")]
-        pa = precision[:, a_all]                                           # (S, T, K, R)
+        pa = precision[:, a_all]                                           # (S, T, K)
         stats = np.column_stack(
-            [nanmean(pa, axis=(1, 2, 3)), nanmean(pa[:, t50], axis=(1, 2)),
-             nanmean(pa[:, t75], axis=(1, 2))]
-            + [nanmean(precision[:, a], axis=(1, 2, 3)) for a in areas]
+            [nanmean(pa, axis=(1, 2)), nanmean(pa[:, t50], axis=1),
+             nanmean(pa[:, t75], axis=1)]
+            + [nanmean(precision[:, a], axis=(1, 2)) for a in areas]
             + [nanmean(recall_m[:, 0], axis=(1, 2)), nanmean(recall_m[:, 1], axis=(1, 2)),
                nanmean(recall[:, a_all], axis=(1, 2))]
             + [nanmean(recall[:, a], axis=(1, 2)) for a in areas])
-        return stats, nanmean(pa, axis=(1, 3))
+        return stats, nanmean(pa, axis=1)
 
     def _area_work(self) -> np.ndarray:
         """Counted detections per area range: the work of accumulating it."""

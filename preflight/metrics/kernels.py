@@ -259,8 +259,10 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
     ``tp``/``fp``: ``(n, A, T)`` in pycocotools' accumulation order (category, score order);
     ``labels (n_images, C)``: each image's slice in each column (-1: none; a column is a
     partition of some images, e.g. the overall set or the values of one slice column);
-    ``npig (S, A, K)``. Counts detections of rank < ``max_det``. Writes interpolated precision
-    ``precision (S, A, T, K, R)``, recall ``(S, A, T, K)`` and, at area ``recall_area``, the
+    ``npig (S, A, K)``. Counts detections of rank < ``max_det``. Writes the interpolated
+    precision averaged over the recall thresholds ``precision (S, A, T, K)`` (every valid cell
+    has all ``R`` of them, so means of these equal pycocotools' means over the (T, R, K) cube up
+    to the summation order), recall ``(S, A, T, K)`` and, at area ``recall_area``, the
     recall for the smaller ``recall_dets`` ``recall_m (S, M, T, K)``; NaN where a slice has no
     positives. Disjoint area ranges may run on several threads at once.
 
@@ -362,8 +364,7 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                 for t in range(T):
                     if p <= 0:
                         recall[s, a, t, k] = np.nan
-                        for j in range(R):
-                            precision[s, a, t, k, j] = np.nan
+                        precision[s, a, t, k] = np.nan
                         if a == recall_area:
                             for mi in range(M):
                                 recall_m[s, mi, t, k] = np.nan
@@ -375,10 +376,12 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
                     # interpolated precision at threshold j: the best over positions reaching
                     # more than j thresholds (pycocotools' right-to-left running max)
                     run = 0.0
+                    total = 0.0
                     for j in range(R, 0, -1):
                         if best[s, k, t, j] > run:
                             run = best[s, k, t, j]
-                        precision[s, a, t, k, j - 1] = run
+                        total += run
+                    precision[s, a, t, k] = total / R
 
 
 def n_threads() -> int:
