@@ -19,7 +19,6 @@ from preflight.metrics.bootstrap import accumulate_resamples
 from preflight.metrics.coco import CocoParams, in_area, match, rows
 from preflight.metrics.kernels import (
     accumulate_areas,
-    count_areas,
     rank_in_groups,
     run_split,
     slice_npig,
@@ -333,8 +332,10 @@ class EvaluationIndex:
         return stats, nanmean(pa, axis=1)
 
     def _area_work(self) -> np.ndarray:
-        """Counted detections per area range: the work of accumulating it."""
-        return count_areas(rows(self.tp), rows(self.fp)) + self.tp.shape[2]
+        """The work of accumulating each area range, in proportion: its non-ignored ground
+        truth (a range's detections are mostly those matching it or of its size; "all" is
+        about as much work as the size ranges together)."""
+        return (~self.gt_ignore).sum(axis=1) + 1.0
 
     def _recall(self, mask, weights, area: int, max_det: int) -> np.ndarray:
         """Recall ``(T, K)`` at one (area, maxDets) cell: what :meth:`evaluate` gives there,

@@ -414,21 +414,6 @@ def run_split(kernel, n_items: int, args: tuple, weights: np.ndarray | None = No
 
 
 @njit(cache=True, nogil=True)
-def count_areas(tp, fp):
-    """Detections counted (true or false positive at some threshold) per area range, from
-    ``(n, A, T)`` rows: the work of accumulating each range."""
-    n, A, T = tp.shape
-    out = np.zeros(A)
-    for i in range(n):
-        for a in range(A):
-            for t in range(T):
-                if tp[i, a, t] or fp[i, a, t]:
-                    out[a] += 1.0
-                    break
-    return out
-
-
-@njit(cache=True, nogil=True)
 def grouped_cluster_sums(y, n, labels, n_groups):
     """Per subset of frames (``labels (m, C)``: each frame's subset in each column, -1: none)
     and column of ``y``/``n (m, W)``: ``sum n``, ``sum y``, frames with ``n > 0`` and
