@@ -152,6 +152,36 @@ def test_batched_bootstrap_chunks_agree():
     np.testing.assert_array_equal(r1, r2)
 
 
+@pytest.mark.parametrize("seed,ties", [(2, 6), (3, 1)])
+def test_compiled_resamples_equal_the_numpy_ones(seed, ties):
+    """The bootstrap's compiled kernel gives the NumPy implementation's AP cells and recall
+    (crowds, ties, images drawn 0..k times, a resample drawing nothing), on any thread count."""
+    from preflight.metrics import kernels
+
+    rng = np.random.default_rng(seed)
+    gt, dt, images = random_case(rng, 50, 4, 5.0, 0.2, ties)
+    index = EvaluationIndex.build(gt, dt, images)
+    a = index.params.area_index("all")
+    idx = np.flatnonzero(index.dt_rank < 100)
+    W = resample_weights(np.random.default_rng(seed), index.n_images, 40).astype(float)
+    W[0] = 0
+    per_image = np.stack([np.bincount(index.gt_cat[(index.gt_img == i) & ~index.gt_ignore[a]],
+                                      minlength=index.n_classes)
+                          for i in range(index.n_images)])
+    args = (idx, index.dt_img[idx], W, W @ per_image)
+    ref = index.resample_ap(*args, compiled=False)
+    for threads in (1, 3):
+        kernels_n = kernels.n_threads
+        kernels.n_threads = lambda n=threads: n
+        try:
+            got = index.resample_ap(*args)
+        finally:
+            kernels.n_threads = kernels_n
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_allclose(g, r, rtol=0, atol=1e-12, equal_nan=True)
+    assert np.isnan(ref[0][0]).all()
+
+
 def test_nanquantiles_equal_numpy():
     from preflight.metrics.intervals import nanquantiles
 

@@ -19,6 +19,7 @@ from preflight.metrics.bootstrap import accumulate_resamples
 from preflight.metrics.coco import CocoParams, in_area, match, rows
 from preflight.metrics.kernels import (
     accumulate_areas,
+    accumulate_resamples_kernel,
     rank_in_groups,
     run_split,
     slice_npig,
@@ -360,7 +361,8 @@ class EvaluationIndex:
         return np.concatenate([[nanmean(pr), nanmean(pr[t50]), nanmean(pr[t75]), nanmean(rc)],
                                nanmean(pr, axis=(0, 1))])
 
-    def bootstrap_stats(self, mask: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+    def bootstrap_stats(self, mask: np.ndarray, resamples: np.ndarray, *,
+                        compiled: bool = True) -> np.ndarray:
         """:meth:`quick_stats` for many resamples of the images in ``mask`` at once: row ``b``
         equals ``quick_stats(w)`` with ``w`` zero outside ``mask`` and ``resamples[b]`` (integer
         draws per image of the slice, in image order) inside. Returns ``(B, 4 + K)``."""
@@ -375,10 +377,8 @@ class EvaluationIndex:
         K = self.n_classes
         per_image = np.bincount(local[self.gt_img[ok]] * K + self.gt_cat[ok],
                                 minlength=len(img_pos) * K).reshape(len(img_pos), K)
-        precision, recall = accumulate_resamples(
-            self.tp[a][:, idx], self._relevant_fp()[:, idx], self.dt_cat[idx],
-            local[self.dt_img[idx]],
-            W, W @ per_image, np.asarray(p.rec_thresholds))
+        precision, recall = self.resample_ap(idx, local[self.dt_img[idx]], W, W @ per_image,
+                                             compiled=compiled)
         t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
         # NaN marks a class with no ground truth drawn, for every IoU threshold alike, so means
         # over thresholds then classes equal pycocotools' mean over all valid cells
@@ -387,6 +387,29 @@ class EvaluationIndex:
                                 nanmean(precision[:, t75], axis=1),
                                 nanmean(recall, axis=(1, 2)),
                                 nanmean(precision, axis=1)])
+
+    def resample_ap(self, idx: np.ndarray, img: np.ndarray, weights: np.ndarray,
+                    npig: np.ndarray, *, compiled: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """AP cells (precision averaged over the recall thresholds) and recall ``(B, T, K)``
+        at area all of the detections ``idx`` (accumulation order) for ``B`` image
+        resamples: ``img``: each detection's column of ``weights (B, m)``, ``npig (B, K)``.
+        The compiled kernel, the resamples split over threads; ``compiled=False``: the NumPy
+        one (:func:`preflight.metrics.bootstrap.accumulate_resamples`, the same numbers)."""
+        p = self.params
+        a = p.area_index("all")
+        rec = np.asarray(p.rec_thresholds, dtype=np.float64)
+        W = np.ascontiguousarray(weights, dtype=np.float64)
+        npig = np.ascontiguousarray(npig, dtype=np.float64)
+        if not compiled:
+            return accumulate_resamples(self.tp[a][:, idx], self._relevant_fp()[:, idx],
+                                        self.dt_cat[idx], img, W, npig, rec)
+        B, T, K = len(W), len(p.iou_thresholds), self.n_classes
+        ap, recall = np.empty((B, T, K)), np.empty((B, T, K))
+        run_split(accumulate_resamples_kernel, B, (
+            rows(self.tp)[idx, a], rows(self.fp)[idx, a], self.dt_cat[idx],
+            np.asarray(img, dtype=np.int64), W, npig, rec, ap, recall))
+        return ap, recall
 
     def cached(self, key, build):
         """``build()`` once per ``key`` for this index, also when threads ask at the same time

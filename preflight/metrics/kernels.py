@@ -444,3 +444,96 @@ def grouped_cluster_sums(y, n, labels, n_groups):
                 resid = y[i, w] - p[g, w] * n[i, w]
                 sq[g, w] += resid * resid
     return total_n, total_y, frames, sq, p
+
+
+@njit(cache=True, nogil=True)
+def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, cat, img, weights, npig, rec, ap, recall):
+    """COCO accumulation of the image resamples ``b_lo .. b_hi - 1`` at one area range: for
+    resample ``b`` every detection counts ``weights[b, img[i]]`` times (integer draws; 0: not
+    drawn). ``tp``/``fp``: ``(n, T)`` in accumulation order, ``cat (n,)`` non-decreasing,
+    ``npig (B, K)`` weighted positives. Writes the interpolated precision averaged over the
+    recall thresholds ``ap (B, T, K)`` and the recall ``(B, T, K)``; NaN where ``npig == 0``.
+
+    The same counts and float operations as :func:`accumulate_areas` (false positives as
+    seen - true positives - ignored; a threshold's best precision kept where it is first
+    reached), so equal to accumulating each resample's images on their own: a detection drawn
+    ``k`` times gives the precision of ``k`` copies at its last copy, and the copies before it
+    reach no new recall threshold with a better precision than that last one. Disjoint
+    resample ranges may run on several threads at once.
+    """
+    n, T = tp.shape
+    B, K = npig.shape
+    R = rec.shape[0]
+    # each detection's thresholds: true positive / ignored lists, and whether it is a false
+    # positive at every threshold or ignored at every one (skipped)
+    tl = np.empty((n, T), dtype=np.int64)
+    il = np.empty((n, T), dtype=np.int64)
+    n_tp = np.zeros(n, dtype=np.int64)
+    n_ig = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        for t in range(T):
+            if tp[i, t]:
+                tl[i, n_tp[i]] = t
+                n_tp[i] += 1
+            elif not fp[i, t]:
+                il[i, n_ig[i]] = t
+                n_ig[i] += 1
+    tpc = np.zeros((K, T))
+    igc = np.zeros((K, T))
+    seen = np.zeros(K)
+    best = np.zeros((K, T, R + 1))
+    need = np.zeros((K, R))
+    reached = np.zeros((K, T), dtype=np.int64)
+    for b in range(b_lo, b_hi):
+        tpc[:] = 0.0
+        igc[:] = 0.0
+        seen[:] = 0.0
+        best[:] = 0.0
+        reached[:] = 0
+        for k in range(K):
+            p = npig[b, k]
+            if p > 0:
+                for j in range(R):
+                    c = np.ceil(rec[j] * p)
+                    while c > 0 and (c - 1.0) / p >= rec[j]:
+                        c -= 1.0
+                    while c / p < rec[j]:
+                        c += 1.0
+                    need[k, j] = c
+        for i in range(n):
+            w = weights[b, img[i]]
+            if w == 0 or n_ig[i] == T:
+                continue
+            k = cat[i]
+            seen[k] += w
+            for u in range(n_ig[i]):
+                igc[k, il[i, u]] += w
+            p = npig[b, k]
+            for u in range(n_tp[i]):
+                t = tl[i, u]
+                tps = tpc[k, t] + w
+                tpc[k, t] = tps
+                if p > 0:
+                    fps = seen[k] - tps - igc[k, t]
+                    pr = tps / (fps + tps + EPS)
+                    j = reached[k, t]
+                    while j < R and tps >= need[k, j]:
+                        j += 1
+                    reached[k, t] = j
+                    if pr > best[k, t, j]:
+                        best[k, t, j] = pr
+        for k in range(K):
+            p = npig[b, k]
+            for t in range(T):
+                if p <= 0:
+                    ap[b, t, k] = np.nan
+                    recall[b, t, k] = np.nan
+                    continue
+                recall[b, t, k] = tpc[k, t] / p
+                run = 0.0
+                total = 0.0
+                for j in range(R, 0, -1):
+                    if best[k, t, j] > run:
+                        run = best[k, t, j]
+                    total += run
+                ap[b, t, k] = total / R
