@@ -14,6 +14,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
+from preflight.decide.bar import FINE_TUNED
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: per-candidate inputs of the decision (asset name -> required)
@@ -23,6 +24,8 @@ INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reev
 MAX_CURVE_CHARTS = 6
 #: verdicts that put a model into production (the only ones that move ``champion``)
 SHIPPING_VERDICTS = ("ship off-the-shelf", "fine-tune")
+#: report section: every candidate's FP32 model and every exported artefact, with the sha256
+CANDIDATES_TITLE = "Candidates and exported artefacts (the exact files)"
 #: report sections of the exported artefacts
 EXPORTS_TITLE = "Exports (latency against the FP32 source, the bar)"
 DELTAS_TITLE = "Export per-slice recall against the FP32 source (paired over frames)"
@@ -66,7 +69,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                          tiling: bool = True, exports: dict[str, list[str]] | None = None
                          ) -> dg.AssetsDefinition:
     """The decision asset over every candidate's per-candidate assets (``exports``: candidate ->
-    export formats whose assets the decision also weighs)."""
+    the names of its export assets, ``export_<stage>_<format>``, which the decision weighs as
+    candidates too)."""
     ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
     for name in candidates:
         key = candidate_key(name)
@@ -77,8 +81,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         if name in curves:
             wanted.append("learning_curve")
         ins.update({f"{key}__{asset}": dg.AssetIn(key=[key, asset]) for asset in wanted})
-    export_ins = [f"{candidate_key(n)}__export_{label}"
-                  for n, labels in (exports or {}).items() for label in labels]
+    export_ins = [f"{candidate_key(n)}__{asset}"
+                  for n, assets in (exports or {}).items() for asset in assets]
     ins.update({k: dg.AssetIn(key=k.split("__", 1)) for k in export_ins})
 
     @dg.asset(name="decision", group_name="decision", ins=ins, kinds={"mlflow", "html"})
@@ -107,7 +111,7 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         result = decide(evidence, bar)
         # exports are candidates too: one ships when it clears the bar and its FP32 source is
         # over the latency budget (before an operator override, which only acts on no-ship)
-        export_verdicts, export_tables = _export_evidence(export_values, bar)
+        export_verdicts, export_tables = _export_evidence(export_values, bar, per_cand)
         result, shipped_export = choose_export(result, export_verdicts, bar)
         override = cfg.decision.ship_anyway
         if override and override not in candidates:
@@ -123,15 +127,12 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                     result.slices, out_dir / "plots" / f"before_after_{candidate_key(name)}.png",
                     candidate=name, title=f"{name}: recall off-the-shelf vs fine-tuned")
         plots.update(_curve_charts(result, evidence, per_cand, out_dir / "plots"))
-        summary = pd.DataFrame([{
-            "candidate": v.name, "verdict": v.verdict, "stage": v.stage,
-            "p99 ms": v.latency_p99_ms, "daily cost": v.daily_cost, "pass": v.n_pass,
-            "fail": v.n_fail, "not enough evidence": v.n_not_enough,
-            "AP50 off-the-shelf": per_cand[v.name]["offtheshelf_eval"]["AP50"],
-            "AP50 fine-tuned": (per_cand[v.name]["reeval"] or {}).get("AP50"),
-        } for v in result.candidates])
+        summary = candidates_table(result, per_cand, export_verdicts, export_values,
+                                   shipped_export)
+        shown = summary.assign(sha256=summary["sha256"].str[:12]).rename(
+            columns={"sha256": "sha256 (first 12)"})
         paths = write_decision_report(result, out_dir, plots=plots,
-                                      evidence={"Candidates": summary, **export_tables})
+                                      evidence={CANDIDATES_TITLE: shown, **export_tables})
         run = _record_decision_run(context, tracker, result, paths)
         champion = _register_champion(context, tracker, result, per_cand, cfg, run, paths, zoo,
                                       export=shipped_export, export_values=export_values)
@@ -156,13 +157,16 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         context.log.info(f"decision: {o.verdict} — {o.candidate} ({o.stage})")
         return dg.Output(jsonable({"verdict": o.verdict, "candidate": o.candidate,
                                    "stage": o.stage, "reasons": list(o.reasons),
+                                   "artefact": (shipped_export.description if shipped_export
+                                                else None),
+                                   "candidates": summary.to_dict(orient="records"),
                                    "report": {k: str(v) for k, v in paths.items()},
                                    "champion": watched, "decided": champion}), metadata={
             "verdict": dg.MetadataValue.text(f"{o.verdict}: {o.candidate} ({o.stage})"),
             "in_production": dg.MetadataValue.json(jsonable(
                 watched if watched.get("candidate") else {})),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in o.reasons)),
-            "candidates": dg.MetadataValue.md(md_table(summary)),
+            "candidates": dg.MetadataValue.md(md_table(shown)),
             "failing_slices_routed": dg.MetadataValue.md(md_table(routed, max_rows=30)),
             "fixed_by_finetune": len(result.fixed), "not_fixed": len(result.not_fixed),
             "not_enough_evidence": len(result.not_enough_evidence),
@@ -175,6 +179,45 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
                if champion.get("version") else {})})
 
     return decision
+
+
+def candidates_table(result, per_cand: dict, export_verdicts: list, export_values: list[dict],
+                     shipped_export=None) -> pd.DataFrame:
+    """The report's candidate table: one row per candidate (its verdict and the FP32 model the
+    verdict is about) and one per exported artefact (held against the same bar), each with the
+    sha256 of the exact file -- the exports are candidates too."""
+    rows = []
+    for v in result.candidates:
+        inputs = per_cand[v.name]
+        fine = v.stage == FINE_TUNED and inputs.get("finetuned_model")
+        weights = (inputs["finetuned_model"]["weights"] if fine
+                   else inputs["offtheshelf_eval"]["weights"])
+        rows.append({
+            "candidate": v.name, "artefact": "FP32 model", "verdict": v.verdict,
+            "stage": v.stage, "p99 ms": v.latency_p99_ms, "daily cost": v.daily_cost,
+            "pass": v.n_pass, "fail": v.n_fail, "not enough evidence": v.n_not_enough,
+            "AP50 off-the-shelf": inputs["offtheshelf_eval"]["AP50"],
+            "AP50 fine-tuned": (inputs["reeval"] or {}).get("AP50"),
+            "sha256": _sha256(weights)})
+    values = {(x["candidate"], x["label"], x["source_stage"]): x for x in export_values}
+    for e in export_verdicts:
+        value = values[(e.candidate, e.label, e.source_stage)]
+        shipped = shipped_export is not None and (
+            (e.candidate, e.label, e.source_stage) == (shipped_export.candidate,
+                                                       shipped_export.label,
+                                                       shipped_export.source_stage))
+        fine = e.source_stage == FINE_TUNED
+        rows.append({
+            "candidate": e.candidate, "artefact": e.description,
+            "verdict": ("ships" if shipped else "clears the bar" if e.clears_bar
+                        else "does not clear the bar"),
+            "stage": e.source_stage, "p99 ms": e.latency_p99_ms,
+            "daily cost": value.get("daily_cost"), "pass": e.n_pass, "fail": e.n_fail,
+            "not enough evidence": e.n_not_enough,
+            "AP50 off-the-shelf": None if fine else value.get("AP50"),
+            "AP50 fine-tuned": value.get("AP50") if fine else None,
+            "sha256": e.sha256})
+    return pd.DataFrame(rows)
 
 
 def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
@@ -233,19 +276,30 @@ def _record_decision_run(context, tracker: MlflowTracker, result, paths: dict) -
                       metrics={}, artifacts=[("decision", str(p)) for p in paths.values()])
 
 
-def _export_evidence(values: list[dict], bar) -> tuple[list, dict[str, pd.DataFrame]]:
+def _export_evidence(values: list[dict], bar, per_cand: dict
+                     ) -> tuple[list, dict[str, pd.DataFrame]]:
     """The exports' verdicts against the bar, and their report tables: latency against the FP32
-    source, and the per-slice recall deltas (paired over the same frames)."""
+    source, and the per-slice recall deltas (paired over the same frames). An off-the-shelf
+    export inherits what blocks its source whatever the metrics: operational classes with no
+    analog in pre-training (the FP32 rule's)."""
     from preflight.decide.exports import ExportEvidence, assess_exports, exports_table
 
     if not values:
         return [], {}
+
+    def blocking(v: dict) -> tuple[str, ...]:
+        if v["source_stage"] == FINE_TUNED:
+            return ()
+        missing = per_cand[v["candidate"]]["offtheshelf_eval"].get("no_analog") or []
+        return (f"no analog in pre-training: {', '.join(missing)}",) if missing else ()
+
     evidence = [ExportEvidence(
         candidate=v["candidate"], label=v["label"], description=v["description"],
         source_stage=v["source_stage"], metrics=pd.read_parquet(v["tables"]["metrics"]),
         latency_p99_ms=v["production_p99_ms"],
         source_latency_p99_ms=v["source_production_p99_ms"], weights=v["weights"],
-        sha256=v["sha256"], daily_cost=v.get("daily_cost")) for v in values]
+        sha256=v["sha256"], daily_cost=v.get("daily_cost"), blocking=blocking(v))
+        for v in values]
     verdicts = assess_exports(evidence, bar)
     columns = ["export", "slice_column", "slice_value", "metric", "source", "export_value",
                "delta", "delta_ci_low", "delta_ci_high", "changed", "export_status"]
@@ -285,7 +339,8 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
     if export is not None and chosen == export.candidate:
         weights, sha256 = export.weights, export.sha256
         metrics_path = next(v["tables"]["metrics"] for v in export_values
-                            if (v["candidate"], v["label"]) == (export.candidate, export.label))
+                            if (v["candidate"], v["label"], v["source_stage"])
+                            == (export.candidate, export.label, export.source_stage))
         if _sha256(weights) != sha256:
             raise dg.Failure(f"{weights} changed since it was validated (sha256 "
                              f"{sha256[:12]} recorded); refusing to register it")

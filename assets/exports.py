@@ -1,12 +1,12 @@
 """Stage 5b: what ships -- exported and INT8-quantised models through the same pass.
 
-One asset per (candidate, format) (``<candidate>/export_onnx_int8``): the candidate's shipping
-model (fine-tuned when it is fine-tuned, else off-the-shelf) exported to the format, INT8
-calibrated on frames of the fine-tuning pool, then evaluated on the same held-out set, stressed
-with the same suite, timed on its own runtime (batch 1, p50/p95/p99, under load, cold start),
-and compared slice by slice with
-its FP32 source on the same frames (paired bootstrap). The artefact and its sha256 travel to the
-decision, which may ship it.
+One asset per (candidate, stage, format) (``<candidate>/export_<stage>_<format>``, e.g.
+``yolov8n/export_finetuned_onnx_int8``): the candidate's off-the-shelf model, and its fine-tuned
+model when it is fine-tuned, exported to each configured format, INT8 calibrated on frames of
+the fine-tuning pool, then evaluated on the same held-out set, stressed with the same suite, timed
+on its own runtime (batch 1, p50/p95/p99, under load, cold start), and compared slice by slice
+with its own FP32 source on the same frames (paired bootstrap). The artefact and its sha256
+travel to the decision, which may ship it.
 """
 
 import time
@@ -19,25 +19,39 @@ from assets._record import candidate_key, jsonable, record_run
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
-
-def source_assets(finetuned: bool) -> tuple[str, str]:
-    """(evaluation, latency) assets of the FP32 model an export is compared with."""
-    return ("reeval", "reeval_latency") if finetuned else ("offtheshelf_eval",
-                                                          "offtheshelf_latency")
+#: export stage (``export.stages``) -> (evaluation, latency) assets of its FP32 source
+SOURCE_ASSETS = {"offtheshelf": ("offtheshelf_eval", "offtheshelf_latency"),
+                 "finetuned": ("reeval", "reeval_latency")}
 
 
-def build_export_assets(candidate: str, formats: list[str], finetuned: bool
+def export_plan(stages: list[str], formats: list[str], finetuned: bool
+                ) -> list[tuple[str, str]]:
+    """The (stage, format) exports of one candidate: every configured stage it has (the
+    fine-tuned stage only when the candidate is fine-tuned) times every format."""
+    return [(stage, label) for stage in stages if stage != "finetuned" or finetuned
+            for label in formats]
+
+
+def export_asset_name(stage: str, label: str) -> str:
+    """``export_<stage>_<format>``: the asset name of one export of a candidate."""
+    return f"export_{stage}_{label}"
+
+
+def build_export_assets(candidate: str, formats: list[str], finetuned: bool,
+                        stages: list[str] | tuple[str, ...] = tuple(SOURCE_ASSETS)
                         ) -> list[dg.AssetsDefinition]:
-    """One asset per export format of ``candidate``."""
-    return [_export_asset(candidate, label, finetuned) for label in formats]
+    """One asset per (stage, format) of ``candidate`` (see :func:`export_plan`)."""
+    return [_export_asset(candidate, stage, label)
+            for stage, label in export_plan(list(stages), formats, finetuned)]
 
 
-def _export_asset(candidate: str, label: str, finetuned: bool) -> dg.AssetsDefinition:
+def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition:
     from preflight.models.export import parse_spec
 
     key = candidate_key(candidate)
     spec = parse_spec(label)
-    src_eval, src_latency = source_assets(finetuned)
+    finetuned = stage == "finetuned"
+    src_eval, src_latency = SOURCE_ASSETS[stage]
     ins = {"validated_labels": dg.AssetIn(key="validated_labels"),
            "source_eval": dg.AssetIn(key=[key, src_eval]),
            "source_latency": dg.AssetIn(key=[key, src_latency])}
@@ -46,8 +60,15 @@ def _export_asset(candidate: str, label: str, finetuned: bool) -> dg.AssetsDefin
     else:
         ins["model_zoo"] = dg.AssetIn(key="model_zoo")
 
-    @dg.asset(name=f"export_{label}", key_prefix=[key], ins=ins, group_name="export",
-              kinds={"onnx", "mlflow"}, tags={"candidate": key, "format": label})
+    stage_name = "fine-tuned" if finetuned else "off-the-shelf"
+
+    @dg.asset(name=export_asset_name(stage, label), key_prefix=[key], ins=ins,
+              group_name="export", kinds={"onnx", "mlflow"},
+              tags={"candidate": key, "format": label, "stage": stage},
+              description=f"{spec.describe()} export of {candidate} ({stage_name}): its "
+                          "per-slice recall against its FP32 source (paired over the same "
+                          "frames, slices below the bar flagged), its latency on its own "
+                          "runtime and the speed-up.")
     def export_asset(context: dg.AssetExecutionContext, settings: SettingsResource,
                      store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo,
                      **inputs) -> dg.Output[dict]:
@@ -56,7 +77,6 @@ def _export_asset(candidate: str, label: str, finetuned: bool) -> dg.AssetsDefin
         return run_export(context, candidate=candidate, label=label, finetuned=finetuned,
                           settings=settings, store=store, tracker=tracker, zoo=zoo, **inputs)
 
-    export_asset.__doc__ = f"{spec.describe()} export of {candidate}: per-slice deltas and latency"
     return export_asset
 
 
@@ -86,7 +106,11 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
     if spec.precision == "int8":
         pool, _ = finetune_pool(validated_labels)   # never the evaluation set
         calib = [read_rgb(p) for p in calibration_frames(pool, ex.calibration_frames, ex.seed)]
-    out_dir = store.run_path("exports", key, "x").parent  # in this run's folder
+    # in this run's folder, one per (stage, format): both stages' files take the source's name,
+    # and an INT8 export writes its own FP32 intermediate, which must not overwrite the file the
+    # FP32 export validated
+    out_dir = store.run_path("exports", key, "finetuned" if finetuned else "offtheshelf", label,
+                             "x").parent
     artefact = export_all(source, [spec], out_dir, calibration=calib, seed=ex.seed)[label]
     export_seconds = time.perf_counter() - t0
     context.log.info(f"{description}: {artefact.path.name} (sha256 {artefact.sha256[:12]}) "
@@ -141,10 +165,11 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
     shown = deltas.sort_values("delta")[
         ["slice_column", "slice_value", "metric", "source", "export", "delta", "delta_ci_low",
          "delta_ci_high", "changed", "export_status"]]
-    value = {"candidate": candidate, "label": label, "format": spec.format,
+    value = {"candidate": candidate, "label": label, "stage": stage, "format": spec.format,
              "precision": spec.precision, "runtime": spec.runtime, "description": description,
              "source_stage": stage_name, "weights": str(artefact.path),
              "sha256": artefact.sha256, "source_weights": str(source.weights),
+             "source_sha256": source.sha256 or "",
              "tables": {**ev.value["tables"], "latency": lat.value["tables"]["latency"],
                         **stress.value["tables"], "deltas": str(deltas_path)},
              "mean_rpc_recall": stress.value["mean_rpc_recall"],

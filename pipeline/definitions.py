@@ -85,7 +85,7 @@ def build_assets() -> list:
     """Every asset: the shared stages and one set of per-candidate assets per candidate."""
     from assets.decision import build_decision_asset
     from assets.evaluation import build_candidate_eval_assets, model_zoo
-    from assets.exports import build_export_assets
+    from assets.exports import build_export_assets, export_asset_name, export_plan
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from preflight.tasks import task_of
@@ -99,7 +99,8 @@ def build_assets() -> list:
     finetuned = set(ft.candidates or names) & set(names)
     curves = (finetuned if "*" in ft.learning_curve_candidates
               else set(ft.learning_curve_candidates) & finetuned)
-    exported = [n for n in names if n in set(settings.export.candidates)]
+    ex = settings.export
+    exported = [n for n in names if n in set(ex.candidates)]
     assets: list = [production_sample, ingested_sample, validated_labels, model_zoo]
     for name in names:
         assets.extend(build_candidate_eval_assets(name))
@@ -109,11 +110,11 @@ def build_assets() -> list:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))
         if name in exported:  # what ships: exported / INT8 artefacts through the same pass
-            assets.extend(build_export_assets(name, settings.export.formats, name in finetuned))
-    assets.append(build_decision_asset(names, finetuned, curves,
-                                       tiling=task.tiling,
-                                       exports={n: list(settings.export.formats)
-                                                for n in exported}))
+            assets.extend(build_export_assets(name, ex.formats, name in finetuned, ex.stages))
+    assets.append(build_decision_asset(
+        names, finetuned, curves, tiling=task.tiling,
+        exports={n: [export_asset_name(stage, label) for stage, label in
+                     export_plan(ex.stages, ex.formats, n in finetuned)] for n in exported}))
     return [*assets, batch_labels, batch_champion_eval, drift_report]
 
 

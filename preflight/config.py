@@ -245,20 +245,27 @@ class FinetuneSettings:
                "must be increasing fractions in (0, 1] ending with 1.0")
 
 
+#: the models of a candidate an export can start from (``export.stages``)
+EXPORT_STAGES: tuple[str, ...] = ("offtheshelf", "finetuned")
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     """What ships: exported / INT8 artefacts of candidates, validated like any candidate.
 
-    Each listed candidate's shipping model (its fine-tuned model when it is fine-tuned, else the
-    off-the-shelf one) is exported to every ``formats`` entry, ``<format>_<precision>`` with
-    format ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO IR) and precision ``fp32`` or
-    ``int8``; INT8 is calibrated on ``calibration_frames`` frames of the fine-tuning pool (never
-    the evaluation set), drawn with ``seed``.
+    Each listed candidate's models at every ``stages`` entry -- the off-the-shelf model and, when
+    the candidate is fine-tuned, its fine-tuned model -- are exported to every ``formats`` entry,
+    ``<format>_<precision>`` with format ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO IR)
+    and precision ``fp32`` or ``int8``; INT8 is calibrated on ``calibration_frames`` frames of
+    the fine-tuning pool (never the evaluation set), drawn with ``seed``.
     """
 
     #: candidates to export (empty: none)
     candidates: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=lambda: ["onnx_fp32", "onnx_int8"])
+    #: which of a candidate's models are exported: ``offtheshelf``, ``finetuned`` (the latter
+    #: only for candidates that are fine-tuned)
+    stages: list[str] = field(default_factory=lambda: list(EXPORT_STAGES))
     calibration_frames: int = 64
     seed: int = 0
     #: the runtime's intra-op threads (None: ``latency.threads``)
@@ -272,6 +279,10 @@ class ExportSettings:
         _check(not bad, "export.formats", f"unknown format(s) {bad}; known: {known}")
         _check(len(set(self.formats)) == len(self.formats), "export.formats",
                "must not repeat a format")
+        bad = [s for s in self.stages if s not in EXPORT_STAGES]
+        _check(not bad, "export.stages", f"unknown stage(s) {bad}; known: {list(EXPORT_STAGES)}")
+        _check(len(set(self.stages)) == len(self.stages), "export.stages",
+               "must not repeat a stage")
         _check(self.calibration_frames >= 1, "export.calibration_frames", "must be >= 1")
         _check(self.threads is None or self.threads >= 1, "export.threads",
                "must be >= 1 or null")

@@ -10,6 +10,7 @@ bounds. INT8 calibration is deterministic: the same frames and seed give the sam
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -279,6 +280,12 @@ def test_the_decision_ships_the_export_only_when_the_fp32_model_is_over_budget()
         assert choose_export(slow, verdicts, bar) == (slow, None)
     assert assess_exports([_export(BAD_DIM, 1, 2)], bar)[0].failing == (
         "lighting=dim recall",)
+    # what blocks its source whatever the metrics (an off-the-shelf model's class without an
+    # analog in pre-training) blocks the export too
+    blocked = assess_exports([replace(_export(GOOD, 120.0, 400.0),
+                                      blocking=("no analog in pre-training: crate",))], bar)
+    assert not blocked[0].clears_bar and choose_export(slow, blocked, bar) == (slow, None)
+    assert exports_table(blocked).loc[0, "blocked by"] == "no analog in pre-training: crate"
     # the FP32 model ships: it stands, the exports are reported beside it
     fast = decide([CandidateEvidence("nano", _long(GOOD), latency_p99_ms=40.0)], bar)
     assert choose_export(fast, good, bar) == (fast, None)
@@ -300,3 +307,29 @@ def test_flag_deltas_marks_slices_where_the_export_is_below_the_bar():
     assert flagged.set_index("slice_value")["below_bar"].to_dict() == {"__all__": False,
                                                                       "dim": True}
     assert flagged.loc[flagged["slice_value"] == "dim", "bar"].iloc[0] == 0.5
+
+
+def test_one_export_asset_per_candidate_stage_and_format():
+    """The factory: every configured stage the candidate has (fine-tuned only when it is
+    fine-tuned) times every format, each its own asset reading its own FP32 source."""
+    from assets.exports import build_export_assets
+    from preflight.config import ConfigError, ExportSettings
+
+    formats = ["onnx_fp32", "onnx_int8"]
+
+    def keys(assets):
+        return {a.key.to_user_string(): {k.to_user_string() for k in a.dependency_keys}
+                for a in assets}
+
+    both = keys(build_export_assets("cand", formats, finetuned=True))
+    assert set(both) == {f"cand/export_{s}_{f}" for s in ("offtheshelf", "finetuned")
+                         for f in formats}
+    assert "cand/offtheshelf_eval" in both["cand/export_offtheshelf_onnx_int8"]
+    assert "cand/reeval" in both["cand/export_finetuned_onnx_int8"]
+    assert "cand/finetuned_model" in both["cand/export_finetuned_onnx_fp32"]
+    assert set(keys(build_export_assets("cand", formats, finetuned=False))) == {
+        "cand/export_offtheshelf_onnx_fp32", "cand/export_offtheshelf_onnx_int8"}
+    assert not build_export_assets("cand", formats, finetuned=False, stages=["finetuned"])
+    assert ExportSettings().stages == ["offtheshelf", "finetuned"]
+    with pytest.raises(ConfigError, match="export.stages"):
+        ExportSettings(stages=["quantised"])

@@ -74,8 +74,8 @@ def test_every_stage_materialised(pass_run):
     for key in ("production_sample", "ingested_sample", "validated_labels", "model_zoo",
                 "tiny/offtheshelf_eval", "tiny/offtheshelf_stress", "tiny/offtheshelf_latency",
                 "tiny/finetuned_model", "tiny/learning_curve", "tiny/reeval", "tiny/reeval_stress",
-                "tiny/reeval_latency", "tiny/tiling_eval", "tiny/export_onnx_fp32",
-                "tiny/export_onnx_int8", "decision"):
+                "tiny/reeval_latency", "tiny/tiling_eval", "tiny/export_finetuned_onnx_fp32",
+                "tiny/export_finetuned_onnx_int8", "decision"):
         assert key in keys, key
     checks = pass_run.get_asset_check_evaluations()
     assert {c.check_name for c in checks} >= {"classes_in_taxonomy", "images_decode",
@@ -197,8 +197,8 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run, k
         key = e.event_specific_data.materialization.asset_key.to_user_string()
         if key.startswith("tiny/export_"):
             values[key] = pass_run.output_for_node(key.replace("/", "__"))
-    assert set(values) == {"tiny/export_onnx_fp32", "tiny/export_onnx_int8"}
-    int8 = values["tiny/export_onnx_int8"]
+    assert set(values) == {"tiny/export_finetuned_onnx_fp32", "tiny/export_finetuned_onnx_int8"}
+    int8 = values["tiny/export_finetuned_onnx_int8"]
     assert int8["source_stage"] == "fine-tuned" and int8["runtime"] == "onnxruntime"
     assert int8["weights"].endswith(".int8.onnx") and sha256_file(int8["weights"]) == int8["sha256"]
     side = read_sidecar(int8["weights"])
@@ -208,7 +208,7 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run, k
     eval_ids = set(images.query("split == 'eval'")["image_id"])
     preds = pd.read_parquet(int8["tables"]["predictions"])
     assert set(preds["image_id"]) <= eval_ids
-    fp32 = values["tiny/export_onnx_fp32"]
+    fp32 = values["tiny/export_finetuned_onnx_fp32"]
     deltas = pd.read_parquet(fp32["tables"]["deltas"])
     assert set(DELTA_COLUMNS) - {"export_status"} <= set(deltas.columns)
     assert {"bar", "below_bar", "export_status"} <= set(deltas.columns)

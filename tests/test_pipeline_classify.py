@@ -48,7 +48,7 @@ def test_the_int8_classifier_export_is_compared_with_its_source(run):
     """The fine-tuned timm classifier exported to INT8 ONNX, evaluated, timed and compared with
     its FP32 source per slice (paired over the same crops)."""
     home, result, *_ = run
-    value = result.output_for_node("tinycls__export_onnx_int8")
+    value = result.output_for_node("tinycls__export_finetuned_onnx_int8")
     assert value["source_stage"] == "fine-tuned" and value["weights"].endswith(".int8.onnx")
     deltas = pd.read_parquet(value["tables"]["deltas"])
     overall = deltas[(deltas["slice_column"] == "__all__") & (deltas["metric"] == "recall")]

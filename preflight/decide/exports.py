@@ -4,7 +4,8 @@ the export chosen when it clears the bar and its FP32 source does not fit the la
 The rule (:func:`choose_export`): when the FP32 decision ships a model, it stands (the exports are
 reported beside it). When it does not, an export ships if it clears the bar on its own
 evaluation (no failing row, at least one passing row, p99 within the budget, daily cost within the
-ceiling) and its FP32 source's p99 is over the budget -- the export is the fix for latency, not a
+ceiling, nothing that blocks its source whatever the metrics -- an off-the-shelf model's classes
+without an analog in pre-training) and its FP32 source's p99 is over the budget -- the export is the fix for latency, not a
 second chance for a model whose slices fail. Among several, the lightest source first (the
 decision's size rank), then the lowest p99, then the name.
 """
@@ -37,6 +38,9 @@ class ExportEvidence:
     weights: str
     sha256: str
     daily_cost: float | None = None
+    #: why it cannot ship whatever its metrics, as its FP32 source could not (e.g. an
+    #: off-the-shelf model's operational classes with no analog in pre-training)
+    blocking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ExportVerdict:
     weights: str
     sha256: str
     failing: tuple[str, ...] = ()
+    blocking: tuple[str, ...] = ()
 
 
 def assess_exports(exports: Sequence[ExportEvidence], bar: Bar) -> list[ExportVerdict]:
@@ -74,11 +79,13 @@ def assess_exports(exports: Sequence[ExportEvidence], bar: Bar) -> list[ExportVe
                    if e.latency_p99_ms > 0 else math.nan)
         out.append(ExportVerdict(
             e.candidate, e.label, e.description, e.source_stage,
-            clears_bar=counts[FAIL] == 0 and counts[PASS] > 0 and latency_ok and cost_ok,
+            clears_bar=(counts[FAIL] == 0 and counts[PASS] > 0 and latency_ok and cost_ok
+                        and not e.blocking),
             latency_ok=latency_ok, n_pass=counts[PASS], n_fail=counts[FAIL],
             n_not_enough=counts[NOT_ENOUGH], latency_p99_ms=float(e.latency_p99_ms),
             source_latency_p99_ms=float(e.source_latency_p99_ms), speedup=float(speedup),
-            weights=e.weights, sha256=e.sha256, failing=failing))
+            weights=e.weights, sha256=e.sha256, failing=failing,
+            blocking=tuple(e.blocking)))
     return out
 
 
@@ -117,6 +124,7 @@ def exports_table(verdicts: Sequence[ExportVerdict]) -> pd.DataFrame:
         "pass": v.n_pass, "fail": v.n_fail, "not enough evidence": v.n_not_enough,
         "clears the bar": v.clears_bar, "sha256": v.sha256[:12],
         "failing rows": ", ".join(v.failing[:5]) + (" ..." if len(v.failing) > 5 else ""),
+        "blocked by": "; ".join(v.blocking),
     } for v in verdicts])
 
 
