@@ -36,9 +36,11 @@ def _read(path: str | None) -> pd.DataFrame | None:
 
 
 def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int,
-                    family: str = "", bar=None):
-    """The decision rule's evidence for one candidate from its assets' outputs."""
-    from preflight.decide.evidence import build_evidence
+                    family: str = "", bar=None, ground_truth: tuple | None = None):
+    """The decision rule's evidence for one candidate from its assets' outputs
+    (``ground_truth``: the evaluation split's images and boxes, for the objects' sizes at the
+    candidate's input)."""
+    from preflight.decide.evidence import build_evidence, object_sizes_at_input
 
     cfg = settings.load()
     off = inputs["offtheshelf_eval"]
@@ -62,7 +64,9 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
         saturation_tol=cfg.decision.saturation_tolerance, seed=cfg.evaluation.seed,
         confusion_offtheshelf=_read(off["tables"].get("confusion")),
         confusion_finetuned=_read(ft["tables"].get("confusion")) if ft else None,
-        stress=_read(stress["tables"]["stress"]) if stress else None, bar=bar)
+        stress=_read(stress["tables"]["stress"]) if stress else None, bar=bar,
+        object_sizes=(object_sizes_at_input(*ground_truth, int(off["input_size"]))
+                      if ground_truth is not None else None))
 
 
 def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set[str],
@@ -106,8 +110,12 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
         ranks = size_ranks({n: int(v["offtheshelf_eval"].get("n_parameters") or 0)
                             for n, v in per_cand.items()})
         bar = Bar.from_settings(cfg.bar, cfg.decision, stress=cfg.stress)
+        eval_images = images[images["split"] == "eval"]
+        eval_boxes = pd.read_parquet(labels["boxes"])
+        eval_boxes = eval_boxes[eval_boxes["image_id"].isin(eval_images["image_id"])]
         evidence = [gather_evidence(n, per_cand[n], settings, pool, ranks[n],
-                                    zoo.candidate(n).family, bar) for n in candidates]
+                                    zoo.candidate(n).family, bar, (eval_images, eval_boxes))
+                    for n in candidates]
         result = decide(evidence, bar)
         # exports are candidates too: one ships when it clears the bar and its FP32 source is
         # over the latency budget (before an operator override, which only acts on no-ship)
@@ -170,6 +178,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             "failing_slices_routed": dg.MetadataValue.md(md_table(routed, max_rows=30)),
             "fixed_by_finetune": len(result.fixed), "not_fixed": len(result.not_fixed),
             "not_enough_evidence": len(result.not_enough_evidence),
+            # fine-tuned rows a re-run could flip (failing ones are routed uncertain)
+            "close_to_the_bar": int(result.slices["close"].astype(bool).sum()),
             **({"exports": dg.MetadataValue.md(md_table(export_tables[EXPORTS_TITLE]))}
                if export_tables else {}),
             "report_html": dg.MetadataValue.path(str(paths["html"])),

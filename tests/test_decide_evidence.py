@@ -115,14 +115,78 @@ def test_same_failure_in_every_lighter_candidate_while_a_heavier_passes():
     d = decide([nano, small, large], BAR)
     r = row(d, "small", OFF_THE_SHELF, DIM)
     assert r["failure_kind"] == "architecture-bound" and r["basis"] == "capacity"
-    assert "large, which passes this row" in r["remedy"] and "every lighter candidate (nano)" \
-        in r["remedy"]
+    assert "a heavier model (large, measured to pass this row" in r["remedy"]
+    assert "every lighter candidate (nano)" in r["remedy"]
     assert d.overall.candidate == "large" and d.overall.verdict == SHIP
     # a lighter candidate that passes the row: no capacity evidence for the heavier ones
     d = decide([cand("nano", ots=table(), size_rank=0),
                 cand("small", ots=fail, size_rank=1),
                 cand("large", ots=table(), size_rank=2)], BAR)
     assert row(d, "small", OFF_THE_SHELF, DIM)["failure_kind"] == "unresolved"
+
+
+def test_a_remedy_names_only_a_heavier_candidate_that_passes_within_the_budget():
+    """yolov8n's architecture-bound rows once got "a heavier model (yolov8s)" while yolov8s was
+    over the latency budget: the remedy names a heavier candidate only when it was measured to
+    pass the row and fits the budget; otherwise it says what to try."""
+    n = np.array([250.0, 500.0, 1000.0])
+    flat = fit_learning_curve(n, [0.40, 0.40, 0.40], n_boot=0)  # levels off below 0.5
+    fail = table({DIM: (0.40, 0.35, 0.45)})
+    nano = cand("nano", ots=fail, ft=fail, size_rank=0, learning_curves={DIM: flat})
+    slow = cand("large", ots=table(), size_rank=2, latency_p99_ms=400.0)   # budget 250
+    d = decide([nano, slow], BAR)
+    r = row(d, "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "architecture-bound" and r["basis"] == "learning curve"
+    assert "a heavier model (large" not in r["remedy"]
+    assert ("no measured candidate passes this row within the 250 ms budget, large passes this "
+            "row but its p99 400 ms is over budget, so try a higher input size, tiling or a "
+            "heavier family that fits the budget") in r["remedy"]
+    assert not any("a heavier model (large" in c for c in d.candidate("nano").replacement)
+    # a heavier candidate that fails the row is no remedy either, even within budget
+    weak = cand("mid", ots=fail, size_rank=1, latency_p99_ms=60.0)
+    r = row(decide([nano, weak, slow], BAR), "nano", FINE_TUNED, DIM)
+    assert "(mid" not in r["remedy"] and "no measured candidate passes this row" in r["remedy"]
+    # one that passes it within budget is named, with its measured p99
+    fast = cand("mid", ots=table(), size_rank=1, latency_p99_ms=90.0)
+    d = decide([nano, fast, slow], BAR)
+    r = row(d, "nano", FINE_TUNED, DIM)
+    assert "a heavier model (mid, measured to pass this row at p99 90 ms within the 250 ms " \
+           "budget)" in r["remedy"]
+    assert any(c.startswith("a heavier model (mid") for c in d.candidate("nano").replacement)
+    # the pixel threshold's remedy follows the same rule
+    small = ("size_bin", "small", "recall")
+    tiny = table({small: (0.2, 0.15, 0.25)})
+    pix = cand("nano", ots=tiny, ft=tiny, size_rank=0, image_size=2560)
+    r = row(decide([pix, slow], BAR), "nano", FINE_TUNED, small)
+    assert r["basis"] == "pixel threshold" and "large" not in r["remedy"]
+    assert "a higher input size (640) or tiling" in r["remedy"]
+    r = row(decide([pix, cand("mid", ots=table(), size_rank=1, latency_p99_ms=90.0)], BAR),
+            "nano", FINE_TUNED, small)
+    assert "or mid (measured to pass this row within the 250 ms budget)" in r["remedy"]
+
+
+def test_a_slice_without_a_size_breakdown_gets_its_objects_sizes_from_the_ground_truth():
+    """An image slice (no size rows of its own) whose objects are mostly below the pixel
+    threshold at input routes architecture-bound from the ground-truth sizes; one whose
+    objects are large stays unresolved."""
+    from preflight.decide.evidence import object_sizes_at_input
+
+    images = pd.DataFrame({"image_id": [1, 2, 3], "width": [2560] * 3, "height": [1440] * 3,
+                           "lighting": ["dim", "dim", "bright"]})
+    # at input 320 (scale 1/8): 64 px -> 8 px, 96 -> 12, 400 -> 50
+    boxes = pd.DataFrame({"image_id": [1, 1, 2, 3, 3], "class_name": ["a", "a", "b", "a", "b"],
+                          "w": [64, 96, 400, 400, 400], "h": [64, 96, 400, 400, 400],
+                          "iscrowd": [0, 0, 0, 0, 0]})
+    sizes = object_sizes_at_input(images, boxes, 320)
+    assert sizes["side_px"].round(3).tolist() == [8.0, 12.0, 50.0, 50.0, 50.0]
+    fail = table({DIM: (0.30, 0.25, 0.35), ("lighting", "bright", "recall"): (0.3, 0.25, 0.35)})
+    d = decide([cand(ots=fail, ft=fail, object_sizes=sizes)], BAR)
+    r = row(d, "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "architecture-bound" and r["basis"] == "pixel threshold"
+    assert "67% of its 3 objects below 16 px at input 320 (ground-truth sizes at input)" \
+        in r["remedy"]
+    bright = row(d, "nano", FINE_TUNED, ("lighting", "bright", "recall"))
+    assert bright["failure_kind"] == "unresolved"
 
 
 # ------------------------------------------------------------------ look-alikes
@@ -245,6 +309,11 @@ def test_fine_tuned_rows_near_the_bar_are_named_as_close():
     assert any("close to the bar" in r and "lighting=dim" in r for r in d.overall.reasons)
     d = decide([cand(ots=ots, ft=table({DIM: (0.75, 0.70, 0.80)}))], BAR)
     assert not d.slices["close"].any()
+    # a close row that failed off-the-shelf is routed uncertain, not data-solvable (fixed)
+    r = row(decide([cand(ots=ots, ft=table({DIM: (0.56, 0.52, 0.60)}))], BAR), "nano",
+            OFF_THE_SHELF, DIM)
+    assert r["failure_kind"] == "uncertain" and r["route"] == "re-run first"
+    assert "another seed" in r["remedy"]
 
 
 # ------------------------------------------------------------------ sentences agree with counts
@@ -259,6 +328,12 @@ def _check_sentences(d):
             m = re.search(r"all (\d+) failing row\(s\) are data-solvable", text)
             if m:
                 assert int(m.group(1)) == v.n_fail == v.n_data_solvable, text
+            m = re.search(r"(\d+) failing row\(s\) are within the training noise", text)
+            if m:
+                assert int(m.group(1)) == v.n_uncertain, text
+            m = re.search(r"(\d+) failing row\(s\) have no evidence for a route", text)
+            if m:
+                assert int(m.group(1)) == v.n_unresolved, text
             if "no row has enough evidence" in text and text.startswith("off-the-shelf"):
                 assert "row(s) fail" not in text, text
     o = d.overall
@@ -287,12 +362,16 @@ def _check_sentences(d):
                   image_size=2560),
              cand("b", size_rank=1, ots=table({DIM: (0.3, 0.2, 0.4)}))],
     lambda: [cand(latency_p99_ms=900.0)],
+    # one row just under the bar after fine-tuning (uncertain), one far under it (unresolved)
+    lambda: [cand(ots=table({DIM: (0.2, 0.1, 0.3), SKU_A: (0.1, 0.05, 0.2)}),
+                  ft=table({DIM: (0.49, 0.47, 0.495), SKU_A: (0.12, 0.06, 0.2)}))],
 ])
 def test_reasons_never_contradict_the_counts(build):
     d = decide(build(), BAR)
     _check_sentences(d)
     for v in d.candidates:
-        assert v.n_fail == v.n_data_solvable + v.n_architecture_bound + v.n_unresolved
+        assert v.n_fail == (v.n_data_solvable + v.n_architecture_bound + v.n_unresolved
+                            + v.n_uncertain)
     if d.overall.verdict == REPLACE:
         assert "no candidate ships; closest" in d.overall.reasons[0]
 

@@ -42,7 +42,7 @@ def decision_and_points():
     nano = CandidateEvidence(
         name="nano", offtheshelf=table({DIM: (0.3, 0.25, 0.35), (ALL, ALL, "recall.sku_a"):
                                         (0.3, 0.24, 0.36)}),
-        finetuned=table({DIM: (0.47, 0.44, 0.49)}), latency_p99_ms=40.0, daily_cost=120.0,
+        finetuned=table({DIM: (0.45, 0.42, 0.46)}), latency_p99_ms=40.0, daily_cost=120.0,
         input_size=320, learning_curves={DIM: fit})
     small = CandidateEvidence(
         name="small", offtheshelf=table({SMALL: (0.2, 0.14, 0.27)}),
@@ -85,7 +85,7 @@ def test_report_files_headline_html_and_json(tmp_path, decision_and_points):
                     "## Not enough evidence", "### Label plan (evaluation data)",
                     "## Operational cost by shift"):
         assert section in md
-    assert "0.47 [0.44, 0.49]" in md and "model change" in md and "data collection" in md
+    assert "0.45 [0.42, 0.46]" in md and "model change" in md and "data collection" in md
     assert "class sku_a (recall)" in md.split("### Fixed by fine-tuning")[1]
     assert "camera=c9 (recall)" in md.split("## Not enough evidence")[1]
     assert "](plots/learning_curve_dim.png)" in md
@@ -112,7 +112,7 @@ def test_report_sentences_match_its_tables(tmp_path, decision_and_points):
     md = write_decision_report(decision, tmp_path)["markdown"].read_text(encoding="utf-8")
     failing = _section(md, "## Failing slices: route and remedy")
     rows = [line for line in failing.splitlines() if line.startswith("| ")][1:]
-    routes = {"data collection": 0, "model change": 0, "measure first": 0}
+    routes = {"data collection": 0, "model change": 0, "measure first": 0, "re-run first": 0}
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
         routes[cells[7]] += 1
@@ -121,6 +121,8 @@ def test_report_sentences_match_its_tables(tmp_path, decision_and_points):
     said = dict((v, int(k)) for k, v in re.findall(r"(\d+) to ([a-z ()]+?)(?:,|$)", m.group(2)))
     assert said.get("data collection", 0) == routes["data collection"]
     assert said.get("a model change", 0) == routes["model change"]
+    assert said.get("a measurement first (unresolved)", 0) == routes["measure first"]
+    assert said.get("a re-run first (uncertain)", 0) == routes["re-run first"]
     # the not-enough-evidence rows state the frames that would decide them
     assert "frames needed" in _section(md, "## Not enough evidence")
 
@@ -140,3 +142,30 @@ def test_missing_plot_file_raises(tmp_path, decision_and_points):
     decision, _, _ = decision_and_points
     with pytest.raises(FileNotFoundError, match="nope.png"):
         write_decision_report(decision, tmp_path, plots={"x": tmp_path / "nope.png"})
+
+
+def test_close_rows_are_uncertain_and_named_in_the_report(tmp_path):
+    """A fine-tuned row 0.01 under the bar (within the training noise) and a fixed row 0.01
+    over it: both could flip on a re-run, so neither counts as data-solvable or
+    architecture-bound; the report lists them as close and its counts agree with its tables."""
+    near_fail = (0.49, 0.48, 0.495)
+    c = CandidateEvidence(
+        name="nano", offtheshelf=table({DIM: (0.3, 0.25, 0.35), SMALL: (0.3, 0.25, 0.35)}),
+        finetuned=table({DIM: near_fail, SMALL: (0.52, 0.505, 0.54)}), latency_p99_ms=40.0,
+        input_size=320)
+    decision = decide([c], Bar())
+    v = decision.candidate("nano")
+    assert v.verdict == "measure first" and v.n_fail == v.n_uncertain == 1
+    assert v.n_data_solvable == v.n_architecture_bound == 0
+    s = decision.slices.set_index(["stage", "slice_column", "slice_value", "metric"])
+    for key in (DIM, SMALL):
+        assert s.loc[("fine-tuned", *key), "failure_kind"] == "uncertain"
+        assert s.loc[("fine-tuned", *key), "route"] == "re-run first"
+        assert bool(s.loc[("fine-tuned", *key), "close"])
+    assert any("within the training noise" in r for r in v.reasons)
+    md = write_decision_report(decision, tmp_path)["markdown"].read_text(encoding="utf-8")
+    close = _section(md, "## Close to the bar (could flip on a re-run)")
+    assert "lighting=dim (recall)" in close and "size_bin=small (recall)" in close
+    failing = _section(md, "## Failing slices: route and remedy")
+    assert "1 failing row(s): 1 to a re-run first (uncertain)." in failing
+    assert "| uncertain | close to the bar | re-run first |" in failing

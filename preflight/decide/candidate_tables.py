@@ -23,7 +23,9 @@ from preflight.decide.classify_failure import (
     DATA_SOLVABLE,
     ROUTE_FINETUNE,
     _classify,
+    close_to_bar,
     slice_where,
+    uncertain_failure,
 )
 from preflight.decide.learning_curve import curves_table
 from preflight.metrics.intervals import frames_to_decide
@@ -70,14 +72,23 @@ def final_status(cand: CandidateEvidence, bar: Bar) -> dict[tuple, str]:
 
 def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> pd.DataFrame:
-    """The wide table with failure_kind, basis, route, remedy and images needed per key."""
+    """The wide table with failure_kind, basis, route, remedy and images needed per key.
+
+    A key that failed (off-the-shelf or fine-tuned) and whose fine-tuned interval, widened by
+    the training noise, reaches across the bar is ``uncertain``: a re-run could flip it, so it
+    is routed to neither data collection nor a model change (nor counted as either)."""
     wide = _stage_tables(cand, bar)
     final = "status_ft" if cand.finetuned is not None else "status_ots"
     cols = ["failure_kind", "basis", "route", "remedy"]
     needs = ["images_needed", "images_needed_low", "images_needed_high"]
     wide = wide.assign(**dict.fromkeys(cols, None), **dict.fromkeys(needs, np.nan))
     for i, row in wide.iterrows():
-        if _is_true(row["fixed_by_finetune"]):
+        decided_ft = row["status_ft"] in (PASS, FAIL)
+        if decided_ft and FAIL in (row["status_ots"], row["status_ft"]) and close_to_bar(
+                row["ci_low_ft"], row["ci_high_ft"], row["bar"], bar.training_noise):
+            f = uncertain_failure(row, bar)
+            wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
+        elif _is_true(row["fixed_by_finetune"]):
             where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
             wide.loc[i, cols] = [DATA_SOLVABLE, "fixed by fine-tuning", ROUTE_FINETUNE,
                                  f"fine-tune with the {where} images of the pool"]

@@ -23,8 +23,12 @@ if TYPE_CHECKING:
     from preflight.decide.rule import CandidateEvidence
 
 DATA_SOLVABLE, ARCHITECTURE_BOUND, UNRESOLVED = "data-solvable", "architecture-bound", "unresolved"
+#: a row whose pass/fail could flip with training noise: routed to neither data nor model
+UNCERTAIN = "uncertain"
 ROUTE_DATA, ROUTE_MODEL, ROUTE_FINETUNE = "data collection", "model change", "fine-tune"
 ROUTE_MEASURE = "measure first"
+#: the route of an uncertain row: fine-tune again (another seed) before routing it
+ROUTE_RERUN = "re-run first"
 #: object side range (px, sqrt of area) of each COCO size bin
 SIZE_BIN_SIDE = {"small": (0.0, 32.0), "medium": (32.0, 96.0), "large": (96.0, math.inf)}
 
@@ -93,6 +97,48 @@ def share_below(table: pd.DataFrame | None, metric: str, threshold_px: float
     return float(n[upper <= threshold_px].sum() / total), int(total)
 
 
+def share_below_gt(sizes: pd.DataFrame | None, slice_column: str, slice_value: str,
+                   metric: str, threshold_px: float) -> tuple[float, int]:
+    """Share of a row's ground-truth objects whose side at model input is below
+    ``threshold_px``, from the per-box ``side_px`` table (:func:`~preflight.decide.evidence.
+    object_sizes_at_input`): every box of the slice (``recall``) or of one class
+    (``recall.<class>``); NaN when the table has no such boxes or not the slice's column."""
+    if sizes is None or sizes.empty or "side_px" not in sizes.columns:
+        return math.nan, 0
+    rows = sizes
+    if slice_column != OVERALL:
+        if slice_column not in rows.columns:
+            return math.nan, 0
+        rows = rows[rows[slice_column].astype(str) == str(slice_value)]
+    if "." in metric and "class_name" in rows.columns:
+        rows = rows[rows["class_name"].astype(str) == metric.split(".", 1)[1]]
+    side = rows["side_px"].to_numpy(dtype=float)
+    side = side[np.isfinite(side)]
+    if not len(side):
+        return math.nan, 0
+    return float((side < threshold_px).mean()), int(len(side))
+
+
+def close_to_bar(value_low: float, value_high: float, target: float, noise: float) -> bool:
+    """Whether an interval widened by the training noise reaches across the bar: a re-run of the
+    training could put the row on the other side."""
+    lo, hi = float(value_low) - noise, float(value_high) + noise
+    return bool(np.isfinite(lo) and np.isfinite(hi) and lo < target <= hi)
+
+
+def uncertain_failure(row: pd.Series, bar: Bar) -> _Failure:
+    """A row near the bar after fine-tuning: neither data-solvable nor architecture-bound until
+    a second training run agrees."""
+    where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
+    status = "passes" if row.get("status_ft") == PASS else "fails"
+    return _Failure(UNCERTAIN, "close to the bar", ROUTE_RERUN,
+                    f"fine-tune again with another seed (finetune.seed) and route {where} only "
+                    f"if both runs agree: fine-tuned it {status} at {float(row['value_ft']):.2f} "
+                    f"[{float(row['ci_low_ft']):.2f}, {float(row['ci_high_ft']):.2f}], within "
+                    f"the training noise ({bar.training_noise:.2f}, decision.training_noise) of "
+                    f"the bar {float(row['bar']):.2f}, so a re-run could flip it")
+
+
 def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
               peers: Sequence[CandidateEvidence],
               peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
@@ -112,17 +158,23 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
     cls = row["metric"].split(".", 1)[1] if "." in row["metric"] else None
     side = object_side_at_input(key[0], key[1], cand.input_size, cand.image_size)
     if side[1] <= bar.small_object_px:  # every object of the slice is below the threshold
-        return _pixel_bound(cand, bar, side, target, peers)
+        return _pixel_bound(cand, bar, side, target, peers, key=key, peer_status=peer_status)
     decisive = cand.finetuned if cand.finetuned is not None else cand.offtheshelf
+    statuses = peer_status or {}
+    share, n_small, source = math.nan, 0, "measured"
     if key[0] == OVERALL:
         share, n_small = share_below(decisive, key[2], bar.small_object_px)
-        if np.isfinite(share) and share > 0.5:
-            return _pixel_bound(cand, bar, side, target, peers,
-                                f"{share:.0%} of its {n_small} objects below "
-                                f"{bar.small_object_px:.0f} px at input {cand.input_size}")
+    if not np.isfinite(share) and not np.isfinite(side[0]):  # not a size slice: ground truth
+        share, n_small = share_below_gt(cand.object_sizes, *key, bar.small_object_px)
+        source = "ground-truth"
+    if np.isfinite(share) and share > 0.5:
+        return _pixel_bound(cand, bar, side, target, peers,
+                            f"{share:.0%} of its {n_small} objects below "
+                            f"{bar.small_object_px:.0f} px at input {cand.input_size} "
+                            f"({source} sizes at input)", key=key, peer_status=statuses)
     curve = cand.learning_curves.get(key)
     if curve is not None:
-        return _from_curve(curve, cand, bar, target, where, peers)
+        return _from_curve(curve, cand, bar, target, where, peers, key, statuses)
     pair = lookalike_for(cand.lookalikes, cls) if cls else None
     if pair is not None and pair["status"] == PERSISTS:
         return _Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
@@ -143,8 +195,8 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
                         "separates the pair; a learning curve would size the need")
     if np.isfinite(side[0]) and side[0] < bar.small_object_px and _has_ft(row) \
             and not bool(row["improved_by_finetune"]):  # partly below, and data did not help
-        return _pixel_bound(cand, bar, side, target, peers)
-    capacity = _capacity_evidence(key, cand, peers, peer_status or {})
+        return _pixel_bound(cand, bar, side, target, peers, key=key, peer_status=statuses)
+    capacity = _capacity_evidence(key, cand, bar, peers, statuses)
     if capacity:
         return _Failure(ARCHITECTURE_BOUND, "capacity", ROUTE_MODEL, capacity)
     return _unresolved(row, cand, cls, where, gain, pair)
@@ -172,10 +224,12 @@ def _pair_text(pair: pd.Series) -> str:
             f"off-the-shelf, {side('ft')} after fine-tuning")
 
 
-def _capacity_evidence(key: tuple, cand: CandidateEvidence, peers: Sequence[CandidateEvidence],
+def _capacity_evidence(key: tuple, cand: CandidateEvidence, bar: Bar,
+                       peers: Sequence[CandidateEvidence],
                        peer_status: Mapping[str, Mapping[tuple, str]]) -> str | None:
     """The same row fails in every lighter candidate (and this one) while a heavier one passes:
-    the remedy names the lightest heavier candidate that passes."""
+    the remedy names the lightest heavier candidate that passes it within the budget, or says
+    that none does."""
     lighter = [p for p in peers if p.size_rank < cand.size_rank]
     heavier = sorted((p for p in peers if p.size_rank > cand.size_rank),
                      key=lambda p: (p.size_rank, p.name))
@@ -185,7 +239,8 @@ def _capacity_evidence(key: tuple, cand: CandidateEvidence, peers: Sequence[Cand
     fails = f"it fails in {cand.name}" + (f" and every lighter candidate "
                                           f"({', '.join(p.name for p in lighter)})"
                                           if lighter else "")
-    return f"a heavier model ({passing[0].name}, which passes this row): {fails}"
+    return (f"{model_change(cand, bar, peers, [key], peer_status)}: {fails} while "
+            f"{passing[0].name} passes it")
 
 
 def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where: str,
@@ -209,7 +264,8 @@ def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where:
 
 
 def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, target: float,
-                where: str, peers: Sequence[CandidateEvidence]) -> _Failure:
+                where: str, peers: Sequence[CandidateEvidence], key: tuple = (),
+                peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
     need = curve.images_needed(target)
     pool = float(cand.finetune_pool_images or curve.n_max)
     extra = max(need[0] - pool, 0.0)
@@ -219,9 +275,10 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
                         f"{target:.2f} at {need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}] images; "
                         f"pool {pool:.0f})", need)
     if curve.saturated or not curve.reaches(target):
+        change = model_change(cand, bar, peers, [key] if key else [], peer_status or {})
         return _Failure(ARCHITECTURE_BOUND, "learning curve", ROUTE_MODEL,
-                        f"a heavier model ({_heavier_name(cand, peers)}): the learning curve for "
-                        f"{where} levels off at {curve.a:.2f} (gain from doubling the data "
+                        f"{change}: the learning curve for {where} levels off at "
+                        f"{curve.a:.2f} (gain from doubling the data "
                         f"{curve.gain_from_doubling():.3f}) against a bar of {target:.2f}", need)
     return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
                     f"label about {extra:.0f} more images rich in {where} (curve reaches "
@@ -230,9 +287,11 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
 
 
 def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], target: float,
-                 peers: Sequence[CandidateEvidence], measured: str | None = None) -> _Failure:
+                 peers: Sequence[CandidateEvidence], measured: str | None = None, *,
+                 key: tuple = (),
+                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
     """Objects too small at model input: tiling (if measured and good enough), a higher input
-    size, or a heavier model with a small-object head."""
+    size, or a heavier candidate measured to pass the row within the budget."""
     why = measured or (f"objects of {side[0]:.0f}-{side[1]:.0f} px at input {cand.input_size} "
                        f"(threshold {bar.small_object_px:.0f} px)")
     t = cand.tiling
@@ -246,25 +305,61 @@ def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], t
                             f"budget); {why}")
         why = f"{why}; {tried} does not clear the bar within budget"
     options = "" if t is not None else " or tiling"
+    fit, _ = heavier_that_fits(cand, bar, peers, [key] if key else [], peer_status or {})
+    other = (f"{fit.name} (measured to pass this row within the "
+             f"{bar.latency_budget_p99_ms:.0f} ms budget)" if fit is not None else
+             "a heavier family with a small-object head within the "
+             f"{bar.latency_budget_p99_ms:.0f} ms budget (no measured candidate passes this "
+             "row within it)")
     return _Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
-                    f"a higher input size ({2 * cand.input_size}){options}, or "
-                    f"{_heavier_name(cand, peers)} with a small-object head; {why}")
+                    f"a higher input size ({2 * cand.input_size}){options}, or {other}; {why}")
 
 
-def _heavier_name(cand: CandidateEvidence, peers: Sequence[CandidateEvidence]) -> str:
-    """The heavier candidate to move to: one that already recalls more off-the-shelf (the
-    lightest such), else the next size up."""
-    def recall(p: CandidateEvidence) -> float:
-        t = p.offtheshelf
-        row = t[(t["slice_column"] == OVERALL) & (t["metric"] == "recall")]
-        return float(row["value"].iloc[0]) if len(row) else math.nan
+def _decisive_stage(p: CandidateEvidence) -> str:
+    return FINE_TUNED if p.finetuned is not None else OFF_THE_SHELF
 
-    heavier = sorted((p for p in peers if p.size_rank > cand.size_rank),
-                     key=lambda p: (p.family != cand.family, p.size_rank, p.name))
-    better = [p for p in heavier if recall(p) > recall(cand)]
-    if better:
-        return better[0].name
-    return heavier[0].name if heavier else f"the next size up in the {cand.family or 'same'} family"
+
+def heavier_that_fits(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
+                      keys: Sequence[tuple], peer_status: Mapping[str, Mapping[tuple, str]]
+                      ) -> tuple[CandidateEvidence | None, list[CandidateEvidence]]:
+    """The lightest heavier candidate measured to pass every row in ``keys`` (at its last stage)
+    whose p99 latency fits the budget (and daily cost the ceiling, when set); plus the heavier
+    ones that pass them but do not fit. Without ``keys`` nothing is measured: ``(None, [])``."""
+    if not keys:
+        return None, []
+    heavier = sorted((p for p in peers if p.size_rank > cand.size_rank and p.name != cand.name),
+                     key=lambda p: (p.size_rank, p.name))
+    passing = [p for p in heavier
+               if all(peer_status.get(p.name, {}).get(k) == PASS for k in keys)]
+
+    def fits(p: CandidateEvidence) -> bool:
+        stage = _decisive_stage(p)
+        cost = p.cost(stage)
+        return (p.latency(stage) <= bar.latency_budget_p99_ms and
+                (bar.daily_cost_ceiling is None or (np.isfinite(cost)
+                                                    and cost <= bar.daily_cost_ceiling)))
+
+    fitting = [p for p in passing if fits(p)]
+    return (fitting[0] if fitting else None), [p for p in passing if not fits(p)]
+
+
+def model_change(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
+                 keys: Sequence[tuple], peer_status: Mapping[str, Mapping[tuple, str]]) -> str:
+    """The model change to propose for rows ``keys``: a heavier candidate only when one was
+    measured to pass them within the latency budget; otherwise what to try (no ``: `` or
+    ``; `` inside: :func:`grouped_changes` cuts there)."""
+    fit, over = heavier_that_fits(cand, bar, peers, keys, peer_status)
+    rows = "this row" if len(keys) == 1 else "these rows"
+    budget = f"{bar.latency_budget_p99_ms:.0f} ms"
+    if fit is not None:
+        p99 = fit.latency(_decisive_stage(fit))
+        return (f"a heavier model ({fit.name}, measured to pass {rows} at p99 {p99:.0f} ms "
+                f"within the {budget} budget)")
+    seen = "".join(f", {p.name} passes {rows} but its p99 "
+                   f"{p.latency(_decisive_stage(p)):.0f} ms is over budget" for p in over[:2])
+    return (f"a model change (no measured candidate passes {rows} within the {budget} "
+            f"budget{seen}, so try a higher input size, tiling or a heavier family that fits "
+            "the budget)")
 
 
 def _lighter_name(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence]) -> str:

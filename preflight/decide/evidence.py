@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from preflight.decide.bar import Bar
@@ -32,6 +33,28 @@ def curve_points(points: pd.DataFrame | None) -> pd.DataFrame | None:
     return points[keep & points["value"].notna()]
 
 
+def object_sizes_at_input(images: pd.DataFrame, boxes: pd.DataFrame, input_size: int
+                          ) -> pd.DataFrame:
+    """One row per ground-truth object: its image's columns (the image slices), its own box
+    columns (``class_name``, box slices) and ``side_px``, the object's side (square root of its
+    area) at the model's input after the long side of the frame is resized to ``input_size``
+    -- the same scaling as the metrics' ``input_px_bin``. The decision holds it against the
+    pixel threshold for slices that have no size breakdown of their own."""
+    if images is None or boxes is None or images.empty or boxes.empty or \
+            not {"image_id", "width", "height"} <= set(images.columns) or \
+            not {"image_id", "w", "h"} <= set(boxes.columns):
+        return pd.DataFrame(columns=["image_id", "class_name", "side_px"])
+    if "iscrowd" in boxes.columns:  # crowd regions are not objects the metrics count
+        boxes = boxes[boxes["iscrowd"].fillna(0).astype(int) == 0]
+    own = [c for c in boxes.columns if c not in images.columns or c == "image_id"]
+    merged = boxes[own].merge(images, on="image_id", how="inner")
+    longest = merged[["width", "height"]].max(axis=1).to_numpy(dtype=float)
+    area = (merged["w"] * merged["h"]).to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        side = np.sqrt(np.clip(area, 0, None)) * float(input_size) / longest
+    return merged.assign(side_px=np.where(np.isfinite(side), side, np.nan))
+
+
 def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: float,
                    finetuned: pd.DataFrame | None = None,
                    latency_p99_ms_finetuned: float | None = None,
@@ -43,8 +66,8 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
                    pool_images: int | None = None, saturation_tol: float = 0.01,
                    seed: int = 0, confusion_offtheshelf: pd.DataFrame | None = None,
                    confusion_finetuned: pd.DataFrame | None = None,
-                   stress: pd.DataFrame | None = None, bar: Bar | None = None
-                   ) -> CandidateEvidence:
+                   stress: pd.DataFrame | None = None, bar: Bar | None = None,
+                   object_sizes: pd.DataFrame | None = None) -> CandidateEvidence:
     """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing);
     look-alike pairs are found from the confusion tables at ``bar.lookalike_share`` (plus the
     pairs ``bar`` states)."""
@@ -71,7 +94,8 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
         daily_cost_finetuned=overall_value(cost_finetuned, "cost.daily"),
         no_analog_classes=tuple(no_analog), input_size=int(input_size), image_size=image_size,
         family=family, size_rank=int(size_rank), learning_curves=curves, tiling=tiled,
-        finetune_pool_images=pool_images, lookalikes=lookalikes, stress=stress)
+        finetune_pool_images=pool_images, lookalikes=lookalikes, stress=stress,
+        object_sizes=object_sizes)
 
 
 def size_ranks(parameters: dict[str, int]) -> dict[str, int]:

@@ -54,12 +54,14 @@ from preflight.decide.classify_failure import (
     ROUTE_FINETUNE,
     ROUTE_MEASURE,
     ROUTE_MODEL,
+    ROUTE_RERUN,
     SIZE_BIN_SIDE,
+    UNCERTAIN,
     UNRESOLVED,
-    _heavier_name,
     _lighter_name,
     failure_summary,
     grouped_changes,
+    model_change,
     object_side_at_input,
     slice_label,
     slice_where,
@@ -78,8 +80,8 @@ MEASURE = "measure first"
 __all__ = [
     "ARCHITECTURE_BOUND", "COLLECT", "DATA_SOLVABLE", "EVALUATE", "FAIL", "FINE_TUNE",
     "FINE_TUNED", "KEY", "MEASURE", "NOT_ENOUGH", "OFF_THE_SHELF", "OVERALL", "PASS", "REPLACE",
-    "REQUIRED_COLUMNS", "ROUTE_DATA", "ROUTE_FINETUNE", "ROUTE_MEASURE", "ROUTE_MODEL", "SHIP",
-    "SIZE_BIN_SIDE", "SLICE_COLUMNS", "UNRESOLVED",
+    "REQUIRED_COLUMNS", "ROUTE_DATA", "ROUTE_FINETUNE", "ROUTE_MEASURE", "ROUTE_MODEL",
+    "ROUTE_RERUN", "SHIP", "SIZE_BIN_SIDE", "SLICE_COLUMNS", "UNCERTAIN", "UNRESOLVED",
     "Bar", "CandidateEvidence", "CandidateVerdict", "Decision", "DecisionInputError",
     "OverallDecision", "TilingResult", "bar_table", "decide", "failure_summary",
     "grouped_changes", "interval_status", "object_side_at_input", "slice_label", "slice_where",
@@ -107,7 +109,10 @@ class CandidateEvidence:
     frames are fed at ``input_size``); ``size_rank`` orders models by parameter count (0 =
     fewest), the last tie-break; ``lookalikes`` is :func:`~preflight.decide.lookalikes.
     find_lookalikes`'s table; ``stress`` the off-the-shelf stress table (``family``,
-    ``corruption``, ``severity``, ``metric``, ``value``).
+    ``corruption``, ``severity``, ``metric``, ``value``); ``object_sizes`` one row per
+    ground-truth object of the evaluation split with its slice columns, ``class_name`` and
+    ``side_px`` at model input (:func:`~preflight.decide.evidence.object_sizes_at_input`): the
+    size evidence of slices without a size breakdown of their own.
     """
 
     name: str
@@ -127,6 +132,7 @@ class CandidateEvidence:
     finetune_pool_images: int | None = None
     lookalikes: pd.DataFrame | None = None
     stress: pd.DataFrame | None = None
+    object_sizes: pd.DataFrame | None = None
 
     def latency(self, stage: str) -> float:
         if stage == FINE_TUNED and self.latency_p99_ms_finetuned is not None:
@@ -160,6 +166,9 @@ class CandidateVerdict:
     n_data_solvable: int = 0
     n_architecture_bound: int = 0
     n_unresolved: int = 0
+    #: failing rows within the training noise of the bar: routed to a re-run, not counted as
+    #: data-solvable or architecture-bound
+    n_uncertain: int = 0
     #: operational-class / critical-slice rows without enough evidence, with frames needed
     label_plan: tuple[str, ...] = ()
     #: stress conditions with recall below the bar: blocking (at an expected severity) / risks
@@ -272,7 +281,8 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _verdict(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
-             peers: Sequence[CandidateEvidence]) -> CandidateVerdict:
+             peers: Sequence[CandidateEvidence],
+             statuses: Mapping[str, Mapping[tuple, str]] | None = None) -> CandidateVerdict:
     """Ship off-the-shelf if it clears the bar with enough evidence (no class without an analog,
     no stress failure at an expected severity); else fine-tune if the fine-tuned model does; else
     collect evaluation data (nothing fails, evidence missing), replace, collect training data or
@@ -306,7 +316,8 @@ def _verdict(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
             *why, f"no row fails at the {stage} stage, but {len(check['gaps'])} operational-class "
             "or critical-slice row(s) lack enough evidence: label the evaluation frames in the "
             "label plan", *check["budget"]], label_plan=tuple(check["gaps"]), **stress)
-    verdict = _not_shipping(cand, wide, bar, peers, stage, check, ots_why, blocking)
+    verdict = _not_shipping(cand, wide, bar, peers, stage, check, ots_why, blocking,
+                            statuses or {})
     return replace(verdict, **stress)
 
 
@@ -318,7 +329,7 @@ def _stage_check(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar, stage: s
     failing = wide[status == FAIL]
     kinds = {f"n_{k}": int((failing["failure_kind"] == v).sum()) for k, v in
              (("data_solvable", DATA_SOLVABLE), ("architecture_bound", ARCHITECTURE_BOUND),
-              ("unresolved", UNRESOLVED))}
+              ("unresolved", UNRESOLVED), ("uncertain", UNCERTAIN))}
     p99, cost = cand.latency(stage), cand.cost(stage)
     latency_ok = p99 <= bar.latency_budget_p99_ms
     ceiling = bar.daily_cost_ceiling
@@ -429,13 +440,16 @@ def _data_to_use(cand: CandidateEvidence, wide: pd.DataFrame) -> list[str]:
 
 def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
                   peers: Sequence[CandidateEvidence], stage: str, check: dict,
-                  ots_why: str, blocking: Sequence[str] = ()) -> CandidateVerdict:
+                  ots_why: str, blocking: Sequence[str] = (),
+                  statuses: Mapping[str, Mapping[tuple, str]] | None = None) -> CandidateVerdict:
     status = wide["status_ft" if stage == FINE_TUNED else "status_ots"]
     failing = wide[status == FAIL]
     reasons = [ots_why] if stage == FINE_TUNED or not len(failing) else []
     reasons += failure_summary(stage, failing)
     arch = failing[failing["failure_kind"] == ARCHITECTURE_BOUND]
     unresolved = failing[failing["failure_kind"] == UNRESOLVED]
+    uncertain = failing[failing["failure_kind"] == UNCERTAIN]
+    statuses = statuses or {}
     over = failing[(failing["failure_kind"] == DATA_SOLVABLE)
                    & (_extra_need(cand, failing) > bar.labelling_budget_images)]
     known = failing.loc[failing["failure_kind"] == DATA_SOLVABLE, "images_needed"].dropna()
@@ -445,21 +459,32 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
         changes.insert(0, f"{_lighter_name(cand, bar, peers)}: p99 {check['p99']:.0f} ms is "
                           f"over the {bar.latency_budget_p99_ms:.0f} ms budget")
     if len(over):
-        changes.append(f"a model that needs less data ({_heavier_name(cand, peers)}): the "
-                       "labelling need exceeds the budget of "
-                       f"{bar.labelling_budget_images} images")
+        keys = list(over[KEY].itertuples(index=False, name=None))
+        changes.append(f"{model_change(cand, bar, peers, keys, statuses)}: the labelling need "
+                       f"exceeds the budget of {bar.labelling_budget_images} images "
+                       f"({len(keys)} row(s))")
     if not check["cost_ok"] and not len(failing):
-        changes.append(f"a more accurate model ({_heavier_name(cand, peers)}): daily cost "
+        passing = wide[wide["status_ft" if stage == FINE_TUNED else "status_ots"] == PASS]
+        keys = list(passing[KEY].itertuples(index=False, name=None))
+        changes.append(f"{model_change(cand, bar, peers, keys, statuses)}: daily cost "
                        f"{check['cost']:.0f} over the ceiling {bar.daily_cost_ceiling:.0f}")
     extra = dict(images_needed=need, label_plan=tuple(check["gaps"]))
     if changes:
         return _make(cand, REPLACE, stage, check, [*reasons, *check["budget"]],
                      replacement=tuple(changes), **extra)
-    if len(unresolved):
-        return _make(cand, MEASURE, stage, check, [
-            *reasons, f"{len(unresolved)} failing row(s) have no evidence for a route yet: "
-            "take the measurement named for each row before collecting data or changing the "
-            "model", *check["budget"]], **extra)
+    if len(unresolved) or len(uncertain):
+        why = []
+        if len(unresolved):
+            why.append(f"{len(unresolved)} failing row(s) have no evidence for a route yet: "
+                       "take the measurement named for each row before collecting data or "
+                       "changing the model")
+        if len(uncertain):
+            labels = [slice_label(*k) for k in uncertain[KEY].itertuples(index=False)]
+            why.append(f"{len(uncertain)} failing row(s) are within the training noise of the "
+                       f"bar ({', '.join(labels[:4])}{' ...' if len(labels) > 4 else ''}): "
+                       "routed neither to data collection nor to a model change; fine-tune "
+                       "again with another seed and route only what both runs agree on")
+        return _make(cand, MEASURE, stage, check, [*reasons, *why, *check["budget"]], **extra)
     if not len(failing) and not check["n_pass"]:
         reasons.append(f"no row has enough evidence at the {stage} stage: label more "
                        "evaluation images")
@@ -495,7 +520,8 @@ def _make(cand: CandidateEvidence, verdict: str, stage: str, check: dict, reason
                             n_fail=check["n_fail"], n_not_enough=check["n_not_enough"],
                             n_data_solvable=check["n_data_solvable"],
                             n_architecture_bound=check["n_architecture_bound"],
-                            n_unresolved=check["n_unresolved"], **extra)
+                            n_unresolved=check["n_unresolved"],
+                            n_uncertain=check["n_uncertain"], **extra)
 
 
 # ---------------------------------------------------------------- the call
@@ -508,7 +534,7 @@ def decide(candidates: Sequence[CandidateEvidence], bar: Bar) -> Decision:
     verdicts, slices, curves = [], [], []
     for cand in candidates:
         wide = _classified(cand, bar, candidates, statuses)
-        verdicts.append(_verdict(cand, wide, bar, candidates))
+        verdicts.append(_verdict(cand, wide, bar, candidates, statuses))
         slices.append(_long_rows(cand, wide, bar))
         curves.append(_curves(cand, wide))
     overall, verdicts = _overall(verdicts)
@@ -520,7 +546,8 @@ def decide(candidates: Sequence[CandidateEvidence], bar: Bar) -> Decision:
         overall = replace(overall, reasons=(
             *overall.reasons, f"{len(labels)} fine-tuned row(s) are close to the bar and could "
             f"flip on a re-run (training noise {bar.training_noise:.2f}): {', '.join(labels[:6])}"
-            f"{' ...' if len(labels) > 6 else ''}"))
+            f"{' ...' if len(labels) > 6 else ''}; those that failed, or failed off-the-shelf, "
+            "are routed uncertain (re-run first), not data-solvable or architecture-bound"))
     pairs = [c.lookalikes.assign(candidate=c.name) for c in candidates
              if c.lookalikes is not None and len(c.lookalikes)]
     lookalikes = (pd.concat(pairs, ignore_index=True) if pairs else
@@ -548,7 +575,7 @@ def _check_candidates(candidates: Sequence[CandidateEvidence], bar: Bar) -> None
 def failing_counts(v: CandidateVerdict) -> str:
     """``3 failing row(s): 1 data-solvable, 2 architecture-bound`` (only the kinds present)."""
     kinds = [(v.n_data_solvable, DATA_SOLVABLE), (v.n_architecture_bound, ARCHITECTURE_BOUND),
-             (v.n_unresolved, UNRESOLVED)]
+             (v.n_unresolved, UNRESOLVED), (v.n_uncertain, UNCERTAIN)]
     parts = [f"{n} {k}" for n, k in kinds if n]
     return f"{v.n_fail} failing row(s)" + (f": {', '.join(parts)}" if parts else "")
 

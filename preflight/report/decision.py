@@ -38,6 +38,7 @@ from preflight.decide.rule import (  # noqa: E402
     ROUTE_DATA,
     ROUTE_MEASURE,
     ROUTE_MODEL,
+    ROUTE_RERUN,
     Decision,
     slice_label,
 )
@@ -186,9 +187,21 @@ def _route_sentence(failing: pd.DataFrame) -> str:
     counts = [(int((failing["route"] == r).sum()), text) for r, text in
               ((ROUTE_DATA, "to data collection"), (ROUTE_MODEL, "to a model change"),
                (ROUTE_MEASURE, "to a measurement first (unresolved)"),
+               (ROUTE_RERUN, "to a re-run first (uncertain)"),
                ("fine-tune", "to fine-tuning"))]
     parts = [f"{k} {text}" for k, text in counts if k]
     return f"{n} failing row(s): " + ", ".join(parts) + "."
+
+
+def _close(slices: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tuned rows whose interval, widened by the training noise, reaches across the bar:
+    their status, and the route of those that are routed (uncertain: re-run first)."""
+    rows = slices[slices["close"].astype(bool)].copy()
+    rows["slice"] = _labelled(rows)
+    rows["estimate"] = [_interval(v, lo, hi) for v, lo, hi in
+                        rows[["value", "ci_low", "ci_high"]].itertuples(index=False)]
+    cols = ["candidate", "stage", "slice", "estimate", "bar", "status", "failure_kind", "route"]
+    return rows[cols].rename(columns={"failure_kind": "kind"}).map(_fmt).reset_index(drop=True)
 
 
 def _lookalikes(decision: Decision) -> pd.DataFrame:
@@ -309,8 +322,18 @@ def _document(decision: Decision, evidence: dict[str, pd.DataFrame],
                   "threshold at model input, its curve levels off below the bar, a look-alike "
                   "confusion persists after fine-tuning, or every lighter candidate fails it "
                   "while a heavier one passes; otherwise unresolved, with the measurement that "
-                  "would settle it."),
+                  "would settle it. A row within the training noise of the bar after "
+                  "fine-tuning is uncertain: it goes to a re-run first and counts as neither "
+                  "data-solvable nor architecture-bound."),
                _table_or_none(failing, "No failing slice."), _p(_route_sentence(failing))]
+    close = _close(s)
+    blocks += [_h("Close to the bar (could flip on a re-run)"),
+               _p(f"Training is not bit-reproducible across machines: a fine-tuned row whose "
+                  f"interval, widened by the training noise ({decision.bar.training_noise:.2f}, "
+                  "decision.training_noise), reaches across the bar could pass on one run and "
+                  "fail on another. Such a row that failed is routed uncertain (re-run first) "
+                  "and counted as neither data-solvable nor architecture-bound."),
+               _table_or_none(close, "No fine-tuned row is that close to the bar.")]
     blocks += [_h("Look-alike classes (confusion matrix at the operating point)"),
                _table_or_none(_lookalikes(decision),
                               f"No class pair reaches the look-alike share "
