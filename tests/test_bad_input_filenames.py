@@ -146,3 +146,47 @@ def test_only_unrepresentable_names_are_refused_in_one_line(name, why):
     reason = unrepresentable(name)
     assert reason is not None and why in reason and "\n" not in reason
     assert unrepresentable(os.fsdecode(b"caf\xe9.jpg")) is None
+
+
+def test_odd_names_through_the_ingestion_and_validation_assets(tmp_path):
+    """The Dagster stages: the run's Parquet tables (atomic writes in the run folder) and MLflow
+    (params, artefacts) take the names; every frame is in the validated table and opens again
+    from its stored path."""
+    import dagster as dg
+    import yaml
+
+    from assets.ingestion import ingested_sample, production_sample
+    from assets.validation import validated_labels
+    from preflight.runs import run_dir
+    from resources import MlflowTracker, PreflightStore, SettingsResource
+
+    landing = tmp_path / "landing"
+    written = _write(landing, ODD_NAMES)
+    config = tmp_path / "preflight.yaml"
+    config.write_text(yaml.safe_dump({"taxonomy": list(TAXONOMY.names),
+                                      "data": {"landing_dir": str(landing), "format": "yolo"}}))
+    home = tmp_path / "home"
+    resources = {"settings": SettingsResource(config_path=str(config)),
+                 "store": PreflightStore(home=str(home)),
+                 "tracker": MlflowTracker(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([production_sample, ingested_sample, validated_labels],
+                                resources=resources, instance=instance, raise_on_error=False)
+    assert result.success
+    tables = run_dir(home, result.run_id) / "tables"
+    images = pd.read_parquet(tables / "validated_images.parquet")
+    assert len(images) == len(ODD_NAMES)
+    assert sorted(Path(fs_path(p)).read_bytes() for p in images["path"]) == sorted(
+        written.values())
+    assert len(pd.read_parquet(tables / "quarantine.parquet")) == 0
+    # MLflow takes the tables and the names as the evaluation stages log them
+    tracker = resources["tracker"]
+    run_id = tracker.start_child(tracker.parent_run(result.run_id), "odd-names")
+    odd = sorted(images["file_name"])
+    tracker.log_params(run_id, {f"frame_{i}": name for i, name in enumerate(odd)})
+    tracker.log_artifact(run_id, tables / "validated_images.parquet", "tables")
+    tracker.finish(run_id)
+    logged = tracker.client().get_run(run_id)
+    assert sorted(logged.data.params.values()) == odd
+    assert [a.path for a in tracker.client().list_artifacts(run_id, "tables")] == [
+        "tables/validated_images.parquet"]
