@@ -129,8 +129,9 @@ def ground_truth(boxes: pd.DataFrame) -> pd.DataFrame:
 #: Slices every sample gets: the pixel-derived bins of ``data.properties.BINS`` (per image) ...
 PIXEL_SLICE_COLUMNS: tuple[str, ...] = tuple(col for col, _, _ in BINS.values())
 #: ... and the object-size bins (per ground-truth box): in frame pixels and at the model input
-#: (the latter scales with the candidate's input size).
-OBJECT_SLICE_COLUMNS: tuple[str, ...] = ("size_bin", "input_size_bin")
+#: (the latter two scale with the candidate's input size; ``input_px_bin`` is the measured size
+#: distribution the decision holds against ``decision.small_object_px``).
+OBJECT_SLICE_COLUMNS: tuple[str, ...] = ("size_bin", "input_size_bin", "input_px_bin")
 
 
 def missing_slice_columns(slice_columns, images: pd.DataFrame) -> list[str]:

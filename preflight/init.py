@@ -218,7 +218,7 @@ evaluation:
   # Metadata columns to slice by (found in the metadata table). Pixel-derived slices
   # (brightness, contrast, sharpness, colour cast) and object size are always evaluated.
   slice_columns: {slices}
-  box_slice_columns: [size_bin, truncated, occluded_bin]
+  box_slice_columns: [size_bin, truncated, occluded_bin, input_px_bin]
   bootstrap: 200
   min_images: 30
   min_boxes: 50

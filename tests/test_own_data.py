@@ -88,6 +88,7 @@ def test_init_writes_settings_that_load_from_a_coco_folder_without_metadata(tmp_
     settings = load_settings(tmp_path / "preflight.yaml")
     assert settings.taxonomy == list(CLASSES) and settings.validation.required_columns == {}
     assert settings.evaluation.slice_columns == [] and settings.data.landing_dir == str(root)
+    assert "input_px_bin" in settings.evaluation.box_slice_columns
     from preflight.init import CheckpointInfo
 
     doc = candidates_document([CheckpointInfo(tmp_path / "my model.pt", "ultralytics",
@@ -171,7 +172,7 @@ def test_pixel_and_object_size_slices_are_always_evaluated():
                                                            box_slice_columns=[]))
     assert spec.slice_columns == ("zone", "brightness_bin", "contrast_bin", "sharpness_bin",
                                   "colour_cast_bin")
-    assert spec.box_slice_columns == ("size_bin", "input_size_bin")
+    assert spec.box_slice_columns == ("size_bin", "input_size_bin", "input_px_bin")
 
 
 def test_this_world_shares_no_class_name_with_the_generator():
