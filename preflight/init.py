@@ -343,7 +343,9 @@ def report(sample: SampleInfo, checkpoints: list[CheckpointInfo], settings_path:
         lines.append(f"Checkpoint {ck.path.name}: {ck.family}, {len(ck.class_names)} classes, "
                      f"input size {ck.input_size}; mapped {len(p.class_map)}"
                      + (f" ({len(p.fuzzy)} by case/plural)" if p.fuzzy else "")
-                     + f", unmatched {len(p.unmatched_model_classes)}")
+                     + f", unmatched {len(p.unmatched_model_classes)}"
+                     + (f" ({_shown(p.unmatched_model_classes)})"
+                        if p.unmatched_model_classes else ""))
         if p.no_analog:
             lines.append(f"  no analog in pre-training: {', '.join(p.no_analog)}")
     lines += [f"Wrote {settings_path}" + (f" and {candidates_path}" if candidates_path else ""),
@@ -356,8 +358,19 @@ def report(sample: SampleInfo, checkpoints: list[CheckpointInfo], settings_path:
     else:
         lines.append(f"  - no --weights given: write {settings_path.parent / 'candidates.yaml'} "
                      "(see config/candidates.yaml for the format) before running")
-    lines.append(f"Then: preflight run --config {settings_path}")
+    lines.append(f"Then: {_program()} run --config {settings_path}")
     return "\n".join(lines)
+
+
+def _shown(names, limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit
+                                       else "")
+
+
+def _program() -> str:
+    """The command as the user typed it (``.venv/bin/preflight``), else ``preflight``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "preflight" else "preflight"
 
 
 __all__ = ["CheckpointInfo", "ClassMapProposal", "InitError", "SampleInfo", "add_arguments",

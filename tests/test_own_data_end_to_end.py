@@ -99,7 +99,7 @@ def test_init_reports_what_it_found(own_run):
     out = own_run["init"]
     assert "coco, 48 images, 4 classes: worker, cart, crate, drone" in out
     assert "no metadata table" in out
-    assert "mapped 1 (1 by case/plural), unmatched 2" in out
+    assert "mapped 1 (1 by case/plural), unmatched 2 (car, box)" in out
     assert "no analog in pre-training: cart, crate, drone" in out
 
 
@@ -109,7 +109,7 @@ def test_the_run_completes_with_pixel_and_object_size_slices(own_run):
     metrics = pd.read_parquet(run / "tables" / "site_detector" / "offtheshelf" / "metrics.parquet")
     columns = set(metrics["slice_column"])
     assert {"brightness_bin", "contrast_bin", "sharpness_bin", "colour_cast_bin",
-            "size_bin"} <= columns
+            "size_bin", "input_size_bin", "input_px_bin"} <= columns
     assert {f"recall.{c}" for c in CLASSES} <= set(metrics["metric"])
 
 
