@@ -215,6 +215,7 @@ def preflight_phases(gt, dt, images, columns) -> dict[str, float]:
     """CPU seconds of each phase of ``evaluate_detections`` (what the timed runs do)."""
     from preflight.metrics import detection as det
     from preflight.metrics.index import EvaluationIndex, subset_labels
+    from preflight.metrics.kernels import slice_npig
     from preflight.metrics.slices import LongTable, box_table, make_slices
 
     out: dict[str, float] = {}
@@ -232,12 +233,12 @@ def preflight_phases(gt, dt, images, columns) -> dict[str, float]:
     masks = [sl.mask for sl in slices]
     labels = subset_labels(masks, index.n_images)
     tick("image slices")
-    stats, ap = index.slice_stats(masks, labels)
+    npig = slice_npig(labels, len(masks), index.gt_img, index.gt_cat, index.gt_ignore,
+                      index.n_classes)
+    stats, ap = index.slice_stats(masks, labels, npig)
     tick("COCO accumulation of every slice (12 stats, AP per class)")
     rates = det._rate_intervals(index, labels, len(masks), 0.25)
-    points = [det._slice_points(index, sl, 0.25, stats[i], ap[i],
-                                {k: (lo[i], hi[i]) for k, (lo, hi) in rates.items()})
-              for i, sl in enumerate(slices)]
+    points = det._slice_points(index, slices, labels, npig, 0.25, stats, ap, rates)
     tick("operating point: counts, clustered Wilson intervals")
     table = LongTable()
     for i, sl in enumerate(slices):

@@ -28,6 +28,7 @@ from preflight.metrics.intervals import (
     resample_weights,
     slice_rng,
 )
+from preflight.metrics.kernels import grouped_sum, slice_npig
 from preflight.metrics.slices import OVERALL, LongTable, Slice, box_table, make_slices
 
 DEFAULT_MIN_IMAGES = 30
@@ -100,11 +101,12 @@ def evaluate_index(
     # with a helper: one step takes what arrived or computes one slice here), in slice order
     masks = [s.mask for s in slices]
     labels = subset_labels(masks, index.n_images)
-    slice_stats, slice_ap = index.slice_stats(masks, labels)
+    npig = slice_npig(labels, len(masks), index.gt_img, index.gt_cat, index.gt_ignore,
+                      index.n_classes)
+    slice_stats, slice_ap = index.slice_stats(masks, labels, npig)
     rate_ci = _rate_intervals(index, labels, len(masks), operating_threshold)
-    points = [_slice_points(index, s, operating_threshold, slice_stats[i], slice_ap[i],
-                            {k: (lo[i], hi[i]) for k, (lo, hi) in rate_ci.items()})
-              for i, s in enumerate(slices)]
+    points = _slice_points(index, slices, labels, npig, operating_threshold, slice_stats,
+                           slice_ap, rate_ci)
     parts: dict[int, LongTable] = {}
     pending = list(range(len(slices)))
     while pending:
@@ -206,30 +208,33 @@ def _rate_intervals(index: EvaluationIndex, labels: np.ndarray, S: int, threshol
             "recall": cluster_wilson_grouped(tp_i, pos_i, labels, S)}
 
 
-def _slice_points(index: EvaluationIndex, s: Slice, threshold: float, stats: np.ndarray,
-                  per_class: np.ndarray, rate_ci: dict) -> dict:
-    """A slice's point estimates and counts (everything but the bootstrap intervals), given its
-    COCO stats, per-class AP and operating-point rate intervals."""
-    mask = s.mask
+def _slice_points(index: EvaluationIndex, slices: list[Slice], labels: np.ndarray,
+                  npig: np.ndarray, threshold: float, stats: np.ndarray, per_class: np.ndarray,
+                  rate_ci: dict) -> list[dict]:
+    """Each slice's point estimates and counts (everything but the bootstrap intervals), given
+    the slices' COCO stats, per-class AP, non-ignored ground truth ``npig (S, A, K)`` and
+    operating-point rate intervals; counts of all slices summed at once (``labels``)."""
     p = index.params
-    gsel = mask[index.gt_img]
-    box_count = {lbl: int((gsel & ~index.gt_ignore[p.area_index(lbl)]).sum())
-                 for lbl in p.area_labels}
-    a_all = p.area_index("all")
-    class_boxes = np.bincount(index.gt_cat[gsel & ~index.gt_ignore[a_all]],
-                              minlength=index.n_classes)
-    tpc, fpc, pos = (c[mask] for c in index.op_counts(threshold))
-    return dict(n_img=int(mask.sum()), stats=stats, per_class=per_class, box_count=box_count,
-                class_boxes=class_boxes, tpc=tpc, fpc=fpc, pos=pos, rate_ci=rate_ci)
+    S, a_all = len(slices), p.area_index("all")
+    lab = np.ascontiguousarray(labels, dtype=np.int64)
+    n_img = grouped_sum(np.ones((index.n_images, 1)), lab, S)[:, 0]
+    tp_k, fp_k, pos_k = (grouped_sum(np.asarray(c, dtype=np.float64), lab, S)
+                         for c in index.op_counts(threshold))
+    box_count = npig.sum(axis=2)                                              # (S, A)
+    return [dict(n_img=int(n_img[i]), stats=stats[i], per_class=per_class[i],
+                 box_count={lbl: int(box_count[i, a]) for a, lbl in enumerate(p.area_labels)},
+                 class_boxes=npig[i, a_all].astype(np.int64), tp_k=tp_k[i], fp_k=fp_k[i],
+                 pos_k=pos_k[i], mask=s.mask, threshold=threshold,
+                 rate_ci={k: (lo[i], hi[i]) for k, (lo, hi) in rate_ci.items()})
+            for i, s in enumerate(slices)]
 
 
 def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: dict,
                       boot=None) -> None:
     n_img, stats, per_class = pts["n_img"], pts["stats"], pts["per_class"]
     box_count, class_boxes = pts["box_count"], pts["class_boxes"]
-    tpc, fpc, pos = pts["tpc"], pts["fpc"], pts["pos"]
     K = index.n_classes
-    tp_k, fp_k, pos_k = tpc.sum(0), fpc.sum(0), pos.sum(0)
+    tp_k, fp_k, pos_k = pts["tp_k"], pts["fp_k"], pts["pos_k"]
     prec_k, rec_k, f1_k = _prf(tp_k, fp_k, pos_k)
     prec, rec, f1 = _prf(tp_k.sum(), fp_k.sum(), pos_k.sum())
 
@@ -245,29 +250,31 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
         for name, j in BOOTSTRAP_STATS.items():
             ci_stats[STAT_NAMES.index(name)] = lo[j], hi[j]
         ci_class[:] = np.column_stack([lo[4:], hi[4:]])
+        tpc, fpc, pos = (c[pts["mask"]] for c in index.op_counts(pts["threshold"]))
         btp, bfp, bpos = W @ tpc, W @ fpc, W @ pos                    # (B, K)
         ci_f1_k[:] = np.column_stack(percentile_interval(_prf(btp, bfp, bpos)[2], f1_k))
         f1_b = _prf(btp.sum(1), bfp.sum(1), bpos.sum(1))[2]
         ci_f1[:] = np.ravel(percentile_interval(f1_b, np.atleast_1d(f1)))
 
-    col, val = s.column, s.value
-    for i, name in enumerate(STAT_NAMES):
-        table.add(col, val, name, stats[i], *ci_stats[i], n_img,
-                  box_count[STAT_AREA.get(name, "all")])
-    for k, cname in enumerate(index.class_names):
-        table.add(col, val, f"AP.{cname}", per_class[k], *ci_class[k], n_img, class_boxes[k])
     ci = pts["rate_ci"]
     plo, phi = ci["precision_k"]
     rlo, rhi = ci["recall_k"]
-    for k, cname in enumerate(index.class_names):
-        nb = class_boxes[k]
-        table.add(col, val, f"precision.{cname}", prec_k[k], plo[k], phi[k], n_img, nb)
-        table.add(col, val, f"recall.{cname}", rec_k[k], rlo[k], rhi[k], n_img, nb)
-        table.add(col, val, f"F1.{cname}", f1_k[k], *ci_f1_k[k], n_img, nb)
-    nb = box_count["all"]
-    table.add(col, val, "precision", prec, *ci["precision"], n_img, nb)
-    table.add(col, val, "recall", rec, *ci["recall"], n_img, nb)
-    table.add(col, val, "F1", f1, *ci_f1, n_img, nb)
+    names = index.class_names
+    # rows: the 12 stats, AP per class, (precision, recall, F1) per class, pooled P / R / F1
+    metrics = [*STAT_NAMES, *(f"AP.{c}" for c in names),
+               *(f"{m}.{c}" for c in names for m in ("precision", "recall", "F1")),
+               "precision", "recall", "F1"]
+    per_class_prf = np.column_stack([prec_k, rec_k, f1_k]).ravel()
+    per_class_lo = np.column_stack([plo, rlo, ci_f1_k[:, 0]]).ravel()
+    per_class_hi = np.column_stack([phi, rhi, ci_f1_k[:, 1]]).ravel()
+    values = np.concatenate([stats, per_class, per_class_prf, [prec, rec, f1]])
+    lo = np.concatenate([ci_stats[:, 0], ci_class[:, 0], per_class_lo,
+                         [ci["precision"][0], ci["recall"][0], ci_f1[0]]])
+    hi = np.concatenate([ci_stats[:, 1], ci_class[:, 1], per_class_hi,
+                         [ci["precision"][1], ci["recall"][1], ci_f1[1]]])
+    n_boxes = np.concatenate([[box_count[STAT_AREA.get(name, "all")] for name in STAT_NAMES],
+                              class_boxes, np.repeat(class_boxes, 3), [box_count["all"]] * 3])
+    table.add_many(s.column, s.value, metrics, values, lo, hi, n_img, n_boxes)
 
 
 def _box_slice_rows(index: EvaluationIndex, slices: list[Slice], table: LongTable,

@@ -300,17 +300,19 @@ class EvaluationIndex:
                             axis=(0, 1))
         return stats, per_class
 
-    def slice_stats(self, masks, labels: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def slice_stats(self, masks, labels: np.ndarray | None = None,
+                    npig: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`stats` of many image subsets at once: ``(S, 12)`` stats and ``(S, K)``
         per-class AP for the image masks ``masks`` (one compiled pass over the detections per
         (area range, IoU threshold), every subset of it counted along; equal to ``stats(mask)``
-        for each mask; ``labels``: :func:`subset_labels` of the masks when the caller has it)."""
+        for each mask; ``labels``: :func:`subset_labels` of the masks and ``npig``: their
+        :func:`~preflight.metrics.kernels.slice_npig` when the caller has them)."""
         p = self.params
         masks = [np.asarray(m, dtype=bool) for m in masks]
         S, K = len(masks), self.n_classes
         labels = subset_labels(masks, self.n_images) if labels is None else labels
-        npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
+        if npig is None:
+            npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
         a_all = p.area_index("all")
         A, T = len(p.area_ranges), len(p.iou_thresholds)
         precision = np.empty((S, A, T, K))          # averaged over the R recall thresholds

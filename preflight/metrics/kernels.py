@@ -537,3 +537,18 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, cat, img, weights, npig, rec
                         run = best[k, t, j]
                     total += run
                 ap[b, t, k] = total / R
+
+
+@njit(cache=True, nogil=True)
+def grouped_sum(x, labels, n_groups):
+    """``(n_groups, W)``: the rows of ``x (m, W)`` summed per subset (``labels (m, C)``: each
+    row's subset in each column, -1: none)."""
+    m, W = x.shape
+    out = np.zeros((n_groups, W))
+    for i in range(m):
+        for c in range(labels.shape[1]):
+            g = labels[i, c]
+            if g >= 0:
+                for w in range(W):
+                    out[g, w] += x[i, w]
+    return out

@@ -179,6 +179,21 @@ class LongTable:
         self.rows.append((column, value, metric, _f(v), _f(lo), _f(hi), int(n_images),
                           int(n_boxes)))
 
+    def add_many(self, column: str, value: str, metrics: list[str], values, lo, hi,
+                 n_images, n_boxes) -> None:
+        """One row per metric of one slice: the numbers as arrays (or scalars) aligned with
+        ``metrics`` (what :meth:`add` does row by row, without the per-row conversions)."""
+        m = len(metrics)
+
+        def floats(x) -> list[float]:
+            return np.broadcast_to(np.asarray(x, dtype=np.float64), (m,)).tolist()
+
+        def ints(x) -> list[int]:
+            return np.broadcast_to(np.asarray(x, dtype=np.int64), (m,)).tolist()
+
+        self.rows.extend(zip([column] * m, [value] * m, metrics, floats(values), floats(lo),
+                             floats(hi), ints(n_images), ints(n_boxes), strict=True))
+
     def frame(self, min_images: int, min_boxes: int) -> pd.DataFrame:
         cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * 8
         data: dict = {name: pd.array(list(c), dtype="str")
