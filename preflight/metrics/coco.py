@@ -56,6 +56,9 @@ class CocoParams:
             raise ValueError("area_ranges and area_labels differ in length")
         if list(self.iou_thresholds) != sorted(self.iou_thresholds):
             raise ValueError("iou_thresholds must be increasing")
+        if not 0 < len(self.iou_thresholds) <= 32:
+            raise ValueError("iou_thresholds: between 1 and 32 thresholds (the matches are "
+                             "kept as one 32-bit word per detection and area range)")
 
     def iou_index(self, iou: float) -> int:
         hits = np.flatnonzero(np.isclose(np.asarray(self.iou_thresholds), iou))
@@ -139,16 +142,22 @@ class Matches:
     """Per-detection and per-ground-truth results of COCO matching.
 
     ``dt_gt[t, i]``: the ground truth matched by detection ``i`` at area range "all" and IoU
-    threshold ``t`` (-1: unmatched; int32); ``tp``/``fp`` ``(A, T, n_dt)``: the detection counts as a
-    true / false positive (neither: ignored); ``gt_ignore (A, n_gt)``. The three are transposed
-    views of per-detection rows (``rows(tp)`` gives the ``(n_dt, A, T)`` array the kernels
-    read).
+    threshold ``t`` (-1: unmatched; int32; a transposed view of ``(n_dt, T)`` rows);
+    ``tp_bits``/``fp_bits`` ``(n_dt, A)`` uint32: bit ``t`` set when the detection counts as a
+    true / false positive at threshold ``t`` (neither: ignored), :func:`unpack` gives the
+    ``(A, T, n_dt)`` booleans; ``gt_ignore (A, n_gt)``.
     """
 
     dt_gt: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
+    tp_bits: np.ndarray
+    fp_bits: np.ndarray
     gt_ignore: np.ndarray
+
+
+def unpack(bits: np.ndarray, n_thresholds: int) -> np.ndarray:
+    """``(A, T, n)`` booleans from ``(n, A)`` threshold bit words."""
+    t = np.arange(n_thresholds, dtype=np.uint32)
+    return ((bits.T[:, None, :] >> t[None, :, None]) & np.uint32(1)).astype(bool)
 
 
 def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order: np.ndarray,
@@ -172,11 +181,11 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     first = np.asarray(dt_group)[d_order[d_start[:-1]]]
     gt_start = np.searchsorted(g_sorted, first, side="left")
     gt_end = np.searchsorted(g_sorted, first, side="right")
-    # one row per detection (all its area ranges and thresholds in one cache line), written in
-    # place by the kernel; the (A, T, n) arrays are transposed views of these rows
+    # one row per detection, written in place by the kernel: its matches per threshold, and
+    # one bit word per area range for true and for false positives
     dt_gt = np.full((n_dt, T), -1, dtype=np.int32)
-    tp = np.zeros((n_dt, A, T), dtype=bool)
-    fp = np.zeros((n_dt, A, T), dtype=bool)
+    tp = np.zeros((n_dt, A), dtype=np.uint32)
+    fp = np.zeros((n_dt, A), dtype=np.uint32)
     work = np.diff(d_start) * (gt_end - gt_start + 1)
     run_split(match_groups, len(first), (
         d_start, d_order, np.ascontiguousarray(np.asarray(dt_box, np.float64)[d_order]),
@@ -184,11 +193,4 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
         np.ascontiguousarray(gt_box, np.float64), gt_crowd, gt_ignore,
         np.asarray(params.area_ranges, dtype=np.float64), thr, params.area_index("all"),
         dt_gt, tp, fp), work)
-    return Matches(dt_gt=dt_gt.T, tp=tp.transpose(1, 2, 0), fp=fp.transpose(1, 2, 0),
-                   gt_ignore=gt_ignore)
-
-
-def rows(x: np.ndarray) -> np.ndarray:
-    """The detection-major array behind a ``(..., n_dt)`` match array: ``(n_dt, ...)``,
-    C-contiguous (no copy for the arrays :func:`match` returns)."""
-    return np.ascontiguousarray(np.moveaxis(x, -1, 0))
+    return Matches(dt_gt=dt_gt.T, tp_bits=tp, fp_bits=fp, gt_ignore=gt_ignore)

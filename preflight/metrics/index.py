@@ -16,7 +16,7 @@ import pandas as pd
 
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
-from preflight.metrics.coco import CocoParams, in_area, match, rows
+from preflight.metrics.coco import CocoParams, in_area, match, unpack
 from preflight.metrics.kernels import (
     accumulate_areas,
     accumulate_resamples_kernel,
@@ -155,8 +155,8 @@ class EvaluationIndex:
     dt_box: np.ndarray
     dt_rank: np.ndarray
     dt_gt: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
+    tp_bits: np.ndarray
+    fp_bits: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -216,9 +216,19 @@ class EvaluationIndex:
             gt_img=gt_img, gt_cat=gt_cat, gt_box=gt_box, gt_area=gt_area, gt_crowd=gt_crowd,
             gt_ignore=m.gt_ignore, dt_row=order, dt_img=dt_img[order], dt_cat=dt_cat_all[order],
             dt_score=dt_score_all[order], dt_box=dt_box, dt_rank=rank_acc[keep],
-            dt_gt=m.dt_gt, tp=m.tp, fp=m.fp)
+            dt_gt=m.dt_gt, tp_bits=m.tp_bits, fp_bits=m.fp_bits)
 
     # ------------------------------------------------------------------ basics
+    @property
+    def tp(self) -> np.ndarray:
+        """``(A, T, n)``: detection is a true positive at (area range, IoU threshold)."""
+        return self.cached("tp", lambda: unpack(self.tp_bits, len(self.params.iou_thresholds)))
+
+    @property
+    def fp(self) -> np.ndarray:
+        """``(A, T, n)``: detection is a false positive (neither: ignored)."""
+        return self.cached("fp", lambda: unpack(self.fp_bits, len(self.params.iou_thresholds)))
+
     @property
     def n_images(self) -> int:
         return len(self.image_ids)
@@ -319,7 +329,7 @@ class EvaluationIndex:
         recall = np.empty((S, A, T, K))
         recall_m = np.empty((S, 2, T, K))
         run_split(accumulate_areas, A, (
-            rows(self.tp), rows(self.fp), self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
+            self.tp_bits, self.fp_bits, T, self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
             np.asarray(p.rec_thresholds, dtype=np.float64), 100, np.array([1, 10], np.int64),
             a_all, precision, recall, recall_m), self.cached("area_work", self._area_work))
         t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
@@ -409,7 +419,7 @@ class EvaluationIndex:
         B, T, K = len(W), len(p.iou_thresholds), self.n_classes
         ap, recall = np.empty((B, T, K)), np.empty((B, T, K))
         run_split(accumulate_resamples_kernel, B, (
-            rows(self.tp)[idx, a], rows(self.fp)[idx, a], self.dt_cat[idx],
+            self.tp_bits[idx, a], self.fp_bits[idx, a], T, self.dt_cat[idx],
             np.asarray(img, dtype=np.int64), W, npig, rec, ap, recall))
         return ap, recall
 
@@ -452,7 +462,9 @@ class EvaluationIndex:
         def build():
             t, a = self.params.iou_index(iou), self.params.area_index("all")
             above = self.dt_score >= threshold
-            return self.tp[a, t] & above, self.fp[a, t] & above
+            bit = np.uint32(1 << t)
+            return (self.tp_bits[:, a] & bit).astype(bool) & above, \
+                (self.fp_bits[:, a] & bit).astype(bool) & above
 
         return self.cached(("op", float(threshold), float(iou)), build)
 

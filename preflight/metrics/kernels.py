@@ -67,7 +67,8 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
     Detections come in group order (``dt_box``, ``dt_area``: by group, then rank); group ``q``'s
     are ``d_start[q]:d_start[q + 1]``, and ``d_order`` gives each one's row in the outputs; its
     ground truth is ``g_order[gt_start[q]:gt_end[q]]`` (input order); ``gt_ignore (A, n_gt)``.
-    Writes ``tp`` and ``fp`` ``(n_dt, A, T)`` and, at area range ``area_ref``, the matched
+    Writes ``tp`` and ``fp`` ``(n_dt, A)`` (bit ``t``: true / false positive at threshold
+    ``t``; neither: ignored) and, at area range ``area_ref``, the matched
     ground truth ``dt_gt (n_dt, T)`` (-1: unmatched, as initialised); other groups' rows are left
     alone, so disjoint group ranges may run on several threads at once.
 
@@ -79,6 +80,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
     thresholds in one pass over the detections).
     """
     A, T = gt_ignore.shape[0], thresholds.shape[0]
+    full = np.uint32((1 << T) - 1)
     cap_d, cap_g = 16, 16
     ious = np.zeros(cap_d * cap_g)
     matched = np.empty((A, cap_d, T), dtype=np.int64)   # [a, di, t]: ground truth or -1
@@ -98,9 +100,8 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             for di in range(nd):
                 row = d_order[i0 + di]
                 for a in range(A):
-                    inside = area_ranges[a, 0] <= dt_area[i0 + di] <= area_ranges[a, 1]
-                    for t in range(T):
-                        fp[row, a, t] = inside
+                    if area_ranges[a, 0] <= dt_area[i0 + di] <= area_ranges[a, 1]:
+                        fp[row, a] = full
             continue
         if nd > cap_d or ng > cap_g:
             cap_d, cap_g = max(cap_d, 2 * nd), max(cap_g, 2 * ng)
@@ -175,19 +176,18 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             for a in range(A):
                 src = source[a]
                 inside = area_ranges[a, 0] <= area_d <= area_ranges[a, 1]
-                if flat[a] >= 0:
-                    keep = flat[a] == 0
-                    for t in range(T):
-                        hit = matched[src, di, t] > -1
-                        tp[row, a, t] = hit and keep
-                        fp[row, a, t] = inside and not hit
-                else:
-                    for t in range(T):
-                        m = matched[src, di, t]
-                        if m > -1:
-                            tp[row, a, t] = not ign[a, m]
-                        else:
-                            fp[row, a, t] = inside
+                tw = np.uint32(0)
+                fw = np.uint32(0)
+                for t in range(T):
+                    m = matched[src, di, t]
+                    bit = np.uint32(1) << np.uint32(t)
+                    if m > -1:
+                        if not ign[a, m]:
+                            tw |= bit
+                    elif inside:
+                        fw |= bit
+                tp[row, a] = tw
+                fp[row, a] = fw
 
 
 @njit(cache=True, nogil=True)
@@ -251,12 +251,13 @@ def slice_npig(labels, n_slices, gt_img, gt_cat, gt_ignore, n_classes):
 
 
 @njit(cache=True, nogil=True)
-def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, rec, max_det,
-                     recall_dets, recall_area, precision, recall, recall_m):
+def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npig, rec,
+                     max_det, recall_dets, recall_area, precision, recall, recall_m):
     """COCO accumulation of every slice at once for the area ranges ``a_lo .. a_hi - 1``: one
     pass over the detections per area range, every IoU threshold and slice counted along.
 
-    ``tp``/``fp``: ``(n, A, T)`` in pycocotools' accumulation order (category, score order);
+    ``tp``/``fp``: ``(n, A)`` bit words over the ``T`` IoU thresholds, in pycocotools'
+    accumulation order (category, score order);
     ``labels (n_images, C)``: each image's slice in each column (-1: none; a column is a
     partition of some images, e.g. the overall set or the values of one slice column);
     ``npig (S, A, K)``. Counts detections of rank < ``max_det``. Writes the interpolated
@@ -271,11 +272,12 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
     detections seen (not ignored at every threshold) minus the true positives and the ignored
     ones there -- one count per slice for most detections instead of one per threshold.
     """
-    n, A, T = tp.shape
+    n, A = tp.shape
     S, _, K = npig.shape
     C = labels.shape[1]
     R = rec.shape[0]
     M = recall_dets.shape[0]
+    full = np.uint32((1 << T) - 1)
     tpc = np.zeros((S, K, T))
     igc = np.zeros((S, K, T))
     seen = np.zeros((S, K))
@@ -311,20 +313,26 @@ def accumulate_areas(a_lo, a_hi, tp, fp, dt_img, dt_cat, dt_rank, labels, npig, 
             r = dt_rank[i]
             if r >= max_det:
                 continue
+            tw = tp[i, a]
+            fw = fp[i, a]
+            if tw == 0 and fw == 0:        # ignored at every threshold
+                continue
             n_tp = 0
             n_ig = 0
             n_fp = 0
-            for t in range(T):
-                if tp[i, a, t]:
-                    tl[n_tp] = t
-                    n_tp += 1
-                elif fp[i, a, t]:
-                    n_fp += 1
-                else:
-                    il[n_ig] = t
-                    n_ig += 1
-            if n_ig == T:                  # ignored at every threshold
-                continue
+            if fw == full:
+                n_fp = T
+            else:
+                for t in range(T):
+                    bit = np.uint32(1) << np.uint32(t)
+                    if tw & bit:
+                        tl[n_tp] = t
+                        n_tp += 1
+                    elif fw & bit:
+                        n_fp += 1
+                    else:
+                        il[n_ig] = t
+                        n_ig += 1
             k = dt_cat[i]
             img = dt_img[i]
             ns = 0
@@ -447,10 +455,12 @@ def grouped_cluster_sums(y, n, labels, n_groups):
 
 
 @njit(cache=True, nogil=True)
-def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, cat, img, weights, npig, rec, ap, recall):
+def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, rec, ap,
+                                recall):
     """COCO accumulation of the image resamples ``b_lo .. b_hi - 1`` at one area range: for
     resample ``b`` every detection counts ``weights[b, img[i]]`` times (integer draws; 0: not
-    drawn). ``tp``/``fp``: ``(n, T)`` in accumulation order, ``cat (n,)`` non-decreasing,
+    drawn). ``tp``/``fp``: ``(n,)`` bit words over the ``T`` IoU thresholds (see
+    :func:`match_groups`) in accumulation order, ``cat (n,)`` non-decreasing,
     ``npig (B, K)`` weighted positives. Writes the interpolated precision averaged over the
     recall thresholds ``ap (B, T, K)`` and the recall ``(B, T, K)``; NaN where ``npig == 0``.
 
@@ -461,21 +471,22 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, cat, img, weights, npig, rec
     reach no new recall threshold with a better precision than that last one. Disjoint
     resample ranges may run on several threads at once.
     """
-    n, T = tp.shape
+    n = tp.shape[0]
     B, K = npig.shape
     R = rec.shape[0]
     # each detection's thresholds: true positive / ignored lists, and whether it is a false
     # positive at every threshold or ignored at every one (skipped)
-    tl = np.empty((n, T), dtype=np.int64)
-    il = np.empty((n, T), dtype=np.int64)
+    tl = np.empty((n, max(T, 1)), dtype=np.int64)
+    il = np.empty((n, max(T, 1)), dtype=np.int64)
     n_tp = np.zeros(n, dtype=np.int64)
     n_ig = np.zeros(n, dtype=np.int64)
     for i in range(n):
         for t in range(T):
-            if tp[i, t]:
+            bit = np.uint32(1) << np.uint32(t)
+            if tp[i] & bit:
                 tl[i, n_tp[i]] = t
                 n_tp[i] += 1
-            elif not fp[i, t]:
+            elif not fp[i] & bit:
                 il[i, n_ig[i]] = t
                 n_ig[i] += 1
     tpc = np.zeros((K, T))
