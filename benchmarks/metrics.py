@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Preflight's time by phase (one more run, CPU s of this process):")
     for name, sec in preflight_phases(gt, dt, images, columns).items():
-        print(f"  {name:52s}{sec:8.3f}")
+        print(f"  {name:60s}{sec:8.3f}")
     print()
     t_pf = best["Preflight"][1]
     refs = {lib: best[lib][1] for lib in REFERENCES if lib in best}
