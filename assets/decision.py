@@ -290,9 +290,12 @@ def _export_evidence(values: list[dict], bar, per_cand: dict
                      ) -> tuple[list, dict[str, pd.DataFrame]]:
     """The exports' verdicts against the bar, and their report tables: latency against the FP32
     source, and the per-slice recall deltas (paired over the same frames). An off-the-shelf
-    export inherits what blocks its source whatever the metrics: operational classes with no
-    analog in pre-training (the FP32 rule's)."""
+    export is blocked, whatever its metrics, by what blocks an off-the-shelf model in the FP32
+    rule: operational classes with no analog in pre-training, and recall below the bar under
+    stress at a family's expected severity (the export's own stress results)."""
+    from preflight.decide import CandidateEvidence
     from preflight.decide.exports import ExportEvidence, assess_exports, exports_table
+    from preflight.decide.rule import stress_conditions
 
     if not values:
         return [], {}
@@ -301,7 +304,15 @@ def _export_evidence(values: list[dict], bar, per_cand: dict
         if v["source_stage"] == FINE_TUNED:
             return ()
         missing = per_cand[v["candidate"]]["offtheshelf_eval"].get("no_analog") or []
-        return (f"no analog in pre-training: {', '.join(missing)}",) if missing else ()
+        # the export's own stress results at the expected severity (quantisation can change
+        # robustness), as the off-the-shelf model's block it
+        stressed, _ = stress_conditions(CandidateEvidence(
+            v["candidate"], pd.DataFrame(), latency_p99_ms=0.0,
+            stress=_read(v["tables"].get("stress"))), bar)
+        return ((f"no analog in pre-training: {', '.join(missing)}",) if missing else ()) + (
+            (f"recall below the bar under stress at the expected severity: "
+             f"{'; '.join(stressed[:3])}{' ...' if len(stressed) > 3 else ''}",)
+            if stressed else ())
 
     evidence = [ExportEvidence(
         candidate=v["candidate"], label=v["label"], description=v["description"],

@@ -333,3 +333,48 @@ def test_one_export_asset_per_candidate_stage_and_format():
     assert ExportSettings().stages == ["offtheshelf", "finetuned"]
     with pytest.raises(ConfigError, match="export.stages"):
         ExportSettings(stages=["quantised"])
+
+
+def test_an_offtheshelf_export_is_blocked_as_its_source_would_be(tmp_path):
+    """The decision asset's export evidence: an off-the-shelf export with a class its source has
+    no analog for, or with recall under stress below the bar at a family's expected severity,
+    does not clear the bar whatever its metrics; a fine-tuned export is not blocked by them."""
+    from assets.decision import _export_evidence
+    from preflight.decide import Bar
+
+    bar = Bar(min_recall={"default": 0.6}, min_precision={"default": 0.5},
+              min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000,
+              expected_severity={"distribution_shift": 2})
+    metrics = tmp_path / "metrics.parquet"
+    _long(GOOD).to_parquet(metrics)
+    deltas = tmp_path / "deltas.parquet"
+    pd.DataFrame([{"slice_column": "__all__", "slice_value": "__all__", "metric": "recall",
+                   "source": 0.8, "export": 0.8, "delta": 0.0, "delta_ci_low": 0.0,
+                   "delta_ci_high": 0.0, "changed": False, "export_status": "pass",
+                   "below_bar": False}]).to_parquet(deltas)
+    stress = tmp_path / "stress.parquet"
+    pd.DataFrame([{"family": "distribution_shift", "corruption": "fog", "severity": s,
+                   "metric": "recall", "value": v} for s, v in ((1, 0.7), (2, 0.4))]
+                 ).to_parquet(stress)
+
+    def value(stage: str, stress_table) -> dict:
+        return {"candidate": "nano", "label": "onnx_int8", "source_stage": stage,
+                "description": f"INT8 ONNX export of nano ({stage})", "production_p99_ms": 90.0,
+                "source_production_p99_ms": 400.0, "weights": "/x/nano.int8.onnx",
+                "sha256": "ab" * 32, "daily_cost": 1.0,
+                "tables": {"metrics": str(metrics), "deltas": str(deltas),
+                           "stress": str(stress_table) if stress_table else None}}
+
+    def verdicts(no_analog, values):
+        per_cand = {"nano": {"offtheshelf_eval": {"no_analog": no_analog}}}
+        return _export_evidence(values, bar, per_cand)[0]
+
+    clear = verdicts([], [value("off-the-shelf", None), value("fine-tuned", stress)])
+    assert [v.clears_bar for v in clear] == [True, True]
+    (no_analog,) = verdicts(["crate"], [value("off-the-shelf", None)])
+    assert no_analog.blocking == ("no analog in pre-training: crate",)
+    assert not no_analog.clears_bar
+    (stressed,) = verdicts([], [value("off-the-shelf", stress)])
+    assert not stressed.clears_bar and len(stressed.blocking) == 1
+    assert stressed.blocking[0].startswith("recall below the bar under stress at the expected "
+                                           "severity: distribution_shift/fog severity 2")
