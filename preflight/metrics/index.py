@@ -36,8 +36,10 @@ def _require(df: pd.DataFrame, cols, what: str) -> None:
 
 
 def _numeric(df: pd.DataFrame, cols, what: str) -> np.ndarray:
-    try:
-        arr = df[list(cols)].to_numpy(dtype=np.float64)
+    try:       # column by column: df[cols] would build (and copy) a new frame first
+        arr = np.empty((len(df), len(cols)))
+        for j, col in enumerate(cols):
+            arr[:, j] = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: columns {list(cols)} must be numeric ({exc})") from None
     if arr.size and not np.isfinite(arr).all():
