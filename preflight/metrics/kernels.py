@@ -34,15 +34,19 @@ def _bb_iou(dx, dy, dw, dh, gx, gy, gw, gh, crowd):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _greedy(nd, ng, ious, visit, ign, a, crowd, taken, thr, out, t):
+def _greedy(nd, ng, ious, dmax, visit, ign, a, crowd, taken, thr, out, t):
     """pycocotools' greedy matching of one group at one IoU threshold and the ignore flags
-    ``ign[a]``: ``out[a, di, t]`` = matched ground truth (group position) or -1; ``visit``: the
+    ``ign[a]`` (``thr`` capped at 1 - 1e-10 as pycocotools does; ``dmax``: each detection's
+    highest IoU): ``out[a, di, t]`` = matched ground truth (group position) or -1; ``visit``: the
     non-ignored ground truth first (stable), as pycocotools' sort on the ignore flag. (Rows
     are passed as indices: a view per call costs more than the matching of a small group.)"""
     for gj in range(ng):
         taken[gj] = False
     for di in range(nd):
-        iou = min(thr, 1 - 1e-10)
+        if dmax[di] < thr:             # no ground truth reaches the threshold: unmatched
+            out[a, di, t] = -1
+            continue
+        iou = thr
         m = -1
         for v in range(ng):
             gj = visit[v]
@@ -83,6 +87,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
     full = np.uint32((1 << T) - 1)
     cap_d, cap_g = 16, 16
     ious = np.zeros(cap_d * cap_g)
+    dmax = np.zeros(cap_d)
     matched = np.empty((A, cap_d, T), dtype=np.int64)   # [a, di, t]: ground truth or -1
     visit = np.zeros(cap_g, dtype=np.int64)
     ign = np.zeros((A, cap_g), dtype=np.bool_)
@@ -106,6 +111,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
         if nd > cap_d or ng > cap_g:
             cap_d, cap_g = max(cap_d, 2 * nd), max(cap_g, 2 * ng)
             ious = np.zeros(cap_d * cap_g)
+            dmax = np.zeros(cap_d)
             matched = np.empty((A, cap_d, T), dtype=np.int64)
             visit = np.zeros(cap_g, dtype=np.int64)
             ign = np.zeros((A, cap_g), dtype=np.bool_)
@@ -118,13 +124,17 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             any_crowd = any_crowd or crowd[gj]
             for a in range(A):
                 ign[a, gj] = gt_ignore[a, g]
+        for di in range(nd):
+            dmax[di] = 0.0
         for gj in range(ng):
             g = g_order[gi0 + gj]
             gx, gy, gw, gh = gt_box[g, 0], gt_box[g, 1], gt_box[g, 2], gt_box[g, 3]
             for di in range(nd):
                 d = i0 + di
-                ious[di * ng + gj] = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2],
-                                             dt_box[d, 3], gx, gy, gw, gh, crowd[gj])
+                v = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2], dt_box[d, 3], gx, gy, gw,
+                            gh, crowd[gj])
+                ious[di * ng + gj] = v
+                dmax[di] = max(dmax[di], v)
         for a in range(A):
             flat[a] = 1 if ign[a, 0] else 0
             for gj in range(1, ng):
@@ -165,7 +175,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                     visit[nv] = gj
                     nv += 1
             for t in range(T):
-                _greedy(nd, ng, ious, visit, ign, a, crowd, taken, thr[t], matched, t)
+                _greedy(nd, ng, ious, dmax, visit, ign, a, crowd, taken, thr[t], matched, t)
         for di in range(nd):
             row = d_order[i0 + di]
             area_d = dt_area[i0 + di]
