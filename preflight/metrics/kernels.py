@@ -179,13 +179,21 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
         for di in range(nd):
             row = d_order[i0 + di]
             area_d = dt_area[i0 + di]
+            hits = np.uint32(0)                 # thresholds where area_ref's matching hits
             for t in range(T):
                 m = matched[area_ref, di, t]
                 if m > -1:
                     dt_gt[row, t] = g_order[gi0 + m]
+                    hits |= np.uint32(1) << np.uint32(t)
             for a in range(A):
-                src = source[a]
                 inside = area_ranges[a, 0] <= area_d <= area_ranges[a, 1]
+                if source[a] == area_ref and flat[a] >= 0:
+                    # one ignore flag for the whole group: true positives where matched (if
+                    # not ignored), false positives where not (if the detection is in range)
+                    tp[row, a] = hits if flat[a] == 0 else np.uint32(0)
+                    fp[row, a] = (full & ~hits) if inside else np.uint32(0)
+                    continue
+                src = source[a]
                 tw = np.uint32(0)
                 fw = np.uint32(0)
                 for t in range(T):
