@@ -49,7 +49,10 @@ def _numeric(df: pd.DataFrame, cols, what: str) -> np.ndarray:
 
 
 def _image_index(ids: pd.Series) -> pd.Index:
-    uniq = pd.unique(ids.to_numpy())
+    values = ids.to_numpy()
+    if values.dtype.kind in "iu":              # integers: NumPy's sort is Python's order
+        return pd.Index(np.unique(values))
+    uniq = pd.unique(values)
     try:
         return pd.Index(sorted(uniq))
     except TypeError:  # mixed types: order as strings
@@ -177,7 +180,11 @@ class EvaluationIndex:
             dup = images.loc[images["image_id"].duplicated(), "image_id"].head(5).tolist()
             raise ValueError(f"images table has duplicate image ids, e.g. {dup}")
         image_ids = _image_index(images["image_id"])
-        images = images.set_index("image_id").loc[image_ids].reset_index()
+        given = images["image_id"].to_numpy()
+        if len(given) == len(image_ids) and (given == image_ids.to_numpy()).all():
+            images = images.reset_index(drop=True)          # already in image order
+        else:
+            images = images.set_index("image_id").loc[image_ids].reset_index()
         gt = gt.reset_index(drop=True)
         dt = dt.reset_index(drop=True)
         gt_img = _positions(image_ids, gt["image_id"], "ground truth")
