@@ -115,9 +115,20 @@ def make_slices(frame: pd.DataFrame, columns: list[str] | None, *, include_overa
 
 def size_bin(area: np.ndarray) -> np.ndarray:
     """COCO size bin of an object area: small < 32², medium < 96², large."""
-    a = np.asarray(area, dtype=np.float64)
-    bins = np.searchsorted(np.array([SMALL, MEDIUM]), a, side="right")
-    return np.array(["small", "medium", "large"], dtype=object)[bins]
+    return np.array(SIZE_LABELS, dtype=object)[_size_codes(area)]
+
+
+SIZE_LABELS = ("small", "medium", "large")
+
+
+def _size_codes(area) -> np.ndarray:
+    return np.searchsorted(np.array([SMALL, MEDIUM]), np.asarray(area, dtype=np.float64),
+                           side="right")
+
+
+def _size_categorical(area) -> pd.Categorical:
+    """:func:`size_bin` as a categorical (a box table's column: no string per box)."""
+    return pd.Categorical.from_codes(_size_codes(area), SIZE_LABELS)
 
 
 #: Occluded-fraction bins: (upper bound, label); the last bin is open-ended.
@@ -150,7 +161,7 @@ def box_table(gt: pd.DataFrame, columns: list[str], images: pd.DataFrame | None 
             out[col] = gt[col]
         elif col == "size_bin":
             area = gt["area"] if "area" in gt.columns else gt["w"] * gt["h"]
-            out[col] = size_bin(area.to_numpy())
+            out[col] = _size_categorical(area.to_numpy())
         elif col == "occluded_bin" and "occluded" in gt.columns:
             out[col] = occluded_bin(gt["occluded"].to_numpy())
         elif col in ("input_size_bin", INPUT_PX_COLUMN) and model_input_size \
@@ -159,7 +170,8 @@ def box_table(gt: pd.DataFrame, columns: list[str], images: pd.DataFrame | None 
             longest = dims.reindex(gt["image_id"].to_numpy()).to_numpy(dtype=np.float64)
             scale = float(model_input_size) / longest
             area = (gt["w"] * gt["h"]).to_numpy(dtype=np.float64) * scale**2
-            out[col] = size_bin(area) if col == "input_size_bin" else input_px_bin(np.sqrt(area))
+            out[col] = (_size_categorical(area) if col == "input_size_bin"
+                        else input_px_bin(np.sqrt(area)))
         else:
             raise ValueError(f"box slice column {col!r} is not in the ground-truth table and "
                              "cannot be derived (size_bin needs area; occluded_bin needs "
