@@ -29,6 +29,8 @@ CANDIDATES_TITLE = "Candidates and exported artefacts (the exact files)"
 #: report sections of the exported artefacts
 EXPORTS_TITLE = "Exports (latency against the FP32 source, the bar)"
 DELTAS_TITLE = "Export per-slice recall against the FP32 source (paired over frames)"
+#: the exports table's column of the recall rows that changed beyond the paired interval
+CHANGED_COLUMN = "recall changed beyond the interval"
 
 
 def _read(path: str | None) -> pd.DataFrame | None:
@@ -332,7 +334,22 @@ def _export_evidence(values: list[dict], bar, per_cand: dict
     table = pd.concat(deltas, ignore_index=True)
     for col in ("source", "export_value", "delta", "delta_ci_low", "delta_ci_high"):
         table[col] = table[col].round(3)
-    return verdicts, {EXPORTS_TITLE: exports_table(verdicts), DELTAS_TITLE: table}
+    summary = exports_table(verdicts)
+    summary[CHANGED_COLUMN] = [changed_recall(pd.read_parquet(v["tables"]["deltas"]))
+                               for v in values]
+    return verdicts, {EXPORTS_TITLE: summary, DELTAS_TITLE: table}
+
+
+def changed_recall(deltas: pd.DataFrame) -> str:
+    """The recall rows (overall, per class, per slice) whose paired interval of the
+    export-minus-source difference excludes 0, as ``slice delta [low, high]``; "none" if none."""
+    from preflight.decide.rule import slice_label
+
+    rows = deltas[deltas["metric"].str.startswith("recall") & deltas["changed"]]
+    return "; ".join(
+        f"{slice_label(r.slice_column, r.slice_value, r.metric)} {r.delta:+.3f} "
+        f"[{r.delta_ci_low:+.3f}, {r.delta_ci_high:+.3f}]"
+        for r in rows.sort_values("delta").itertuples()) or "none"
 
 
 def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, cfg,

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home()
     import dagster as dg
 
+    from assets.decision import EXPORTS_TITLE
     from pipeline.definitions import defs
     from preflight.config import preflight_home
 
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         print(sections[0].strip())
         for section in sections[1:]:
             if section.startswith("Candidates"):
+                print("\n## " + section.strip())
+                break
+        for section in sections[1:]:  # what ships: each export's p99 against its FP32 source
+            if section.startswith(EXPORTS_TITLE):
                 print("\n## " + section.strip())
                 break
         print()

@@ -378,3 +378,20 @@ def test_an_offtheshelf_export_is_blocked_as_its_source_would_be(tmp_path):
     assert not stressed.clears_bar and len(stressed.blocking) == 1
     assert stressed.blocking[0].startswith("recall below the bar under stress at the expected "
                                            "severity: distribution_shift/fog severity 2")
+
+
+def test_changed_recall_names_the_rows_whose_paired_interval_excludes_zero():
+    from assets.decision import changed_recall
+
+    deltas = pd.DataFrame([
+        {"slice_column": "__all__", "slice_value": "__all__", "metric": "recall", "delta": -0.01,
+         "delta_ci_low": -0.03, "delta_ci_high": 0.01, "changed": False},
+        {"slice_column": "lighting", "slice_value": "dim", "metric": "recall", "delta": -0.12,
+         "delta_ci_low": -0.2, "delta_ci_high": -0.05, "changed": True},
+        {"slice_column": "__all__", "slice_value": "__all__", "metric": "recall.crate",
+         "delta": 0.06, "delta_ci_low": 0.01, "delta_ci_high": 0.1, "changed": True},
+        {"slice_column": "__all__", "slice_value": "__all__", "metric": "precision",
+         "delta": 0.2, "delta_ci_low": 0.1, "delta_ci_high": 0.3, "changed": True}])
+    assert changed_recall(deltas) == ("lighting=dim (recall) -0.120 [-0.200, -0.050]; "
+                                      "class crate (recall) +0.060 [+0.010, +0.100]")
+    assert changed_recall(deltas[~deltas["changed"]]) == "none"
