@@ -170,13 +170,14 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     (group, rank inside the group: 0 = highest score) and ``d_start`` bounds the groups in it
     (see ``kernels.rank_in_groups``).
     """
-    from preflight.metrics.kernels import match_groups, run_split
+    from preflight.metrics.kernels import match_groups, radix_sort_by, run_split
 
     thr = np.asarray(params.iou_thresholds, dtype=np.float64)
     gt_crowd = np.asarray(gt_crowd, dtype=bool)
     gt_ignore = np.ascontiguousarray(gt_crowd[None, :] | ~in_area(gt_area, params.area_ranges))
     A, T, n_dt = len(params.area_ranges), len(thr), len(dt_group)
-    g_order = np.argsort(gt_group, kind="stable")
+    g_order = radix_sort_by(np.arange(len(gt_group), dtype=np.int64),
+                            np.asarray(gt_group).astype(np.uint64))
     g_sorted = gt_group[g_order]
     first = np.asarray(dt_group)[d_order[d_start[:-1]]]
     gt_start = np.searchsorted(g_sorted, first, side="left")

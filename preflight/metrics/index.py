@@ -20,6 +20,7 @@ from preflight.metrics.coco import CocoParams, in_area, match, unpack
 from preflight.metrics.kernels import (
     accumulate_areas,
     accumulate_resamples_kernel,
+    radix_sort_by,
     rank_in_groups,
     run_split,
     slice_npig,
@@ -87,20 +88,13 @@ def _categories(ids: list[np.ndarray], named: np.ndarray
     return class_ids, [np.searchsorted(class_ids, p).astype(np.int64) for p in ids]
 
 
-def _stable_order(keys: np.ndarray, n_values: int) -> np.ndarray:
-    """Stable argsort of small non-negative integer keys (radix sort when they fit 16 bits)."""
-    if n_values <= np.iinfo(np.uint16).max:
-        return np.argsort(keys.astype(np.uint16), kind="stable")
-    return np.argsort(keys, kind="stable")
-
-
 def accumulation_order(img: np.ndarray, score: np.ndarray, cat: np.ndarray, n_images: int,
                        n_classes: int) -> np.ndarray:
     """``np.lexsort((img, -score, cat))`` (category, descending score, image, input order) as
-    three stable sorts, two of them radix sorts."""
-    order = _stable_order(img, n_images)
-    order = order[np.argsort(descending_key(score[order]), kind="stable")]
-    return order[_stable_order(cat[order], n_classes)]
+    three stable radix sorts (the scores by their :func:`descending_key`)."""
+    order = radix_sort_by(np.arange(len(img), dtype=np.int64), np.asarray(img, np.uint64))
+    order = radix_sort_by(order, descending_key(score))
+    return radix_sort_by(order, np.asarray(cat, np.uint64))
 
 
 def descending_key(x: np.ndarray) -> np.ndarray:

@@ -581,3 +581,41 @@ def grouped_sum(x, labels, n_groups):
                 for w in range(W):
                     out[g, w] += x[i, w]
     return out
+
+
+@njit(cache=True, nogil=True)
+def radix_sort_by(order, keys):
+    """``order`` stably sorted by ``keys[order]`` (``uint64``): least-significant-digit radix
+    sort, 11 bits a pass, passes whose digit is the same for every key skipped."""
+    n = order.shape[0]
+    idx = order.copy()
+    k = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        k[i] = keys[idx[i]]
+    idx2 = np.empty(n, dtype=idx.dtype)
+    k2 = np.empty(n, dtype=np.uint64)
+    count = np.zeros(2049, dtype=np.int64)
+    mask = np.uint64(2047)
+    for shift in range(0, 64, 11):
+        s = np.uint64(shift)
+        count[:] = 0
+        for i in range(n):
+            count[((k[i] >> s) & mask) + 1] += 1
+        skip = False
+        for d in range(1, 2049):
+            if count[d] == n:
+                skip = True
+                break
+        if skip or n == 0:
+            continue
+        for d in range(1, 2049):
+            count[d] += count[d - 1]
+        for i in range(n):
+            d = (k[i] >> s) & mask
+            j = count[d]
+            count[d] = j + 1
+            idx2[j] = idx[i]
+            k2[j] = k[i]
+        idx, idx2 = idx2, idx
+        k, k2 = k2, k
+    return idx
