@@ -19,7 +19,8 @@ from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: per-candidate inputs of the decision (asset name -> required)
 INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reeval",
-          "reeval_latency", "tiling_eval", "finetuned_model", "learning_curve")
+          "reeval_latency", "tiling_eval", "finetuned_model", "learning_curve",
+          "finetuned_second_seed")
 #: learning-curve charts per candidate in the report (the table lists every curve)
 MAX_CURVE_CHARTS = 6
 #: verdicts that put a model into production (the only ones that move ``champion``)
@@ -49,6 +50,7 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
     ft = inputs.get("reeval")
     stress = inputs.get("offtheshelf_stress")
     curve = inputs.get("learning_curve")
+    second = inputs.get("finetuned_second_seed") or {}
     points = _read(curve["tables"]["points"]) if curve else None
     if points is not None:
         points = points.rename(columns={"n_train_images": "n_images_train"})
@@ -68,15 +70,18 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
         confusion_finetuned=_read(ft["tables"].get("confusion")) if ft else None,
         stress=_read(stress["tables"]["stress"]) if stress else None, bar=bar,
         object_sizes=(object_sizes_at_input(*ground_truth, int(off["input_size"]))
-                      if ground_truth is not None else None))
+                      if ground_truth is not None else None),
+        finetuned_second_seed=_read(second.get("tables", {}).get("metrics")),
+        second_seed=second.get("seed"))
 
 
 def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set[str],
-                         tiling: bool = True, exports: dict[str, list[str]] | None = None
-                         ) -> dg.AssetsDefinition:
+                         tiling: bool = True, exports: dict[str, list[str]] | None = None,
+                         second_seed: set[str] | None = None) -> dg.AssetsDefinition:
     """The decision asset over every candidate's per-candidate assets (``exports``: candidate ->
     the names of its export assets, ``export_<stage>_<format>``, which the decision weighs as
-    candidates too)."""
+    candidates too; ``second_seed``: candidates with a second-seed fine-tune,
+    ``decision.second_seed``)."""
     ins: dict[str, dg.AssetIn] = {"validated_labels": dg.AssetIn(key="validated_labels")}
     for name in candidates:
         key = candidate_key(name)
@@ -86,6 +91,8 @@ def build_decision_asset(candidates: list[str], finetuned: set[str], curves: set
             wanted += ["finetuned_model", "reeval", "reeval_latency"]
         if name in curves:
             wanted.append("learning_curve")
+        if name in (second_seed or set()):
+            wanted.append("finetuned_second_seed")
         ins.update({f"{key}__{asset}": dg.AssetIn(key=[key, asset]) for asset in wanted})
     export_ins = [f"{candidate_key(n)}__{asset}"
                   for n, assets in (exports or {}).items() for asset in assets]

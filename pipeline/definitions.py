@@ -88,6 +88,7 @@ def build_assets() -> list:
     from assets.exports import build_export_assets, export_asset_name, export_plan
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
+    from assets.second_seed import build_second_seed_asset
     from preflight.tasks import task_of
 
     problem = settings_problem()
@@ -109,12 +110,15 @@ def build_assets() -> list:
         if name in finetuned:
             assets.extend(build_finetune_assets(name, learning_curve=name in curves))
             assets.extend(build_reeval_assets(name))
+            if settings.decision.second_seed is not None:  # settles rows close to the bar
+                assets.append(build_second_seed_asset(name))
         if name in exported:  # what ships: exported / INT8 artefacts through the same pass
             assets.extend(build_export_assets(name, ex.formats, name in finetuned, ex.stages))
     assets.append(build_decision_asset(
         names, finetuned, curves, tiling=task.tiling,
         exports={n: [export_asset_name(stage, label) for stage, label in
-                     export_plan(ex.stages, ex.formats, n in finetuned)] for n in exported}))
+                     export_plan(ex.stages, ex.formats, n in finetuned)] for n in exported},
+        second_seed=finetuned if settings.decision.second_seed is not None else set()))
     return [*assets, batch_labels, batch_champion_eval, drift_report]
 
 

@@ -325,6 +325,9 @@ class DecisionSettings:
     #: how far a fine-tuned row's value moves between re-runs (training is not bit-reproducible
     #: across machines): rows whose interval widened by this reaches across the bar are "close"
     training_noise: float = 0.03
+    #: a seed for a second fine-tuning run of each candidate with close rows (None: none is
+    #: run): a close row is then routed only when both runs agree on its pass/fail
+    second_seed: int | None = None
     #: a learning curve is saturated when doubling the data gains less than this
     saturation_tolerance: float = 0.01
     registered_model_name: str = "preflight-detector"

@@ -153,6 +153,19 @@ def test_a_remedy_names_only_a_heavier_candidate_that_passes_within_the_budget()
     assert "a heavier model (mid, measured to pass this row at p99 90 ms within the 250 ms " \
            "budget)" in r["remedy"]
     assert any(c.startswith("a heavier model (mid") for c in d.candidate("nano").replacement)
+    # two rows with the same evidence, one of which mid passes: the grouped changes never
+    # propose mid for the row it fails
+    bright = ("lighting", "bright", "recall")
+    both = table({DIM: (0.40, 0.35, 0.45), bright: (0.40, 0.35, 0.45)})
+    nano2 = cand("nano", ots=both, ft=both, size_rank=0,
+                 learning_curves={DIM: flat, bright: flat})
+    half = cand("mid", ots=table({bright: (0.40, 0.35, 0.45)}), size_rank=1,
+                latency_p99_ms=90.0)
+    changes = decide([nano2, half], BAR).candidate("nano").replacement
+    named = [c for c in changes if "(mid" in c]
+    assert named and all("lighting=bright" not in c for c in named), changes
+    assert any("no measured candidate passes this row" in c and "lighting=bright" in c
+               for c in changes), changes
     # the pixel threshold's remedy follows the same rule
     small = ("size_bin", "small", "recall")
     tiny = table({small: (0.2, 0.15, 0.25)})
@@ -314,6 +327,35 @@ def test_fine_tuned_rows_near_the_bar_are_named_as_close():
             OFF_THE_SHELF, DIM)
     assert r["failure_kind"] == "uncertain" and r["route"] == "re-run first"
     assert "another seed" in r["remedy"]
+
+
+def test_a_second_seed_routes_close_rows_only_when_both_runs_agree():
+    """decision.second_seed: a close row is routed like any other when the second fine-tuning
+    run agrees on its pass/fail, and stays uncertain (naming both runs) when it does not."""
+    ots = table({DIM: (0.30, 0.25, 0.35)})
+    ft = table({DIM: (0.56, 0.52, 0.60)})           # passes, but within 0.03 of the bar 0.5
+    agree = decide([cand(ots=ots, ft=ft, second_seed=1,
+                         finetuned_second_seed=table({DIM: (0.58, 0.53, 0.62)}))], BAR)
+    r = row(agree, "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "data-solvable" and r["basis"] == "fixed by fine-tuning"
+    assert "a second fine-tuning run (seed 1) agrees: pass at 0.58" in r["remedy"]
+    assert agree.candidate("nano").verdict == FINE_TUNE
+    differ = decide([cand(ots=ots, ft=ft, second_seed=1,
+                          finetuned_second_seed=table({DIM: (0.40, 0.36, 0.44)}))], BAR)
+    r = row(differ, "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "uncertain" and r["basis"] == "seeds disagree"
+    assert "fails with seed 1 at 0.40" in r["remedy"]
+    # without a second run the close row is uncertain, asking for one
+    r = row(decide([cand(ots=ots, ft=ft)], BAR), "nano", FINE_TUNED, DIM)
+    assert r["basis"] == "close to the bar" and "decision.second_seed" in r["remedy"]
+
+
+def test_close_rows_are_what_a_second_run_settles():
+    from preflight.decide.candidate_tables import close_rows
+
+    t = table({DIM: (0.56, 0.52, 0.60), SKU_A: (0.30, 0.25, 0.35)})
+    assert [tuple(k) for k in close_rows(t, BAR)[["slice_column", "slice_value", "metric"]]
+            .itertuples(index=False)] == [DIM]
 
 
 # ------------------------------------------------------------------ sentences agree with counts

@@ -88,7 +88,7 @@ def _sample(folder: Path, *parts: dict) -> Path:
 
 
 def _classify_settings(folder: Path, sample: Path, weights: Path, class_map: dict, *,
-                       finetune: dict) -> Path:
+                       finetune: dict, decision: dict | None = None) -> Path:
     """A settings file (and its candidates file) for one tiny classifier candidate ``cand``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "candidates.yaml").write_text(yaml.safe_dump({"version": 1, "candidates": [{
@@ -105,7 +105,8 @@ def _classify_settings(folder: Path, sample: Path, weights: Path, class_map: dic
         "finetune": {"candidates": ["cand"], "batch": 16, "learning_curve_candidates": [],
                      "seed": 0, **finetune},
         "tiling": {"enabled": False}, "export": {"candidates": []},
-        "decision": {"lookalike_pairs": [], "registered_model_name": "preflight-outcomes"},
+        "decision": {"lookalike_pairs": [], "registered_model_name": "preflight-outcomes",
+                     **(decision or {})},
     }
     path = folder / "preflight.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -216,13 +217,18 @@ def test_too_few_frames_collects_evaluation_data(world):
 def test_learnable_shift_is_fixed_by_fine_tuning_and_routed_data_solvable(world):
     """A second site whose camera records the negative: the off-the-shelf model fails that
     site; the pass fine-tunes on the pool of both sites, which brings every row over the bar,
-    so the verdict is fine-tune and the rows that failed are routed data-solvable."""
+    so the verdict is fine-tune and the rows that failed are routed data-solvable.
+
+    The settings also declare training as noisy as 0.45 (``decision.training_noise``), so every
+    fine-tuned row is close to the bar, and set ``decision.second_seed``: the pass fine-tunes
+    again with seed 1, and the rows are routed because both runs agree on them."""
     root = world["root"] / "shift"
     sample = _sample(root / "sample", {"n_per_class": 100, "seed": 4, "site": "a"},
                      {"n_per_class": 100, "seed": 5, "site": "b", "shift": _inverted})
     decision = _pass(world["home"], _classify_settings(
         root / "cfg", sample, world["full"], world["identity"],
-        finetune={"epochs": 15, "lr0": 0.003}))
+        finetune={"epochs": 15, "lr0": 0.003},
+        decision={"second_seed": 1, "training_noise": 0.45}))
     verdict = _verdict(decision)
     rows = _rows(decision)
     ots = rows[rows["stage"] == "off-the-shelf"].set_index(["slice_column", "slice_value",
@@ -234,6 +240,11 @@ def test_learnable_shift_is_fixed_by_fine_tuning_and_routed_data_solvable(world)
     assert set(failed_before["failure_kind"]) == {"data-solvable"}
     assert not (rows[rows["stage"] == "fine-tuned"]["status"] == "fail").any()
     assert decision["overall"]["verdict"] == "fine-tune"
+    # every fixed row was close to the bar, and the second run (seed 1) agreed on it
+    fixed = rows[(rows["stage"] == "fine-tuned") & rows["fixed_by_finetune"].fillna(False)
+                 .astype(bool)]
+    assert len(fixed) and fixed["close"].all()
+    assert fixed["remedy"].str.contains(r"a second fine-tuning run \(seed 1\) agrees").all()
 
 
 def test_class_without_analog_is_not_shipped_off_the_shelf(world):

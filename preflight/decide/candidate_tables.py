@@ -52,6 +52,15 @@ def _stage_tables(cand: CandidateEvidence, bar: Bar) -> pd.DataFrame:
     else:
         ft = bar_table(cand.finetuned, bar, what=f"{cand.name} fine-tuned metrics")
         wide = ots[keep].merge(ft[keep], on=[*KEY, "bar"], how="outer", suffixes=("_ots", "_ft"))
+    second = cand.finetuned_second_seed
+    if second is not None and cand.finetuned is not None:
+        t2 = bar_table(second, bar, what=f"{cand.name} fine-tuned (second seed) metrics")
+        own = ["value", "ci_low", "ci_high", "status"]
+        wide = wide.merge(t2[[*KEY, *own]].rename(columns={c: f"{c}_ft2" for c in own}),
+                          on=KEY, how="left")
+    else:
+        for c in ("value_ft2", "ci_low_ft2", "ci_high_ft2", "status_ft2"):
+            wide[c] = np.nan if c != "status_ft2" else None
     improved = (wide["ci_low_ft"] > wide["value_ots"]) & (
         wide["value_ft"] - wide["value_ots"] >= bar.min_improvement)
     ots_fail = wide["status_ots"] == FAIL
@@ -76,7 +85,9 @@ def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvid
 
     A key that failed (off-the-shelf or fine-tuned) and whose fine-tuned interval, widened by
     the training noise, reaches across the bar is ``uncertain``: a re-run could flip it, so it
-    is routed to neither data collection nor a model change (nor counted as either)."""
+    is routed to neither data collection nor a model change (nor counted as either) -- unless a
+    second fine-tuning run with another seed (``finetuned_second_seed``) was measured and agrees
+    on its pass/fail: then it is routed like any other row."""
     wide = _stage_tables(cand, bar)
     final = "status_ft" if cand.finetuned is not None else "status_ots"
     cols = ["failure_kind", "basis", "route", "remedy"]
@@ -84,9 +95,11 @@ def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvid
     wide = wide.assign(**dict.fromkeys(cols, None), **dict.fromkeys(needs, np.nan))
     for i, row in wide.iterrows():
         decided_ft = row["status_ft"] in (PASS, FAIL)
-        if decided_ft and FAIL in (row["status_ots"], row["status_ft"]) and close_to_bar(
-                row["ci_low_ft"], row["ci_high_ft"], row["bar"], bar.training_noise):
-            f = uncertain_failure(row, bar)
+        close = decided_ft and FAIL in (row["status_ots"], row["status_ft"]) and close_to_bar(
+            row["ci_low_ft"], row["ci_high_ft"], row["bar"], bar.training_noise)
+        agreed = close and row["status_ft2"] == row["status_ft"]
+        if close and not agreed:
+            f = uncertain_failure(row, bar, cand.second_seed)
             wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
         elif _is_true(row["fixed_by_finetune"]):
             where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
@@ -96,7 +109,25 @@ def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvid
             f = _classify(row, cand, bar, peers, peer_status)
             wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
             wide.loc[i, needs] = f.need
+        if agreed:
+            wide.loc[i, "remedy"] = (
+                f"{wide.loc[i, 'remedy']}; close to the bar, but a second fine-tuning run "
+                f"(seed {cand.second_seed}) agrees: {_status_text(row, '_ft2')}")
     return wide
+
+
+def _status_text(row: pd.Series, sfx: str) -> str:
+    return (f"{row[f'status{sfx}']} at {float(row[f'value{sfx}']):.2f} "
+            f"[{float(row[f'ci_low{sfx}']):.2f}, {float(row[f'ci_high{sfx}']):.2f}]")
+
+
+def close_rows(metrics: pd.DataFrame, bar: Bar) -> pd.DataFrame:
+    """Rows of a fine-tuned long table that pass or fail the bar with an interval that, widened
+    by the training noise, reaches across it: those a second fine-tuning run should settle."""
+    t = bar_table(metrics, bar, what="fine-tuned metrics")
+    keep = [bool(s in (PASS, FAIL) and close_to_bar(lo, hi, b, bar.training_noise))
+            for s, lo, hi, b in t[["status", "ci_low", "ci_high", "bar"]].itertuples(index=False)]
+    return t[keep]
 
 
 def _is_true(value: Any) -> bool:

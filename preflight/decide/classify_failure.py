@@ -126,14 +126,25 @@ def close_to_bar(value_low: float, value_high: float, target: float, noise: floa
     return bool(np.isfinite(lo) and np.isfinite(hi) and lo < target <= hi)
 
 
-def uncertain_failure(row: pd.Series, bar: Bar) -> _Failure:
+def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) -> _Failure:
     """A row near the bar after fine-tuning: neither data-solvable nor architecture-bound until
-    a second training run agrees."""
+    a second training run agrees (or, when one was measured, because it disagrees)."""
     where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
     status = "passes" if row.get("status_ft") == PASS else "fails"
+    second = row.get("status_ft2")
+    if second in (PASS, FAIL):
+        second_text = "passes" if second == PASS else "fails"
+        return _Failure(UNCERTAIN, "seeds disagree", ROUTE_RERUN,
+                        f"the two fine-tuning runs disagree on {where}: it {status} at "
+                        f"{float(row['value_ft']):.2f} [{float(row['ci_low_ft']):.2f}, "
+                        f"{float(row['ci_high_ft']):.2f}] and {second_text} with seed {second_seed} "
+                        f"at {float(row['value_ft2']):.2f} [{float(row['ci_low_ft2']):.2f}, "
+                        f"{float(row['ci_high_ft2']):.2f}] against a bar of "
+                        f"{float(row['bar']):.2f}: label more evaluation frames of it or "
+                        "fine-tune with more data before routing it")
     return _Failure(UNCERTAIN, "close to the bar", ROUTE_RERUN,
-                    f"fine-tune again with another seed (finetune.seed) and route {where} only "
-                    f"if both runs agree: fine-tuned it {status} at {float(row['value_ft']):.2f} "
+                    f"fine-tune again with another seed (decision.second_seed) and route "
+                    f"{where} only if both runs agree: fine-tuned it {status} at {float(row['value_ft']):.2f} "
                     f"[{float(row['ci_low_ft']):.2f}, {float(row['ci_high_ft']):.2f}], within "
                     f"the training noise ({bar.training_noise:.2f}, decision.training_noise) of "
                     f"the bar {float(row['bar']):.2f}, so a re-run could flip it")
@@ -375,18 +386,22 @@ def _lighter_name(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEv
 
 
 def grouped_changes(arch: pd.DataFrame, shown: int = 4) -> list[str]:
-    """One proposed model change per kind of evidence (pixel threshold, look-alike, learning
-    curve, ...), naming the rows it is for; a single row keeps its full remedy."""
+    """One proposed model change per kind of evidence and change (pixel threshold, look-alike,
+    learning curve, ...), naming the rows it is for; a single row keeps its full remedy. Rows
+    are grouped by the change itself too, so a heavier candidate measured to pass some rows is
+    never proposed for the others."""
     out = []
-    for _, group in arch.groupby("basis", sort=False, dropna=False):
-        first = str(group["remedy"].iloc[0])
+    if arch.empty:
+        return out
+    change = arch["remedy"].astype(str).map(lambda r: re.split(r": |; ", r, maxsplit=1)[0])
+    for (_, text), group in arch.assign(_change=change).groupby(["basis", "_change"],
+                                                                sort=False, dropna=False):
         if len(group) == 1:
-            out.append(first)
+            out.append(str(group["remedy"].iloc[0]))
             continue
         labels = [slice_label(*k) for k in group[KEY].itertuples(index=False)]
         more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
-        change = re.split(r": |; ", first, maxsplit=1)[0]
-        out.append(f"{change} (for {len(labels)} rows: {', '.join(labels[:shown])}{more})")
+        out.append(f"{text} (for {len(labels)} rows: {', '.join(labels[:shown])}{more})")
     return list(dict.fromkeys(out))
 
 

@@ -67,7 +67,9 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
                    seed: int = 0, confusion_offtheshelf: pd.DataFrame | None = None,
                    confusion_finetuned: pd.DataFrame | None = None,
                    stress: pd.DataFrame | None = None, bar: Bar | None = None,
-                   object_sizes: pd.DataFrame | None = None) -> CandidateEvidence:
+                   object_sizes: pd.DataFrame | None = None,
+                   finetuned_second_seed: pd.DataFrame | None = None,
+                   second_seed: int | None = None) -> CandidateEvidence:
     """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing);
     look-alike pairs are found from the confusion tables at ``bar.lookalike_share`` (plus the
     pairs ``bar`` states)."""
@@ -95,7 +97,8 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
         no_analog_classes=tuple(no_analog), input_size=int(input_size), image_size=image_size,
         family=family, size_rank=int(size_rank), learning_curves=curves, tiling=tiled,
         finetune_pool_images=pool_images, lookalikes=lookalikes, stress=stress,
-        object_sizes=object_sizes)
+        object_sizes=object_sizes, finetuned_second_seed=finetuned_second_seed,
+        second_seed=second_seed)
 
 
 def size_ranks(parameters: dict[str, int]) -> dict[str, int]:

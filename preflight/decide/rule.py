@@ -112,7 +112,9 @@ class CandidateEvidence:
     ``corruption``, ``severity``, ``metric``, ``value``); ``object_sizes`` one row per
     ground-truth object of the evaluation split with its slice columns, ``class_name`` and
     ``side_px`` at model input (:func:`~preflight.decide.evidence.object_sizes_at_input`): the
-    size evidence of slices without a size breakdown of their own.
+    size evidence of slices without a size breakdown of their own; ``finetuned_second_seed``
+    the long table of the same fine-tune run again with seed ``second_seed``
+    (``decision.second_seed``): a row close to the bar is routed only when both runs agree.
     """
 
     name: str
@@ -133,6 +135,8 @@ class CandidateEvidence:
     lookalikes: pd.DataFrame | None = None
     stress: pd.DataFrame | None = None
     object_sizes: pd.DataFrame | None = None
+    finetuned_second_seed: pd.DataFrame | None = None
+    second_seed: int | None = None
 
     def latency(self, stage: str) -> float:
         if stage == FINE_TUNED and self.latency_p99_ms_finetuned is not None:

@@ -332,7 +332,8 @@ def _document(decision: Decision, evidence: dict[str, pd.DataFrame],
                   f"interval, widened by the training noise ({decision.bar.training_noise:.2f}, "
                   "decision.training_noise), reaches across the bar could pass on one run and "
                   "fail on another. Such a row that failed is routed uncertain (re-run first) "
-                  "and counted as neither data-solvable nor architecture-bound."),
+                  "and counted as neither data-solvable nor architecture-bound, unless a second "
+                  "fine-tuning run (decision.second_seed) agrees on its pass/fail."),
                _table_or_none(close, "No fine-tuned row is that close to the bar.")]
     blocks += [_h("Look-alike classes (confusion matrix at the operating point)"),
                _table_or_none(_lookalikes(decision),
