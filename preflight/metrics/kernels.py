@@ -307,6 +307,7 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
     need = np.zeros((S, K, R))
     reached = np.zeros((S, K, T), dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
+    last = np.empty(K, dtype=np.int64)
     tl = np.empty(T, dtype=np.int64)        # a detection's true-positive thresholds
     il = np.empty(T, dtype=np.int64)        # and ignored ones
     for a in range(a_lo, a_hi):
@@ -327,7 +328,15 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
                         while c / p < rec[j]:
                             c += 1.0
                         need[s, k, j] = c
+        # past the last true positive of its category a detection changes no count that is
+        # read again (precision and recall are taken at true positives): skipped
+        last[:] = -1
         for i in range(n):
+            if tp[i, a] != 0 and dt_rank[i] < max_det:
+                last[dt_cat[i]] = i
+        for i in range(n):
+            if i > last[dt_cat[i]]:
+                continue
             r = dt_rank[i]
             if r >= max_det:
                 continue
@@ -498,7 +507,14 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
     il = np.empty((n, max(T, 1)), dtype=np.int64)
     n_tp = np.zeros(n, dtype=np.int64)
     n_ig = np.zeros(n, dtype=np.int64)
+    last = np.full(K, -1, dtype=np.int64)          # last true positive of each category
     for i in range(n):
+        if tp[i] != 0:
+            last[cat[i]] = i
+    for i in range(n):
+        if i > last[cat[i]]:                       # changes nothing that is read again
+            n_ig[i] = T
+            continue
         for t in range(T):
             bit = np.uint32(1) << np.uint32(t)
             if tp[i] & bit:
