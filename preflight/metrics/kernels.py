@@ -371,28 +371,32 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
                     seen[s, k] += 1.0
             if n_fp == T:
                 continue
+            m_lo = M                       # first of the (increasing) recall_dets above r
+            if a == recall_area:
+                while m_lo > 0 and r < recall_dets[m_lo - 1]:
+                    m_lo -= 1
             for c in range(ns):
                 s = sl[c]
                 for u in range(n_ig):
                     igc[s, k, il[u]] += 1.0
-                p = npig[s, a, k]
+                sk = seen[s, k]
                 for u in range(n_tp):
                     t = tl[u]
                     tps = tpc[s, k, t] + 1.0
                     tpc[s, k, t] = tps
-                    if a == recall_area:
-                        for mi in range(M):
-                            if r < recall_dets[mi]:
-                                hits[s, k, mi, t] += 1.0
-                    if p > 0:
-                        fps = seen[s, k] - tps - igc[s, k, t]
-                        pr = tps / (fps + tps + EPS)
-                        j = reached[s, k, t]
+                    for mi in range(m_lo, M):
+                        hits[s, k, mi, t] += 1.0
+                    # a true positive's ground truth is in the slice: npig > 0 here
+                    fps = sk - tps - igc[s, k, t]
+                    pr = tps / (fps + tps + EPS)
+                    j = reached[s, k, t]
+                    if j < R and tps >= need[s, k, j]:
+                        j += 1
                         while j < R and tps >= need[s, k, j]:
                             j += 1
                         reached[s, k, t] = j
-                        if pr > best[s, k, t, j]:
-                            best[s, k, t, j] = pr
+                    if pr > best[s, k, t, j]:
+                        best[s, k, t, j] = pr
         for s in range(S):
             for k in range(K):
                 p = npig[s, a, k]
