@@ -81,7 +81,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
     (no crowd box in the group) all equal -- then the visiting order and every comparison are
     those of ``area_ref``'s all-equal flags. Only groups mixing flags are matched again. With
     one ground truth, each threshold is taken by the first detection reaching it (all
-    thresholds in one pass over the detections).
+    thresholds and area ranges in one pass over the detections).
     """
     A, T = gt_ignore.shape[0], thresholds.shape[0]
     full = np.uint32((1 << T) - 1)
@@ -117,6 +117,34 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             ign = np.zeros((A, cap_g), dtype=np.bool_)
             crowd = np.zeros(cap_g, dtype=np.bool_)
             taken = np.zeros(cap_g, dtype=np.bool_)
+        if ng == 1:
+            # one ground truth: the matching ignores the flags (nothing to visit first), so it
+            # is every area range's; at each threshold the first detection reaching it takes
+            # the box (every one does when it is a crowd box)
+            g = g_order[gi0]
+            gx, gy, gw, gh = gt_box[g, 0], gt_box[g, 1], gt_box[g, 2], gt_box[g, 3]
+            is_crowd = gt_crowd[g]
+            done = 0
+            for di in range(nd):
+                d = i0 + di
+                row = d_order[d]
+                v = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2], dt_box[d, 3], gx, gy, gw,
+                            gh, is_crowd)
+                c = 0
+                while c < T and v >= thr[c]:
+                    c += 1
+                lo = 0 if is_crowd else done
+                hits = np.uint32(0)
+                for t in range(lo, c):
+                    dt_gt[row, t] = g
+                    hits |= np.uint32(1) << np.uint32(t)
+                if not is_crowd:
+                    done = max(done, c)
+                for a in range(A):
+                    tp[row, a] = np.uint32(0) if gt_ignore[a, g] else hits
+                    if area_ranges[a, 0] <= dt_area[d] <= area_ranges[a, 1]:
+                        fp[row, a] = full & ~hits
+            continue
         any_crowd = False
         for gj in range(ng):
             g = g_order[gi0 + gj]
@@ -151,19 +179,6 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                 source[a] = area_ref
         for a in range(A):
             if source[a] != a:
-                continue
-            if ng == 1:
-                # one ground truth: at each threshold the first detection reaching it takes it
-                # (any number do when it is a crowd box)
-                done = 0
-                for di in range(nd):
-                    c = 0
-                    while c < T and ious[di] >= thr[c]:
-                        c += 1
-                    for t in range(T):
-                        matched[a, di, t] = 0 if (crowd[0] or t >= done) and t < c else -1
-                    if not crowd[0]:
-                        done = max(done, c)
                 continue
             nv = 0
             for gj in range(ng):
