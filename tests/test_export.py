@@ -286,6 +286,13 @@ def test_the_decision_ships_the_export_only_when_the_fp32_model_is_over_budget()
                                       blocking=("no analog in pre-training: crate",))], bar)
     assert not blocked[0].clears_bar and choose_export(slow, blocked, bar) == (slow, None)
     assert exports_table(blocked).loc[0, "blocked by"] == "no analog in pre-training: crate"
+    # an operational class without enough evidence keeps it from shipping, as the FP32 rule
+    # does (the label plan's gaps); a slice that is not critical does not
+    unsure = {**GOOD, ("__all__", "__all__", "recall.crate"): (0.9, 0.3, 1.0),
+              ("camera", "c9", "recall"): (0.6, 0.2, 0.9)}
+    (gap,) = assess_exports([_export(unsure, 120.0, 400.0)], bar)
+    assert not gap.clears_bar and gap.gaps == ("class crate (recall)",)
+    assert exports_table([gap]).loc[0, "without enough evidence"] == "class crate (recall)"
     # the FP32 model ships: it stands, the exports are reported beside it
     fast = decide([CandidateEvidence("nano", _long(GOOD), latency_p99_ms=40.0)], bar)
     assert choose_export(fast, good, bar) == (fast, None)

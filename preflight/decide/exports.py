@@ -4,8 +4,9 @@ the export chosen when it clears the bar and its FP32 source does not fit the la
 The rule (:func:`choose_export`): when the FP32 decision ships a model, it stands (the exports are
 reported beside it). When it does not, an export ships if it clears the bar on its own
 evaluation (no failing row, at least one passing row, p99 within the budget, daily cost within the
-ceiling, nothing that blocks its source whatever the metrics -- an off-the-shelf model's classes
-without an analog in pre-training) and its FP32 source's p99 is over the budget -- the export is the fix for latency, not a
+ceiling, enough evidence on every operational class and critical slice, nothing that blocks its
+source whatever the metrics -- an off-the-shelf model's classes without an analog in
+pre-training) and its FP32 source's p99 is over the budget -- the export is the fix for latency, not a
 second chance for a model whose slices fail. Among several, the lightest source first (the
 decision's size rank), then the lowest p99, then the name.
 """
@@ -19,7 +20,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import FAIL, FINE_TUNED, KEY, NOT_ENOUGH, PASS, Bar, bar_table
+from preflight.decide.bar import (
+    FAIL,
+    FINE_TUNED,
+    KEY,
+    NOT_ENOUGH,
+    OVERALL,
+    PASS,
+    Bar,
+    bar_table,
+)
+from preflight.decide.classify_failure import slice_label
 from preflight.decide.rule import FINE_TUNE, SHIP, Decision, OverallDecision
 
 
@@ -61,6 +72,22 @@ class ExportVerdict:
     sha256: str
     failing: tuple[str, ...] = ()
     blocking: tuple[str, ...] = ()
+    #: rows that need enough evidence before anything ships (operational classes, critical
+    #: slices) and lack it -- as for the FP32 models
+    gaps: tuple[str, ...] = ()
+
+
+def evidence_gaps(table: pd.DataFrame, bar: Bar) -> tuple[str, ...]:
+    """The required rows of a bar table (every operational class's overall rows, every
+    critical slice) without enough evidence; a per-class precision without any detection of
+    the class is undefined, not missing evidence (its recall row says what is missing)."""
+    per_class = (table["slice_column"] == OVERALL) & table["metric"].str.contains(".",
+                                                                                  regex=False)
+    where = table["slice_column"].astype(str) + "=" + table["slice_value"].astype(str)
+    undefined = table["metric"].str.startswith("precision.") & table["value"].isna()
+    rows = table[(per_class | where.isin(set(bar.critical_slices)))
+                 & (table["status"] == NOT_ENOUGH) & ~undefined]
+    return tuple(slice_label(*k) for k in rows[KEY].itertuples(index=False))
 
 
 def assess_exports(exports: Sequence[ExportEvidence], bar: Bar) -> list[ExportVerdict]:
@@ -75,17 +102,18 @@ def assess_exports(exports: Sequence[ExportEvidence], bar: Bar) -> list[ExportVe
         fails = table[table["status"] == FAIL]
         failing = tuple(f"{r.slice_column}={r.slice_value} {r.metric}"
                         for r in fails[KEY].itertuples(index=False))
+        gaps = evidence_gaps(table, bar)
         speedup = (e.source_latency_p99_ms / e.latency_p99_ms
                    if e.latency_p99_ms > 0 else math.nan)
         out.append(ExportVerdict(
             e.candidate, e.label, e.description, e.source_stage,
             clears_bar=(counts[FAIL] == 0 and counts[PASS] > 0 and latency_ok and cost_ok
-                        and not e.blocking),
+                        and not e.blocking and not gaps),
             latency_ok=latency_ok, n_pass=counts[PASS], n_fail=counts[FAIL],
             n_not_enough=counts[NOT_ENOUGH], latency_p99_ms=float(e.latency_p99_ms),
             source_latency_p99_ms=float(e.source_latency_p99_ms), speedup=float(speedup),
             weights=e.weights, sha256=e.sha256, failing=failing,
-            blocking=tuple(e.blocking)))
+            blocking=tuple(e.blocking), gaps=gaps))
     return out
 
 
@@ -125,6 +153,7 @@ def exports_table(verdicts: Sequence[ExportVerdict]) -> pd.DataFrame:
         "clears the bar": v.clears_bar, "sha256": v.sha256[:12],
         "failing rows": ", ".join(v.failing[:5]) + (" ..." if len(v.failing) > 5 else ""),
         "blocked by": "; ".join(v.blocking),
+        "without enough evidence": ", ".join(v.gaps[:5]) + (" ..." if len(v.gaps) > 5 else ""),
     } for v in verdicts])
 
 
