@@ -40,7 +40,10 @@ def _numeric(df: pd.DataFrame, cols, what: str) -> np.ndarray:
     try:       # column by column: df[cols] would build (and copy) a new frame first
         arr = np.empty((len(df), len(cols)))
         for j, col in enumerate(cols):
-            arr[:, j] = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = df[col]
+            numpy_number = isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf"
+            arr[:, j] = (values.to_numpy() if numpy_number
+                         else values.to_numpy(dtype=np.float64, na_value=np.nan))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: columns {list(cols)} must be numeric ({exc})") from None
     if arr.size and not np.isfinite(arr).all():
