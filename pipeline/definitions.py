@@ -67,12 +67,13 @@ def _structure_settings() -> Settings:
 def build_resources() -> dict:
     """Resources from the environment: the settings file and project home decide everything."""
     settings = _structure_settings()
+    # one settings resource: the zoo maps candidates with the run's snapshot of both files
+    settings_resource = SettingsResource(config_path=_from_env("PREFLIGHT_CONFIG"),
+                                         candidates_file=_from_env("PREFLIGHT_CANDIDATES"))
     return {
-        "settings": SettingsResource(config_path=_from_env("PREFLIGHT_CONFIG")),
+        "settings": settings_resource,
         "store": PreflightStore(home=_from_env("PREFLIGHT_HOME")),
-        "zoo": ModelZoo(device=settings.finetune.device,
-                        candidates_file=_from_env("PREFLIGHT_CANDIDATES",
-                                                  settings.candidates_file)),
+        "zoo": ModelZoo(device=settings.finetune.device, settings=settings_resource),
         "tracker": MlflowTracker(
             tracking_uri=settings.mlflow.tracking_uri,
             artifact_location=settings.mlflow.artifact_location,

@@ -21,7 +21,7 @@ ENVIRONMENT: dict[str, str] = {
                         "config/preflight.yaml)",
     "PREFLIGHT_HOME": "the project home: tables, reports, zoo, MLflow store (PreflightStore.home; "
                       "default ./.preflight)",
-    "PREFLIGHT_CANDIDATES": "a candidates file overriding the settings' (ModelZoo.candidates_file)",
+    "PREFLIGHT_CANDIDATES": "a candidates file overriding the settings' (SettingsResource.candidates_file)",
     "PREFLIGHT_EXECUTOR": "the pass's executor: multiprocess (default), in_process, celery or k8s",
     "PREFLIGHT_MAX_CONCURRENT": "steps at once under the multiprocess executor (default 2)",
     "DAGSTER_HOME": "Dagster's instance folder (default <PREFLIGHT_HOME>/dagster)",

@@ -1,33 +1,61 @@
-"""The model zoo as a Dagster resource: the candidates file and where checkpoints live."""
+"""The model zoo as a Dagster resource: the candidates and where checkpoints live.
+
+The taxonomy and the candidates come from the settings resource: inside a run, the snapshot its
+first step took (``SettingsResource.snapshot``), so a mid-run edit of the settings or the
+candidates file reaches no later step; outside a run, the files as they are now.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
-from preflight.config import load_settings
-from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.candidates import Candidate, get_candidate
 from preflight.models.registry import adapter_for
 from preflight.models.zoo import default_zoo_dir
 from preflight.taxonomy import Taxonomy
+from resources.settings import SettingsResource
 
 
 class ModelZoo(dg.ConfigurableResource):
     """Loads candidates (sha256-checked zoo stand-ins, local checkpoints or hub names)."""
 
-    candidates_file: str | None = None  # None: the settings' (EnvVar PREFLIGHT_CANDIDATES if set)
+    #: where the taxonomy and the candidates come from (None: ``SettingsResource`` of
+    #: ``$PREFLIGHT_CONFIG`` with ``candidates_file``, bound to the run like any other)
+    settings: SettingsResource | None = None
+    #: a candidates file overriding the settings' when no ``settings`` resource is given (with
+    #: one, name it there: ``SettingsResource.candidates_file``)
+    candidates_file: str | None = None
     zoo_dir: str | None = None  # None: <home>/zoo
     device: str | None = None  # None: CUDA when present, else CPU
 
+    _run_id: str | None = PrivateAttr(default=None)
+    _instance: object | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run_id
+        self._instance = context.instance
+
+    def settings_resource(self) -> SettingsResource:
+        """The settings resource this zoo reads the taxonomy and candidates through."""
+        if self.settings is not None:
+            if self.candidates_file and self.candidates_file != self.settings.candidates_file:
+                raise ValueError("ModelZoo: name the candidates file on its settings resource "
+                                 "(SettingsResource.candidates_file), not on the zoo")
+            return self.settings
+        own = SettingsResource(candidates_file=self.candidates_file)
+        own._run_id, own._instance = self._run_id, self._instance  # the run's snapshot
+        return own
+
     def taxonomy(self) -> Taxonomy:
         """The settings' taxonomy: the one class list candidates and models are mapped onto."""
-        return load_settings().taxonomy_obj
+        return self.settings_resource().load().taxonomy_obj
 
     def candidates(self) -> list[Candidate]:
-        settings = load_settings()
-        path = self.candidates_file or settings.candidates_file
-        return load_candidates(path, taxonomy=settings.taxonomy_obj)
+        """The candidates file's candidates (the run's snapshot of it inside a run)."""
+        return self.settings_resource().candidates()
 
     def candidate(self, name: str) -> Candidate:
         return get_candidate(self.candidates(), name)

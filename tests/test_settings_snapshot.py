@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources import MlflowTracker, SettingsResource
-from resources.settings import SETTINGS_FILE_TAG, SETTINGS_TAG
+from resources import MlflowTracker, ModelZoo, SettingsResource
+from resources.settings import CANDIDATES_TAG, SETTINGS_FILE_TAG, SETTINGS_TAG
 
 
 @pytest.fixture
@@ -62,6 +62,86 @@ def test_a_mid_run_edit_changes_nothing_for_that_run(world, tmp_path):
         assert instance.get_run_by_id(second.run_id).tags[SETTINGS_TAG] != tags[SETTINGS_TAG]
 
 
+CANDIDATES = """candidates:
+  - name: {name}
+    family: ultralytics
+    weights: zoo:{name}
+    arch: yolov8n.yaml
+    input_size: {size}
+    class_map: {{thing: {op}}}
+"""
+
+
+@pytest.fixture
+def catalogue(tmp_path, monkeypatch):
+    """A settings file with a two-class taxonomy and a candidates file mapping onto it."""
+    monkeypatch.setenv("PREFLIGHT_HOME", str(tmp_path / "home"))
+    candidates = tmp_path / "candidates.yaml"
+    candidates.write_text(CANDIDATES.format(name="first", size=320, op="alpha"))
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"taxonomy: [alpha, beta]\ncandidates_file: {candidates}\n")
+    return config, candidates
+
+
+def _seen(zoo: ModelZoo) -> dict:
+    [cand] = zoo.candidates()
+    return {"taxonomy": list(zoo.taxonomy().names), "candidate": cand.name,
+            "input_size": cand.input_size, "class_map": cand.class_map}
+
+
+def _zoo_assets(config: Path, candidates: Path, *, first_step_uses_zoo: bool):
+    """``started`` edits both files mid-run (renames the candidate, maps it to a class only the
+    new taxonomy has); ``mapped``, a later step, asks the zoo."""
+
+    @dg.asset
+    def started(settings: SettingsResource, zoo: ModelZoo) -> dict:
+        seen = _seen(zoo) if first_step_uses_zoo else {"bar": settings.load().bar.min_slice_recall}
+        config.write_text(f"taxonomy: [alpha, beta, gamma]\ncandidates_file: {candidates}\n")
+        candidates.write_text(CANDIDATES.format(name="second", size=640, op="gamma"))
+        return seen
+
+    @dg.asset
+    def mapped(started: dict, zoo: ModelZoo) -> dict:
+        return _seen(zoo)
+
+    return [started, mapped]
+
+
+@pytest.mark.parametrize(("first_step_uses_zoo", "zoo_has_settings"),
+                         [(True, True), (False, True), (True, False)])
+def test_a_mid_run_edit_of_the_taxonomy_or_candidates_reaches_no_later_step(
+        catalogue, monkeypatch, first_step_uses_zoo, zoo_has_settings):
+    """The zoo maps candidates with the run's snapshot, taken at the run's first step even when
+    that step never asks for the candidates (a zoo without a settings resource of its own reads
+    the same snapshot); the next run sees both edits."""
+    config, candidates = catalogue
+    settings = SettingsResource(config_path=str(config))
+    if not zoo_has_settings:
+        monkeypatch.setenv("PREFLIGHT_CONFIG", str(config))
+    zoo = ModelZoo(settings=settings) if zoo_has_settings else ModelZoo()
+    resources = {"settings": settings, "zoo": zoo}
+    before = {"taxonomy": ["alpha", "beta"], "candidate": "first", "input_size": 320,
+              "class_map": {"thing": "alpha"}}
+    with dg.instance_for_test() as instance:
+        first = dg.materialize(_zoo_assets(config, candidates,
+                                           first_step_uses_zoo=first_step_uses_zoo),
+                               resources=resources, instance=instance)
+        if first_step_uses_zoo:
+            assert first.output_for_node("started") == before
+        assert first.output_for_node("mapped") == before  # not the files written mid-run
+        tags = instance.get_run_by_id(first.run_id).tags
+        assert len(tags[CANDIDATES_TAG]) == 64  # recorded with the run
+
+        # the next run picks both edits up
+        rerun = dg.materialize(_zoo_assets(config, candidates,
+                                           first_step_uses_zoo=first_step_uses_zoo),
+                               resources=resources, instance=instance)
+        after = {"taxonomy": ["alpha", "beta", "gamma"], "candidate": "second",
+                 "input_size": 640, "class_map": {"thing": "gamma"}}
+        assert rerun.output_for_node("mapped") == after
+        assert instance.get_run_by_id(rerun.run_id).tags[CANDIDATES_TAG] != tags[CANDIDATES_TAG]
+
+
 def test_outside_a_run_the_file_is_read_as_it_is(world):
     settings = SettingsResource(config_path=str(world))
     assert settings.load().bar.min_slice_recall == 0.5
@@ -79,4 +159,8 @@ def test_definitions_take_the_environment_as_envvars(world, monkeypatch):
     assert isinstance(resources["settings"].config_path, dg.EnvVar)
     assert resources["settings"].config_path.env_var_name == "PREFLIGHT_CONFIG"
     assert isinstance(resources["store"].home, dg.EnvVar)
+    # the zoo reads the taxonomy and candidates through the run's settings snapshot
+    assert resources["zoo"].settings is resources["settings"]
+    monkeypatch.setenv("PREFLIGHT_CANDIDATES", str(world))
+    assert build_resources()["settings"].candidates_file.env_var_name == "PREFLIGHT_CANDIDATES"
     assert {"PREFLIGHT_CONFIG", "PREFLIGHT_HOME", "PREFLIGHT_EXECUTOR"} <= set(ENVIRONMENT)

@@ -153,15 +153,34 @@ def load_candidates(path: str | Path | None = None, *,
     from preflight import environment
 
     path = Path(path or environment.candidates_file() or DEFAULT_CANDIDATES_PATH)
+    return candidates_from_text(read_candidates_text(path), taxonomy=taxonomy, source=path)
+
+
+def read_candidates_text(path: str | Path) -> str:
+    """The text of a candidates file (a ``CandidateError`` naming it when it cannot be read)."""
+    path = Path(path)
     if not path.is_file():
         raise CandidateError(f"candidates file {path} does not exist")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_no_duplicates_loader())
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CandidateError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CandidateError(f"candidates file {path}: cannot be read ({exc.strerror or exc})") \
+            from None
+
+
+def candidates_from_text(text: str, *, taxonomy: Taxonomy,
+                         source: str | Path) -> list[Candidate]:
+    """Validate the text of a candidates file read from ``source`` (relative paths in it resolve
+    against ``source``'s folder): a file as read now, or a run's snapshot of it."""
+    try:
+        raw = yaml.load(text, Loader=_no_duplicates_loader())
     except CandidateError as exc:
-        raise CandidateError(f"{path}: {exc}") from None
+        raise CandidateError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise CandidateError(f"{path}: not valid YAML: {exc}") from None
-    return parse_candidates(raw, taxonomy=taxonomy, source=path)
+        raise CandidateError(f"{source}: not valid YAML: {exc}") from None
+    return parse_candidates(raw, taxonomy=taxonomy, source=source)
 
 
 def parse_candidates(raw: Any, *, taxonomy: Taxonomy,
