@@ -162,6 +162,42 @@ def test_crops_from_a_yolo_only_sample_with_a_broken_frame(bench_frames, bench_c
             ).all().all()
 
 
+def test_frames_whose_names_flatten_alike_keep_every_crop(bench_frames, tmp_path):
+    """``café.jpg`` / ``caf_.jpg`` and ``sub/x.jpg`` / ``sub__x.jpg`` flatten to one readable
+    stem; each frame's crops still get their own files, and every box is counted once. (The
+    frames are distinct images with the same boxes, so box k of both frames of a pair has the
+    same class: the same folder and, flattened alone, the same crop name.)"""
+    names = ["café.jpg", "caf_.jpg", "sub/x.jpg", "sub__x.jpg"]
+    sources = sorted((bench_frames / "images").glob("*.jpg"))[:len(names)]
+    boxes = (bench_frames / "labels" / sources[0].with_suffix(".txt").name).read_text()
+    sample = tmp_path / "sample"
+    for name, src in zip(names, sources, strict=True):
+        (sample / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
+        (sample / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, sample / "images" / name)
+        (sample / "labels" / name).with_suffix(".txt").write_text(boxes)
+    shutil.copyfile(bench_frames / "data.yaml", sample / "data.yaml")
+    n_boxes = len(names) * len(boxes.splitlines())
+
+    summary = crops_from_detection_sample(sample, tmp_path / "crops", size=SIZE,
+                                          taxonomy=DEFAULT_TAXONOMY)
+    labels = pd.read_csv(tmp_path / "crops" / "labels.csv")
+    meta = pd.read_parquet(tmp_path / "crops" / "metadata.parquet")
+    on_disk = sorted(p.relative_to(tmp_path / "crops").as_posix()
+                     for p in (tmp_path / "crops" / "images").rglob("*.jpg"))
+    assert summary.n_frames == len(names) and not summary.frames_quarantined
+    # counts conserved: every box is a crop file or a counted skip, and no file was overwritten
+    assert summary.n_crops + sum(summary.skipped.values()) == n_boxes
+    assert summary.n_crops == len(labels) == len(meta) == len(on_disk) == labels["path"].nunique()
+    assert sorted(labels["path"]) == on_disk
+    assert set(meta["frame_file_name"]) == set(names)
+    per_frame = meta.groupby("frame_file_name")["file_name"].apply(
+        lambda files: {f.split("/", 1)[1].rsplit("_b", 1)[0] for f in files})
+    stems = [per_frame[name] for name in names]
+    assert all(len(s) == 1 for s in stems) and len(set().union(*stems)) == len(names)
+    assert {s.pop().rsplit("-", 1)[0] for s in stems} == {"caf_", "sub__x"}  # still readable
+
+
 def test_crops_carry_the_frame_slices_and_box_properties(prod_crops):
     frames, out = prod_crops
     meta = pd.read_parquet(out / "metadata.parquet")

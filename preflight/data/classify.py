@@ -4,10 +4,10 @@
 folder ``ingest`` reads) into a classification sample of object crops::
 
     OUT/
-      images/<class_name>/<frame stem>_b<k>.jpg   # ImageFolder layout, size x size RGB JPEG
-      labels.csv                                  # path,label  (path relative to OUT)
-      metadata.parquet                            # one row per crop, keyed by file_name
-      crops.json                                  # settings and counts; written last
+      images/<class_name>/<frame stem>-<hash>_b<k>.jpg  # ImageFolder layout, size x size JPEG
+      labels.csv                                        # path,label  (path relative to OUT)
+      metadata.parquet                                  # one row per crop, keyed by file_name
+      crops.json                                        # settings and counts; written last
 
 A crop is the box grown by ``pad`` of its side on every side (clipped to the frame) and resized to
 ``size`` x ``size`` (aspect not kept: the model sees every object at the same scale). Crops are cut
@@ -16,7 +16,9 @@ low JPEG quality, occlusion, truncation) and any look-alike classes. ``metadata`
 carries the frame's slice metadata plus per crop ``occluded``, ``truncated``, ``area_px``, the box
 in the frame (``box_x, box_y, box_w, box_h``) and the source frame (``frame_file_name``,
 ``frame_image_id`` = the frame's content id, ``box_index``). ``file_name`` is relative to
-``images/`` (``crate/frame_000003_b02.jpg``), as in the detection contract.
+``images/`` (``crate/frame_000003-1f0c2a9e_b02.jpg``: the frame's flattened name, a hash of
+its full name -- two frames whose names flatten alike never share a crop name -- and the box's
+index), as in the detection contract.
 
 :func:`read_classification_sample` reads an ImageFolder (``images/<class>/...`` or
 ``<dir>/<class>/...``) or a ``labels.csv`` (``path,label``; ``label`` a class name or id) into an
@@ -32,6 +34,7 @@ straddle fine-tune and eval.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -108,10 +111,25 @@ class CropSummary:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _flat_stem(file_name: str) -> str:
-    """``sub/dir/frame.jpg`` -> ``sub__dir__frame`` (a crop name unique per frame)."""
+#: the readable part of a crop's name is cut here (a file name has at most 255 bytes)
+_STEM_CHARS = 96
+
+
+def _crop_stem(file_name: str, taken: dict[str, str]) -> str:
+    """``sub/dir/frame.jpg`` -> ``sub__dir__frame-<hash>``: one name per frame of the sample.
+
+    Flattening maps many names to one (``café.jpg`` and ``caf_.jpg``; ``a/b.jpg`` and
+    ``a__b.jpg``), so the name ends in a hash of the frame's full file name (the sample's key);
+    ``taken`` (stem -> frame file name, of the frames named so far) lengthens the hash in the
+    unlikely case two short hashes still meet, so no crop ever overwrites another."""
     stem = str(Path(file_name).with_suffix("")).replace("\\", "/").replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:_STEM_CHARS]
+    digest = hashlib.sha1(file_name.encode("utf-8", "surrogateescape")).hexdigest()
+    for length in (8, len(digest)):
+        name = f"{readable}-{digest[:length]}"
+        if taken.setdefault(name, file_name) == file_name:
+            return name
+    raise IngestError(f"two frames named {taken[name]!r} and {file_name!r} share a sha1")
 
 
 def _crop_window(x: float, y: float, w: float, h: float, W: int, H: int,
@@ -211,6 +229,7 @@ def _cut(frames: pd.DataFrame, by_frame: dict[str, pd.DataFrame], meta_cols: lis
     """Write the crops of every frame into ``tmp/images``; one metadata row per crop."""
     rows: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
+    stems: dict[str, str] = {}
     for frame in frames.sort_values("file_name", kind="stable").to_dict("records"):
         frame_boxes = by_frame.get(frame["file_name"])
         if frame_boxes is None or not len(frame_boxes):
@@ -221,7 +240,7 @@ def _cut(frames: pd.DataFrame, by_frame: dict[str, pd.DataFrame], meta_cols: lis
             continue
         H, W = bgr.shape[:2]
         meta = {renamed.get(c, c): frame[c] for c in meta_cols}
-        stem = _flat_stem(frame["file_name"])
+        stem = _crop_stem(str(frame["file_name"]), stems)
         for box in frame_boxes.itertuples(index=False):
             reason = None
             if not 0 <= int(box.class_id) < len(taxonomy):
