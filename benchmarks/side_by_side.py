@@ -30,22 +30,31 @@ sys.path.insert(0, str(REPO))
 
 
 def _env(home: Path, config: Path, candidates: Path, executor: str, max_concurrent: int) -> dict:
-    env = {**os.environ, "PREFLIGHT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+    """The environment of one pass's ``dagster job execute`` (Preflight's variables documented in
+    ``preflight.environment.ENVIRONMENT``)."""
+    from preflight import environment
+
+    inherited = environment.child_environment()
+    env = {**inherited, "PREFLIGHT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
            "PREFLIGHT_CONFIG": str(config), "PREFLIGHT_CANDIDATES": str(candidates),
            "PREFLIGHT_EXECUTOR": executor, "PREFLIGHT_MAX_CONCURRENT": str(max_concurrent),
            "YOLO_CONFIG_DIR": str(home / "ultralytics"), "YOLO_OFFLINE": "1",
            "MPLBACKEND": "Agg", "GX_ANALYTICS_ENABLED": "false",
            "DAGSTER_DISABLE_TELEMETRY": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(REPO), inherited.get("PYTHONPATH", "")])}
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     return env
 
 
-def _two_candidates(names: str | None, out: Path) -> tuple[Path, list[str]]:
-    """A candidates file with the two compared candidates (names given, or the first two)."""
+def _two_candidates(names: str | None, config: Path, out: Path) -> tuple[Path, list[str]]:
+    """A candidates file with the two compared candidates (names given, or the first two) of
+    the candidates file the passes would use: ``PREFLIGHT_CANDIDATES``, else the settings'."""
+    from preflight import environment
+    from preflight.config import load_settings
     from preflight.models.candidates import DEFAULT_CANDIDATES_PATH
 
-    src = Path(os.environ.get("PREFLIGHT_CANDIDATES") or DEFAULT_CANDIDATES_PATH)
+    src = Path(environment.candidates_file() or load_settings(config).candidates_file
+               or DEFAULT_CANDIDATES_PATH)
     doc = yaml.safe_load(src.read_text("utf-8"))
     entries = doc["candidates"]
     if names:
@@ -69,8 +78,11 @@ def _two_candidates(names: str | None, out: Path) -> tuple[Path, list[str]]:
 
 def _stage_seconds(home: Path) -> dict[str, float]:
     """Per-step wall seconds of the (only) run in ``home``'s Dagster instance."""
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
     import dagster as dg
+
+    from preflight import environment
+
+    environment.use_dagster_home(home / "dagster")
 
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.workdir or tempfile.mkdtemp(prefix="preflight-side-by-side-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
     config = Path(args.config).resolve()
-    cand_file, names = _two_candidates(args.candidates, base / "candidates.yaml")
+    cand_file, names = _two_candidates(args.candidates, config, base / "candidates.yaml")
     print(f"candidates {names}; settings {config}; homes under {base}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
