@@ -56,7 +56,18 @@ def test_the_int8_classifier_export_is_compared_with_its_source(run):
         _table(home, "validated_images").query("split == 'eval'"))
     assert {"camera", "lighting"} <= set(deltas["slice_column"])
     assert value["production_p99_ms"] > 0 and value["speedup_p99"] > 0
-    assert "INT8 ONNX export of tinycls" in (home / "reports" / "decision.md").read_text()
+    report = (home / "reports" / "decision.md").read_text()
+    assert "INT8 ONNX export of tinycls (fine-tuned)" in report
+    # the off-the-shelf classifier (its class map in the sidecar) exported too, against its
+    # own FP32 source
+    off = result.output_for_node("tinycls__export_offtheshelf_onnx_int8")
+    assert off["source_stage"] == "off-the-shelf" and off["sha256"] != value["sha256"]
+    source = _table(home, "tinycls/offtheshelf/metrics")
+    deltas = pd.read_parquet(off["tables"]["deltas"])
+    overall = deltas[(deltas["slice_column"] == "__all__") & (deltas["metric"] == "recall")]
+    expected = source[(source["slice_column"] == "__all__") & (source["metric"] == "recall")]
+    assert overall["source"].iloc[0] == pytest.approx(expected["value"].iloc[0])
+    assert "INT8 ONNX export of tinycls (off-the-shelf)" in report
 
 
 def test_crops_are_validated_like_boxes(run):
