@@ -171,7 +171,8 @@ def test_split_is_stable_and_independent_of_input_order(tmp_path):
     # the split functions themselves ignore row order
     shuffled = a.images.sample(frac=1.0, random_state=7)
     pd.testing.assert_series_equal(
-        assign_split(shuffled, eval_fraction=0.3).sort_index(),
+        assign_split(shuffled, eval_fraction=0.3,
+                     boxes=a.boxes.sample(frac=1.0, random_state=5)).sort_index(),
         a.images["split"].sort_index(), check_names=False)
 
 

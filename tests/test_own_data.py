@@ -290,3 +290,34 @@ def test_a_new_family_is_one_module_plus_its_registry_row(tmp_path, monkeypatch)
     learned = json.loads(result.checkpoint.read_text())["colours"]
     assert set(learned) == set(CLASSES) and tuned.class_map == {c: c for c in CLASSES}
     assert len(tuned.predict([np.zeros((36, 48, 3), np.uint8)])[0]) == 0
+
+
+def test_a_rare_class_is_both_measured_and_learned_whatever_the_seed():
+    """A class in two clips only (e.g. one with no analog in pre-training) gets a clip on each
+    side of the split; clips stay whole; without boxes the split is the plain stratified one."""
+    from preflight.data.ingest import assign_split
+
+    groups = [f"clip{g:02d}" for g in range(12) for _ in range(5)]
+    images = pd.DataFrame({"image_id": [f"i{k:03d}" for k in range(60)], "group_id": groups,
+                           "stratum": "all", "decode_ok": True})
+    rare_clips = {"clip03", "clip08"}
+    boxes = pd.concat([
+        pd.DataFrame({"image_id": images["image_id"], "class_id": 0}),
+        pd.DataFrame({"image_id": images.loc[images["group_id"].isin(rare_clips), "image_id"],
+                      "class_id": 1}),
+        pd.DataFrame({"image_id": images.loc[images["group_id"] == "clip05", "image_id"],
+                      "class_id": 2})])                       # one clip: cannot be on both sides
+    moved = 0
+    for seed in range(20):
+        plain = assign_split(images, eval_fraction=0.3, seed=seed)
+        split = assign_split(images, eval_fraction=0.3, seed=seed, boxes=boxes)
+        by_clip = split.groupby(images["group_id"]).agg(set)
+        assert (by_clip.map(len) == 1).all()                  # no clip straddles the split
+        rare = {next(iter(by_clip[c])) for c in rare_clips}
+        assert rare == {"eval", "finetune"}, seed
+        assert set(split) == {"eval", "finetune"}
+        moved += int((split != plain).any())
+        if {next(iter(plain.groupby(images["group_id"]).agg(set)[c])) for c in rare_clips} \
+                == {"eval", "finetune"}:
+            pd.testing.assert_series_equal(split, plain)      # nothing to repair: unchanged
+    assert moved > 0                                           # some seeds needed the repair

@@ -24,8 +24,13 @@ Policy decisions (the lead's pipeline relies on them):
   pixel brightness bin) groups
   are ordered by ``sha1(seed:group_id)`` and taken into ``eval`` while that brings the stratum's
   eval count closer to its target (``eval_fraction`` x stratum size, plus the rounding carried
-  over from the previous stratum in sorted order). Nothing depends on file order, so re-ingesting
-  the same data, in any order, gives the same split. Undecodable images get no split.
+  over from the previous stratum in sorted order). Then every class found in at least two
+  groups is made to appear on both sides: a class with no ``eval`` group gets its first group
+  (in the same hash order) moved to ``eval``, one with no ``finetune`` group one moved back,
+  unless the move would take the last group of another class off its side (a rare class --
+  e.g. one with no analog in pre-training -- is then both measured and learned). Nothing
+  depends on file order, so re-ingesting the same data, in any order, gives the same split.
+  Undecodable images get no split.
 """
 
 from __future__ import annotations
@@ -142,7 +147,8 @@ def ingest(landing_dir: str | Path, *, taxonomy: Taxonomy, fmt: str = "auto",
     used_strata = [c for c in strata if c in images.columns] or [
         c for c in ("brightness_bin",) if c in images.columns]
     images["stratum"] = stratum_keys(images, used_strata)
-    images["split"] = assign_split(images, eval_fraction=eval_fraction, seed=seed)
+    images["split"] = assign_split(images, eval_fraction=eval_fraction, seed=seed,
+                                   boxes=boxes)
 
     quarantine = quarantine_frame(records)
     stats = _stats(kind, landing, images, boxes, quarantine, raw.notes)
@@ -538,8 +544,10 @@ def stratum_keys(images: pd.DataFrame, columns: list[str]) -> pd.Series:
     return key.astype(object)
 
 
-def assign_split(images: pd.DataFrame, *, eval_fraction: float, seed: int = 0) -> pd.Series:
-    """``finetune`` / ``eval`` per image from ``group_id`` and ``stratum`` (see module doc)."""
+def assign_split(images: pd.DataFrame, *, eval_fraction: float, seed: int = 0,
+                 boxes: pd.DataFrame | None = None) -> pd.Series:
+    """``finetune`` / ``eval`` per image from ``group_id`` and ``stratum`` (see module doc);
+    ``boxes`` (``image_id, class_id``): every class in two or more groups on both sides."""
     split = pd.Series(None, index=images.index, dtype=object)
     ok = images[images["decode_ok"].astype(bool)] if len(images) else images
     if not len(ok):
@@ -560,8 +568,43 @@ def assign_split(images: pd.DataFrame, *, eval_fraction: float, seed: int = 0) -
                 eval_groups.add(gid)
                 picked += int(row["size"])
         carry = target - picked
+    if boxes is not None and len(boxes):
+        eval_groups = _cover_classes(ok, boxes, table["score"], eval_groups)
     split.loc[ok.index] = np.where(ok["group_id"].isin(eval_groups), "eval", "finetune")
     return split
+
+
+def _cover_classes(images: pd.DataFrame, boxes: pd.DataFrame, score: pd.Series,
+                   eval_groups: set) -> set:
+    """Move whole groups so that every class present in two or more groups has a group on each
+    side of the split (rarest class first; groups in hash order; a move never leaves another
+    class with no group on the side the group leaves)."""
+    group_of = images.drop_duplicates("image_id").set_index("image_id")["group_id"]
+    pairs = pd.DataFrame({"group_id": group_of.reindex(boxes["image_id"]).to_numpy(),
+                          "class_id": boxes["class_id"].to_numpy()}).dropna().drop_duplicates()
+    groups_of = {c: sorted(g["group_id"], key=lambda x: (score[x], x))
+                 for c, g in pairs.groupby("class_id")}
+    classes_in = pairs.groupby("group_id")["class_id"].agg(set).to_dict()
+    eval_groups = set(eval_groups)
+    for cls in sorted(groups_of, key=lambda c: (len(groups_of[c]), c)):
+        if len(groups_of[cls]) < 2:
+            continue
+        for to_eval in (True, False):
+            if any((g in eval_groups) == to_eval for g in groups_of[cls]):
+                continue
+            movable = [g for g in groups_of[cls]
+                       if _not_last(g, classes_in.get(g, set()) - {cls}, groups_of, eval_groups,
+                                    side_eval=not to_eval)]
+            if movable:
+                (eval_groups.add if to_eval else eval_groups.discard)(movable[0])
+    return eval_groups
+
+
+def _not_last(group, classes, groups_of: dict, eval_groups: set, side_eval: bool) -> bool:
+    """Whether ``group`` can leave its side (eval if ``side_eval``) without taking the last
+    group of one of ``classes`` (those in two or more groups) off it."""
+    return all(any(o != group and (o in eval_groups) == side_eval for o in groups_of[c])
+               for c in classes if len(groups_of[c]) > 1)
 
 
 def _stats(kind: str, landing: Path, images: pd.DataFrame, boxes: pd.DataFrame,
