@@ -58,7 +58,8 @@ def build_retrigger_sensor(pass_job, settings: SettingsResource) -> dg.SensorDef
         from preflight.config import ConfigError
 
         try:
-            retrigger = settings.load().drift.retrigger_on_fail
+            # the resource's fields may be EnvVars: resolve them now, at the tick, as a run would
+            retrigger = settings.process_config_and_initialize().load().drift.retrigger_on_fail
         except ConfigError as exc:
             return dg.SkipReason(f"settings: {exc}")
         if not retrigger:
