@@ -173,10 +173,10 @@ class EvaluationIndex:
         if images is None:
             images = pd.DataFrame({"image_id": _image_index(gt["image_id"])})
         _require(images, ("image_id",), "images")
-        if images["image_id"].duplicated().any():
+        image_ids = _image_index(images["image_id"])
+        if len(image_ids) != len(images):
             dup = images.loc[images["image_id"].duplicated(), "image_id"].head(5).tolist()
             raise ValueError(f"images table has duplicate image ids, e.g. {dup}")
-        image_ids = _image_index(images["image_id"])
         given = images["image_id"].to_numpy()
         if len(given) == len(image_ids) and (given == image_ids.to_numpy()).all():
             images = images.reset_index(drop=True)          # already in image order
@@ -187,8 +187,12 @@ class EvaluationIndex:
         gt_img = _positions(image_ids, gt["image_id"], "ground truth")
         dt_img = _positions(image_ids, dt["image_id"], "detections")
 
-        gt_cls = _numeric(gt, ["class_id"], "ground truth")[:, 0].astype(np.int64)
-        dt_cls = _numeric(dt, ["class_id"], "detections")[:, 0].astype(np.int64)
+        # every numeric column of a table in one array (one validation pass)
+        gt_cols = ["class_id", "x", "y", "w", "h"] + (["area"] if "area" in gt.columns else [])
+        gt_num = _numeric(gt, gt_cols, "ground truth")
+        dt_num = _numeric(dt, ["class_id", "score", "x", "y", "w", "h"], "detections")
+        gt_cls = gt_num[:, 0].astype(np.int64)
+        dt_cls = dt_num[:, 0].astype(np.int64)
         names = {int(k): str(v) for k, v in (class_names or {}).items()}
         if not names and "class_name" in gt.columns:
             pairs = pd.DataFrame({"c": gt_cls, "n": gt["class_name"].astype(str)}).drop_duplicates()
@@ -197,13 +201,12 @@ class EvaluationIndex:
             [gt_cls, dt_cls], np.array(list(names), np.int64))
         K = len(class_ids)
 
-        gt_box = _numeric(gt, ["x", "y", "w", "h"], "ground truth")
-        gt_area = (_numeric(gt, ["area"], "ground truth")[:, 0] if "area" in gt.columns
-                   else gt_box[:, 2] * gt_box[:, 3])
+        gt_box = np.ascontiguousarray(gt_num[:, 1:5])
+        gt_area = gt_num[:, 5].copy() if "area" in gt.columns else gt_box[:, 2] * gt_box[:, 3]
         gt_crowd = (gt["iscrowd"].fillna(0).to_numpy().astype(np.int64) != 0
                     if "iscrowd" in gt.columns else np.zeros(len(gt), bool))
-        dt_box_all = _numeric(dt, ["x", "y", "w", "h"], "detections")
-        dt_score_all = _numeric(dt, ["score"], "detections")[:, 0]
+        dt_box_all = dt_num[:, 2:6]
+        dt_score_all = np.ascontiguousarray(dt_num[:, 1])
 
         # pycocotools' accumulation order: category, -score (stable), image order, input order
         # (lexsort is stable: input order breaks the remaining ties); the rank of a detection in

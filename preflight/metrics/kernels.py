@@ -446,23 +446,26 @@ def n_threads() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
-def run_split(kernel, n_items: int, args: tuple, weights: np.ndarray | None = None) -> None:
-    """``kernel(lo, hi, *args)`` over ``[0, n_items)`` cut into one range per thread (by
-    cumulative ``weights`` when given, so each thread gets a similar share of the work)."""
-    k = min(n_threads(), max(1, n_items))
-    if weights is None:
-        bounds = np.linspace(0, n_items, k + 1).astype(np.int64)
-    else:
-        cum = np.cumsum(weights, dtype=np.float64)
-        bounds = np.r_[0, np.searchsorted(cum, cum[-1] * np.arange(1, k) / k), n_items] \
-            if n_items else np.zeros(k + 1, np.int64)
+def run_split(kernel, n_items: int, args: tuple, weights: np.ndarray | None = None,
+              chunks_per_thread: int = 4) -> None:
+    """``kernel(lo, hi, *args)`` over ``[0, n_items)`` cut into ranges of similar work (by
+    cumulative ``weights`` when given), a few per thread, handed to the threads as they free
+    up, largest first: on a shared machine a thread that gets less CPU time takes fewer."""
+    threads = min(n_threads(), max(1, n_items))
+    k = min(max(1, n_items), threads * chunks_per_thread) if threads > 1 else 1
+    w = np.ones(n_items) if weights is None else np.asarray(weights, dtype=np.float64)
+    cum = np.cumsum(w)
+    bounds = np.r_[0, np.searchsorted(cum, cum[-1] * np.arange(1, k) / k, side="right"),
+                   n_items] if n_items else np.zeros(k + 1, np.int64)
     ranges = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
               if hi > lo]
-    if len(ranges) <= 1:
+    if threads <= 1 or len(ranges) <= 1:
         for lo, hi in ranges:
             kernel(lo, hi, *args)
         return
-    with ThreadPoolExecutor(len(ranges)) as pool:
+    work = [cum[hi - 1] - (cum[lo - 1] if lo else 0.0) for lo, hi in ranges]
+    ranges = [ranges[i] for i in np.argsort(work, kind="stable")[::-1]]
+    with ThreadPoolExecutor(threads) as pool:
         for f in [pool.submit(kernel, lo, hi, *args) for lo, hi in ranges]:
             f.result()
 
