@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -236,16 +237,64 @@ def test_collect_more_data_first_when_the_curve_reaches_the_bar_within_budget():
     assert not bool(r["fixed_by_finetune"])
 
 
-def test_curve_needing_more_than_the_budget_means_replace():
-    n = np.array([250.0, 500.0, 1000.0])
-    fit = fit_learning_curve(n, 0.55 - 4.0 * n ** -0.5, n_boot=0)  # 0.5 at 6400 images
+def _curve(a_samples=(), a=0.55):
+    """``a - 4 n^-0.5`` (0.5 at (4 / (a - 0.5))^2 images) with bootstrap replicates of ``a``."""
+    from preflight.decide.learning_curve import LearningCurveFit
+
+    return LearningCurveFit(a=a, b=4.0, c=0.5, n_points=3, n_max=1000.0, saturated=False,
+                            method="curve_fit",
+                            samples=tuple((x, 4.0, 0.5) for x in a_samples for _ in range(10)))
+
+
+def test_curve_over_budget_even_at_its_optimistic_end_is_architecture_bound():
+    # 0.5 at 6400 [4444, 40000] images; pool 1000 + budget 2000 < 4444: not data-solvable
+    fit = _curve((0.56, 0.55, 0.52))
     c = cand(ots=table({DIM: (0.30, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
              learning_curves={DIM: fit}, finetune_pool_images=1000)
     d = decide([c], BAR)
     assert d.overall.verdict == REPLACE
     r = row(d, "nano", FINE_TUNED, DIM)
-    assert r["failure_kind"] == "data-solvable" and "over the labelling budget" in r["remedy"]
-    assert any("labelling need exceeds the budget" in x for x in d.candidate("nano").replacement)
+    assert r["failure_kind"] == "architecture-bound" and r["route"] == "model change"
+    assert r["basis"] == "learning curve over budget"
+    assert r["remedy"].startswith("a model change (no measured candidate passes this row")
+    assert "even at its optimistic end" in r["remedy"]
+    assert r["images_needed"] == pytest.approx(6400) and r["images_needed_low"] > 3000
+    v = d.candidate("nano")
+    assert (v.n_data_solvable, v.n_architecture_bound) == (0, 1)
+    assert any("labelling need exceeds the budget" in x for x in v.replacement)
+    assert not any("data-solvable" in x for x in [*v.reasons, *d.overall.reasons])
+    # without bootstrap replicates the interval is the point: the same route
+    r = row(decide([replace(c, learning_curves={DIM: _curve()})], BAR), "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "architecture-bound"
+
+
+def test_a_heavier_candidate_that_passes_is_named_for_an_over_budget_curve():
+    fit = _curve((0.55,))
+    nano = cand(ots=table({DIM: (0.30, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
+                learning_curves={DIM: fit}, finetune_pool_images=1000, size_rank=0)
+    big = cand("big", ots=table({DIM: (0.30, 0.25, 0.35)}), ft=table(),
+               latency_p99_ms=120.0, size_rank=1)
+    r = row(decide([nano, big], BAR), "nano", FINE_TUNED, DIM)
+    assert r["remedy"].startswith("a heavier model (big, measured to pass this row at p99 120 "
+                                  "ms within the 250 ms budget)")
+
+
+def test_curve_whose_need_interval_straddles_the_budget_is_unresolved():
+    # 0.5 at 6400 [1600, 40000]: within pool + budget (3000) only at the optimistic end
+    fit = _curve((0.60, 0.55, 0.52))
+    c = cand(ots=table({DIM: (0.30, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
+             learning_curves={DIM: fit}, finetune_pool_images=1000)
+    d = decide([c], BAR)
+    r = row(d, "nano", FINE_TUNED, DIM)
+    assert r["failure_kind"] == "unresolved" and r["route"] == "measure first"
+    assert r["basis"] == "learning curve straddles the budget"
+    assert "label about 600 more images rich in lighting=dim (pool 1000 -> 1600)" in r["remedy"]
+    assert (r["images_needed"], r["images_needed_low"], r["images_needed_high"]) == \
+        pytest.approx((6400, 1600, 40000))
+    v = d.candidate("nano")
+    assert (v.n_data_solvable, v.n_unresolved) == (0, 1)
+    assert d.overall.verdict == "measure first"
+    assert not any("exceeds the budget" in x for x in [*v.reasons, *v.replacement])
 
 
 def test_saturated_curve_below_the_bar_is_architecture_bound():

@@ -367,13 +367,19 @@ def _check_sentences(d):
             m = re.search(r"(\d+) row\(s\) fail\b", text)
             if m and "off-the-shelf" not in text:
                 assert int(m.group(1)) == v.n_fail, text
-            m = re.search(r"all (\d+) failing row\(s\) are data-solvable", text)
+            m = re.search(r"all (\d+) failing row\(s\) are data-solvable(?: \((\d+) of them "
+                          r"sized)?", text)
             if m:
                 assert int(m.group(1)) == v.n_fail == v.n_data_solvable, text
+                rows = d.slices[(d.slices["candidate"] == v.name)
+                                & (d.slices["stage"] == v.stage)
+                                & (d.slices["status"] == "fail")]
+                assert int(m.group(2) or 0) == int(rows["images_needed"].notna().sum()), text
             m = re.search(r"(\d+) failing row\(s\) are within the training noise", text)
             if m:
                 assert int(m.group(1)) == v.n_uncertain, text
-            m = re.search(r"(\d+) failing row\(s\) have no evidence for a route", text)
+            m = re.search(r"(\d+) failing row\(s\) have no decisive evidence for a route",
+                          text)
             if m:
                 assert int(m.group(1)) == v.n_unresolved, text
             if "no row has enough evidence" in text and text.startswith("off-the-shelf"):
@@ -385,9 +391,19 @@ def _check_sentences(d):
             v = d.candidate(m.group(1))
             assert failing_counts(v) == f"{m.group(2)} failing row(s)" + (
                 f": {m.group(3)}" if m.group(3) else ""), text
-        m = re.search(r"no candidate ships yet; (\S+) has no failing row", text)
+        m = re.search(r"no candidate ships(?: yet)?; (?:closest: )?(\S+) \(?(?:has )?no "
+                      r"failing row", text)
         if m:
             assert d.candidate(m.group(1)).n_fail == 0, text
+        m = re.search(r"fine-tuned row\(s\) are close to the bar.*; of them (\d+) routed "
+                      r"uncertain", text)
+        if m:
+            close = d.slices[d.slices["close"].astype(bool)]
+            assert int(m.group(1)) == int((close["failure_kind"] == "uncertain").sum()), text
+    # a data-solvable row never needs more than the labelling budget
+    solvable = d.slices[d.slices["failure_kind"] == "data-solvable"]
+    for remedy in solvable["remedy"]:
+        assert "exceeds the budget" not in remedy and "over the labelling" not in remedy, remedy
         assert "no failure is data-solvable" not in text
         assert "whose failures are data-solvable" not in text
 
@@ -407,6 +423,19 @@ def _check_sentences(d):
     # one row just under the bar after fine-tuning (uncertain), one far under it (unresolved)
     lambda: [cand(ots=table({DIM: (0.2, 0.1, 0.3), SKU_A: (0.1, 0.05, 0.2)}),
                   ft=table({DIM: (0.49, 0.47, 0.495), SKU_A: (0.12, 0.06, 0.2)}))],
+    # learning curves beyond the labelling budget: at both ends (architecture-bound) and only
+    # at the estimate (unresolved); one within it (data-solvable)
+    lambda: [cand(ots=table({DIM: (0.3, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
+                  finetune_pool_images=1000, learning_curves={DIM: _curve((0.56, 0.55, 0.52))})],
+    lambda: [cand(ots=table({DIM: (0.3, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
+                  finetune_pool_images=1000, learning_curves={DIM: _curve((0.6, 0.55, 0.52))})],
+    lambda: [cand(ots=table({DIM: (0.3, 0.25, 0.35)}), ft=table({DIM: (0.42, 0.39, 0.45)}),
+                  finetune_pool_images=1000, learning_curves={DIM: _curve((0.62,), a=0.6)})],
+    # a close row a second run agrees on, beside one it does not
+    lambda: [cand(ots=table({DIM: (0.3, 0.25, 0.35), SKU_A: (0.3, 0.25, 0.35)}),
+                  ft=table({DIM: (0.56, 0.52, 0.60), SKU_A: (0.64, 0.61, 0.67)}),
+                  second_seed=1, finetuned_second_seed=table({DIM: (0.58, 0.53, 0.62),
+                                                              SKU_A: (0.55, 0.50, 0.59)}))],
 ])
 def test_reasons_never_contradict_the_counts(build):
     d = decide(build(), BAR)
@@ -416,6 +445,27 @@ def test_reasons_never_contradict_the_counts(build):
                             + v.n_uncertain)
     if d.overall.verdict == REPLACE:
         assert "no candidate ships; closest" in d.overall.reasons[0]
+
+
+def _curve(a_samples=(), a=0.55):
+    """``a - 4 n^-0.5`` over 1000 images with bootstrap replicates of ``a``."""
+    from preflight.decide.learning_curve import LearningCurveFit
+
+    return LearningCurveFit(a=a, b=4.0, c=0.5, n_points=3, n_max=1000.0, saturated=False,
+                            method="curve_fit",
+                            samples=tuple((x, 4.0, 0.5) for x in a_samples for _ in range(10)))
+
+
+def test_the_close_rows_sentence_counts_each_route():
+    ots = table({DIM: (0.3, 0.25, 0.35), SKU_A: (0.3, 0.25, 0.35)})
+    ft = table({DIM: (0.56, 0.52, 0.60), SKU_A: (0.64, 0.61, 0.67)})
+    second = table({DIM: (0.58, 0.53, 0.62), SKU_A: (0.55, 0.50, 0.59)})
+    d = decide([cand(ots=ots, ft=ft, second_seed=1, finetuned_second_seed=second)], BAR)
+    (text,) = [r for r in d.overall.reasons if "are close to the bar" in r]
+    assert text.startswith("2 fine-tuned row(s) are close to the bar")
+    assert text.endswith("of them 1 routed uncertain (re-run first), not data-solvable or "
+                         "architecture-bound, 1 routed by their evidence, as a second "
+                         "fine-tuning run agrees on their pass/fail")
 
 
 def test_thirteen_failing_rows_and_no_passing_row_says_so_once():

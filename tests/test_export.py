@@ -300,6 +300,38 @@ def test_the_decision_ships_the_export_only_when_the_fp32_model_is_over_budget()
     assert shown.loc[0, "clears the bar"] and shown.loc[0, "FP32 p99 ms"] == 400.0
 
 
+def test_the_reasons_of_a_shipped_export_do_not_contradict_it(tmp_path):
+    from preflight.decide import FINE_TUNE, REPLACE, Bar, CandidateEvidence, decide
+    from preflight.decide.exports import assess_exports, choose_export
+    from preflight.report.decision import write_decision_report
+
+    bar = Bar(min_recall={"default": 0.6}, min_precision={"default": 0.5},
+              min_slice_recall=0.5, latency_budget_p99_ms=250.0, labelling_budget_images=2000)
+    fp32 = decide([CandidateEvidence("nano", _long(BAD_DIM), latency_p99_ms=400.0,
+                                     finetuned=_long(GOOD), latency_p99_ms_finetuned=400.0)],
+                  bar)
+    assert fp32.overall.verdict == REPLACE
+    assert any(r.startswith("no candidate ships") for r in fp32.overall.reasons)
+    export = replace(_export(GOOD, 120.0, 400.0), source_stage="fine-tuned",
+                     description="INT8 ONNX export of nano (fine-tuned)")
+    chosen, _ = choose_export(fp32, assess_exports([export], bar), bar)
+    o = chosen.overall
+    assert (o.verdict, o.candidate, o.stage) == (FINE_TUNE, "nano", "fine-tuned")
+    assert o.reasons[0] == "ship the INT8 ONNX export of nano (fine-tuned)"
+    assert o.reasons[1].startswith("the FP32 nano (fine-tuned) does not fit the latency budget: "
+                                   "p99 400 ms over 250 ms; its onnx_int8 export does: p99 120")
+    # the FP32 call is context, worded as such: nothing says that nothing ships or to change
+    for r in o.reasons:
+        assert not r.startswith(("no candidate ships", "change:", "replace with", "label:")), r
+    assert any(r.startswith("the FP32 models alone ship none (their call: 'replace'")
+               for r in o.reasons)
+    assert all(r.startswith(("FP32 nano (fine-tuned): ", "ship ", "the FP32 ", "champion: "))
+               for r in o.reasons)
+    md = write_decision_report(chosen, tmp_path)["markdown"].read_text()
+    assert "**Verdict: fine-tune.** Chosen model: **nano** (fine-tuned)" in md
+    assert "no candidate ships" not in md
+
+
 def test_flag_deltas_marks_slices_where_the_export_is_below_the_bar():
     from preflight.decide import Bar
     from preflight.decide.exports import flag_deltas

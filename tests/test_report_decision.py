@@ -169,3 +169,44 @@ def test_close_rows_are_uncertain_and_named_in_the_report(tmp_path):
     failing = _section(md, "## Failing slices: route and remedy")
     assert "1 failing row(s): 1 to a re-run first (uncertain)." in failing
     assert "| uncertain | close to the bar | re-run first |" in failing
+
+
+def test_curves_beyond_the_labelling_budget_are_not_data_solvable_in_the_report(tmp_path):
+    """One row's learning curve reaches the bar beyond pool + budget even at its optimistic end
+    (architecture-bound, model change), another's only at its estimate (unresolved, with the
+    images that would settle it): the report routes neither to data collection, and its labels-
+    needed column keeps both need intervals."""
+    from preflight.decide.learning_curve import LearningCurveFit
+
+    def curve(a_samples):  # 0.5 at 6400 images; the interval from the replicates of a
+        return LearningCurveFit(a=0.55, b=4.0, c=0.5, n_points=3, n_max=1000.0,
+                                saturated=False, method="curve_fit",
+                                samples=tuple((x, 4.0, 0.5) for x in a_samples
+                                              for _ in range(10)))
+
+    c = CandidateEvidence(
+        name="nano", offtheshelf=table({DIM: (0.3, 0.25, 0.35), SMALL: (0.3, 0.25, 0.35)}),
+        finetuned=table({DIM: (0.42, 0.39, 0.45), SMALL: (0.42, 0.39, 0.45)}),
+        latency_p99_ms=40.0, input_size=320, finetune_pool_images=1000,
+        learning_curves={DIM: curve((0.56, 0.55, 0.52)), SMALL: curve((0.6, 0.55, 0.52))})
+    bar = Bar(labelling_budget_images=2000, small_object_px=4.0)
+    decision = decide([c], bar)
+    v = decision.candidate("nano")
+    assert (v.n_fail, v.n_data_solvable, v.n_architecture_bound, v.n_unresolved) == (2, 0, 1, 1)
+    assert v.verdict == "replace" and decision.overall.verdict == "replace"
+    assert ("1 failing row(s) are not routed yet (unresolved or uncertain): take the "
+            "measurement named for each; the proposed change is for the architecture-bound "
+            "rows, not for them") in v.reasons
+    md = write_decision_report(decision, tmp_path)["markdown"].read_text(encoding="utf-8")
+    failing = _section(md, "## Failing slices: route and remedy")
+    assert "2 failing row(s): 1 to a model change, 1 to a measurement first (unresolved)." \
+        in failing
+    dim = next(line for line in failing.splitlines() if "lighting=dim (recall)" in line)
+    assert "| architecture-bound | learning curve over budget | model change |" in dim
+    assert "| 6400 [4444, 40000] |" in dim
+    small = next(line for line in failing.splitlines() if "size_bin=small (recall)" in line)
+    assert "| unresolved | learning curve straddles the budget | measure first |" in small
+    assert "label about 600 more images rich in size_bin=small" in small
+    assert "| 6400 [1600, 40000] |" in small
+    assert "within the pool plus the labelling budget (2000 images)" in failing
+    assert "data-solvable ->" not in md and "data collection:" not in md

@@ -1,5 +1,5 @@
-"""Why a failing row fails: data-solvable (route to data collection) or architecture-bound
-(route to a model change), with the remedy in plain words and, from its learning curve, how many
+"""Why a failing row fails: data-solvable (route to data collection), architecture-bound
+(route to a model change) or unresolved (route to the measurement that settles it), with the remedy in plain words and, from its learning curve, how many
 images it needs; plus the human names of rows and the summaries of failing rows by kind.
 """
 
@@ -277,24 +277,43 @@ def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where:
 def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, target: float,
                 where: str, peers: Sequence[CandidateEvidence], key: tuple = (),
                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
+    """Route a failing row by its learning curve. Data-solvable only when the curve reaches the
+    bar within the pool plus the labelling budget (point estimate); architecture-bound when it
+    levels off below the bar, or when even the optimistic end of the need interval is beyond
+    pool + budget; unresolved when the interval straddles the budget (optimistic end within,
+    estimate beyond): then the remedy names the measurement that settles it."""
     need = curve.images_needed(target)
     pool = float(cand.finetune_pool_images or curve.n_max)
+    budget = bar.labelling_budget_images
     extra = max(need[0] - pool, 0.0)
-    if np.isfinite(need[0]) and extra <= bar.labelling_budget_images:
+    at = f"{need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}] images"
+    if np.isfinite(need[0]) and extra <= budget:
         return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
                         f"label about {extra:.0f} more images rich in {where} (curve reaches "
-                        f"{target:.2f} at {need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}] images; "
-                        f"pool {pool:.0f})", need)
+                        f"{target:.2f} at {at}; pool {pool:.0f})", need)
+    change = model_change(cand, bar, peers, [key] if key else [], peer_status or {})
     if curve.saturated or not curve.reaches(target):
-        change = model_change(cand, bar, peers, [key] if key else [], peer_status or {})
         return _Failure(ARCHITECTURE_BOUND, "learning curve", ROUTE_MODEL,
                         f"{change}: the learning curve for {where} levels off at "
                         f"{curve.a:.2f} (gain from doubling the data "
                         f"{curve.gain_from_doubling():.3f}) against a bar of {target:.2f}", need)
-    return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
-                    f"label about {extra:.0f} more images rich in {where} (curve reaches "
-                    f"{target:.2f} at {need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}]), over the "
-                    f"labelling budget of {bar.labelling_budget_images}", need)
+    optimistic = max(float(need[1]) - pool, 0.0)
+    if np.isfinite(need[1]) and optimistic <= budget:
+        first = (f"label about {optimistic:.0f} more images rich in {where} (pool "
+                 f"{pool:.0f} -> {pool + optimistic:.0f}), fine-tune on them and re-evaluate "
+                 "this row, adding that size as a learning-curve point" if optimistic > 0 else
+                 f"fit the curve for {where} with more nested-subset fractions up to the whole "
+                 f"pool of {pool:.0f} images")
+        return _Failure(UNRESOLVED, "learning curve straddles the budget", ROUTE_MEASURE,
+                        f"{first} (finetune.learning_curve_fractions): the curve reaches "
+                        f"{target:.2f} at {at}, within the labelling budget of {budget} at "
+                        f"its optimistic end but beyond it at the estimate ({extra:.0f} more)",
+                        need)
+    return _Failure(ARCHITECTURE_BOUND, "learning curve over budget", ROUTE_MODEL,
+                    f"{change}: the learning curve for {where} reaches {target:.2f} only at "
+                    f"{at}, beyond the pool ({pool:.0f}) plus the labelling budget of {budget} "
+                    "images even at its optimistic end, so the labelling need exceeds the "
+                    "budget: this model needs more data than the budget allows", need)
 
 
 def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], target: float,

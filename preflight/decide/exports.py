@@ -130,15 +130,26 @@ def choose_export(decision: Decision, verdicts: Sequence[ExportVerdict], bar: Ba
     best = min(eligible, key=lambda v: (ranks.get(v.candidate, 0), v.latency_p99_ms,
                                         v.candidate, v.label))
     verdict = FINE_TUNE if best.source_stage == FINE_TUNED else SHIP
+    fp32 = decision.overall
+    source = next((c for c in decision.candidates if c.name == best.candidate), None)
+    context = [f"the FP32 models alone ship none (their call: '{fp32.verdict}'"
+               + (f", closest {fp32.candidate}" if fp32.candidate else "")
+               + f"); the {best.label} export of {best.candidate} supersedes that call"]
+    if source is not None:
+        # the source's own FP32 reasons, as facts about the FP32 model (without "replace with")
+        context += [f"FP32 {source.name} ({source.stage}): {r}" for r in source.reasons
+                    if not r.startswith("replace with ")]
+    # facts about every FP32 model that hold whatever ships (rows close to the bar)
+    context += [r for r in fp32.reasons if "could flip on a re-run" in r]
     reasons = (
         f"ship the {best.description}",
-        f"the FP32 {best.candidate} ({best.source_stage}) p99 {best.source_latency_p99_ms:.0f} ms "
-        f"is over the {bar.latency_budget_p99_ms:.0f} ms budget; its {best.label} export runs "
-        f"at p99 {best.latency_p99_ms:.0f} ms ({best.speedup:.1f}x faster) and meets the bar on "
-        f"every row with evidence ({best.n_pass} pass, {best.n_not_enough} without enough "
-        "evidence)",
+        f"the FP32 {best.candidate} ({best.source_stage}) does not fit the latency budget: p99 "
+        f"{best.source_latency_p99_ms:.0f} ms over {bar.latency_budget_p99_ms:.0f} ms; its "
+        f"{best.label} export does: p99 {best.latency_p99_ms:.0f} ms ({best.speedup:.1f}x "
+        f"faster), and it meets the bar on every row with evidence ({best.n_pass} pass, "
+        f"{best.n_not_enough} without enough evidence)",
         f"champion: the validated file {best.weights} (sha256 {best.sha256[:12]})",
-        *decision.overall.reasons)
+        *context)
     overall = OverallDecision(verdict, best.candidate, best.source_stage, reasons)
     return replace(decision, overall=overall), best
 

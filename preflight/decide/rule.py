@@ -454,19 +454,12 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
     unresolved = failing[failing["failure_kind"] == UNRESOLVED]
     uncertain = failing[failing["failure_kind"] == UNCERTAIN]
     statuses = statuses or {}
-    over = failing[(failing["failure_kind"] == DATA_SOLVABLE)
-                   & (_extra_need(cand, failing) > bar.labelling_budget_images)]
     known = failing.loc[failing["failure_kind"] == DATA_SOLVABLE, "images_needed"].dropna()
     need = float(known.max()) if len(known) else math.nan
     changes = grouped_changes(arch)
     if not check["latency_ok"]:
         changes.insert(0, f"{_lighter_name(cand, bar, peers)}: p99 {check['p99']:.0f} ms is "
                           f"over the {bar.latency_budget_p99_ms:.0f} ms budget")
-    if len(over):
-        keys = list(over[KEY].itertuples(index=False, name=None))
-        changes.append(f"{model_change(cand, bar, peers, keys, statuses)}: the labelling need "
-                       f"exceeds the budget of {bar.labelling_budget_images} images "
-                       f"({len(keys)} row(s))")
     if not check["cost_ok"] and not len(failing):
         passing = wide[wide["status_ft" if stage == FINE_TUNED else "status_ots"] == PASS]
         keys = list(passing[KEY].itertuples(index=False, name=None))
@@ -474,12 +467,20 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
                        f"{check['cost']:.0f} over the ceiling {bar.daily_cost_ceiling:.0f}")
     extra = dict(images_needed=need, label_plan=tuple(check["gaps"]))
     if changes:
+        pending = len(unresolved) + len(uncertain)
+        if pending:  # the change is for the other rows; these still need their measurement
+            target = ("the architecture-bound rows" if len(arch) else
+                      "the latency or cost")
+            reasons.append(f"{pending} failing row(s) are not routed yet (unresolved or "
+                           "uncertain): take the measurement named for each; the proposed "
+                           f"change is for {target}, not for them")
         return _make(cand, REPLACE, stage, check, [*reasons, *check["budget"]],
                      replacement=tuple(changes), **extra)
     if len(unresolved) or len(uncertain):
         why = []
         if len(unresolved):
-            why.append(f"{len(unresolved)} failing row(s) have no evidence for a route yet: "
+            why.append(f"{len(unresolved)} failing row(s) have no decisive evidence for a "
+                       "route yet: "
                        "take the measurement named for each row before collecting data or "
                        "changing the model")
         if len(uncertain):
@@ -502,17 +503,12 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
         reasons.append("no fine-tuned model evaluated: label the classes without an analog and "
                        "fine-tune")
     else:
-        reasons.append(f"all {len(failing)} failing row(s) are data-solvable within the "
-                       f"labelling budget of {bar.labelling_budget_images} images")
+        sized = int(failing["images_needed"].notna().sum())
+        within = (f"{sized} of them sized by a learning curve within the labelling budget of "
+                  f"{bar.labelling_budget_images} images" if sized else
+                  "none sized by a learning curve yet")
+        reasons.append(f"all {len(failing)} failing row(s) are data-solvable ({within})")
     return _make(cand, COLLECT, stage, check, [*reasons, *check["budget"]], **extra)
-
-
-def _extra_need(cand: CandidateEvidence, rows: pd.DataFrame) -> pd.Series:
-    """Images beyond the pool each row's curve asks for (NaN without a curve)."""
-    pools = [float(cand.finetune_pool_images or cand.learning_curves[k].n_max)
-             if k in cand.learning_curves else math.nan
-             for k in rows[KEY].itertuples(index=False, name=None)]
-    return rows["images_needed"] - np.asarray(pools, dtype=float)
 
 
 def _make(cand: CandidateEvidence, verdict: str, stage: str, check: dict, reasons: list[str],
@@ -547,11 +543,21 @@ def decide(candidates: Sequence[CandidateEvidence], bar: Bar) -> Decision:
     if len(close):
         labels = [f"{c}: {slice_label(*k)}" for c, *k in
                   close[["candidate", *KEY]].itertuples(index=False)]
+        kinds = close["failure_kind"]
+        n_uncertain = int((kinds == UNCERTAIN).sum())
+        n_routed = int((kinds.notna() & (kinds != UNCERTAIN)).sum())
+        routes = [f"{n_uncertain} routed uncertain (re-run first), not data-solvable or "
+                  "architecture-bound"] if n_uncertain else []
+        if n_routed:
+            routes.append(f"{n_routed} routed by their evidence, as a second fine-tuning run "
+                          "agrees on their pass/fail")
+        n_left = len(close) - n_uncertain - n_routed
+        if n_left:
+            routes.append(f"{n_left} pass after fine-tuning and never failed (no route needed)")
         overall = replace(overall, reasons=(
             *overall.reasons, f"{len(labels)} fine-tuned row(s) are close to the bar and could "
             f"flip on a re-run (training noise {bar.training_noise:.2f}): {', '.join(labels[:6])}"
-            f"{' ...' if len(labels) > 6 else ''}; those that failed, or failed off-the-shelf, "
-            "are routed uncertain (re-run first), not data-solvable or architecture-bound"))
+            f"{' ...' if len(labels) > 6 else ''}; of them {', '.join(routes)}"))
     pairs = [c.lookalikes.assign(candidate=c.name) for c in candidates
              if c.lookalikes is not None and len(c.lookalikes)]
     lookalikes = (pd.concat(pairs, ignore_index=True) if pairs else
@@ -616,7 +622,8 @@ def _overall(verdicts: list[CandidateVerdict]) -> tuple[OverallDecision, list[Ca
             f"no candidate ships yet; {best.name} {lead}", *plan, *best.reasons)), verdicts
     best = min(verdicts, key=lambda v: (v.n_fail, *v.sort_key()))
     return OverallDecision(REPLACE, best.name, best.stage,
-                           (f"no candidate ships; closest: {best.name} ({failing_counts(best)})",
+                           (f"no candidate ships; closest: {best.name} "
+                            f"({failing_counts(best) if best.n_fail else 'no failing row'})",
                             *(f"change: {c}" for c in best.replacement[:3]),
                             *([f"... and {len(best.replacement) - 3} more changes in the report"]
                               if len(best.replacement) > 3 else []),

@@ -316,13 +316,17 @@ def _document(decision: Decision, evidence: dict[str, pd.DataFrame],
     blocks += _plot_blocks(plots, "before_after")
     blocks += [_h("Failing slices: route and remedy"),
                _p("Each failing row's route comes from evidence only: data-solvable when "
-                  "fine-tuning fixed it, its learning curve reaches the bar within the labelling "
-                  "budget, fine-tuning removed its look-alike confusion or its gain covers the "
+                  "fine-tuning fixed it, its learning curve reaches the bar within the pool plus "
+                  f"the labelling budget ({decision.bar.labelling_budget_images} images), "
+                  "fine-tuning removed its look-alike confusion or its gain covers the "
                   "gap left; architecture-bound when most of its objects are below the pixel "
-                  "threshold at model input, its curve levels off below the bar, a look-alike "
-                  "confusion persists after fine-tuning, or every lighter candidate fails it "
-                  "while a heavier one passes; otherwise unresolved, with the measurement that "
-                  "would settle it. A row within the training noise of the bar after "
+                  "threshold at model input, its curve levels off below the bar or reaches it "
+                  "only beyond the labelling budget even at the optimistic end of its interval, "
+                  "a look-alike confusion persists after fine-tuning, or every lighter candidate "
+                  "fails it while a heavier one passes; otherwise unresolved, with the "
+                  "measurement that would settle it (a curve whose need interval straddles the "
+                  "budget is unresolved: the remedy says how many more images to label to "
+                  "settle it). A row within the training noise of the bar after "
                   "fine-tuning is uncertain: it goes to a re-run first and counts as neither "
                   "data-solvable nor architecture-bound."),
                _table_or_none(failing, "No failing slice."), _p(_route_sentence(failing))]
