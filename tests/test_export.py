@@ -330,6 +330,8 @@ def test_the_reasons_of_a_shipped_export_do_not_contradict_it(tmp_path):
     md = write_decision_report(chosen, tmp_path)["markdown"].read_text()
     assert "**Verdict: fine-tune.** Chosen model: **nano** (fine-tuned)" in md
     assert "no candidate ships" not in md
+    assert ("The verdicts below are the FP32 models'. nano's FP32 model does not ship (replace); "
+            "what ships is its export: ship the INT8 ONNX export of nano (fine-tuned).") in md
 
 
 def test_flag_deltas_marks_slices_where_the_export_is_below_the_bar():

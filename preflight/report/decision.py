@@ -130,6 +130,19 @@ def _headline(decision: Decision) -> str:
             "not move. What to do next is listed below.")
 
 
+def _fp32_note(decision: Decision) -> list[_Block]:
+    """When the chosen model ships as an export while its FP32 model does not, say that the
+    table's verdicts are the FP32 models' (the export is what ships)."""
+    o = decision.overall
+    if not decision.ships:
+        return []
+    fp32 = next((c for c in decision.candidates if c.name == o.candidate), None)
+    if fp32 is None or fp32.ships:
+        return []
+    return [_p(f"The verdicts below are the FP32 models'. {o.candidate}'s FP32 model does not "
+               f"ship ({fp32.verdict}); what ships is its export: {o.reasons[0]}.")]
+
+
 def _candidates_table(decision: Decision) -> pd.DataFrame:
     rows = [{"candidate": c.name, "verdict": c.verdict, "stage": c.stage,
              "size rank": c.size_rank, "p99 ms": _fmt(c.latency_p99_ms, 0),
@@ -306,7 +319,8 @@ def _document(decision: Decision, evidence: dict[str, pd.DataFrame],
     failing = _failing(s)
     blocks = [_h(title, 1), _Block("headline", _headline(decision)),
               _Block("bullets", items=tuple(o.reasons)),
-              _h("Candidates"), _Block("table", table=_candidates_table(decision)),
+              _h("Candidates"), *_fp32_note(decision),
+              _Block("table", table=_candidates_table(decision)),
               _h("Evidence per candidate"),
               _p("Each row is held against the bar through its 95% interval: pass if the lower "
                  "end clears the bar, fail if the upper end is below it, otherwise (or on a thin "
