@@ -18,6 +18,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,8 +189,19 @@ def propose_class_map(model_classes: list[str] | tuple[str, ...],
 
 
 # ------------------------------------------------------------------------------ writing
-def settings_document(sample: SampleInfo, candidates_file: str = "candidates.yaml") -> str:
-    """The starter settings file (YAML with comments)."""
+def settings_document(sample: SampleInfo, candidates_file: str = "candidates.yaml",
+                      candidates: Sequence[tuple[str, str]] = ()) -> str:
+    """The starter settings file (YAML with comments). ``candidates``: ``(name, family)`` of
+    the candidates init writes: each gets a learning curve (the evidence that routes a row that
+    still fails after fine-tuning) and, when its family can be exported, ONNX FP32 and INT8
+    exports validated like any candidate (what usually ships)."""
+    from preflight.models.registry import FAMILIES
+
+    names = [name for name, _ in candidates]
+    exportable = [name for name, family in candidates
+                  if family in FAMILIES and FAMILIES[family].exportable]
+    curves = yaml.safe_dump(names, default_flow_style=True).strip()
+    exports = yaml.safe_dump(exportable, default_flow_style=True).strip()
     taxonomy = yaml.safe_dump(list(sample.class_names), default_flow_style=True).strip()
     slices = yaml.safe_dump(list(sample.metadata_columns), default_flow_style=True).strip()
     meta = json.dumps(str(sample.metadata_path)) if sample.metadata_path else "null"
@@ -239,6 +251,18 @@ cost:                         # CHECK: what an error costs you
 decision:
   lookalike_pairs: []         # pairs of classes that differ only by a small detail
   registered_model_name: preflight-model
+
+finetune:
+  # nested-subset fine-tunes (25/50/100% of the pool) per candidate: a row that still fails
+  # after fine-tuning is routed by its learning curve (data-solvable within the labelling
+  # budget, or levelling off: a model change); [] = none (such rows stay unresolved)
+  learning_curve_candidates: {curves}
+
+export:
+  # what ships: each listed candidate's off-the-shelf and fine-tuned models exported and
+  # validated like any candidate (per-slice deltas to the FP32 source, latency on the runtime)
+  candidates: {exports}
+  formats: [onnx_fp32, onnx_int8]   # also openvino_fp32, openvino_int8
 
 candidates_file: {candidates_file}
 """
@@ -317,7 +341,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"preflight init: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    settings_path.write_text(settings_document(sample), encoding="utf-8")
+    used: set[str] = set()  # the names candidates_document gives, in the same order
+    named = [(_candidate_name(ck.path.stem, used), ck.family) for ck in checkpoints]
+    settings_path.write_text(settings_document(sample, candidates=named), encoding="utf-8")
     if checkpoints:
         candidates_path.write_text(candidates_document(checkpoints, sample.class_names),
                                    encoding="utf-8")

@@ -102,6 +102,27 @@ def test_init_writes_settings_that_load_from_a_coco_folder_without_metadata(tmp_
     assert cand.name == "my-model" and cand.class_map == {"Workers": "worker", "crate": "crate"}
 
 
+def test_init_gives_each_candidate_a_learning_curve_and_exports_what_can_be_exported(tmp_path):
+    """A user's pass routes rows that still fail after fine-tuning by their learning curves, and
+    validates the exported / INT8 artefact that usually ships: init lists every candidate for
+    the first and the exportable families' candidates for the second."""
+    from preflight.init import inspect_sample, settings_document
+    from preflight.models.registry import FAMILIES
+
+    sample = inspect_sample(make_world(tmp_path / "sample", n_clips=2, frames=2))
+    families = [name for name, row in FAMILIES.items() if not row.runs_artefact]
+    candidates = [(f"site-{i}", family) for i, family in enumerate(families)]
+    (tmp_path / "preflight.yaml").write_text(settings_document(sample, candidates=candidates))
+    settings = load_settings(tmp_path / "preflight.yaml")
+    assert settings.finetune.learning_curve_candidates == [name for name, _ in candidates]
+    assert settings.export.candidates == [name for name, family in candidates
+                                          if FAMILIES[family].exportable]
+    assert settings.export.candidates and settings.export.formats == ["onnx_fp32", "onnx_int8"]
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(settings_document(sample))  # no checkpoints yet: nothing listed
+    assert load_settings(bare).export.candidates == []
+
+
 # ------------------------------------------------------------------------------ augmentation
 def test_augmentation_follows_what_the_failing_slice_measures_not_its_name():
     from preflight.finetune import augmentation_policy

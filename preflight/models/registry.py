@@ -53,7 +53,9 @@ class ModelFamily:
     e.g. an exported model's sidecar); ``runs_artefact``: its weights are an exported file the
     candidate names (never a ``zoo:`` stand-in); ``inspect``: ``"module:function"`` of
     ``function(path) -> CheckpointFacts | None`` (None: not this family's file), what
-    ``preflight init`` reads from a checkpoint (families are tried in registry order).
+    ``preflight init`` reads from a checkpoint (families are tried in registry order);
+    ``exportable``: its models can be exported to ONNX / OpenVINO (``export:``, through
+    :func:`preflight.models.export.source_meta`), so ``preflight init`` lists them for export.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelFamily:
     description: str = ""
     runs_artefact: bool = False
     inspect: str | None = None
+    exportable: bool = False
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -104,13 +107,13 @@ FAMILIES: dict[str, ModelFamily] = {
         name="ultralytics", task="detect",
         adapter="preflight.models.ultralytics_adapter:UltralyticsDetector",
         candidate_keys=("zoo_train",),
-        inspect="preflight.models.ultralytics_adapter:inspect_checkpoint",
+        inspect="preflight.models.ultralytics_adapter:inspect_checkpoint", exportable=True,
         description="ultralytics detectors (YOLOv8, RT-DETR, ...) from .pt checkpoints or YAMLs"),
     "timm": ModelFamily(
         name="timm", task="classify",
         adapter="preflight.models.timm_adapter:TimmClassifier",
         candidate_keys=("zoo_train", "freeze"),
-        inspect="preflight.models.timm_adapter:inspect_checkpoint",
+        inspect="preflight.models.timm_adapter:inspect_checkpoint", exportable=True,
         description="timm image classifiers scored on object crops"),
     # exported artefacts (preflight.models.export): weights = the .onnx / .xml with its sidecar;
     # the sidecar says detector or classifier, and from_candidate loads the matching adapter
