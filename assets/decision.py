@@ -339,6 +339,11 @@ def _export_evidence(values: list[dict], bar, per_cand: dict
         d = d[(d["metric"] == "recall") | d["changed"] | d["below_bar"]]
         deltas.append(d.assign(export=v["description"])[columns])
     table = pd.concat(deltas, ignore_index=True)
+    from preflight.decide.rule import slice_label  # rows by their human names (no sentinels)
+
+    table.insert(1, "slice", [slice_label(*k) for k in table[
+        ["slice_column", "slice_value", "metric"]].itertuples(index=False)])
+    table = table.drop(columns=["slice_column", "slice_value", "metric"])
     for col in ("source", "export_value", "delta", "delta_ci_low", "delta_ci_high"):
         table[col] = table[col].round(3)
     summary = exports_table(verdicts)

@@ -17,6 +17,7 @@ import pandas as pd
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
+from preflight.decide.classify_failure import slice_label
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: export stage (``export.stages``) -> (evaluation, latency) assets of its FP32 source
@@ -162,9 +163,11 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
                              artifacts=[("tables", str(deltas_path)),
                                         ("model", str(artefact.path)),
                                         ("model", str(artefact.sidecar))])
-    shown = deltas.sort_values("delta")[
-        ["slice_column", "slice_value", "metric", "source", "export", "delta", "delta_ci_low",
-         "delta_ci_high", "changed", "export_status"]]
+    shown = deltas.sort_values("delta")
+    shown = shown.assign(slice=[slice_label(*k) for k in shown[
+        ["slice_column", "slice_value", "metric"]].itertuples(index=False)])[
+        ["slice", "source", "export", "delta", "delta_ci_low", "delta_ci_high", "changed",
+         "export_status"]]
     value = {"candidate": candidate, "label": label, "stage": stage, "format": spec.format,
              "precision": spec.precision, "runtime": spec.runtime, "description": description,
              "source_stage": stage_name, "weights": str(artefact.path),

@@ -279,7 +279,7 @@ def test_the_decision_ships_the_export_only_when_the_fp32_model_is_over_budget()
         assert not verdicts[0].clears_bar
         assert choose_export(slow, verdicts, bar) == (slow, None)
     assert assess_exports([_export(BAD_DIM, 1, 2)], bar)[0].failing == (
-        "lighting=dim recall",)
+        "lighting=dim (recall)",)  # the report's row names, never internal keys
     # what blocks its source whatever the metrics (an off-the-shelf model's class without an
     # analog in pre-training) blocks the export too
     blocked = assess_exports([replace(_export(GOOD, 120.0, 400.0),

@@ -116,6 +116,8 @@ def test_the_run_completes_with_pixel_and_object_size_slices(own_run):
 def test_the_report_names_the_class_with_no_analog(own_run):
     report = (_run_folder(own_run["home"]) / "reports" / "decision.md").read_text()
     assert "drone" in report and "no analog" in report
+    assert "__all__" not in report  # rows by their human names, never the internal sentinel
+    assert "INT8 ONNX export of site-detector (fine-tuned)" in report  # init listed it
 
 
 def test_the_finetuned_model_predicts_the_operational_taxonomy(own_run):

@@ -100,8 +100,7 @@ def assess_exports(exports: Sequence[ExportEvidence], bar: Bar) -> list[ExportVe
         cost = math.nan if e.daily_cost is None else float(e.daily_cost)
         cost_ok = bar.daily_cost_ceiling is None or cost <= bar.daily_cost_ceiling
         fails = table[table["status"] == FAIL]
-        failing = tuple(f"{r.slice_column}={r.slice_value} {r.metric}"
-                        for r in fails[KEY].itertuples(index=False))
+        failing = tuple(slice_label(*k) for k in fails[KEY].itertuples(index=False))
         gaps = evidence_gaps(table, bar)
         speedup = (e.source_latency_p99_ms / e.latency_p99_ms
                    if e.latency_p99_ms > 0 else math.nan)
