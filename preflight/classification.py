@@ -24,7 +24,7 @@ from preflight.evaluation import (
     read_rgb,
 )
 from preflight.metrics.cost import CostModel
-from preflight.metrics.slices import OVERALL, LongTable, make_slices
+from preflight.metrics.slices import LongTable, make_slices
 
 ProbsFn = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -195,8 +195,3 @@ def accuracy_evaluate_fn(gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFram
     pred = top.set_index("image_id")["class_id"].reindex(truth.index)
     accuracy = float((pred == truth).mean()) if len(truth) else float("nan")
     return {"accuracy": accuracy, "recall": accuracy}
-
-
-def overall(metrics: pd.DataFrame, metric: str) -> float:
-    row = metrics[(metrics["slice_column"] == OVERALL) & (metrics["metric"] == metric)]
-    return float(row["value"].iloc[0]) if len(row) else float("nan")

@@ -165,11 +165,6 @@ class MlflowTracker(dg.ConfigurableResource):
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client().log_artifact(run_id, str(path), artifact_path)
 
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        client = self.client()
-        for k, v in tags.items():
-            client.set_tag(run_id, k, str(v))
-
     def run_url(self, run_id: str) -> str:
         base = self.tracking_uri if (self.tracking_uri or "").startswith("http") else self.ui_url
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id()}/runs/{run_id}"

@@ -114,9 +114,3 @@ def concat_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
 def reason_counts(quarantine: pd.DataFrame, level: str | None = None) -> dict[str, int]:
     q = quarantine if level is None else quarantine[quarantine["level"] == level]
     return dict(Counter(q["reason_code"]).most_common())
-
-
-def worst_reasons(quarantine: pd.DataFrame, k: int = 3) -> str:
-    """``"out_of_bounds (12), unknown_class_id (3)"`` — the most common reasons, for messages."""
-    counts = list(reason_counts(quarantine).items())[:k]
-    return ", ".join(f"{code} ({n})" for code, n in counts) or "none"

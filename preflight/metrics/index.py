@@ -16,7 +16,7 @@ import pandas as pd
 
 from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
-from preflight.metrics.coco import CocoParams, in_area, match, unpack
+from preflight.metrics.coco import CocoParams, match, unpack
 from preflight.metrics.kernels import (
     accumulate_areas,
     accumulate_resamples_kernel,
@@ -245,15 +245,6 @@ class EvaluationIndex:
     @property
     def n_classes(self) -> int:
         return len(self.class_ids)
-
-    def image_mask(self, image_ids=None) -> np.ndarray:
-        """Boolean mask over ``image_ids`` (None: all images)."""
-        if image_ids is None:
-            return np.ones(self.n_images, dtype=bool)
-        pos = _positions(self.image_ids, pd.Series(list(image_ids)), "slice")
-        mask = np.zeros(self.n_images, dtype=bool)
-        mask[pos] = True
-        return mask
 
     def _weights(self, mask: np.ndarray | None, weights: np.ndarray | None):
         """(image weight vector or None, dt selection, gt selection)."""
@@ -501,7 +492,3 @@ class EvaluationIndex:
             return tpc, fpc, pos
 
         return self.cached(("counts", float(threshold), float(iou)), build)
-
-    def gt_in_area(self) -> np.ndarray:
-        """``(A, n_gt)`` ground truth area inside each range (for box counts per stat)."""
-        return in_area(self.gt_area, self.params.area_ranges)

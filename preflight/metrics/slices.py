@@ -224,7 +224,3 @@ def _f(x) -> float:
         return float(x)
     except (TypeError, ValueError):
         return float("nan")
-
-
-def empty_long() -> pd.DataFrame:
-    return LongTable().frame(0, 0)
