@@ -14,7 +14,8 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
-from preflight.decide.bar import FINE_TUNED
+from preflight.metrics.slices import OVERALL
+from preflight.stages import FINE_TUNED
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: per-candidate inputs of the decision (asset name -> required)
@@ -250,7 +251,7 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
     s = result.slices
     failing = s[(s["status"] == "fail")].drop_duplicates(["candidate", *KEY])
     # overall and per-class rows first, then the worst slices; a few charts per candidate
-    failing = failing.assign(_order=(failing["slice_column"] != "__all__").astype(int))
+    failing = failing.assign(_order=(failing["slice_column"] != OVERALL).astype(int))
     failing = failing.sort_values(["candidate", "_order", "value"]).groupby("candidate").head(
         MAX_CURVE_CHARTS)
     by_name = {c.name: c for c in evidence}
@@ -382,7 +383,7 @@ def _register_champion(context, tracker: MlflowTracker, result, per_cand: dict, 
                 "reason": f"{o.verdict}: nothing ships, the champion alias does not move",
                 "next": list(o.reasons)}
     inputs = per_cand[chosen]
-    fine = stage == "fine-tuned" and inputs.get("finetuned_model")
+    fine = stage == FINE_TUNED and inputs.get("finetuned_model")
     weights = inputs["finetuned_model"]["weights"] if fine else inputs["offtheshelf_eval"]["weights"]
     metrics_path = (inputs["reeval"] if fine else inputs["offtheshelf_eval"])["tables"]["metrics"]
     sha256 = _sha256(weights)

@@ -13,6 +13,8 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
+from preflight.metrics.slices import OVERALL
+from preflight.stages import OFF_THE_SHELF_KEY
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -88,7 +90,7 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
                                 report=context.log.info)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
     cost = ev.result.cost
-    daily = cost[(cost["slice_column"] == "__all__") & (cost["metric"] == "cost.daily")]
+    daily = cost[(cost["slice_column"] == OVERALL) & (cost["metric"] == "cost.daily")]
     daily_cost = float(daily["value"].iloc[0]) if len(daily) else float("nan")
     metrics = mlflow_metric_names(ev.metrics)
     metrics.update({"cost.daily": daily_cost, "predict_seconds": ev.predict_seconds,
@@ -168,7 +170,7 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
         cand = zoo.candidate(candidate)
         detector = zoo.detector(candidate)
         no_analog = unmapped_classes(cand, settings.load().taxonomy_obj)
-        out = run_evaluation(context, stage="offtheshelf", name=candidate, detector=detector,
+        out = run_evaluation(context, stage=OFF_THE_SHELF_KEY, name=candidate, detector=detector,
                              settings=settings, store=store, tracker=tracker,
                              validated_labels=validated_labels,
                              params={"no_analog_in_pretraining": ",".join(no_analog) or "none"})
@@ -184,7 +186,7 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
                            tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
         """The edge-case stress suite: AP / recall per family, corruption and severity, and the
         relative performance under corruption (rPC = corrupted / clean)."""
-        return run_stress(context, stage="offtheshelf", name=candidate,
+        return run_stress(context, stage=OFF_THE_SHELF_KEY, name=candidate,
                           detector=zoo.detector(candidate), settings=settings, store=store,
                           tracker=tracker, validated_labels=validated_labels)
 
@@ -195,7 +197,7 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
                             tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
         """Latency as production sees it: batch-1 p50/p95/p99, under co-tenant load, cold start,
         a Poisson server scenario, and the gap to the benchmark-style number."""
-        return run_latency(context, stage="offtheshelf", name=candidate,
+        return run_latency(context, stage=OFF_THE_SHELF_KEY, name=candidate,
                            detector=zoo.detector(candidate), settings=settings, store=store,
                            tracker=tracker, validated_labels=validated_labels)
 
@@ -241,7 +243,7 @@ def run_stress(context, *, stage: str, name: str, detector, settings: SettingsRe
                                                          ("plots", str(chart))])
     fam = summary[summary["metric"] == "recall"][["family", "clean_value", "mpc", "rpc",
                                                    "worst_condition"]]
-    mean_rpc = summary[(summary["family"] == "__all__") & (summary["metric"] == "recall")]
+    mean_rpc = summary[(summary["family"] == OVERALL) & (summary["metric"] == "recall")]
     value = {"candidate": name, "stage": stage, "tables": paths, "chart": str(chart),
              "mean_rpc_recall": float(mean_rpc["rpc"].iloc[0]) if len(mean_rpc) else None,
              "seconds": time.perf_counter() - t0}

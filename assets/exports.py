@@ -18,18 +18,20 @@ from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
 from preflight.decide.classify_failure import slice_label
+from preflight.metrics.slices import OVERALL
+from preflight.stages import FINE_TUNED, FINE_TUNED_KEY, OFF_THE_SHELF, OFF_THE_SHELF_KEY
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: export stage (``export.stages``) -> (evaluation, latency) assets of its FP32 source
-SOURCE_ASSETS = {"offtheshelf": ("offtheshelf_eval", "offtheshelf_latency"),
-                 "finetuned": ("reeval", "reeval_latency")}
+SOURCE_ASSETS = {OFF_THE_SHELF_KEY: ("offtheshelf_eval", "offtheshelf_latency"),
+                 FINE_TUNED_KEY: ("reeval", "reeval_latency")}
 
 
 def export_plan(stages: list[str], formats: list[str], finetuned: bool
                 ) -> list[tuple[str, str]]:
     """The (stage, format) exports of one candidate: every configured stage it has (the
     fine-tuned stage only when the candidate is fine-tuned) times every format."""
-    return [(stage, label) for stage in stages if stage != "finetuned" or finetuned
+    return [(stage, label) for stage in stages if stage != FINE_TUNED_KEY or finetuned
             for label in formats]
 
 
@@ -51,7 +53,7 @@ def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition
 
     key = candidate_key(candidate)
     spec = parse_spec(label)
-    finetuned = stage == "finetuned"
+    finetuned = stage == FINE_TUNED_KEY
     src_eval, src_latency = SOURCE_ASSETS[stage]
     ins = {"validated_labels": dg.AssetIn(key="validated_labels"),
            "source_eval": dg.AssetIn(key=[key, src_eval]),
@@ -61,7 +63,7 @@ def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition
     else:
         ins["model_zoo"] = dg.AssetIn(key="model_zoo")
 
-    stage_name = "fine-tuned" if finetuned else "off-the-shelf"
+    stage_name = FINE_TUNED if finetuned else OFF_THE_SHELF
 
     @dg.asset(name=export_asset_name(stage, label), key_prefix=[key], ins=ins,
               group_name="export", kinds={"onnx", "mlflow"},
@@ -97,7 +99,7 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
     cfg = settings.load()
     ex = cfg.export
     spec = parse_spec(label)
-    stage_name = "fine-tuned" if finetuned else "off-the-shelf"
+    stage_name = FINE_TUNED if finetuned else OFF_THE_SHELF
     description = f"{spec.describe()} export of {candidate} ({stage_name})"
     key = candidate_key(candidate)
     source = (zoo.finetuned_detector(candidate, finetuned_model["weights"]) if finetuned
@@ -110,7 +112,7 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
     # in this run's folder, one per (stage, format): both stages' files take the source's name,
     # and an INT8 export writes its own FP32 intermediate, which must not overwrite the file the
     # FP32 export validated
-    out_dir = store.run_path("exports", key, "finetuned" if finetuned else "offtheshelf", label,
+    out_dir = store.run_path("exports", key, FINE_TUNED_KEY if finetuned else OFF_THE_SHELF_KEY, label,
                              "x").parent
     artefact = export_all(source, [spec], out_dir, calibration=calib, seed=ex.seed)[label]
     export_seconds = time.perf_counter() - t0
@@ -119,7 +121,7 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
     threads = ex.threads or cfg.latency.threads
     model = load_exported(artefact.path, runtime=spec.runtime, name=f"{candidate}@{label}",
                           threads=threads, sha256=artefact.sha256)
-    stage = f"{'finetuned' if finetuned else 'offtheshelf'}-{label}"
+    stage = f"{FINE_TUNED_KEY if finetuned else OFF_THE_SHELF_KEY}-{label}"
     params = {"format": spec.format, "precision": spec.precision, "runtime": spec.runtime,
               "source_stage": stage_name, "source_sha256": source.sha256 or "",
               "calibration_frames": len(calib), "calibration_seed": ex.seed,
@@ -150,7 +152,7 @@ def run_export(context, *, candidate: str, label: str, finetuned: bool,
                "source.production_p99_ms": src_p99, "export_seconds": export_seconds,
                "slices_changed": float(len(changed)), "slices_below_bar": float(len(below))}
     for r in deltas.itertuples():
-        where = "" if r.slice_column == "__all__" else f".{r.slice_column}.{r.slice_value}"
+        where = "" if r.slice_column == OVERALL else f".{r.slice_column}.{r.slice_value}"
         metrics[f"delta.{r.metric}{where}"] = r.delta
         metrics[f"delta_ci_low.{r.metric}{where}"] = r.delta_ci_low
         metrics[f"delta_ci_high.{r.metric}{where}"] = r.delta_ci_high

@@ -12,6 +12,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
+from preflight.metrics.slices import OVERALL
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -136,7 +137,7 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
                              f"{ev.overall('recall'):.3f}")
         points = pd.concat(frames, ignore_index=True)
         paths = write_tables(store, f"{key}/learning_curve", {"points": points})
-        overall = points[(points["slice_column"] == "__all__") & (points["metric"] == "recall")]
+        overall = points[(points["slice_column"] == OVERALL) & (points["metric"] == "recall")]
         run = record_run(context, tracker, name=f"{candidate}/learning-curve",
                          stage="learning_curve", candidate=candidate,
                          params={"fractions": ft.learning_curve_fractions,

@@ -12,6 +12,7 @@ import pandas as pd
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
+from preflight.stages import FINE_TUNED_KEY
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 
@@ -43,13 +44,13 @@ def build_reeval_assets(candidate: str) -> list[dg.AssetsDefinition]:
         """The fine-tuned model on the same held-out set, with the before/after table per slice
         (which failures fine-tuning fixed and which it did not)."""
         detector = zoo.finetuned_detector(candidate, finetuned_model["weights"])
-        out = run_evaluation(context, stage="finetuned", name=candidate, detector=detector,
+        out = run_evaluation(context, stage=FINE_TUNED_KEY, name=candidate, detector=detector,
                              settings=settings, store=store, tracker=tracker,
                              validated_labels=validated_labels,
                              params={"policy": finetuned_model["policy"]})
         table = before_after(pd.read_parquet(offtheshelf_eval["tables"]["metrics"]),
                              pd.read_parquet(out.value["tables"]["metrics"]))
-        path = store.write_table(f"{key}/finetuned/before_after", table)
+        path = store.write_table(f"{key}/{FINE_TUNED_KEY}/before_after", table)
         out.value["tables"]["before_after"] = str(path)
         out.metadata["before_after_recall"] = dg.MetadataValue.md(md_table(table, max_rows=30))
         return out
@@ -61,7 +62,7 @@ def build_reeval_assets(candidate: str) -> list[dg.AssetsDefinition]:
                       tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
         """The stress suite on the fine-tuned model (same images, seed and conditions)."""
         detector = zoo.finetuned_detector(candidate, finetuned_model["weights"])
-        return run_stress(context, stage="finetuned", name=candidate, detector=detector,
+        return run_stress(context, stage=FINE_TUNED_KEY, name=candidate, detector=detector,
                           settings=settings, store=store, tracker=tracker,
                           validated_labels=validated_labels)
 
@@ -73,7 +74,7 @@ def build_reeval_assets(candidate: str) -> list[dg.AssetsDefinition]:
         """Batch-1 latency of the fine-tuned checkpoint, idle and under load (same
         architecture as off-the-shelf, so the cold start and server scenario are not repeated)."""
         detector = zoo.finetuned_detector(candidate, finetuned_model["weights"])
-        return run_latency(context, stage="finetuned", name=candidate, detector=detector,
+        return run_latency(context, stage=FINE_TUNED_KEY, name=candidate, detector=detector,
                            settings=settings, store=store, tracker=tracker,
                            validated_labels=validated_labels, quick=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from preflight.stages import FINE_TUNED_KEY, OFF_THE_SHELF_KEY
 from preflight.taxonomy import Taxonomy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "preflight.yaml"
@@ -246,7 +247,7 @@ class FinetuneSettings:
 
 
 #: the models of a candidate an export can start from (``export.stages``)
-EXPORT_STAGES: tuple[str, ...] = ("offtheshelf", "finetuned")
+EXPORT_STAGES: tuple[str, ...] = (OFF_THE_SHELF_KEY, FINE_TUNED_KEY)
 
 
 @dataclass(frozen=True)

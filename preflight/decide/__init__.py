@@ -13,9 +13,7 @@ from preflight.decide.rule import (
     COLLECT,
     EVALUATE,
     FINE_TUNE,
-    FINE_TUNED,
     MEASURE,
-    OFF_THE_SHELF,
     REPLACE,
     SHIP,
     Bar,
@@ -29,6 +27,7 @@ from preflight.decide.rule import (
     decide,
     interval_status,
 )
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 __all__ = [
     "COLLECT", "EVALUATE", "FINE_TUNE", "FINE_TUNED", "MEASURE", "OFF_THE_SHELF", "REPLACE",

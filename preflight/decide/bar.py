@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from preflight.config import BarSettings
+from preflight.metrics.slices import OVERALL
 
-OVERALL = "__all__"
-OFF_THE_SHELF, FINE_TUNED = "off-the-shelf", "fine-tuned"
 PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
 KEY = ["slice_column", "slice_value", "metric"]
 REQUIRED_COLUMNS = ("slice_column", "slice_value", "metric", "value", "ci_low", "ci_high", "thin")

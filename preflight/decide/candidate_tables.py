@@ -9,16 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import (
-    FAIL,
-    FINE_TUNED,
-    KEY,
-    NOT_ENOUGH,
-    OFF_THE_SHELF,
-    PASS,
-    Bar,
-    bar_table,
-)
+from preflight.decide.bar import FAIL, KEY, NOT_ENOUGH, PASS, Bar, bar_table
 from preflight.decide.classify_failure import (
     DATA_SOLVABLE,
     ROUTE_FINETUNE,
@@ -29,6 +20,7 @@ from preflight.decide.classify_failure import (
 )
 from preflight.decide.learning_curve import curves_table
 from preflight.metrics.intervals import frames_to_decide
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 if TYPE_CHECKING:
     from preflight.decide.rule import CandidateEvidence

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import FAIL, FINE_TUNED, KEY, OFF_THE_SHELF, OVERALL, PASS, Bar
+from preflight.decide.bar import FAIL, KEY, PASS, Bar
 from preflight.decide.learning_curve import LearningCurveFit
 from preflight.decide.lookalikes import PERSISTS, REMOVED, lookalike_for
-from preflight.metrics.slices import INPUT_PX_COLUMN, px_bin_side
+from preflight.metrics.slices import INPUT_PX_COLUMN, OVERALL, px_bin_side
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 if TYPE_CHECKING:
     from preflight.decide.rule import CandidateEvidence

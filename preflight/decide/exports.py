@@ -20,18 +20,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import (
-    FAIL,
-    FINE_TUNED,
-    KEY,
-    NOT_ENOUGH,
-    OVERALL,
-    PASS,
-    Bar,
-    bar_table,
-)
+from preflight.decide.bar import FAIL, KEY, NOT_ENOUGH, PASS, Bar, bar_table
 from preflight.decide.classify_failure import slice_label
 from preflight.decide.rule import FINE_TUNE, SHIP, Decision, OverallDecision
+from preflight.metrics.slices import OVERALL
+from preflight.stages import FINE_TUNED
 
 
 @dataclass(frozen=True)

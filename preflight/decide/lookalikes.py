@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import OVERALL
+from preflight.metrics.slices import OVERALL
 
 PERSISTS, REMOVED, OPEN, NOT_CONFUSED = ("persists", "removed by fine-tuning", "open",
                                          "not confused")

@@ -28,11 +28,8 @@ import pandas as pd
 
 from preflight.decide.bar import (
     FAIL,
-    FINE_TUNED,
     KEY,
     NOT_ENOUGH,
-    OFF_THE_SHELF,
-    OVERALL,
     PASS,
     REQUIRED_COLUMNS,
     Bar,
@@ -68,6 +65,8 @@ from preflight.decide.classify_failure import (
 )
 from preflight.decide.learning_curve import LearningCurveFit
 from preflight.decide.lookalikes import LOOKALIKE_COLUMNS
+from preflight.metrics.slices import OVERALL
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 SHIP, FINE_TUNE, REPLACE, COLLECT = ("ship off-the-shelf", "fine-tune", "replace",
                                      "collect more data first")

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from preflight.drift.input import DRIFT_COLUMNS, NOT_ENOUGH, DriftInputError, DriftThresholds
+from preflight.metrics.slices import OVERALL
 
-OVERALL = "__all__"
 #: Metrics watched by default; shell-style patterns (``recall.*`` = recall of every class).
 DEFAULT_WATCHED: tuple[str, ...] = ("recall", "precision", "AP50", "recall.*")
 LONG_COLUMNS = ("slice_column", "slice_value", "metric", "value", "ci_low", "ci_high",

@@ -23,6 +23,7 @@ import pandas as pd
 from preflight.metrics.coco import candidate_pairs
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.intervals import cluster_wilson_interval, wilson_interval
+from preflight.metrics.slices import OVERALL
 
 BACKGROUND = "background"
 CONFUSION_COLUMNS = ["slice_column", "slice_value", "true_class", "pred_class", "count",
@@ -118,8 +119,8 @@ def _shares(cell: np.ndarray, img: np.ndarray, counts: np.ndarray, K: int):
     return share, low, high
 
 
-def confusion_pivot(table: pd.DataFrame, slice_column: str = "__all__",
-                    slice_value: str = "__all__") -> pd.DataFrame:
+def confusion_pivot(table: pd.DataFrame, slice_column: str = OVERALL,
+                    slice_value: str = OVERALL) -> pd.DataFrame:
     """One slice of :func:`confusion_matrix` as a square matrix (rows true, columns predicted)."""
     sub = table[(table["slice_column"] == slice_column) & (table["slice_value"] == slice_value)]
     order = list(dict.fromkeys(sub["true_class"]))

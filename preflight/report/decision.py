@@ -32,9 +32,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from preflight.decide.learning_curve import LearningCurveFit  # noqa: E402
 from preflight.decide.rule import (  # noqa: E402
-    FINE_TUNED,
     NOT_ENOUGH,
-    OFF_THE_SHELF,
     ROUTE_DATA,
     ROUTE_MEASURE,
     ROUTE_MODEL,
@@ -43,6 +41,7 @@ from preflight.decide.rule import (  # noqa: E402
     slice_label,
 )
 from preflight.runs import atomic_write, write_text  # noqa: E402
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF  # noqa: E402
 
 MAX_TABLE_ROWS = 200
 CSS = """
@@ -161,11 +160,11 @@ def _before_after(slices: pd.DataFrame, candidate: str) -> pd.DataFrame:
     rows["estimate"] = [_interval(v, lo, hi) for v, lo, hi in
                         rows[["value", "ci_low", "ci_high"]].itertuples(index=False)]
     out = rows[rows["stage"] == OFF_THE_SHELF][["slice", "bar", "estimate", "status"]]
-    out = out.rename(columns={"estimate": "off-the-shelf", "status": "status (ots)"})
+    out = out.rename(columns={"estimate": OFF_THE_SHELF, "status": "status (ots)"})
     ft = rows[rows["stage"] == FINE_TUNED]
     if len(ft):
         ft = ft[["slice", "bar", "estimate", "status", "fixed_by_finetune"]].rename(
-            columns={"estimate": "fine-tuned", "status": "status (ft)", "fixed_by_finetune":
+            columns={"estimate": FINE_TUNED, "status": "status (ft)", "fixed_by_finetune":
                      "fixed by fine-tuning"})
         out = out.merge(ft, on=["slice", "bar"], how="outer")
     order = out["slice"].str.startswith(("overall", "class ")).map({True: 0, False: 1})

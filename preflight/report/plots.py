@@ -17,9 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from preflight.metrics.slices import OVERALL  # noqa: E402
 from preflight.runs import atomic_write  # noqa: E402
-
-ALL = "__all__"
 
 
 def slice_chart(metrics: pd.DataFrame, metric: str, out: str | Path, *, title: str = "",
@@ -30,8 +29,8 @@ def slice_chart(metrics: pd.DataFrame, metric: str, out: str | Path, *, title: s
     the overall value is a vertical line and the operational bar (if given) a dashed red one.
     """
     rows = metrics[metrics["metric"] == metric].copy()
-    overall = rows[rows["slice_column"] == ALL]
-    rows = rows[rows["slice_column"] != ALL]
+    overall = rows[rows["slice_column"] == OVERALL]
+    rows = rows[rows["slice_column"] != OVERALL]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     height = max(2.5, 0.28 * len(rows) + 1.2)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from preflight.metrics.slices import OVERALL
 from preflight.progress import Progress, Report
 from preflight.stress.suite import Corruption, apply, default_suite, derive_seed, sanitize_boxes
 
@@ -217,7 +218,7 @@ def summarize_rpc(table: pd.DataFrame) -> pd.DataFrame:
     stressed = table[table["family"] != CLEAN[0]]
     out: list[dict[str, Any]] = []
     groups = [(fam, g) for fam, g in stressed.groupby("family", sort=False)]
-    groups.append(("__all__", stressed))
+    groups.append((OVERALL, stressed))
     for family, g in groups:
         for metric, m in g.groupby("metric", sort=False):
             clean_value = float(m["clean_value"].iloc[0])
