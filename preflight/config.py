@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -576,3 +577,13 @@ def preflight_home() -> Path:
     from preflight import environment
 
     return environment.home()
+
+
+def resolve_taxonomy(taxonomy: Taxonomy | Sequence[str] | None = None) -> Taxonomy:
+    """``taxonomy`` as a :class:`Taxonomy`: a list of names is wrapped; None is the settings'
+    ``taxonomy`` (``$PREFLIGHT_CONFIG`` or the default settings file)."""
+    if isinstance(taxonomy, Taxonomy):
+        return taxonomy
+    if taxonomy is not None:
+        return Taxonomy(tuple(str(n) for n in taxonomy))
+    return load_settings().taxonomy_obj

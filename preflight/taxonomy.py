@@ -8,7 +8,6 @@ sample's class names); nothing in the library names a class. Look-alike pairs ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -57,16 +56,3 @@ class Taxonomy:
 
     def as_dict(self) -> dict[int, str]:
         return dict(enumerate(self.names))
-
-
-
-def resolve_taxonomy(taxonomy: Taxonomy | Sequence[str] | None = None) -> Taxonomy:
-    """``taxonomy`` as a :class:`Taxonomy`: a list of names is wrapped; None is the settings'
-    ``taxonomy`` (``$PREFLIGHT_CONFIG`` or the default settings file)."""
-    if isinstance(taxonomy, Taxonomy):
-        return taxonomy
-    if taxonomy is not None:
-        return Taxonomy(tuple(str(n) for n in taxonomy))
-    from preflight.config import load_settings
-
-    return load_settings().taxonomy_obj

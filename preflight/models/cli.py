@@ -52,9 +52,9 @@ def _fmt_row(cells: list[str], widths: list[int]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from preflight.config import resolve_taxonomy
     from preflight.models.candidates import load_candidates, unmapped_classes
     from preflight.models.zoo import Manifest, default_zoo_dir
-    from preflight.taxonomy import resolve_taxonomy
 
     zoo_dir = args.zoo or default_zoo_dir()
     manifest = Manifest.load(zoo_dir)

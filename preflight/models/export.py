@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from preflight.models.base import ModelError
+from preflight.models.base import ModelError, check_rgb_frame
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,6 @@ def quantize_int8(fp32: ExportedArtefact, frames: Sequence[np.ndarray], out_dir:
         quantize_static,
     )
 
-    from preflight.models.exported import preprocess_for
-
     if fp32.spec != ExportSpec("onnx", "fp32"):
         raise ModelError(f"INT8 quantisation starts from an FP32 ONNX file, got {fp32.spec.label}")
     if not frames:
@@ -317,3 +315,25 @@ def export_all(model: Any, specs: Sequence[ExportSpec], out_dir: str | Path, *,
         onnx_file = int8 if spec.precision == "int8" else fp32
         out[spec.label] = onnx_file if spec.format == "onnx" else to_openvino(onnx_file, out_dir)
     return out
+
+
+# ------------------------------------------------- pre-processing (the sidecar says which one)
+def letterbox_tensor(frames: list[np.ndarray], input_size: int) -> np.ndarray:
+    """RGB uint8 frames -> float32 ``(n, 3, S, S)`` in [0, 1], letterboxed as ultralytics'
+    predictor does for a fixed-shape model (pad 114, centred)."""
+    from ultralytics.data.augment import LetterBox
+
+    box = LetterBox((input_size, input_size), auto=False, stride=32)
+    x = np.stack([box(image=f) for f in frames]).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+
+
+def preprocess_for(meta: dict[str, Any], frames: list[np.ndarray]) -> list[np.ndarray]:
+    """One batch-1 input tensor per frame, as the artefact's source model prepares it."""
+    frames = [check_rgb_frame(f, i) for i, f in enumerate(frames)]
+    size = int(meta["input_size"])
+    if meta["task"] == "detect":
+        return [letterbox_tensor([f], size) for f in frames]
+    from preflight.models.timm_adapter import preprocess
+
+    return [preprocess([f], size, meta["mean"], meta["std"]) for f in frames]

@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from preflight.config import resolve_taxonomy
 from preflight.models.base import (
     ModelError,
     OperationalSoftmax,
     check_rgb_frame,
     empty_predictions,
 )
-from preflight.models.export import read_sidecar
-from preflight.taxonomy import Taxonomy, resolve_taxonomy
+from preflight.models.export import letterbox_tensor, preprocess_for, read_sidecar
+from preflight.taxonomy import Taxonomy
 
 PREDICT_FN_FACTORY = "preflight.models.exported:make_predict_fn"
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
@@ -91,28 +92,6 @@ def open_session(path: str | Path, runtime: str, threads: int | None = None):
     if runtime == "openvino":
         return OpenVinoSession(path, threads)
     raise ModelError(f"unknown runtime {runtime!r}; known: {list(RUNTIMES)}")
-
-
-# ---------------------------------------------------------------------------------- pre-processing
-def letterbox_tensor(frames: list[np.ndarray], input_size: int) -> np.ndarray:
-    """RGB uint8 frames -> float32 ``(n, 3, S, S)`` in [0, 1], letterboxed as ultralytics'
-    predictor does for a fixed-shape model (pad 114, centred)."""
-    from ultralytics.data.augment import LetterBox
-
-    box = LetterBox((input_size, input_size), auto=False, stride=32)
-    x = np.stack([box(image=f) for f in frames]).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
-
-
-def preprocess_for(meta: dict[str, Any], frames: list[np.ndarray]) -> list[np.ndarray]:
-    """One batch-1 input tensor per frame, as the artefact's source model prepares it."""
-    frames = [check_rgb_frame(f, i) for i, f in enumerate(frames)]
-    size = int(meta["input_size"])
-    if meta["task"] == "detect":
-        return [letterbox_tensor([f], size) for f in frames]
-    from preflight.models.timm_adapter import preprocess
-
-    return [preprocess([f], size, meta["mean"], meta["std"]) for f in frames]
 
 
 # ---------------------------------------------------------------------------------- adapters

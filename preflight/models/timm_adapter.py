@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from preflight.config import resolve_taxonomy
 from preflight.models.base import (
     CheckpointFacts,
     ChecksumError,
@@ -40,7 +41,7 @@ from preflight.models.base import (
 )
 from preflight.models.candidates import Candidate, get_candidate, load_candidates
 from preflight.models.ultralytics_env import resolve_device
-from preflight.taxonomy import Taxonomy, resolve_taxonomy
+from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 

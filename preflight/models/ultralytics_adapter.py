@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from preflight.config import resolve_taxonomy
 from preflight.models.base import (
     PRED_COLUMNS,
     CheckpointFacts,
@@ -35,7 +36,7 @@ from preflight.models.ultralytics_env import (
     resolve_device,
     ultralytics_device,
 )
-from preflight.taxonomy import Taxonomy, resolve_taxonomy
+from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
