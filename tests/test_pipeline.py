@@ -255,10 +255,12 @@ def _land(root: Path, week: int, seed: int, n: int = 24) -> Path:
 
 def _tick(defs, instance, cursor):
     sensor = defs.get_sensor_def("landed_batch_sensor")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                  resources=defs.resources)  # the sensor reads its resources
-    result = sensor(ctx)
-    return result, (ctx.cursor if isinstance(result, dg.SkipReason) else result.cursor)
+    # the sensor reads its resources; nested resources (the zoo holds the settings resource)
+    # are set up as context managers, so the context is entered as the daemon does
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                 resources=defs.resources) as ctx:
+        result = sensor(ctx)
+        return result, (ctx.cursor if isinstance(result, dg.SkipReason) else result.cursor)
 
 
 def test_sensor_requests_each_complete_batch_exactly_once(env, defs, pass_run):
