@@ -27,7 +27,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("preflight/data/formats.py", "box"): "quarantine level",
     ("preflight/data/ingest.py", "box"): "quarantine level",
     ("preflight/data/validate.py", "box"): "quarantine level",
-    ("preflight/stress/suite.py", "heavy"): "albumentations RandomRain's rain_type value",
 }
 
 

@@ -16,7 +16,7 @@ adversarial            motion_blur     centred motion-blur kernel length (Motion
 adversarial            defocus         defocus radius (Defocus)
 adversarial            dirty_lens      number and opacity of lens blotches (DirtyLens)
 adversarial            flicker         amplitude of horizontal brightness bands (FlickerBanding)
-adversarial            rain            drizzle / heavy / torrential rain (RandomRain)
+adversarial            rain            RandomRain's rain presets, lightest to heaviest
 adversarial            fog             fog coefficient (RandomFog)
 resolution             downscale       down-then-up-sample factor, same frame size (Downscale)
 resolution             resize          the frame is resized to a smaller size; boxes scaled
@@ -72,8 +72,8 @@ SEVERITY_PARAMS: dict[str, dict[str, tuple]] = {
         "defocus": (2, 4, 6, 8, 10),  # radius (px)
         "dirty_lens": ((3, 0.35), (6, 0.5), (10, 0.6), (14, 0.7), (18, 0.8)),  # spots, opacity
         "flicker": (0.1, 0.2, 0.3, 0.4, 0.5),  # relative amplitude
-        "rain": (("drizzle", 0.9), ("heavy", 0.8), ("torrential", 0.7), ("torrential", 0.6),
-                 ("torrential", 0.5)),  # rain type, brightness coefficient
+        # RandomRain's rain preset (0: its lightest .. 2: its heaviest), brightness coefficient
+        "rain": ((0, 0.9), (1, 0.8), (2, 0.7), (2, 0.6), (2, 0.5)),
         "fog": (0.3, 0.5, 0.7, 0.85, 1.0),  # fog coefficient
     },
     "resolution": {
@@ -83,6 +83,17 @@ SEVERITY_PARAMS: dict[str, dict[str, tuple]] = {
 }
 
 FAMILIES: tuple[str, ...] = tuple(SEVERITY_PARAMS)
+
+
+@lru_cache(maxsize=1)
+def _rain_presets() -> tuple[str, ...]:
+    """albumentations ``RandomRain``'s named rain presets, lightest first, read from its
+    validation schema (``Literal[...]``, in the library's order of drop density), without its
+    ``default``."""
+    import typing
+
+    hint = A.RandomRain.InitSchema.model_fields["rain_type"].annotation
+    return tuple(t for t in typing.get_args(hint) if t != "default")
 #: Corruptions that move pixels to new coordinates (boxes are transformed).
 GEOMETRIC: frozenset[str] = frozenset({"resize"})
 
@@ -161,7 +172,7 @@ def _transform(c: Corruption, height: int, width: int) -> A.BasicTransform:
     if n == "flicker":
         return FlickerBanding(amplitude=v)
     if n == "rain":
-        return A.RandomRain(rain_type=v[0], brightness_coefficient=v[1], p=1.0)
+        return A.RandomRain(rain_type=_rain_presets()[v[0]], brightness_coefficient=v[1], p=1.0)
     if n == "fog":
         return A.RandomFog(fog_coef_range=(v, v), alpha_coef=0.08, p=1.0)
     if n == "downscale":
