@@ -275,10 +275,8 @@ def candidates_document(checkpoints: list[CheckpointInfo], taxonomy: tuple[str, 
              "# classes not listed are dropped; operational classes nothing maps to have no",
              "# analog in pre-training (fine-tuning learns them from your sample).", "",
              "version: 1", "", "candidates:"]
-    used: set[str] = set()
-    for ck in checkpoints:
+    for ck, name in zip(checkpoints, candidate_names(checkpoints), strict=True):
         proposal = propose_class_map(ck.class_names, taxonomy)
-        name = _candidate_name(ck.path.stem, used)
         lines += [f"  - name: {name}", f"    family: {ck.family}",
                   f"    weights: {json.dumps(str(ck.path))}",
                   f"    input_size: {ck.input_size}"]
@@ -303,14 +301,19 @@ def candidates_document(checkpoints: list[CheckpointInfo], taxonomy: tuple[str, 
     return "\n".join(lines) + "\n"
 
 
-def _candidate_name(stem: str, used: set[str]) -> str:
-    base = _NAME_RE.sub("-", stem).strip("-.") or "model"
-    base = base[:60]
-    name, i = base, 2
-    while name in used:
-        name, i = f"{base}-{i}", i + 1
-    used.add(name)
-    return name
+def candidate_names(checkpoints: Sequence[CheckpointInfo]) -> list[str]:
+    """One candidate name per checkpoint, from its file name: unique, and valid for the
+    candidates file (starts with a letter or digit; letters, digits, ``_.-``; at most 64)."""
+    used: set[str] = set()
+    names = []
+    for ck in checkpoints:
+        base = _NAME_RE.sub("-", ck.path.stem).strip("-._")[:60] or "model"
+        name, i = base, 2
+        while name in used:
+            name, i = f"{base}-{i}", i + 1
+        used.add(name)
+        names.append(name)
+    return names
 
 
 # ------------------------------------------------------------------------------ the command
@@ -341,8 +344,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"preflight init: {exc}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()  # the names candidates_document gives, in the same order
-    named = [(_candidate_name(ck.path.stem, used), ck.family) for ck in checkpoints]
+    named = [(name, ck.family) for ck, name in zip(checkpoints, candidate_names(checkpoints),
+                                                   strict=True)]
     settings_path.write_text(settings_document(sample, candidates=named), encoding="utf-8")
     if checkpoints:
         candidates_path.write_text(candidates_document(checkpoints, sample.class_names),

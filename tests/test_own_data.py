@@ -342,3 +342,20 @@ def test_a_rare_class_is_both_measured_and_learned_whatever_the_seed():
                 == {"eval", "finetune"}:
             pd.testing.assert_series_equal(split, plain)      # nothing to repair: unchanged
     assert moved > 0                                           # some seeds needed the repair
+
+
+def test_init_names_every_checkpoint_as_a_valid_unique_candidate(tmp_path):
+    """Whatever the file names (a leading underscore, non-Latin letters, the same stem twice),
+    the candidate names init writes load as candidates."""
+    from preflight.init import CheckpointInfo, candidate_names, candidates_document
+    from preflight.models.candidates import load_candidates
+    from preflight.taxonomy import Taxonomy
+
+    stems = ["_best", "модель", "site model", "site model", "x" * 90]
+    checkpoints = [CheckpointInfo(tmp_path / f"{i}" / f"{s}.pt", "ultralytics", CLASSES, 320)
+                   for i, s in enumerate(stems)]
+    names = candidate_names(checkpoints)
+    assert names[:4] == ["best", "model", "site-model", "site-model-2"]
+    (tmp_path / "candidates.yaml").write_text(candidates_document(checkpoints, CLASSES))
+    loaded = load_candidates(tmp_path / "candidates.yaml", taxonomy=Taxonomy(CLASSES))
+    assert [c.name for c in loaded] == names
