@@ -85,11 +85,12 @@ def build_resources() -> dict:
 def build_assets() -> list:
     """Every asset: the shared stages and one set of per-candidate assets per candidate."""
     from assets.decision import build_decision_asset
-    from assets.evaluation import build_candidate_eval_assets, model_zoo
+    from assets.evaluation import build_candidate_eval_assets
     from assets.exports import build_export_assets, export_asset_name, export_plan
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from assets.second_seed import build_second_seed_asset
+    from assets.zoo import model_zoo
     from preflight.tasks import task_of
 
     problem = settings_problem()
