@@ -11,7 +11,7 @@ On ``--images`` synthetic production frames (generated into a temp folder and in
   NMS and the prediction table on another worker (:mod:`preflight.prediction`), then the whole
   failure distribution (bootstrap intervals over every slice, error types, confusion, cost), the
   bootstraps shared with the process's helper process on the spare core
-  (:mod:`preflight.metrics.helper`; the warm-up run starts it, as it sets up the predictor, and
+  (:mod:`preflight.metrics.bootstrap_process`; the warm-up run starts it, as it sets up the predictor, and
   every timed run reuses it, as an evaluation in a pipeline process does); no plots;
 * (B) the bare forward of the module ultralytics' predictor runs (its own copy of the network:
   Conv+BN fused, channels_last on x86 CPUs) on letterboxed tensors stacked in memory beforehand,
@@ -383,7 +383,7 @@ def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
 
 def _helper_peak_mb() -> float:
     """Peak resident memory of this process's bootstrap helper process (0: none ran)."""
-    from preflight.metrics import helper as helpers
+    from preflight.metrics import bootstrap_process as helpers
 
     h = helpers._shared
     try:

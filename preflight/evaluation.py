@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.properties import BINS
-from preflight.metrics import helper as helpers
+from preflight.metrics import bootstrap_process as helpers
+from preflight.metrics.bootstrap_process import BootstrapHelper, RemoteBootstraps, bootstrap_request
 from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
 from preflight.metrics.detection import evaluate_index, start_bootstraps
 from preflight.metrics.errors import classify_detections, error_decomposition
-from preflight.metrics.helper import BootstrapHelper, RemoteBootstraps, bootstrap_request
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
 from preflight.models.base import PRED_COLUMNS as _PRED
@@ -182,7 +182,7 @@ def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd
                          helper: BootstrapHelper | None = None) -> FailureDistribution:
     """Match once, then every view of the failure distribution from the same index.
 
-    ``helper``: a started :class:`~preflight.metrics.helper.BootstrapHelper`; when it is ready,
+    ``helper``: a started :class:`~preflight.metrics.bootstrap_process.BootstrapHelper`; when it is ready,
     the slices' bootstraps run there, beside the other views (same table; see that module)."""
     t0 = time.perf_counter()
     slice_cols = [c for c in spec.slice_columns if c in images.columns]
@@ -339,7 +339,7 @@ def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataF
     :func:`predict_images`.
 
     ``metrics_helper``: share the bootstrap intervals with this process's helper process
-    (:mod:`preflight.metrics.helper`; the first evaluation starts it beside its prediction loop,
+    (:mod:`preflight.metrics.bootstrap_process`; the first evaluation starts it beside its prediction loop,
     later ones reuse it). None (default): when this machine has a spare core and the set is
     worth it (at least :data:`HELPER_MIN_IMAGES` images), and only if the helper is ready when
     the metrics start. True: always, waiting for the helper's start. False: never.

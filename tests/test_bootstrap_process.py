@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import preflight.evaluation as pe
-from preflight.metrics import helper as helpers
+from preflight.metrics import bootstrap_process as helpers
 from preflight.metrics.cost import CostModel
 from preflight.metrics.synthetic import random_case
 
@@ -106,7 +106,7 @@ def test_a_helper_that_dies_loses_nothing(helper, caplog):
     ref = pe.failure_distribution(gt, dt, images, spec, CostModel(), names)
     os.kill(helper.pid, signal.SIGKILL)
     helper._proc.wait()
-    with caplog.at_level(logging.WARNING, logger="preflight.metrics.helper"):
+    with caplog.at_level(logging.WARNING, logger="preflight.metrics.bootstrap_process"):
         got = pe.failure_distribution(gt, dt, images, spec, CostModel(), names, helper=helper)
     _assert_same(got, ref)
     # the next evaluation gets a new helper

@@ -156,7 +156,7 @@ class BootstrapHelper:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")     # the helper is one core's worth of work
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "preflight.metrics.helper"],
+            proc = subprocess.Popen([sys.executable, "-m", "preflight.metrics.bootstrap_process"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                     close_fds=True, bufsize=0)
         except OSError as exc:
