@@ -29,7 +29,7 @@ def production_sample(
         source = "landing folder"
     else:
         from preflight.data.landing import batch_is_complete
-        from preflight.data.synth import generate
+        from preflight.synth.generate import generate
 
         s = cfg.synth
         landing = store.path(

@@ -61,10 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import preflight.evaluation as pe  # noqa: E402
 from preflight.config import load_settings  # noqa: E402
 from preflight.data.ingest import ingest  # noqa: E402
-from preflight.data.synth import generate  # noqa: E402
-from preflight.data.synth_scene import SYNTH_TAXONOMY  # noqa: E402
 from preflight.metrics.cost import CostModel  # noqa: E402
 from preflight.models.ultralytics_adapter import UltralyticsDetector  # noqa: E402
+from preflight.synth.generate import generate  # noqa: E402
+from preflight.synth.scene import SYNTH_TAXONOMY  # noqa: E402
 
 TARGET_OVERHEAD = 0.15
 BATCH = 16

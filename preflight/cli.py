@@ -13,7 +13,7 @@ import sys
 
 #: sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("preflight.data.cli_synth", "generate the embedded synthetic warehouse sample"),
+    "synth": ("preflight.synth.cli", "generate the embedded synthetic warehouse sample"),
     "evaluate": ("preflight.metrics.cli", "COCO-exact per-slice evaluation of a detector's results"),
     "zoo": ("preflight.models.cli", "build or list the demo model zoo (stand-in checkpoints)"),
     "init": ("preflight.init", "write starter settings and candidates files for your own sample"),

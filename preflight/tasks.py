@@ -90,8 +90,8 @@ def read_detection_sample(path, settings):
 def read_classification_sample(path, settings):
     """An ImageFolder / labels.csv sample, with one whole-image box per image."""
     from preflight.classification import as_validation_images, whole_image_boxes
-    from preflight.data.classify import read_classification_sample as read
-    from preflight.data.classify import sample_stats
+    from preflight.data.classification_sample import read_classification_sample as read
+    from preflight.data.classification_sample import sample_stats
     from preflight.data.ingest import IngestResult
 
     data = settings.data
@@ -172,7 +172,7 @@ def synthetic_crops(frames, settings, report=None):
     """Object crops of the generated frames (cut once, next to them; reused while present)."""
     from pathlib import Path
 
-    from preflight.data.classify import CROPS_SUMMARY, crops_from_detection_sample
+    from preflight.data.classification_sample import CROPS_SUMMARY, crops_from_detection_sample
 
     frames = Path(frames)
     crops = frames.with_name(frames.name + "_crops")

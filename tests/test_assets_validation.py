@@ -14,15 +14,15 @@ import yaml
 
 from assets.ingestion import ingested_sample, production_sample
 from assets.validation import validated_labels
-from preflight.data.synth_scene import SYNTH_TAXONOMY
 from preflight.runs import run_dir
+from preflight.synth.scene import SYNTH_TAXONOMY
 from resources import MlflowTracker, PreflightStore, SettingsResource
 
 ASSETS = [production_sample, ingested_sample, validated_labels]
 
 
 def _landing(tmp_path: Path, n: int = 16) -> Path:
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     root = tmp_path / "landing"
     generate(root, profile="production", n=n, weeks=1, seed=5, image_size=96)

@@ -16,8 +16,8 @@ import pytest
 
 from preflight.data.errors import IngestError
 from preflight.data.ingest import ingest
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import validate_labels
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 NAMES_YAML = "names: [" + ", ".join(DEFAULT_TAXONOMY.names) + "]\n"
 

@@ -35,8 +35,8 @@ from preflight.data.landing import (
     scan_landing,
     write_manifest,
 )
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import validate_labels
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 NAMES_YAML = "names: [" + ", ".join(DEFAULT_TAXONOMY.names) + "]\n"
 BOX = "0 0.5 0.5 0.2 0.2\n"

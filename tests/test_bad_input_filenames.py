@@ -21,10 +21,10 @@ import pytest
 from preflight.data.filenames import fs_path, name_variants, stored_path, unrepresentable
 from preflight.data.ingest import ingest
 from preflight.data.landing import batch_folder, mark_complete, scan_landing, write_manifest
-from preflight.data.synth_scene import SYNTH_TAXONOMY as TAXONOMY
 from preflight.data.validate import validate_labels
 from preflight.evaluation import PRED_COLUMNS, predict_images, stress_inputs
 from preflight.finetune import write_yolo_view
+from preflight.synth.scene import SYNTH_TAXONOMY as TAXONOMY
 
 #: raw names (bytes as on disk) of one folder: Latin-1, CP1252 with quotes and spaces, invalid
 #: UTF-8 in a sub-folder, NFD Unicode, a newline and quotes, a literal backslash

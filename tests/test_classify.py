@@ -16,14 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preflight.data.classify import (
+from preflight.data.classification_sample import (
     _crop_window,
     crops_from_detection_sample,
     read_classification_sample,
     sample_stats,
 )
-from preflight.data.synth import generate
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import ChecksumError, build_zoo, load_candidates, sha256_file
 from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
 from preflight.models.timm_adapter import (
@@ -33,6 +31,8 @@ from preflight.models.timm_adapter import (
     save_checkpoint,
 )
 from preflight.models.timm_training import train_classifier, trainable_parameter_names
+from preflight.synth.generate import generate
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "test_efficientnet"  # timm's 0.1 M-parameter EfficientNet, built for tests

@@ -366,7 +366,7 @@ def test_history_rows_track_auc_and_performance_values():
 
 def synth_week(tmp_path, week: int, seed: int, n: int = 200) -> pd.DataFrame:
     """A production batch of the generator: metadata, pixel properties and burst groups."""
-    synth = pytest.importorskip("preflight.data.synth")
+    synth = pytest.importorskip("preflight.synth.generate")
     from preflight.data.ingest import assign_groups
     from preflight.data.properties import decode, pixel_properties
 

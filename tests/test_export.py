@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models.base import ChecksumError, ModelError
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 SCORE_TOL, BOX_TOL, RAW_RTOL, RAW_ATOL = 1e-4, 1e-2, 1e-4, 1e-5
 

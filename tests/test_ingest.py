@@ -14,7 +14,7 @@ import pytest
 
 from preflight.data.ingest import BOX_COLUMNS, assign_groups, assign_split, ingest, stratum_keys
 from preflight.data.properties import bin_values, decode, pixel_properties
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 
 def write_image(path: Path, level: int = 128, size: int = 64, seed: int = 0) -> bytes:

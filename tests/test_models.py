@@ -10,7 +10,6 @@ import numpy as np
 import pandas.testing as pd_testing
 import pytest
 
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import (
     DEFAULT_CANDIDATES_PATH,
     Candidate,
@@ -19,6 +18,7 @@ from preflight.models import (
     parse_candidates,
     unmapped_classes,
 )
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 BENCH_MAP = {n: n for n in ("person", "forklift", "pallet", "box", "sku_a", "sku_b")}
 

@@ -1,6 +1,6 @@
 """The library learns the world from the data and the settings: no library code (code, comments
 or docstrings) names a class, camera or slice value of the embedded synthetic world. Those live
-only in the generator (``preflight/data/synth*.py``) and in ``config/``."""
+only in the generator (``preflight/synth/``) and in ``config/``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = ("preflight", "assets", "pipeline", "resources")
 #: the generator may name its own world
-GENERATOR = re.compile(r"^preflight/data/synth[^/]*\.py$")
+GENERATOR = re.compile(r"^preflight/synth/[^/]*\.py$")
 
 #: names that mean the embedded world wherever they appear (whole words, any case)
 DISTINCT = re.compile(

@@ -197,7 +197,7 @@ def test_pixel_and_object_size_slices_are_always_evaluated():
 
 
 def test_this_world_shares_no_class_name_with_the_generator():
-    from preflight.data.synth_scene import CLASS_NAMES
+    from preflight.synth.scene import CLASS_NAMES
 
     assert not set(CLASS_NAMES) & set(CLASSES)
 

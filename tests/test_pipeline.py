@@ -245,7 +245,7 @@ def test_exports_go_through_evaluation_latency_and_the_decision(env, pass_run, k
 # --------------------------------------------------------------------------- after launch
 
 def _land(root: Path, week: int, seed: int, n: int = 24) -> Path:
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     out = root / f"week{week:02d}_s{seed}"
     generate(out, profile="production", n=n, week=week, seed=seed, image_size=160,

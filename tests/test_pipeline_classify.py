@@ -111,9 +111,9 @@ def test_finetuned_classifier_and_decision(run):
 def test_monitoring_a_landed_batch_of_crops(run):
     """After launch, for the classification task too: a landed batch of crops is read,
     validated and scored by the champion classifier, and the drift report covers it."""
-    from preflight.data.classify import crops_from_detection_sample
-    from preflight.data.synth import generate
-    from preflight.data.synth_scene import SYNTH_TAXONOMY
+    from preflight.data.classification_sample import crops_from_detection_sample
+    from preflight.synth.generate import generate
+    from preflight.synth.scene import SYNTH_TAXONOMY
 
     _, _, defs, home, instance = run
     frames = home / "staging" / "frames"

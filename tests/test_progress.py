@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.finetune import FinetuneDataError, holdout_ids, write_yolo_view
 from preflight.models.training import epoch_progress, training_resources
 from preflight.models.zoo import Manifest, rebuild_reason, sha256_file
 from preflight.progress import Progress, format_seconds
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 
 class Clock:

@@ -177,7 +177,7 @@ def test_monitoring_depends_on_the_decision_in_the_graph(tmp_path):
 # --------------------------------------------------------------------------- landed batch gate
 
 def _landed(root: Path, name: str, seed: int, broken: int) -> Path:
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     out = root / name
     generate(out, profile="production", n=10, week=1, seed=seed, image_size=96, batch_id=name)
@@ -188,7 +188,7 @@ def _landed(root: Path, name: str, seed: int, broken: int) -> Path:
 
 def test_a_landed_batch_over_the_invalid_limit_fails_naming_the_reasons(tmp_path):
     from assets.monitoring import batch_labels, evaluated_batches
-    from preflight.data.synth_scene import SYNTH_TAXONOMY
+    from preflight.synth.scene import SYNTH_TAXONOMY
 
     landing = tmp_path / "landing"
     _landed(landing, "good", seed=1, broken=0)

@@ -14,17 +14,15 @@ import yaml
 
 from preflight.cli import main
 from preflight.data.ingest import SLICE_COLUMNS, ingest
-from preflight.data.synth import (
+from preflight.data.landing import (
     COMPLETE_MARKER,
     MANIFEST_NAME,
-    METADATA_COLUMNS,
-    PRODUCTION_RATES,
-    ProductionRates,
     batch_is_complete,
-    generate,
     write_manifest,
 )
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
+from preflight.synth.generate import METADATA_COLUMNS, generate
+from preflight.synth.scene import PRODUCTION_RATES, ProductionRates
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 NAMES = DEFAULT_TAXONOMY.names
 SKU_NEW = NAMES.index("sku_new")
@@ -162,15 +160,15 @@ def test_truncated_boxes_touch_the_border(production):
 
 # ------------------------------------------------------------------------------ exact labels
 def test_boxes_are_the_exact_visible_extent():
-    from preflight.data import synth
+    from preflight.synth import draw, scene
 
     S = 96
     shadow = (88, 88, 86)  # the contact-shadow colour: the shadow leaves no difference
     bg = np.empty((S, S, 3), np.uint8)
     bg[:] = shadow
     for cls in range(len(NAMES)):
-        obj = synth._Obj(cls, 20.3, 10.6, 41.2, 47.5, cls % 2 == 0, 0, False, 0.0, True)
-        img, boxes = synth._render(bg, [obj], None)
+        obj = scene._Obj(cls, 20.3, 10.6, 41.2, 47.5, cls % 2 == 0, 0, False, 0.0, True)
+        img, boxes = draw._render(bg, [obj], None)
         ys, xs = np.nonzero((img != bg).any(axis=2))
         assert len(boxes) == 1
         c, x0, y0, x1, y1, truncated, occluded = boxes[0]
@@ -178,18 +176,18 @@ def test_boxes_are_the_exact_visible_extent():
         assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), cls
     # a pallet's silhouette is its rectangle: a column over 10 of its 40 columns hides 25%;
     # in the middle the visible extent is unchanged, at the edge the box shrinks to it
-    pallet = synth._Obj(synth.PALLET, 20, 40, 40, 16, False, 0, False, 0.0, True)
+    pallet = scene._Obj(scene.PALLET, 20, 40, 40, 16, False, 0, False, 0.0, True)
     for column, box in (((35.0, 10.0), (20, 40, 60, 56)), ((50.0, 10.0), (20, 40, 50, 56))):
-        _, boxes = synth._render(bg, [pallet], column)
+        _, boxes = draw._render(bg, [pallet], column)
         assert tuple(boxes[0][1:5]) == box and boxes[0][6] == pytest.approx(0.25)
     # across the right border: clipped to the frame and flagged truncated
-    edge = synth._Obj(synth.PALLET, S - 20, 40, 40, 16, False, 0, False, 0.0, False)
-    _, boxes = synth._render(bg, [edge], None)
+    edge = scene._Obj(scene.PALLET, S - 20, 40, 40, 16, False, 0, False, 0.0, False)
+    _, boxes = draw._render(bg, [edge], None)
     assert boxes[0][1:6] == (S - 20, 40, S, 56, True) and boxes[0][6] == 0.0
     # a nearer object hides part of a farther one: the farther box shrinks to what is visible
-    far = synth._Obj(synth.PALLET, 10, 30, 40, 10, False, 0, False, 0.0, True)
-    near = synth._Obj(synth.PALLET, 30, 35, 40, 10, False, 0, False, 0.0, True)
-    _, boxes = synth._render(bg, [near, far], None)
+    far = scene._Obj(scene.PALLET, 10, 30, 40, 10, False, 0, False, 0.0, True)
+    near = scene._Obj(scene.PALLET, 30, 35, 40, 10, False, 0, False, 0.0, True)
+    _, boxes = draw._render(bg, [near, far], None)
     (c1, *b1, t1, o1), (c2, *b2, t2, o2) = boxes  # painting order: far first
     assert b1 == [10, 30, 50, 40] and o1 == pytest.approx(20 * 5 / 400)
     assert b2 == [30, 35, 70, 45] and o2 == 0.0

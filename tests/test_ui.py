@@ -109,7 +109,7 @@ def test_graphql_run_materialises_ingestion_and_validation(server):
 
 def test_landing_sensor_through_the_daemon(server):
     """Three complete weekly batches -> exactly three runs; a half-written one -> none."""
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     landing = server["home"] / "landing" / "batches"
     staging = server["home"] / "staging"

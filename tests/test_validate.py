@@ -13,8 +13,8 @@ import pytest
 
 from preflight.data.errors import QUARANTINE_COLUMNS, LabelValidationError
 from preflight.data.ingest import ingest
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.data.validate import EXPECTATION_COLUMNS, validate_labels
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 REQUIRED = {"camera": None, "shift": {"day", "night"}}
 
@@ -197,10 +197,10 @@ def test_contract_shaped_sample_is_clean(tmp_path):
     assert yolo.images["split"].tolist() == res.images["split"].tolist()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("preflight.data.synth") is None,
-                    reason="preflight.data.synth not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("preflight.synth.generate") is None,
+                    reason="preflight.synth.generate not written yet")
 def test_generated_production_sample_is_clean(tmp_path):
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     generate(tmp_path / "synth", profile="production", n=30, weeks=2, seed=0, image_size=128)
     res = ingest(tmp_path / "synth", taxonomy=DEFAULT_TAXONOMY)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from preflight.data.synth_scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 from preflight.models import (
     ChecksumError,
     Manifest,
@@ -25,6 +24,7 @@ from preflight.models import (
 )
 from preflight.models.toy import write_toy_dataset
 from preflight.models.zoo import prepare_view
+from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,7 +62,7 @@ MIN_LR_FRACTION = 0.01
 def _samples(data: Any, taxonomy: Taxonomy) -> pd.DataFrame:
     """``path, label_name, group`` from an images table or a classification sample folder."""
     if isinstance(data, (str, Path)):
-        from preflight.data.classify import read_classification_sample
+        from preflight.data.classification_sample import read_classification_sample
 
         data, quarantine = read_classification_sample(data, taxonomy)
         if len(quarantine):
@@ -120,7 +120,7 @@ def _read_rgb(path: str) -> np.ndarray:
     bgr = read_image_bgr(path)
     if bgr is None:
         raise ModelError(f"training image {path} cannot be decoded; read the sample with "
-                         "preflight.data.classify.read_classification_sample to quarantine it")
+                         "preflight.data.classification_sample.read_classification_sample to quarantine it")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -7,7 +7,7 @@ held-out mAP). A stand-in's label space is its candidate's ``class_map`` keys --
 benchmark never shows is mapped by nothing ("no analog in pre-training").
 
 ``family: timm`` candidates (classifiers) are trained from scratch (``pretrained=False``) on object
-crops of the same benchmark data (``preflight.data.classify.crops_from_detection_sample``), with
+crops of the same benchmark data (``preflight.data.classification_sample.crops_from_detection_sample``), with
 the same manifest record; see :func:`_build_classifier`.
 
 Rebuilding is cached: a candidate whose checkpoint exists with the manifest's sha256 and whose
@@ -37,9 +37,9 @@ from typing import Any
 import yaml
 
 from preflight.config import preflight_home
-from preflight.data.synth_scene import SYNTH_TAXONOMY
 from preflight.models.base import ChecksumError, ModelError
 from preflight.models.candidates import Candidate
+from preflight.synth.scene import SYNTH_TAXONOMY
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +270,9 @@ def _benchmark_data(zoo_dir: Path, n_images: int, image_size: int, seed: int,
             "seed": seed}
     if not (data_dir / "data.yaml").is_file():
         try:
-            from preflight.data.synth import generate
+            from preflight.synth.generate import generate
         except ImportError as exc:
-            raise ZooError("the synthetic generator (preflight.data.synth) is not available; "
+            raise ZooError("the synthetic generator (preflight.synth.generate) is not available; "
                            "pass data_dir= a YOLO benchmark dataset") from exc
         shutil.rmtree(data_dir, ignore_errors=True)
         log.info("generating %d clean benchmark images in %s", n_images, data_dir)
@@ -467,7 +467,7 @@ def _classifier_versions() -> dict[str, str]:
 def benchmark_crops(zoo_dir: Path, data_path: Path, fingerprint: str,
                     size: int = CLASSIFIER_CROP_SIZE) -> Path:
     """Object crops of the benchmark data under ``<zoo>/data/crops`` (cached by fingerprint)."""
-    from preflight.data.classify import CROPS_SUMMARY, crops_from_detection_sample
+    from preflight.data.classification_sample import CROPS_SUMMARY, crops_from_detection_sample
 
     crops = zoo_dir / "data" / "crops" / f"{fingerprint[:12]}-px{size}"
     if not (crops / CROPS_SUMMARY).is_file():
@@ -483,7 +483,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
                       reasons: dict[str, str] | None = None) -> bool:
     """Train a timm candidate from scratch on benchmark crops and record it in the manifest;
     False when the stored stand-in is up to date (cached)."""
-    from preflight.data.classify import read_classification_sample
+    from preflight.data.classification_sample import read_classification_sample
     from preflight.models.timm_training import train_classifier
 
     zoo_name = cand.zoo_name or cand.name

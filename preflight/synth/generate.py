@@ -62,55 +62,23 @@ from preflight.data.landing import (
     COMPLETE_MARKER,
     INCOMPLETE_MARKER,
     MANIFEST_NAME,
-    batch_is_complete,
     mark_complete,
     write_manifest,
 )
-
-# Names marked F401 are not used here: they are re-exported so that every name this module
-# defined before it was split into synth_scene / synth_draw / synth_effects still imports from it.
-from preflight.data.synth_draw import (
-    BOX_COLOURS,  # noqa: F401
-    DRAW,  # noqa: F401
-    FORKLIFT_BODY,  # noqa: F401
-    HATS,  # noqa: F401
-    SKIN,  # noqa: F401
-    SKU_COLOURS,  # noqa: F401
-    SKU_MARK_FRACTION,  # noqa: F401
-    TROUSERS,  # noqa: F401
-    VESTS,  # noqa: F401
-    Color,  # noqa: F401
+from preflight.synth.draw import (
     _background,
     _render,
 )
-from preflight.data.synth_effects import (
-    CASTS,  # noqa: F401
-    GAIN,  # noqa: F401
+from preflight.synth.effects import (
     _effects,
     _vignette,
 )
-from preflight.data.synth_scene import (
+from preflight.synth.scene import (
     _PROFILE_CODE,
-    BASE_SIZE,  # noqa: F401
-    BENCHMARK,
-    BOX,  # noqa: F401
-    CAMERA_BY_NAME,  # noqa: F401
-    CAMERAS,
     CLASS_NAMES,
-    FORKLIFT,  # noqa: F401
-    LIGHTING_VALUES,  # noqa: F401
     N_CLASSES,
-    PALLET,  # noqa: F401
-    PERSON,  # noqa: F401
     PRODUCTION_RATES,
-    SKU_A,  # noqa: F401
-    SKU_B,  # noqa: F401
-    SKU_NEW,  # noqa: F401
-    WEEK1_START,  # noqa: F401
-    BenchmarkSettings,
-    Camera,
     ProductionRates,
-    _Cond,  # noqa: F401
     _moved,
     _Obj,
     _plan,
@@ -288,7 +256,7 @@ def generate(out_dir: str | Path, *, profile: str = "production", n: int = 400, 
         })
 
     _write_tables(out, meta_rows, box_rows)
-    info = {"generator": "preflight.data.synth", "profile": profile, "seed": seed,
+    info = {"generator": "preflight.synth.generate", "profile": profile, "seed": seed,
             "image_size": S, "n": n, "weeks": sorted(set(week_list)), "batch_id": batch_id}
     (out / COCO_NAME).write_text(json.dumps({
         "info": info,
@@ -325,8 +293,4 @@ def _write_tables(out: Path, meta_rows: list[dict[str, Any]],
     boxes.to_parquet(out / BOX_METADATA_NAME, index=False)
 
 
-__all__ = [
-    "BENCHMARK", "CAMERAS", "CLASS_NAMES", "COMPLETE_MARKER", "MANIFEST_NAME",
-    "PRODUCTION_RATES", "BenchmarkSettings", "Camera", "ProductionRates", "SynthSummary",
-    "batch_is_complete", "generate", "mark_complete", "write_manifest",
-]
+__all__ = ["BOX_METADATA_COLUMNS", "METADATA_COLUMNS", "PROFILES", "SynthSummary", "generate"]

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from preflight.data.synth import generate
+    from preflight.synth.generate import generate
 
     try:
         summary = generate(args.out, profile=args.profile, n=args.n, weeks=args.weeks,

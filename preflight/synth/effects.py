@@ -1,4 +1,4 @@
-"""Post-render edge-case effects for the synthetic warehouse (see ``preflight.data.synth``).
+"""Post-render edge-case effects for the synthetic warehouse (see ``preflight.synth.generate``).
 
 Lighting gain and vignette, colour cast, flicker banding, motion blur, dirty lens and sensor
 noise; JPEG quality is drawn per frame in ``_plan`` and applied when ``generate`` encodes.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from preflight.data.synth_scene import ProductionRates, _Cond
+from preflight.synth.scene import ProductionRates, _Cond
 
 
 def _vignette(S: int, cx: float, cy: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Scene and metadata sampling for the synthetic warehouse (see ``preflight.data.synth``).
+"""Scene and metadata sampling for the synthetic warehouse (see ``preflight.synth.generate``).
 
 The world's settings (taxonomy ids, object sizes, the fixed cameras, the benchmark profile and
 the production edge-case rates), the objects of a burst (``_World``: placement, deliberate

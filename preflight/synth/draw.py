@@ -1,4 +1,4 @@
-"""Drawing for the synthetic warehouse (see ``preflight.data.synth``): objects, backgrounds.
+"""Drawing for the synthetic warehouse (see ``preflight.synth.generate``): objects, backgrounds.
 
 Objects are painted far-to-near into the RGB frame and an object-id map (``_render``), so each
 label is the extent of the object's visible pixels; ``_background`` is a camera's fixed view.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from preflight.data.synth_scene import (
+from preflight.synth.scene import (
     BOX,
     FORKLIFT,
     PALLET,
