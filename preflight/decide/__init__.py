@@ -1,5 +1,13 @@
-"""The decision stage: learning curves, look-alikes from the confusion matrix, and the ship /
-fine-tune / replace / collect / collect-evaluation-data / measure rule."""
+"""The decision stage: from the stored evidence of every candidate to one verdict per candidate
+and one overall call (ship / fine-tune / replace / collect / collect evaluation data / measure).
+
+It owns the operational bar and each metrics row held against it (``bar``), a candidate's evidence
+assembled from the stored tables (``evidence``), learning curves and the images a slice needs
+(``learning_curve``), look-alike class pairs from the confusion matrix (``lookalikes``), why a
+failing row fails and where it is routed (``classify_failure``), the per-candidate before/after
+tables (``candidate_tables``), the rule itself (``rule``) and exported artefacts held against the
+same bar (``exports``). It reads tables; it trains and evaluates nothing.
+"""
 
 from preflight.decide.learning_curve import (
     LearningCurveError,

@@ -1,5 +1,11 @@
-"""The evaluation engine: COCO-exact detection metrics per slice, with uncertainty, error
-decomposition, confusion and operational cost (framework-free; see docs/CONTRACTS.md).
+"""The evaluation engine: predictions and ground truth in, the long metrics table out.
+
+It owns COCO-exact detection metrics (``coco``, ``detection``, ``index``, ``accumulate``,
+``kernels``) and classification metrics (``classification``) per slice (``slices``: the long
+table, its key columns and the overall sentinel), their uncertainty (``intervals``,
+``bootstrap``, ``bootstrap_process``, ``paired``), error decomposition (``errors``), confusion
+(``confusion``) and operational cost (``cost``); COCO files in and out (``io``, ``cli``) and random
+detection cases for tests and benchmarks (``synthetic``). Framework-free; see docs/CONTRACTS.md.
 
 Names are imported lazily (PEP 562) so that ``preflight.metrics.cli`` stays cheap to import for
 ``preflight --help``.

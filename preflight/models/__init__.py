@@ -1,8 +1,12 @@
-"""Model adapters: one :class:`Detector` protocol for every detector family (ultralytics), the
-timm classifier adapter (``TimmClassifier``), the candidates file, the demo zoo and resumable
-training functions.
+"""Models behind one interface: every family (ultralytics detectors, timm classifiers) is an
+adapter implementing :class:`preflight.models.base.Model`, found by its family in the registry
+(``registry.FAMILIES``).
 
-Import-light: ultralytics/torch load only when a model is built, trained or loaded.
+It owns the candidates file (``candidates``), the adapters and their training (``ultralytics_*``,
+``training``, ``timm_*``), the demo zoo of trained checkpoints (``zoo``, ``preflight zoo``),
+sliced inference (``tiling``), deployable artefacts and their runtimes (``export``, ``exported``)
+and a toy dataset for tests (``toy``). Import-light: ultralytics/torch load only when a model is
+built, trained or loaded.
 """
 
 from preflight.models.base import (
