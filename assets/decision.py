@@ -53,8 +53,6 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
     curve = inputs.get("learning_curve")
     second = inputs.get("finetuned_second_seed") or {}
     points = _read(curve["tables"]["points"]) if curve else None
-    if points is not None:
-        points = points.rename(columns={"n_train_images": "n_images_train"})
     return build_evidence(
         candidate, offtheshelf=_read(off["tables"]["metrics"]),
         latency_p99_ms=inputs["offtheshelf_latency"]["production_p99_ms"],
@@ -262,8 +260,7 @@ def _curve_charts(result, evidence, per_cand: dict, folder) -> dict:
         curve = per_cand[cand.name].get("learning_curve")
         if fit is None or not curve:
             continue
-        pts = curve_points(_read(curve["tables"]["points"]).rename(
-            columns={"n_train_images": "n_images_train"}))
+        pts = curve_points(_read(curve["tables"]["points"]))
         if pts is None:
             continue
         pts = pts[(pts["slice_column"] == key[0]) & (pts["slice_value"] == key[1])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
+from preflight.decide.learning_curve import N_IMAGES_TRAIN
 from preflight.metrics.slices import OVERALL
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
@@ -132,7 +133,7 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
             ev = task_of(cfg.task).call("evaluate", det.predict, eval_images, gt, spec,
                                         CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
                                         batch_size=cfg.evaluation.batch_size)
-            frames.append(ev.metrics.assign(n_train_images=len(subset), fraction=fraction))
+            frames.append(ev.metrics.assign(**{N_IMAGES_TRAIN: len(subset)}, fraction=fraction))
             context.log.info(f"learning curve {candidate}: {len(subset)} images -> recall "
                              f"{ev.overall('recall'):.3f}")
         points = pd.concat(frames, ignore_index=True)
@@ -142,13 +143,14 @@ def build_finetune_assets(candidate: str, learning_curve: bool) -> list[dg.Asset
                          stage="learning_curve", candidate=candidate,
                          params={"fractions": ft.learning_curve_fractions,
                                  "pool_images": len(pool)},
-                         metrics={f"recall.n{int(r.n_train_images)}": r.value
-                                  for r in overall.itertuples()},
+                         metrics={f"recall.n{int(n)}": v
+                                  for n, v in zip(overall[N_IMAGES_TRAIN], overall["value"],
+                                                  strict=True)},
                          artifacts=[("tables", paths["points"])])
         return dg.Output(jsonable({"candidate": candidate, "tables": paths,
                                    "sizes": [len(s) for s in subsets]}),
                          metadata={"overall_recall": dg.MetadataValue.md(md_table(
-                             overall[["n_train_images", "value", "ci_low", "ci_high"]])),
+                             overall[[N_IMAGES_TRAIN, "value", "ci_low", "ci_high"]])),
                              **run})
 
     assets.append(learning_curve)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.decide.bar import Bar
-from preflight.decide.learning_curve import fit_slice_curves
+from preflight.decide.learning_curve import N_IMAGES_TRAIN, fit_slice_curves
 from preflight.decide.lookalikes import find_lookalikes
 from preflight.decide.rule import CandidateEvidence, TilingResult
 from preflight.metrics.slices import OVERALL
@@ -80,7 +80,7 @@ def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: floa
                   else None)
     pts = curve_points(points)
     curves = (fit_slice_curves(pts, saturation_tol=saturation_tol, seed=seed)
-              if pts is not None and pts["n_images_train"].nunique() >= 2 else {})
+              if pts is not None and pts[N_IMAGES_TRAIN].nunique() >= 2 else {})
     tiled = None
     if tiling and tiling.get("evaluated"):
         ci = tiling.get("ci_tiled") or (math.nan, math.nan)

@@ -32,6 +32,8 @@ C_BOUNDS = (0.05, 3.0)
 #: floor on a point's standard error, so an exact fit through 2-3 points still has an interval
 MIN_SIGMA = 0.005
 CURVE_KEY_COLUMNS = ("slice_column", "slice_value", "metric")
+#: the column of a learning-curve points table that holds the training-set size of each point
+N_IMAGES_TRAIN = "n_images_train"
 
 
 class LearningCurveError(ValueError):
@@ -226,10 +228,10 @@ def fit_slice_curves(
     to those slices (e.g. the failing ones). Rows with ``n_images_train <= 0`` (the off-the-shelf
     model) are not on the curve and are ignored; slices with fewer than two sizes are skipped.
     """
-    missing = {*CURVE_KEY_COLUMNS, "n_images_train", "value"} - set(points.columns)
+    missing = {*CURVE_KEY_COLUMNS, N_IMAGES_TRAIN, "value"} - set(points.columns)
     if missing:
         raise LearningCurveError(f"learning-curve points lack columns {sorted(missing)}")
-    frame = points[points["n_images_train"] > 0]
+    frame = points[points[N_IMAGES_TRAIN] > 0]
     wanted = None if keys is None else {tuple(map(str, k)) for k in keys}
     fits: dict[tuple[str, str, str], LearningCurveFit] = {}
     for key, group in frame.groupby(list(CURVE_KEY_COLUMNS), sort=True):
@@ -239,7 +241,7 @@ def fit_slice_curves(
         sigma = _sigma_from_interval(group)
         try:
             fits[key] = fit_learning_curve(
-                group["n_images_train"].to_numpy(), group["value"].to_numpy(), sigma=sigma,
+                group[N_IMAGES_TRAIN].to_numpy(), group["value"].to_numpy(), sigma=sigma,
                 saturation_tol=saturation_tol, default_c=default_c, n_boot=n_boot,
                 seed=int(slice_rng(seed, *key).integers(2**31)))
         except LearningCurveError as exc:

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from preflight.decide.learning_curve import LearningCurveFit  # noqa: E402
+from preflight.decide.learning_curve import N_IMAGES_TRAIN, LearningCurveFit  # noqa: E402
 from preflight.decide.rule import (  # noqa: E402
     NOT_ENOUGH,
     ROUTE_DATA,
@@ -538,9 +538,9 @@ def learning_curve_chart(points: pd.DataFrame | Sequence[tuple[float, float]],
     """The observed points (with intervals when given), the fitted curve, the bar and the images
     needed to reach it (with its interval)."""
     frame = points if isinstance(points, pd.DataFrame) else \
-        pd.DataFrame(list(points), columns=["n_images_train", "value"])
-    frame = frame[frame["n_images_train"] > 0]
-    n = frame["n_images_train"].to_numpy(float)
+        pd.DataFrame(list(points), columns=[N_IMAGES_TRAIN, "value"])
+    frame = frame[frame[N_IMAGES_TRAIN] > 0]
+    n = frame[N_IMAGES_TRAIN].to_numpy(float)
     v = frame["value"].to_numpy(float)
     need, low, high = fit.images_needed(target)
     right = max(4 * fit.n_max, min(need * 1.3, 50 * fit.n_max) if np.isfinite(need) else 0)
