@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.config import BarSettings
-from preflight.metrics.slices import OVERALL
+from preflight.metrics.slices import OVERALL, metric_parts_column
 
 PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
 KEY = ["slice_column", "slice_value", "metric"]
@@ -133,8 +133,8 @@ def bar_table(long: pd.DataFrame, bar: Bar, *, what: str = "metrics table") -> p
     ``precision.<class>`` (per-class bars); slice rows: ``recall`` (``min_slice_recall``).
     """
     _check_long(long, what)
-    base = long["metric"].str.split(".", n=1).str[0]
-    cls = long["metric"].str.split(".", n=1).str[1].fillna("default")
+    base, cls = metric_parts_column(long["metric"])
+    cls = cls.fillna("default")
     overall = long["slice_column"] == OVERALL
     rec = cls.map(lambda c: bar.min_recall.get(c, bar.min_recall["default"]))
     prec = cls.map(lambda c: bar.min_precision.get(c, bar.min_precision["default"]))

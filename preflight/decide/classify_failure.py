@@ -17,7 +17,7 @@ import pandas as pd
 from preflight.decide.bar import FAIL, KEY, PASS, Bar
 from preflight.decide.learning_curve import LearningCurveFit
 from preflight.decide.lookalikes import PERSISTS, REMOVED, lookalike_for
-from preflight.metrics.slices import INPUT_PX_COLUMN, OVERALL, px_bin_side
+from preflight.metrics.slices import INPUT_PX_COLUMN, OVERALL, metric_parts, px_bin_side
 from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 if TYPE_CHECKING:
@@ -48,16 +48,15 @@ class _Failure:
 
 def slice_label(slice_column: str, slice_value: str, metric: str) -> str:
     """Human name of a row: ``class crate (recall)``, ``brightness_bin=low (recall)``."""
-    cls = metric.split(".", 1)[1] if "." in metric else None
+    base, cls = metric_parts(metric)
     where = "overall" if slice_column == OVERALL else f"{slice_column}={slice_value}"
-    base = metric.split(".", 1)[0]
     return f"class {cls} ({base})" if cls and slice_column == OVERALL else \
         f"{where}{f' {cls}' if cls else ''} ({base})"
 
 
 def slice_where(slice_column: str, slice_value: str, metric: str) -> str:
     """Where the images for a row come from: ``class crate``, ``brightness_bin=low``."""
-    cls = metric.split(".", 1)[1] if "." in metric else None
+    cls = metric_parts(metric)[1]
     where = [] if slice_column == OVERALL else [f"{slice_column}={slice_value}"]
     return " ".join([*where, *([f"class {cls}"] if cls else [])]) or "all"
 
@@ -111,8 +110,9 @@ def share_below_gt(sizes: pd.DataFrame | None, slice_column: str, slice_value: s
         if slice_column not in rows.columns:
             return math.nan, 0
         rows = rows[rows[slice_column].astype(str) == str(slice_value)]
-    if "." in metric and "class_name" in rows.columns:
-        rows = rows[rows["class_name"].astype(str) == metric.split(".", 1)[1]]
+    cls = metric_parts(metric)[1]
+    if cls is not None and "class_name" in rows.columns:
+        rows = rows[rows["class_name"].astype(str) == cls]
     side = rows["side_px"].to_numpy(dtype=float)
     side = side[np.isfinite(side)]
     if not len(side):
@@ -167,7 +167,7 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
     key = (row["slice_column"], row["slice_value"], row["metric"])
     where = slice_where(*key)
     target = float(row["bar"])
-    cls = row["metric"].split(".", 1)[1] if "." in row["metric"] else None
+    cls = metric_parts(row["metric"])[1]
     side = object_side_at_input(key[0], key[1], cand.input_size, cand.image_size)
     if side[1] <= bar.small_object_px:  # every object of the slice is below the threshold
         return _pixel_bound(cand, bar, side, target, peers, key=key, peer_status=peer_status)

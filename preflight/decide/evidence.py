@@ -12,7 +12,7 @@ from preflight.decide.bar import Bar
 from preflight.decide.learning_curve import N_IMAGES_TRAIN, fit_slice_curves
 from preflight.decide.lookalikes import find_lookalikes
 from preflight.decide.rule import CandidateEvidence, TilingResult
-from preflight.metrics.slices import OVERALL
+from preflight.metrics.slices import OVERALL, metric_parts_column
 
 
 def overall_value(table: pd.DataFrame | None, metric: str) -> float | None:
@@ -29,7 +29,8 @@ def curve_points(points: pd.DataFrame | None) -> pd.DataFrame | None:
     if points is None or points.empty:
         return None
     overall = points["slice_column"] == OVERALL
-    keep = (points["metric"] == "recall") | (overall & points["metric"].str.startswith("recall."))
+    base, cls = metric_parts_column(points["metric"])
+    keep = (base == "recall") & (cls.isna() | overall)
     return points[keep & points["value"].notna()]
 
 

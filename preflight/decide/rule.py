@@ -65,7 +65,7 @@ from preflight.decide.classify_failure import (
 )
 from preflight.decide.learning_curve import LearningCurveFit
 from preflight.decide.lookalikes import LOOKALIKE_COLUMNS
-from preflight.metrics.slices import OVERALL
+from preflight.metrics.slices import OVERALL, is_class_metric, metric_parts_column
 from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 SHIP, FINE_TUNE, REPLACE, COLLECT = ("ship off-the-shelf", "fine-tune", "replace",
@@ -352,7 +352,7 @@ def _stage_check(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar, stage: s
 def _required(wide: pd.DataFrame, bar: Bar) -> pd.Series:
     """Rows that need enough evidence before shipping: every operational class (its overall
     per-class rows) and every critical slice."""
-    per_class = (wide["slice_column"] == OVERALL) & wide["metric"].str.contains(".", regex=False)
+    per_class = (wide["slice_column"] == OVERALL) & is_class_metric(wide["metric"])
     where = wide["slice_column"].astype(str) + "=" + wide["slice_value"].astype(str)
     return per_class | where.isin(set(bar.critical_slices))
 
@@ -364,7 +364,8 @@ def _evidence_gaps(wide: pd.DataFrame, bar: Bar, sfx: str) -> list[str]:
 
     # a per-class precision without any detection of the class is undefined, not missing
     # evidence: its recall row (0, or no boxes) already says what is missing
-    undefined = wide["metric"].str.startswith("precision.") & wide[f"value{sfx}"].isna()
+    base, cls = metric_parts_column(wide["metric"])
+    undefined = (base == "precision") & cls.notna() & wide[f"value{sfx}"].isna()
     rows = wide[_required(wide, bar) & (wide[f"status{sfx}"] == NOT_ENOUGH) & ~undefined]
     out = []
     for _, r in rows.iterrows():

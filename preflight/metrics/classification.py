@@ -21,7 +21,7 @@ from preflight.metrics.intervals import (
     slice_rng,
     wilson_interval,
 )
-from preflight.metrics.slices import LongTable, make_slices
+from preflight.metrics.slices import LongTable, class_metric, make_slices
 
 
 def expected_calibration_error(confidence, correct, n_bins: int = 15, weights=None) -> float:
@@ -121,11 +121,11 @@ def evaluate_classification(
         table.add(c, v, "accuracy", correct / ns if ns else np.nan,
                   *wilson_interval(correct, ns), ns, ns)
         for k, cname in enumerate(names):
-            table.add(c, v, f"precision.{cname}", tp[k] / npred[k] if npred[k] else np.nan,
+            table.add(c, v, class_metric("precision", cname), tp[k] / npred[k] if npred[k] else np.nan,
                       *wilson_interval(tp[k], npred[k]), ns, sup[k])
-            table.add(c, v, f"recall.{cname}", tp[k] / sup[k] if sup[k] else np.nan,
+            table.add(c, v, class_metric("recall", cname), tp[k] / sup[k] if sup[k] else np.nan,
                       *wilson_interval(tp[k], sup[k]), ns, sup[k])
-            table.add(c, v, f"F1.{cname}", f1[k], *ci_f1[k], ns, sup[k])
+            table.add(c, v, class_metric("F1", cname), f1[k], *ci_f1[k], ns, sup[k])
         table.add(c, v, "macro_F1", macro, *ci_macro, ns, ns)
         if conf is not None:
             table.add(c, v, "ECE", ece, *ci_ece, ns, ns)

@@ -22,7 +22,7 @@ import pandas as pd
 from preflight.metrics.detection import DEFAULT_MIN_BOXES, DEFAULT_MIN_IMAGES
 from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.intervals import percentile_interval, resample_weights, slice_rng
-from preflight.metrics.slices import LongTable
+from preflight.metrics.slices import LongTable, class_metric
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,6 @@ def expected_cost(index: EvaluationIndex, cost: CostModel, *,
             nb = int(pos[s.mask, k].sum())
             for name, key in (("fn_per_frame", "_fn_pf_k"), ("cost.fn_daily", "_fn_daily_k")):
                 lo, hi = ci.get(key, (np.full(len(miss), np.nan),) * 2)
-                table.add(s.column, s.value, f"{name}.{cname}", point[key][k], lo[k], hi[k],
+                table.add(s.column, s.value, class_metric(name, cname), point[key][k], lo[k], hi[k],
                           n, nb)
     return table.frame(min_images, min_boxes)

@@ -29,7 +29,14 @@ from preflight.metrics.intervals import (
     slice_rng,
 )
 from preflight.metrics.kernels import grouped_sum, slice_npig
-from preflight.metrics.slices import OVERALL, LongTable, Slice, box_table, make_slices
+from preflight.metrics.slices import (
+    OVERALL,
+    LongTable,
+    Slice,
+    box_table,
+    class_metric,
+    make_slices,
+)
 
 DEFAULT_MIN_IMAGES = 30
 DEFAULT_MIN_BOXES = 50
@@ -268,8 +275,8 @@ def _image_slice_rows(index: EvaluationIndex, s: Slice, table: LongTable, pts: d
     rlo, rhi = ci["recall_k"]
     names = index.class_names
     # rows: the 12 stats, AP per class, (precision, recall, F1) per class, pooled P / R / F1
-    metrics = [*STAT_NAMES, *(f"AP.{c}" for c in names),
-               *(f"{m}.{c}" for c in names for m in ("precision", "recall", "F1")),
+    metrics = [*STAT_NAMES, *(class_metric("AP", c) for c in names),
+               *(class_metric(m, c) for c in names for m in ("precision", "recall", "F1")),
                "precision", "recall", "F1"]
     per_class_prf = np.column_stack([prec_k, rec_k, f1_k]).ravel()
     per_class_lo = np.column_stack([plo, rlo, ci_f1_k[:, 0]]).ravel()
@@ -313,7 +320,7 @@ def _box_slice_rows(index: EvaluationIndex, slices: list[Slice], table: LongTabl
         for c, cname in enumerate(index.class_names):
             if not n_jk[j, c]:
                 continue
-            table.add(s.column, s.value, f"recall.{cname}", hit_jk[j, c] / n_jk[j, c],
+            table.add(s.column, s.value, class_metric("recall", cname), hit_jk[j, c] / n_jk[j, c],
                       lo_k[j, c], hi_k[j, c], int(imgs_jk[j, c]), int(n_jk[j, c]))
 
 

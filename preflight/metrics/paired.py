@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from preflight.metrics.slices import OVERALL, box_table, make_slices
+from preflight.metrics.slices import OVERALL, box_table, class_metric, make_slices
 
 DELTA_COLUMNS = ["slice_column", "slice_value", "metric", "n_images", "n_units", "source",
                  "export", "delta", "delta_ci_low", "delta_ci_high", "export_ci_low",
@@ -98,7 +98,7 @@ def detection_deltas(gt: pd.DataFrame, images: pd.DataFrame, source: pd.DataFram
     cats = ia.gt_cat[ok]
     for c, name in enumerate(ia.class_names):
         if (cats == c).any():
-            slices.append((OVERALL, OVERALL, f"recall.{name}", cats == c))
+            slices.append((OVERALL, OVERALL, class_metric("recall", name), cats == c))
     return paired_deltas(unit_image, hit_a, hit_b, ia.n_images, slices, bootstrap=bootstrap,
                          seed=seed, bar=bar)
 

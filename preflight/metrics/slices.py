@@ -18,7 +18,34 @@ from preflight.metrics.intervals import thin_flag
 
 LONG_COLUMNS = ["slice_column", "slice_value", "metric", "value", "ci_low", "ci_high",
                 "n_images", "n_boxes", "thin"]
+#: ``slice_column`` and ``slice_value`` of the overall rows (every image, every box)
 OVERALL = "__all__"
+#: A per-class row's metric is ``<metric>.<class name>`` (``recall.crate``): the first ``.``
+#: ends the metric (no metric of the long metrics table has one; a class name may).
+CLASS_METRIC_SEP = "."
+
+
+def class_metric(metric: str, class_name: object) -> str:
+    """The name of ``metric``'s row for one class: ``("recall", "crate")`` -> ``recall.crate``."""
+    return f"{metric}{CLASS_METRIC_SEP}{class_name}"
+
+
+def metric_parts(metric: str) -> tuple[str, str | None]:
+    """``recall.crate`` -> ``("recall", "crate")``; ``recall`` -> ``("recall", None)``."""
+    base, sep, class_name = metric.partition(CLASS_METRIC_SEP)
+    return base, (class_name if sep else None)
+
+
+def metric_parts_column(metric: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """:func:`metric_parts` over a ``metric`` column: the metrics and the class names (NaN on a
+    row that is not per class)."""
+    parts = metric.astype(str).str.split(CLASS_METRIC_SEP, n=1)
+    return parts.str[0], parts.str[1]
+
+
+def is_class_metric(metric: pd.Series) -> pd.Series:
+    """Whether each row of a ``metric`` column is a per-class row."""
+    return metric.astype(str).str.contains(CLASS_METRIC_SEP, regex=False)
 #: COCO size bins (object area in pixels²)
 SMALL, MEDIUM = 32.0**2, 96.0**2
 #: the box slice of object side (sqrt of area) at model input in bins fine enough around a
