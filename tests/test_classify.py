@@ -24,12 +24,8 @@ from preflight.data.classification_sample import (
 )
 from preflight.models import ChecksumError, build_zoo, load_candidates, sha256_file
 from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
-from preflight.models.timm_adapter import (
-    TimmClassifier,
-    checkpoint_dict,
-    create_timm_model,
-    save_checkpoint,
-)
+from preflight.models.timm_adapter import TimmClassifier
+from preflight.models.timm_model import checkpoint_dict, create_timm_model, save_checkpoint
 from preflight.models.timm_training import train_classifier, trainable_parameter_names
 from preflight.synth.generate import generate
 from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
@@ -435,7 +431,7 @@ def test_default_classifier_candidates_build_and_run():
 
 
 def test_unknown_arch_and_hub_class_names():
-    from preflight.models.timm_adapter import hub_class_names
+    from preflight.models.timm_model import hub_class_names
 
     with pytest.raises(Exception, match="not a timm model name"):
         create_timm_model("mobilenetv9_tiny")

@@ -168,12 +168,8 @@ def test_classifier_onnx_round_trip_and_int8(tmp_path):
 
     from preflight.models.export import export_onnx, quantize_int8, to_openvino
     from preflight.models.exported import ExportedClassifier, load_exported
-    from preflight.models.timm_adapter import (
-        TimmClassifier,
-        checkpoint_dict,
-        create_timm_model,
-        save_checkpoint,
-    )
+    from preflight.models.timm_adapter import TimmClassifier
+    from preflight.models.timm_model import checkpoint_dict, create_timm_model, save_checkpoint
     torch.manual_seed(0)
     names = ["human", "person", "sku_a", "cat"]
     model = create_timm_model("test_efficientnet", len(names))

@@ -34,10 +34,6 @@ ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
     # (type-only imports): the files were split by size, not by concept
     ("preflight.decide.candidate_tables", "preflight.decide.rule"),
     ("preflight.decide.classify_failure", "preflight.decide.rule"),
-    # #18: timm_training builds on timm_adapter and zoo; the adapter's fine-tune entry point and
-    # the zoo's classifier training call back into it (function-level imports)
-    ("preflight.models.timm_adapter", "preflight.models.timm_training"),
-    ("preflight.models.zoo", "preflight.models.timm_training"),
     # #18: models.base names candidates.Candidate (type-only); candidates -> registry -> base
     ("preflight.models.base", "preflight.models.candidates"),
 }

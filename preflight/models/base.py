@@ -18,6 +18,7 @@ mapping are dropped), ``x, y, w, h`` top-left box in the frame's own pixel coord
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -40,6 +41,15 @@ class ModelError(RuntimeError):
 
 class ChecksumError(ModelError):
     """A checkpoint's sha256 does not match the one recorded for it."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file (what :class:`ChecksumError` compares), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

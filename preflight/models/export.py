@@ -334,6 +334,6 @@ def preprocess_for(meta: dict[str, Any], frames: list[np.ndarray]) -> list[np.nd
     size = int(meta["input_size"])
     if meta["task"] == "detect":
         return [letterbox_tensor([f], size) for f in frames]
-    from preflight.models.timm_adapter import preprocess
+    from preflight.models.timm_model import preprocess
 
     return [preprocess([f], size, meta["mean"], meta["std"]) for f in frames]

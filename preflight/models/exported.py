@@ -9,7 +9,7 @@ like any other candidate:
   [0, 1], then ultralytics' own ``non_max_suppression`` and ``scale_boxes`` with the source's
   ``conf``/``iou``/``max_det`` and only mapped classes kept -- what
   :class:`~preflight.models.ultralytics_adapter.UltralyticsDetector` runs;
-* classifiers: :func:`preflight.models.timm_adapter.preprocess` (resize, mean/std) and the
+* classifiers: :func:`preflight.models.timm_model.preprocess` (resize, mean/std) and the
   softmax over mapped model classes summed per operational class.
 
 The runtime runs one frame at a time (the artefact has a fixed batch-1 input: what an edge

@@ -34,8 +34,8 @@ import pandas as pd
 
 from preflight.data.filenames import fs_path
 from preflight.environment import library_default
-from preflight.models.base import ModelError, TrainResult
-from preflight.models.timm_adapter import (
+from preflight.models.base import ModelError, TrainResult, sha256_file
+from preflight.models.timm_model import (
     HUB_PREFIX,
     checkpoint_dict,
     create_timm_model,
@@ -349,8 +349,6 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
         raise ModelError(f"input_size must be at least 32, got {size}")
     init_sha = None
     if Path(str(init)).is_file():
-        from preflight.models.zoo import sha256_file
-
         init_sha = sha256_file(init)
     train_args = {
         "init": init_desc, "init_sha256": init_sha, "model_name": model_name, "classes": classes,

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from preflight.config import preflight_home
-from preflight.models.base import ChecksumError, ModelError
+from preflight.models.base import ChecksumError, ModelError, sha256_file
 from preflight.models.candidates import Candidate
 from preflight.synth.scene import SYNTH_TAXONOMY
 
@@ -63,14 +63,6 @@ class ZooError(ModelError):
 
 def default_zoo_dir() -> Path:
     return preflight_home() / "zoo"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
