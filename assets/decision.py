@@ -14,6 +14,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
+from preflight.decide.rule import FINE_TUNE, SHIP
 from preflight.metrics.slices import OVERALL
 from preflight.stages import FINE_TUNED
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
@@ -25,7 +26,7 @@ INPUTS = ("offtheshelf_eval", "offtheshelf_latency", "offtheshelf_stress", "reev
 #: learning-curve charts per candidate in the report (the table lists every curve)
 MAX_CURVE_CHARTS = 6
 #: verdicts that put a model into production (the only ones that move ``champion``)
-SHIPPING_VERDICTS = ("ship off-the-shelf", "fine-tune")
+SHIPPING_VERDICTS = (SHIP, FINE_TUNE)
 #: report section: every candidate's FP32 model and every exported artefact, with the sha256
 CANDIDATES_TITLE = "Candidates and exported artefacts (the exact files)"
 #: report sections of the exported artefacts

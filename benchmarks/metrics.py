@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from preflight.metrics.coco import STAT_NAMES  # noqa: E402
 from preflight.metrics.detection import evaluate_detections  # noqa: E402
+from preflight.metrics.slices import OVERALL  # noqa: E402
 from preflight.metrics.synthetic import large_case, to_coco  # noqa: E402
 
 TOL = 1e-9
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         index=["slice_column", "slice_value"], columns="metric", values="value",
         dropna=False)[list(STAT_NAMES)]
 
-    worst = _diff(stats.loc[("__all__", "__all__")].to_numpy(), ref_all)
+    worst = _diff(stats.loc[(OVERALL, OVERALL)].to_numpy(), ref_all)
     for lib in REFERENCES:
         if lib in best:
             worst_ref = _diff(np.asarray(best[lib][0]), ref_all)
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{best['Preflight'][3] / cpu_ref[cfast]:.2f}")
     print()
     print("overall stats   " + " ".join(f"{n:>9s}" for n in STAT_NAMES))
-    print("  Preflight     " + " ".join(f"{v:9.4f}" for v in stats.loc[("__all__", "__all__")]))
+    print("  Preflight     " + " ".join(f"{v:9.4f}" for v in stats.loc[(OVERALL, OVERALL)]))
     print("  pycocotools   " + " ".join(f"{v:9.4f}" for v in ref_all))
     scope = "overall" if args.skip_per_slice else f"overall and {n} slices"
     ok = worst <= TOL
