@@ -163,3 +163,12 @@ def test_the_checker_sees_cycles_function_level_imports_and_upward_strings(tmp_p
     assert edges["preflight.c"] == {"preflight.sub.a"}
     assert find_cycle(edges) == ["preflight.sub.a", "preflight.sub.b", "preflight.sub.a"]
     assert upward == {("preflight.sub.b", "pipeline.demo"), ("preflight.c", "assets.x")}
+
+
+def test_reading_a_sample_does_not_depend_on_the_generator():
+    """``preflight.data`` (a user's sample) never imports ``preflight.synth`` (the demo's world):
+    the generator builds on the readers' contracts, not the other way round."""
+    edges, _ = import_graph()
+    into_generator = sorted((m, d) for m, deps in edges.items() for d in deps
+                            if m.startswith("preflight.data") and d.startswith("preflight.synth"))
+    assert not into_generator, f"preflight.data imports the generator: {into_generator}"
