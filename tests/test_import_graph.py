@@ -30,10 +30,6 @@ UPWARD_STRING = re.compile(rf"^(?:{'|'.join(UPWARD)})(?:\.[A-Za-z_]\w*)+(?::\w+)
 
 #: Known cycles (issue #18), each broken here at one edge; remove an entry when its cycle is fixed.
 ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
-    # #18: decide/rule -> candidate_tables/classify_failure, which name rule's CandidateEvidence
-    # (type-only imports): the files were split by size, not by concept
-    ("preflight.decide.candidate_tables", "preflight.decide.rule"),
-    ("preflight.decide.classify_failure", "preflight.decide.rule"),
     # #18: models.base names candidates.Candidate (type-only); candidates -> registry -> base
     ("preflight.models.base", "preflight.models.candidates"),
 }

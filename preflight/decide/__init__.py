@@ -2,11 +2,13 @@
 and one overall call (ship / fine-tune / replace / collect / collect evaluation data / measure).
 
 It owns the operational bar and each metrics row held against it (``bar``), a candidate's evidence
-assembled from the stored tables (``evidence``), learning curves and the images a slice needs
-(``learning_curve``), look-alike class pairs from the confusion matrix (``lookalikes``), why a
-failing row fails and where it is routed (``classify_failure``), the per-candidate before/after
-tables (``candidate_tables``), the rule itself (``rule``) and exported artefacts held against the
-same bar (``exports``). It reads tables; it trains and evaluates nothing.
+(the type every other module reads, and how it is assembled from the stored tables:
+``evidence``), learning curves and the images a slice needs (``learning_curve``), look-alike class
+pairs from the confusion matrix (``lookalikes``), which model change to propose
+(``model_change``), why a failing row fails and where it is routed (``classify_failure``), the
+per-candidate before/after tables (``candidate_tables``), the rule itself (``rule``) and exported
+artefacts held against the same bar (``exports``). It reads tables; it trains and evaluates
+nothing.
 """
 
 from preflight.decide.learning_curve import (

@@ -4,7 +4,7 @@ classified, then back to one row per (stage, key) for the report; and the learni
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,17 +13,15 @@ from preflight.decide.bar import FAIL, KEY, NOT_ENOUGH, PASS, Bar, bar_table
 from preflight.decide.classify_failure import (
     DATA_SOLVABLE,
     ROUTE_FINETUNE,
-    _classify,
+    classify,
     close_to_bar,
     slice_where,
     uncertain_failure,
 )
+from preflight.decide.evidence import CandidateEvidence
 from preflight.decide.learning_curve import curves_table
 from preflight.metrics.intervals import frames_to_decide
 from preflight.stages import FINE_TUNED, OFF_THE_SHELF
-
-if TYPE_CHECKING:
-    from preflight.decide.rule import CandidateEvidence
 
 SLICE_COLUMNS = ["candidate", "stage", *KEY, "value", "ci_low", "ci_high", "n_images", "n_boxes",
                  "thin", "bar", "status", "fixed_by_finetune", "improved_by_finetune",
@@ -71,7 +69,7 @@ def final_status(cand: CandidateEvidence, bar: Bar) -> dict[tuple, str]:
     return dict(zip(t[KEY].itertuples(index=False, name=None), t["status"], strict=True))
 
 
-def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
+def classified_rows(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> pd.DataFrame:
     """The wide table with failure_kind, basis, route, remedy and images needed per key.
 
@@ -98,7 +96,7 @@ def _classified(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvid
             wide.loc[i, cols] = [DATA_SOLVABLE, "fixed by fine-tuning", ROUTE_FINETUNE,
                                  f"fine-tune with the {where} images of the pool"]
         elif FAIL in (row["status_ots"], row[final]):
-            f = _classify(row, cand, bar, peers, peer_status)
+            f = classify(row, cand, bar, peers, peer_status)
             wide.loc[i, cols] = [f.kind, f.basis, f.route, f.remedy]
             wide.loc[i, needs] = f.need
         if agreed:
@@ -126,7 +124,7 @@ def _is_true(value: Any) -> bool:
     return value is not pd.NA and value is not None and bool(value)
 
 
-def _long_rows(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar) -> pd.DataFrame:
+def long_rows(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar) -> pd.DataFrame:
     """The wide table back to one row per (stage, key), with the stage's own numbers."""
     shared = ["bar", "fixed_by_finetune", "improved_by_finetune", "failure_kind", "basis",
               "route", "remedy", "images_needed", "images_needed_low", "images_needed_high"]
@@ -163,7 +161,7 @@ def _with_evidence_needs(rows: pd.DataFrame, bar: Bar) -> pd.DataFrame:
                        boxes_needed=np.where(undecided, boxes, np.nan), close=close)
 
 
-def _curves(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
+def curves_of(cand: CandidateEvidence, wide: pd.DataFrame) -> pd.DataFrame:
     targets = dict(zip(wide[KEY].itertuples(index=False, name=None), wide["bar"], strict=True))
     table = curves_table(dict(cand.learning_curves), targets)
     table.insert(0, "candidate", cand.name)

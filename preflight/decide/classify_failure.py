@@ -1,6 +1,7 @@
 """Why a failing row fails: data-solvable (route to data collection), architecture-bound
-(route to a model change) or unresolved (route to the measurement that settles it), with the remedy in plain words and, from its learning curve, how many
-images it needs; plus the human names of rows and the summaries of failing rows by kind.
+(route to a model change, :mod:`preflight.decide.model_change`) or unresolved (route to the
+measurement that settles it), with the remedy in plain words and, from its learning curve, how
+many images it needs; plus the human names of rows and the summaries of failing rows by kind.
 """
 
 from __future__ import annotations
@@ -9,19 +10,17 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from preflight.decide.bar import FAIL, KEY, PASS, Bar
+from preflight.decide.evidence import CandidateEvidence
 from preflight.decide.learning_curve import LearningCurveFit
 from preflight.decide.lookalikes import PERSISTS, REMOVED, lookalike_for
+from preflight.decide.model_change import heavier_that_fits, model_change
 from preflight.metrics.slices import INPUT_PX_COLUMN, OVERALL, metric_parts, px_bin_side
-from preflight.stages import FINE_TUNED, OFF_THE_SHELF
-
-if TYPE_CHECKING:
-    from preflight.decide.rule import CandidateEvidence
+from preflight.stages import FINE_TUNED
 
 DATA_SOLVABLE, ARCHITECTURE_BOUND, UNRESOLVED = "data-solvable", "architecture-bound", "unresolved"
 #: a row whose pass/fail could flip with training noise: routed to neither data nor model
@@ -38,7 +37,7 @@ SIZE_BIN_SIDE = {"small": (0.0, 32.0), "medium": (32.0, 96.0), "large": (96.0, m
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     kind: str
     basis: str
     route: str
@@ -127,7 +126,7 @@ def close_to_bar(value_low: float, value_high: float, target: float, noise: floa
     return bool(np.isfinite(lo) and np.isfinite(hi) and lo < target <= hi)
 
 
-def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) -> _Failure:
+def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) -> Failure:
     """A row near the bar after fine-tuning: neither data-solvable nor architecture-bound until
     a second training run agrees (or, when one was measured, because it disagrees)."""
     where = slice_where(row["slice_column"], row["slice_value"], row["metric"])
@@ -135,7 +134,7 @@ def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) 
     second = row.get("status_ft2")
     if second in (PASS, FAIL):
         second_text = "passes" if second == PASS else "fails"
-        return _Failure(UNCERTAIN, "seeds disagree", ROUTE_RERUN,
+        return Failure(UNCERTAIN, "seeds disagree", ROUTE_RERUN,
                         f"the two fine-tuning runs disagree on {where}: it {status} at "
                         f"{float(row['value_ft']):.2f} [{float(row['ci_low_ft']):.2f}, "
                         f"{float(row['ci_high_ft']):.2f}] and {second_text} with seed {second_seed} "
@@ -143,7 +142,7 @@ def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) 
                         f"{float(row['ci_high_ft2']):.2f}] against a bar of "
                         f"{float(row['bar']):.2f}: label more evaluation frames of it or "
                         "fine-tune with more data before routing it")
-    return _Failure(UNCERTAIN, "close to the bar", ROUTE_RERUN,
+    return Failure(UNCERTAIN, "close to the bar", ROUTE_RERUN,
                     f"fine-tune again with another seed (decision.second_seed) and route "
                     f"{where} only if both runs agree: fine-tuned it {status} at {float(row['value_ft']):.2f} "
                     f"[{float(row['ci_low_ft']):.2f}, {float(row['ci_high_ft']):.2f}], within "
@@ -151,9 +150,9 @@ def uncertain_failure(row: pd.Series, bar: Bar, second_seed: int | None = None) 
                     f"the bar {float(row['bar']):.2f}, so a re-run could flip it")
 
 
-def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
+def classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
               peers: Sequence[CandidateEvidence],
-              peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
+              peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> Failure:
     """Data-solvable, architecture-bound or unresolved, by the strongest evidence available.
 
     Architecture-bound: the row's objects (all, or most, by the measured size distribution at
@@ -189,20 +188,20 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
         return _from_curve(curve, cand, bar, target, where, peers, key, statuses)
     pair = lookalike_for(cand.lookalikes, cls) if cls else None
     if pair is not None and pair["status"] == PERSISTS:
-        return _Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
+        return Failure(ARCHITECTURE_BOUND, "look-alike", ROUTE_MODEL,
                         f"a second-stage classifier for {cls} vs {pair['pred_class']} on the "
                         f"detector's crops, or a higher input size ({2 * cand.input_size}); "
                         f"{_pair_text(pair)}: fine-tuning did not separate them")
     gain = _gain(row)
     if np.isfinite(gain) and gain > 0 and bool(row["improved_by_finetune"]) \
             and target - float(row["value_ft"]) <= gain:
-        return _Failure(DATA_SOLVABLE, "fine-tune gain", ROUTE_DATA,
+        return Failure(DATA_SOLVABLE, "fine-tune gain", ROUTE_DATA,
                         f"collect more {where} images: fine-tuning raised it from "
                         f"{row['value_ots']:.2f} to {row['value_ft']:.2f}, and the "
                         f"{target - float(row['value_ft']):.2f} still missing is no more than "
                         "that gain; a learning curve would size the need")
     if pair is not None and pair["status"] == REMOVED:
-        return _Failure(DATA_SOLVABLE, "look-alike removed", ROUTE_DATA,
+        return Failure(DATA_SOLVABLE, "look-alike removed", ROUTE_DATA,
                         f"collect more {where} images: {_pair_text(pair)}, so fine-tuning "
                         "separates the pair; a learning curve would size the need")
     if np.isfinite(side[0]) and side[0] < bar.small_object_px and _has_ft(row) \
@@ -210,7 +209,7 @@ def _classify(row: pd.Series, cand: CandidateEvidence, bar: Bar,
         return _pixel_bound(cand, bar, side, target, peers, key=key, peer_status=statuses)
     capacity = _capacity_evidence(key, cand, bar, peers, statuses)
     if capacity:
-        return _Failure(ARCHITECTURE_BOUND, "capacity", ROUTE_MODEL, capacity)
+        return Failure(ARCHITECTURE_BOUND, "capacity", ROUTE_MODEL, capacity)
     return _unresolved(row, cand, cls, where, gain, pair)
 
 
@@ -256,7 +255,7 @@ def _capacity_evidence(key: tuple, cand: CandidateEvidence, bar: Bar,
 
 
 def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where: str,
-                gain: float, pair: pd.Series | None) -> _Failure:
+                gain: float, pair: pd.Series | None) -> Failure:
     """No evidence either way: say so, and name the measurement that would settle it."""
     if not _has_ft(row):
         measure = (f"fine-tune {cand.name} on the pool (with {where} images) and re-evaluate: "
@@ -272,12 +271,12 @@ def _unresolved(row: pd.Series, cand: CandidateEvidence, cls: str | None, where:
                    "whether fine-tuning is enough"
     if pair is not None:
         measure += f"; look-alike {_pair_text(pair)}: re-measure after fine-tuning"
-    return _Failure(UNRESOLVED, "no evidence", ROUTE_MEASURE, measure)
+    return Failure(UNRESOLVED, "no evidence", ROUTE_MEASURE, measure)
 
 
 def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, target: float,
                 where: str, peers: Sequence[CandidateEvidence], key: tuple = (),
-                peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
+                peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> Failure:
     """Route a failing row by its learning curve. Data-solvable only when the curve reaches the
     bar within the pool plus the labelling budget (point estimate); architecture-bound when it
     levels off below the bar, or when even the optimistic end of the need interval is beyond
@@ -289,12 +288,12 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
     extra = max(need[0] - pool, 0.0)
     at = f"{need[0]:.0f} [{need[1]:.0f}, {need[2]:.0f}] images"
     if np.isfinite(need[0]) and extra <= budget:
-        return _Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
+        return Failure(DATA_SOLVABLE, "learning curve", ROUTE_DATA,
                         f"label about {extra:.0f} more images rich in {where} (curve reaches "
                         f"{target:.2f} at {at}; pool {pool:.0f})", need)
     change = model_change(cand, bar, peers, [key] if key else [], peer_status or {})
     if curve.saturated or not curve.reaches(target):
-        return _Failure(ARCHITECTURE_BOUND, "learning curve", ROUTE_MODEL,
+        return Failure(ARCHITECTURE_BOUND, "learning curve", ROUTE_MODEL,
                         f"{change}: the learning curve for {where} levels off at "
                         f"{curve.a:.2f} (gain from doubling the data "
                         f"{curve.gain_from_doubling():.3f}) against a bar of {target:.2f}", need)
@@ -305,12 +304,12 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
                  "this row, adding that size as a learning-curve point" if optimistic > 0 else
                  f"fit the curve for {where} with more nested-subset fractions up to the whole "
                  f"pool of {pool:.0f} images")
-        return _Failure(UNRESOLVED, "learning curve straddles the budget", ROUTE_MEASURE,
+        return Failure(UNRESOLVED, "learning curve straddles the budget", ROUTE_MEASURE,
                         f"{first} (finetune.learning_curve_fractions): the curve reaches "
                         f"{target:.2f} at {at}, within the labelling budget of {budget} at "
                         f"its optimistic end but beyond it at the estimate ({extra:.0f} more)",
                         need)
-    return _Failure(ARCHITECTURE_BOUND, "learning curve over budget", ROUTE_MODEL,
+    return Failure(ARCHITECTURE_BOUND, "learning curve over budget", ROUTE_MODEL,
                     f"{change}: the learning curve for {where} reaches {target:.2f} only at "
                     f"{at}, beyond the pool ({pool:.0f}) plus the labelling budget of {budget} "
                     "images even at its optimistic end, so the labelling need exceeds the "
@@ -320,7 +319,7 @@ def _from_curve(curve: LearningCurveFit, cand: CandidateEvidence, bar: Bar, targ
 def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], target: float,
                  peers: Sequence[CandidateEvidence], measured: str | None = None, *,
                  key: tuple = (),
-                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> _Failure:
+                 peer_status: Mapping[str, Mapping[tuple, str]] | None = None) -> Failure:
     """Objects too small at model input: tiling (if measured and good enough), a higher input
     size, or a heavier candidate measured to pass the row within the budget."""
     why = measured or (f"objects of {side[0]:.0f}-{side[1]:.0f} px at input {cand.input_size} "
@@ -331,7 +330,7 @@ def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], t
         tried = f"tiling {t.tiles}: recall {t.recall:.2f} [{t.ci_low:.2f}, {t.ci_high:.2f}] " \
                 f"at p99 {p99:.0f} ms"
         if t.ci_low >= target and p99 <= bar.latency_budget_p99_ms:
-            return _Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
+            return Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
                             f"tiling ({tried}, within the {bar.latency_budget_p99_ms:.0f} ms "
                             f"budget); {why}")
         why = f"{why}; {tried} does not clear the bar within budget"
@@ -342,64 +341,8 @@ def _pixel_bound(cand: CandidateEvidence, bar: Bar, side: tuple[float, float], t
              "a heavier family with a small-object head within the "
              f"{bar.latency_budget_p99_ms:.0f} ms budget (no measured candidate passes this "
              "row within it)")
-    return _Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
+    return Failure(ARCHITECTURE_BOUND, "pixel threshold", ROUTE_MODEL,
                     f"a higher input size ({2 * cand.input_size}){options}, or {other}; {why}")
-
-
-def _decisive_stage(p: CandidateEvidence) -> str:
-    return FINE_TUNED if p.finetuned is not None else OFF_THE_SHELF
-
-
-def heavier_that_fits(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
-                      keys: Sequence[tuple], peer_status: Mapping[str, Mapping[tuple, str]]
-                      ) -> tuple[CandidateEvidence | None, list[CandidateEvidence]]:
-    """The lightest heavier candidate measured to pass every row in ``keys`` (at its last stage)
-    whose p99 latency fits the budget (and daily cost the ceiling, when set); plus the heavier
-    ones that pass them but do not fit. Without ``keys`` nothing is measured: ``(None, [])``."""
-    if not keys:
-        return None, []
-    heavier = sorted((p for p in peers if p.size_rank > cand.size_rank and p.name != cand.name),
-                     key=lambda p: (p.size_rank, p.name))
-    passing = [p for p in heavier
-               if all(peer_status.get(p.name, {}).get(k) == PASS for k in keys)]
-
-    def fits(p: CandidateEvidence) -> bool:
-        stage = _decisive_stage(p)
-        cost = p.cost(stage)
-        return (p.latency(stage) <= bar.latency_budget_p99_ms and
-                (bar.daily_cost_ceiling is None or (np.isfinite(cost)
-                                                    and cost <= bar.daily_cost_ceiling)))
-
-    fitting = [p for p in passing if fits(p)]
-    return (fitting[0] if fitting else None), [p for p in passing if not fits(p)]
-
-
-def model_change(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence],
-                 keys: Sequence[tuple], peer_status: Mapping[str, Mapping[tuple, str]]) -> str:
-    """The model change to propose for rows ``keys``: a heavier candidate only when one was
-    measured to pass them within the latency budget; otherwise what to try (no ``: `` or
-    ``; `` inside: :func:`grouped_changes` cuts there)."""
-    fit, over = heavier_that_fits(cand, bar, peers, keys, peer_status)
-    rows = "this row" if len(keys) == 1 else "these rows"
-    budget = f"{bar.latency_budget_p99_ms:.0f} ms"
-    if fit is not None:
-        p99 = fit.latency(_decisive_stage(fit))
-        return (f"a heavier model ({fit.name}, measured to pass {rows} at p99 {p99:.0f} ms "
-                f"within the {budget} budget)")
-    seen = "".join(f", {p.name} passes {rows} but its p99 "
-                   f"{p.latency(_decisive_stage(p)):.0f} ms is over budget" for p in over[:2])
-    return (f"a model change (no measured candidate passes {rows} within the {budget} "
-            f"budget{seen}, so try a higher input size, tiling or a heavier family that fits "
-            "the budget)")
-
-
-def _lighter_name(cand: CandidateEvidence, bar: Bar, peers: Sequence[CandidateEvidence]) -> str:
-    lighter = sorted((p for p in peers if p.name != cand.name
-                      and p.latency(OFF_THE_SHELF) <= bar.latency_budget_p99_ms
-                      and p.size_rank <= cand.size_rank),
-                     key=lambda p: (p.size_rank, p.latency(OFF_THE_SHELF), p.name))
-    return f"a lighter model ({lighter[0].name})" if lighter else \
-        "a lighter model or a lower input size"
 
 
 # ---------------------------------------------------------------- summaries of failing rows

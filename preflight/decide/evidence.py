@@ -1,18 +1,87 @@
-"""Assemble a candidate's evidence for :func:`preflight.decide.decide` from the stored tables."""
+"""A candidate's evidence: what the decision rule knows about one candidate model
+(:class:`CandidateEvidence`, :class:`TilingResult`), and how it is assembled from the pipeline's
+stored tables (:func:`build_evidence`). Every other module of :mod:`preflight.decide` reads these
+types; this module imports none of them."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from preflight.decide.bar import Bar
-from preflight.decide.learning_curve import N_IMAGES_TRAIN, fit_slice_curves
+from preflight.decide.learning_curve import N_IMAGES_TRAIN, LearningCurveFit, fit_slice_curves
 from preflight.decide.lookalikes import find_lookalikes
-from preflight.decide.rule import CandidateEvidence, TilingResult
 from preflight.metrics.slices import OVERALL, metric_parts_column
+from preflight.stages import FINE_TUNED, OFF_THE_SHELF
+
+
+@dataclass(frozen=True)
+class TilingResult:
+    """Small-object recall when the frame is tiled, and the p99 latency tiling adds."""
+
+    recall: float
+    ci_low: float
+    ci_high: float
+    extra_latency_p99_ms: float
+    tiles: str = "2x2"
+
+
+@dataclass(frozen=True)
+class CandidateEvidence:
+    """Everything the rule knows about one candidate model.
+
+    ``offtheshelf``/``finetuned`` are long metrics tables; ``learning_curves`` is keyed by
+    ``(slice_column, slice_value, metric)`` (see ``fit_slice_curves``); ``image_size`` is the long
+    side of production frames (to translate ``size_bin`` to pixels at model input; ``None``: the
+    frames are fed at ``input_size``); ``size_rank`` orders models by parameter count (0 =
+    fewest), the last tie-break; ``lookalikes`` is :func:`~preflight.decide.lookalikes.
+    find_lookalikes`'s table; ``stress`` the off-the-shelf stress table (``family``,
+    ``corruption``, ``severity``, ``metric``, ``value``); ``object_sizes`` one row per
+    ground-truth object of the evaluation split with its slice columns, ``class_name`` and
+    ``side_px`` at model input (:func:`object_sizes_at_input`): the
+    size evidence of slices without a size breakdown of their own; ``finetuned_second_seed``
+    the long table of the same fine-tune run again with seed ``second_seed``
+    (``decision.second_seed``): a row close to the bar is routed only when both runs agree.
+    """
+
+    name: str
+    offtheshelf: pd.DataFrame
+    latency_p99_ms: float
+    finetuned: pd.DataFrame | None = None
+    latency_p99_ms_finetuned: float | None = None
+    daily_cost: float | None = None
+    daily_cost_finetuned: float | None = None
+    no_analog_classes: tuple[str, ...] = ()
+    input_size: int = 640
+    image_size: int | None = None
+    family: str = ""
+    size_rank: int = 0
+    learning_curves: Mapping[tuple[str, str, str], LearningCurveFit] = field(default_factory=dict)
+    tiling: TilingResult | None = None
+    finetune_pool_images: int | None = None
+    lookalikes: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    object_sizes: pd.DataFrame | None = None
+    finetuned_second_seed: pd.DataFrame | None = None
+    second_seed: int | None = None
+
+    @property
+    def decisive_stage(self) -> str:
+        """The stage the verdict rests on: fine-tuned when it was measured, else off-the-shelf."""
+        return FINE_TUNED if self.finetuned is not None else OFF_THE_SHELF
+
+    def latency(self, stage: str) -> float:
+        if stage == FINE_TUNED and self.latency_p99_ms_finetuned is not None:
+            return float(self.latency_p99_ms_finetuned)
+        return float(self.latency_p99_ms)
+
+    def cost(self, stage: str) -> float:
+        value = self.daily_cost_finetuned if stage == FINE_TUNED else self.daily_cost
+        return float("nan") if value is None else float(value)
 
 
 def overall_value(table: pd.DataFrame | None, metric: str) -> float | None:

@@ -5,7 +5,7 @@ through its 95% interval: ``pass`` if ``ci_low >= bar``, ``fail`` if ``ci_high <
 (or when the slice is thin) ``not enough evidence``. A failing row is ``data-solvable`` (routed
 to data collection, sized by its learning curve), ``architecture-bound`` (routed to a model
 change) or ``unresolved`` (routed to the measurement that would settle it), by evidence only (see
-:func:`~preflight.decide.classify_failure._classify`): nothing is data-solvable by default.
+:func:`~preflight.decide.classify_failure.classify`): nothing is data-solvable by default.
 
 A candidate ships only with enough evidence on every operational class (the per-class rows) and
 every critical slice (``decision.critical_slices``); otherwise, with nothing failing, the verdict
@@ -39,10 +39,10 @@ from preflight.decide.bar import (
 )
 from preflight.decide.candidate_tables import (
     SLICE_COLUMNS,
-    _classified,
-    _curves,
-    _long_rows,
+    classified_rows,
+    curves_of,
     final_status,
+    long_rows,
 )
 from preflight.decide.classify_failure import (
     ARCHITECTURE_BOUND,
@@ -55,16 +55,15 @@ from preflight.decide.classify_failure import (
     SIZE_BIN_SIDE,
     UNCERTAIN,
     UNRESOLVED,
-    _lighter_name,
     failure_summary,
     grouped_changes,
-    model_change,
     object_side_at_input,
     slice_label,
     slice_where,
 )
-from preflight.decide.learning_curve import LearningCurveFit
+from preflight.decide.evidence import CandidateEvidence, TilingResult
 from preflight.decide.lookalikes import LOOKALIKE_COLUMNS
+from preflight.decide.model_change import lighter_model, model_change
 from preflight.metrics.slices import OVERALL, is_class_metric, metric_parts_column
 from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
@@ -85,66 +84,6 @@ __all__ = [
     "OverallDecision", "TilingResult", "bar_table", "decide", "failure_summary",
     "grouped_changes", "interval_status", "object_side_at_input", "slice_label", "slice_where",
 ]
-
-
-@dataclass(frozen=True)
-class TilingResult:
-    """Small-object recall when the frame is tiled, and the p99 latency tiling adds."""
-
-    recall: float
-    ci_low: float
-    ci_high: float
-    extra_latency_p99_ms: float
-    tiles: str = "2x2"
-
-
-@dataclass(frozen=True)
-class CandidateEvidence:
-    """Everything the rule knows about one candidate model.
-
-    ``offtheshelf``/``finetuned`` are long metrics tables; ``learning_curves`` is keyed by
-    ``(slice_column, slice_value, metric)`` (see ``fit_slice_curves``); ``image_size`` is the long
-    side of production frames (to translate ``size_bin`` to pixels at model input; ``None``: the
-    frames are fed at ``input_size``); ``size_rank`` orders models by parameter count (0 =
-    fewest), the last tie-break; ``lookalikes`` is :func:`~preflight.decide.lookalikes.
-    find_lookalikes`'s table; ``stress`` the off-the-shelf stress table (``family``,
-    ``corruption``, ``severity``, ``metric``, ``value``); ``object_sizes`` one row per
-    ground-truth object of the evaluation split with its slice columns, ``class_name`` and
-    ``side_px`` at model input (:func:`~preflight.decide.evidence.object_sizes_at_input`): the
-    size evidence of slices without a size breakdown of their own; ``finetuned_second_seed``
-    the long table of the same fine-tune run again with seed ``second_seed``
-    (``decision.second_seed``): a row close to the bar is routed only when both runs agree.
-    """
-
-    name: str
-    offtheshelf: pd.DataFrame
-    latency_p99_ms: float
-    finetuned: pd.DataFrame | None = None
-    latency_p99_ms_finetuned: float | None = None
-    daily_cost: float | None = None
-    daily_cost_finetuned: float | None = None
-    no_analog_classes: tuple[str, ...] = ()
-    input_size: int = 640
-    image_size: int | None = None
-    family: str = ""
-    size_rank: int = 0
-    learning_curves: Mapping[tuple[str, str, str], LearningCurveFit] = field(default_factory=dict)
-    tiling: TilingResult | None = None
-    finetune_pool_images: int | None = None
-    lookalikes: pd.DataFrame | None = None
-    stress: pd.DataFrame | None = None
-    object_sizes: pd.DataFrame | None = None
-    finetuned_second_seed: pd.DataFrame | None = None
-    second_seed: int | None = None
-
-    def latency(self, stage: str) -> float:
-        if stage == FINE_TUNED and self.latency_p99_ms_finetuned is not None:
-            return float(self.latency_p99_ms_finetuned)
-        return float(self.latency_p99_ms)
-
-    def cost(self, stage: str) -> float:
-        value = self.daily_cost_finetuned if stage == FINE_TUNED else self.daily_cost
-        return float("nan") if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -458,7 +397,7 @@ def _not_shipping(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar,
     need = float(known.max()) if len(known) else math.nan
     changes = grouped_changes(arch)
     if not check["latency_ok"]:
-        changes.insert(0, f"{_lighter_name(cand, bar, peers)}: p99 {check['p99']:.0f} ms is "
+        changes.insert(0, f"{lighter_model(cand, bar, peers)}: p99 {check['p99']:.0f} ms is "
                           f"over the {bar.latency_budget_p99_ms:.0f} ms budget")
     if not check["cost_ok"] and not len(failing):
         passing = wide[wide["status_ft" if stage == FINE_TUNED else "status_ots"] == PASS]
@@ -533,10 +472,10 @@ def decide(candidates: Sequence[CandidateEvidence], bar: Bar) -> Decision:
     statuses = {c.name: final_status(c, bar) for c in candidates}
     verdicts, slices, curves = [], [], []
     for cand in candidates:
-        wide = _classified(cand, bar, candidates, statuses)
+        wide = classified_rows(cand, bar, candidates, statuses)
         verdicts.append(_verdict(cand, wide, bar, candidates, statuses))
-        slices.append(_long_rows(cand, wide, bar))
-        curves.append(_curves(cand, wide))
+        slices.append(long_rows(cand, wide, bar))
+        curves.append(curves_of(cand, wide))
     overall, verdicts = _overall(verdicts)
     table = pd.concat(slices, ignore_index=True)
     close = table[table["close"].astype(bool)]
