@@ -29,10 +29,7 @@ UPWARD = ("pipeline", "assets", "resources")
 UPWARD_STRING = re.compile(rf"^(?:{'|'.join(UPWARD)})(?:\.[A-Za-z_]\w*)+(?::\w+)?$")
 
 #: Known cycles (issue #18), each broken here at one edge; remove an entry when its cycle is fixed.
-ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
-    # #18: models.base names candidates.Candidate (type-only); candidates -> registry -> base
-    ("preflight.models.base", "preflight.models.candidates"),
-}
+ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 #: Known upward references (issue #18): the ``preflight`` console script dispatches to the
 #: pipeline's entry points by module name.

@@ -20,19 +20,19 @@ does it, :mod:`preflight.tasks`); ``preflight init --weights`` recognises its ch
 (:func:`preflight.models.export.source_meta` refuses others with a reason).
 
 The adapter is named as ``"module:Class"`` and imported only when a model of the family is
-loaded, so reading a candidates file never imports torch, ultralytics or timm.
+loaded, so reading a candidates file never imports torch, ultralytics or timm. The registry is the
+bottom of the models package: it imports no other module of it (the candidates file checks its
+families here, and :mod:`preflight.models.base` names the candidate a model is built from).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from preflight.models.base import CheckpointFacts, Model
 
 #: What a family's models produce: ``detect`` (boxes per frame) or ``classify`` (class
 #: probabilities per image). The settings' ``task`` must match the candidates' families.
@@ -78,8 +78,9 @@ class ModelFamily:
             raise FamilyError(f"family {self.name!r}: inspect must be 'module:function', "
                               f"got {self.inspect!r}")
 
-    def load_adapter(self) -> type[Model]:
-        """Import and return the adapter class (heavy imports happen here, not at lookup)."""
+    def load_adapter(self) -> type:
+        """Import and return the adapter class, a :class:`~preflight.models.base.Model` (heavy
+        imports happen here, not at lookup)."""
         module_name, class_name = self.adapter.split(":")
         try:
             module = importlib.import_module(module_name)
@@ -92,9 +93,9 @@ class ModelFamily:
             raise FamilyError(f"family {self.name!r}: module {module_name!r} has no adapter "
                               f"class {class_name!r}") from None
 
-    def inspect_checkpoint(self, path: Path) -> CheckpointFacts | None:
-        """What the family's ``inspect`` reads from ``path`` (None: not its file, or no
-        inspector)."""
+    def inspect_checkpoint(self, path: Path) -> Any:
+        """What the family's ``inspect`` reads from ``path``, a
+        :class:`~preflight.models.base.CheckpointFacts` (None: not its file, or no inspector)."""
         if self.inspect is None:
             return None
         module_name, function = self.inspect.split(":")
@@ -144,6 +145,7 @@ def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamil
     return family
 
 
-def adapter_for(family: str) -> type[Model]:
-    """The adapter class of ``family`` (imported on first use)."""
+def adapter_for(family: str) -> type:
+    """The adapter class of ``family``, a :class:`~preflight.models.base.Model` (imported on
+    first use)."""
     return get_family(family).load_adapter()
