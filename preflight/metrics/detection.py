@@ -14,7 +14,7 @@ images with replacement, re-accumulate the stored matches: no re-matching).
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import numpy as np
 import pandas as pd
@@ -111,17 +111,17 @@ def evaluate_index(
     npig = slice_npig(labels, len(masks), index.gt_img, index.gt_cat, index.gt_ignore,
                       index.n_classes)
     box_rows = LongTable()
-    with ThreadPoolExecutor(1) as background:
-        # the COCO accumulation (compiled, the GIL released) runs beside the operating-point
-        # intervals and the box slices, which do not need it
-        accumulation = background.submit(index.slice_stats, masks, labels, npig)
-        rate_ci = _rate_intervals(index, labels, len(masks), operating_threshold)
-        if box_slice_columns:
-            boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
-            _box_slice_rows(index, make_slices(boxes, box_slice_columns, include_overall=False,
-                                               what="ground-truth"), box_rows,
-                            operating_threshold)
-        slice_stats, slice_ap = accumulation.result()
+    # the COCO accumulation (compiled, the GIL released) starts on the kernel's helper threads
+    # and runs beside the operating-point intervals and the box slices, which do not need it;
+    # then this thread joins in with the accumulation left
+    accumulation = index.start_slice_stats(masks, labels, npig)
+    rate_ci = _rate_intervals(index, labels, len(masks), operating_threshold)
+    if box_slice_columns:
+        boxes = box_table(index.gt, box_slice_columns, index.images, model_input_size)
+        _box_slice_rows(index, make_slices(boxes, box_slice_columns, include_overall=False,
+                                           what="ground-truth"), box_rows,
+                        operating_threshold)
+    slice_stats, slice_ap = accumulation.result()
     points = _slice_points(index, slices, labels, npig, operating_threshold, slice_stats,
                            slice_ap, rate_ci)
     parts: dict[int, LongTable] = {}

@@ -18,7 +18,7 @@ from preflight.metrics.accumulate import accumulate, coco_stats, nanmean
 from preflight.metrics.bootstrap import accumulate_resamples
 from preflight.metrics.coco import CocoParams, match, unpack
 from preflight.metrics.kernels import (
-    accumulate_areas,
+    accumulate_cells,
     accumulate_resamples_kernel,
     radix_sort_by,
     rank_in_groups,
@@ -127,6 +127,35 @@ def subset_labels(masks: list[np.ndarray], n_images: int) -> np.ndarray:
     if not labels:
         return np.full((n_images, 1), -1, dtype=np.int32)
     return np.ascontiguousarray(np.column_stack(labels))
+
+
+class _PendingStats:
+    """:meth:`EvaluationIndex.slice_stats` under way: the kernel's outputs, filled by the
+    threads of ``split``; ``result()`` waits for them and derives the stats."""
+
+    def __init__(self, params: CocoParams, precision: np.ndarray, recall: np.ndarray,
+                 recall_m: np.ndarray) -> None:
+        self.params, self.precision, self.recall, self.recall_m = (params, precision, recall,
+                                                                   recall_m)
+        self.split = None
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(S, 12)`` stats and ``(S, K)`` per-class AP."""
+        self.split.wait()
+        p = self.params
+        precision, recall, recall_m = self.precision, self.recall, self.recall_m
+        a_all = p.area_index("all")
+        t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
+        areas = [p.area_index(k) for k in ("small", "medium", "large")]
+        pa = precision[:, a_all]                                           # (S, T, K)
+        stats = np.column_stack(
+            [nanmean(pa, axis=(1, 2)), nanmean(pa[:, t50], axis=1),
+             nanmean(pa[:, t75], axis=1)]
+            + [nanmean(precision[:, a], axis=(1, 2)) for a in areas]
+            + [nanmean(recall_m[:, 0], axis=(1, 2)), nanmean(recall_m[:, 1], axis=(1, 2)),
+               nanmean(recall[:, a_all], axis=(1, 2))]
+            + [nanmean(recall[:, a], axis=(1, 2)) for a in areas])
+        return stats, nanmean(pa, axis=1)
 
 
 @dataclass
@@ -314,9 +343,16 @@ class EvaluationIndex:
                     npig: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`stats` of many image subsets at once: ``(S, 12)`` stats and ``(S, K)``
         per-class AP for the image masks ``masks`` (one compiled pass over the detections per
-        (area range, IoU threshold), every subset of it counted along; equal to ``stats(mask)``
-        for each mask; ``labels``: :func:`subset_labels` of the masks and ``npig``: their
-        :func:`~preflight.metrics.kernels.slice_npig` when the caller has them)."""
+        (area range, category), every IoU threshold and subset counted along; equal to
+        ``stats(mask)`` for each mask; ``labels``: :func:`subset_labels` of the masks and
+        ``npig``: their :func:`~preflight.metrics.kernels.slice_npig` when the caller has
+        them)."""
+        return self.start_slice_stats(masks, labels, npig).result()
+
+    def start_slice_stats(self, masks, labels: np.ndarray | None = None,
+                          npig: np.ndarray | None = None) -> _PendingStats:
+        """:meth:`slice_stats`, started on the kernel's helper threads: ``.result()`` joins in
+        with the work left and returns it (the caller may do other work meanwhile)."""
         p = self.params
         masks = [np.asarray(m, dtype=bool) for m in masks]
         S, K = len(masks), self.n_classes
@@ -325,30 +361,26 @@ class EvaluationIndex:
             npig = slice_npig(labels, S, self.gt_img, self.gt_cat, self.gt_ignore, K)
         a_all = p.area_index("all")
         A, T = len(p.area_ranges), len(p.iou_thresholds)
-        precision = np.empty((S, A, T, K))          # averaged over the R recall thresholds
-        recall = np.empty((S, A, T, K))
-        recall_m = np.empty((S, 2, T, K))
-        run_split(accumulate_areas, A, (
-            self.tp_bits, self.fp_bits, T, self.dt_img, self.dt_cat, self.dt_rank, labels, npig,
-            np.asarray(p.rec_thresholds, dtype=np.float64), 100, np.array([1, 10], np.int64),
-            a_all, precision, recall, recall_m), self.cached("area_work", self._area_work))
-        t50, t75 = p.iou_index(0.5), p.iou_index(0.75)
-        areas = [p.area_index(k) for k in ("small", "medium", "large")]
-        pa = precision[:, a_all]                                           # (S, T, K)
-        stats = np.column_stack(
-            [nanmean(pa, axis=(1, 2)), nanmean(pa[:, t50], axis=1),
-             nanmean(pa[:, t75], axis=1)]
-            + [nanmean(precision[:, a], axis=(1, 2)) for a in areas]
-            + [nanmean(recall_m[:, 0], axis=(1, 2)), nanmean(recall_m[:, 1], axis=(1, 2)),
-               nanmean(recall[:, a_all], axis=(1, 2))]
-            + [nanmean(recall[:, a], axis=(1, 2)) for a in areas])
-        return stats, nanmean(pa, axis=1)
+        pending = _PendingStats(p, np.empty((S, A, T, K)), np.empty((S, A, T, K)),
+                                np.empty((S, 2, T, K)))
+        cat_start, work = self.cached("cell_work", self._cell_work)
+        pending.split = run_split(accumulate_cells, A * K, (
+            self.tp_bits, self.fp_bits, T, self.dt_img, self.dt_cat, self.dt_rank, cat_start,
+            labels, npig, np.asarray(p.rec_thresholds, dtype=np.float64), 100,
+            np.array([1, 10], np.int64), a_all, pending.precision, pending.recall,
+            pending.recall_m), work, wait=False)
+        return pending
 
-    def _area_work(self) -> np.ndarray:
-        """The work of accumulating each area range, in proportion: its non-ignored ground
-        truth (a range's detections are mostly those matching it or of its size; "all" is
-        about as much work as the size ranges together)."""
-        return (~self.gt_ignore).sum(axis=1) + 1.0
+    def _cell_work(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each category's detections start (they are in accumulation order, category
+        first), and the work of accumulating each (area range, category) cell, in proportion:
+        the category's detections, more for an area range with more ground truth (a range's
+        detections are mostly those matching it or of its size; "all" has the most)."""
+        K = self.n_classes
+        cat_start = np.searchsorted(self.dt_cat, np.arange(K + 1)).astype(np.int64)
+        area = (~self.gt_ignore).sum(axis=1) + 1.0
+        work = (1.0 + area / area.max())[:, None] * (np.diff(cat_start) + 1.0)[None, :]
+        return cat_start, work.ravel()
 
     def _recall(self, mask, weights, area: int, max_det: int) -> np.ndarray:
         """Recall ``(T, K)`` at one (area, maxDets) cell: what :meth:`evaluate` gives there,

@@ -9,6 +9,8 @@ once per machine and cached on disk (``cache=True``); ``nogil`` so bootstrap thr
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -284,10 +286,12 @@ def slice_npig(labels, n_slices, gt_img, gt_cat, gt_ignore, n_classes):
 
 
 @njit(cache=True, nogil=True)
-def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npig, rec,
-                     max_det, recall_dets, recall_area, precision, recall, recall_m):
-    """COCO accumulation of every slice at once for the area ranges ``a_lo .. a_hi - 1``: one
-    pass over the detections per area range, every IoU threshold and slice counted along.
+def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, labels, npig,
+                     rec, max_det, recall_dets, recall_area, precision, recall, recall_m):
+    """COCO accumulation of every slice at once for the cells ``q_lo .. q_hi - 1``, cell
+    ``q`` = (area range ``q // K``, category ``q % K``): one pass over the category's
+    detections (``cat_start[k]:cat_start[k + 1]``: the detections are in accumulation order,
+    category first), every IoU threshold and slice counted along.
 
     ``tp``/``fp``: ``(n, A)`` bit words over the ``T`` IoU thresholds, in pycocotools'
     accumulation order (category, score order);
@@ -298,34 +302,36 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
     has all ``R`` of them, so means of these equal pycocotools' means over the (T, R, K) cube up
     to the summation order), recall ``(S, A, T, K)`` and, at area ``recall_area``, the
     recall for the smaller ``recall_dets`` ``recall_m (S, M, T, K)``; NaN where a slice has no
-    positives. Disjoint area ranges may run on several threads at once.
+    positives. The counts of one (area, category) cell depend on its detections alone, so
+    disjoint cell ranges may run on several threads at once (and a cell's counters stay in
+    the cache).
 
     False positives are not counted one by one: a detection is a true positive, a false
     positive or ignored at each threshold, so the false positives before a position are the
     detections seen (not ignored at every threshold) minus the true positives and the ignored
     ones there -- one count per slice for most detections instead of one per threshold.
     """
-    n, A = tp.shape
     S, _, K = npig.shape
     C = labels.shape[1]
     R = rec.shape[0]
     M = recall_dets.shape[0]
     full = np.uint32((1 << T) - 1)
-    tpc = np.zeros((S, K, T))
-    igc = np.zeros((S, K, T))
-    seen = np.zeros((S, K))
-    hits = np.zeros((S, K, M, T))
-    # best[s, k, t, j]: highest precision at a position where exactly j thresholds are reached
-    best = np.zeros((S, K, T, R + 1))
-    # need[s, k, j]: true positives from which the recall tp / npig reaches threshold j (the
-    # same float division, so exact); reached[s, k, t]: thresholds reached so far
-    need = np.zeros((S, K, R))
-    reached = np.zeros((S, K, T), dtype=np.int64)
+    tpc = np.zeros((S, T))
+    igc = np.zeros((S, T))
+    seen = np.zeros(S)
+    hits = np.zeros((S, M, T))
+    # best[s, t, j]: highest precision at a position where exactly j thresholds are reached
+    best = np.zeros((S, T, R + 1))
+    # need[s, j]: true positives from which the recall tp / npig reaches threshold j (the
+    # same float division, so exact); reached[s, t]: thresholds reached so far
+    need = np.zeros((S, R))
+    reached = np.zeros((S, T), dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
-    last = np.empty(K, dtype=np.int64)
     tl = np.empty(T, dtype=np.int64)        # a detection's true-positive thresholds
     il = np.empty(T, dtype=np.int64)        # and ignored ones
-    for a in range(a_lo, a_hi):
+    for q in range(q_lo, q_hi):
+        a = q // K
+        k = q % K
         tpc[:] = 0.0
         igc[:] = 0.0
         seen[:] = 0.0
@@ -333,25 +339,23 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
         best[:] = 0.0
         reached[:] = 0
         for s in range(S):
-            for k in range(K):
-                p = npig[s, a, k]
-                if p > 0:
-                    for j in range(R):
-                        c = np.ceil(rec[j] * p)
-                        while c > 0 and (c - 1.0) / p >= rec[j]:
-                            c -= 1.0
-                        while c / p < rec[j]:
-                            c += 1.0
-                        need[s, k, j] = c
-        # past the last true positive of its category a detection changes no count that is
+            p = npig[s, a, k]
+            if p > 0:
+                for j in range(R):
+                    c = np.ceil(rec[j] * p)
+                    while c > 0 and (c - 1.0) / p >= rec[j]:
+                        c -= 1.0
+                    while c / p < rec[j]:
+                        c += 1.0
+                    need[s, j] = c
+        # past the last true positive of the category a detection changes no count that is
         # read again (precision and recall are taken at true positives): skipped
-        last[:] = -1
-        for i in range(n):
+        last = cat_start[k] - 1
+        for i in range(cat_start[k + 1] - 1, cat_start[k] - 1, -1):
             if tp[i, a] != 0 and dt_rank[i] < max_det:
-                last[dt_cat[i]] = i
-        for i in range(n):
-            if i > last[dt_cat[i]]:
-                continue
+                last = i
+                break
+        for i in range(cat_start[k], last + 1):
             r = dt_rank[i]
             if r >= max_det:
                 continue
@@ -359,33 +363,30 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
             fw = fp[i, a]
             if tw == 0 and fw == 0:        # ignored at every threshold
                 continue
+            img = dt_img[i]
+            if fw == full:                 # a false positive at every threshold: seen only
+                for c in range(C):
+                    s = labels[img, c]
+                    if s >= 0:
+                        seen[s] += 1.0
+                continue
             n_tp = 0
             n_ig = 0
-            n_fp = 0
-            if fw == full:
-                n_fp = T
-            else:
-                for t in range(T):
-                    bit = np.uint32(1) << np.uint32(t)
-                    if tw & bit:
-                        tl[n_tp] = t
-                        n_tp += 1
-                    elif fw & bit:
-                        n_fp += 1
-                    else:
-                        il[n_ig] = t
-                        n_ig += 1
-            k = dt_cat[i]
-            img = dt_img[i]
+            for t in range(T):
+                bit = np.uint32(1) << np.uint32(t)
+                if tw & bit:
+                    tl[n_tp] = t
+                    n_tp += 1
+                elif not fw & bit:
+                    il[n_ig] = t
+                    n_ig += 1
             ns = 0
             for c in range(C):
                 s = labels[img, c]
                 if s >= 0:
                     sl[ns] = s
                     ns += 1
-                    seen[s, k] += 1.0
-            if n_fp == T:
-                continue
+                    seen[s] += 1.0
             m_lo = M                       # first of the (increasing) recall_dets above r
             if a == recall_area:
                 while m_lo > 0 and r < recall_dets[m_lo - 1]:
@@ -393,49 +394,48 @@ def accumulate_areas(a_lo, a_hi, tp, fp, T, dt_img, dt_cat, dt_rank, labels, npi
             for c in range(ns):
                 s = sl[c]
                 for u in range(n_ig):
-                    igc[s, k, il[u]] += 1.0
-                sk = seen[s, k]
+                    igc[s, il[u]] += 1.0
+                sk = seen[s]
                 for u in range(n_tp):
                     t = tl[u]
-                    tps = tpc[s, k, t] + 1.0
-                    tpc[s, k, t] = tps
+                    tps = tpc[s, t] + 1.0
+                    tpc[s, t] = tps
                     for mi in range(m_lo, M):
-                        hits[s, k, mi, t] += 1.0
+                        hits[s, mi, t] += 1.0
                     # a true positive's ground truth is in the slice: npig > 0 here
-                    fps = sk - tps - igc[s, k, t]
+                    fps = sk - tps - igc[s, t]
                     pr = tps / (fps + tps + EPS)
-                    j = reached[s, k, t]
-                    if j < R and tps >= need[s, k, j]:
+                    j = reached[s, t]
+                    if j < R and tps >= need[s, j]:
                         j += 1
-                        while j < R and tps >= need[s, k, j]:
+                        while j < R and tps >= need[s, j]:
                             j += 1
-                        reached[s, k, t] = j
-                    if pr > best[s, k, t, j]:
-                        best[s, k, t, j] = pr
+                        reached[s, t] = j
+                    if pr > best[s, t, j]:
+                        best[s, t, j] = pr
         for s in range(S):
-            for k in range(K):
-                p = npig[s, a, k]
-                for t in range(T):
-                    if p <= 0:
-                        recall[s, a, t, k] = np.nan
-                        precision[s, a, t, k] = np.nan
-                        if a == recall_area:
-                            for mi in range(M):
-                                recall_m[s, mi, t, k] = np.nan
-                        continue
-                    recall[s, a, t, k] = tpc[s, k, t] / p
+            p = npig[s, a, k]
+            for t in range(T):
+                if p <= 0:
+                    recall[s, a, t, k] = np.nan
+                    precision[s, a, t, k] = np.nan
                     if a == recall_area:
                         for mi in range(M):
-                            recall_m[s, mi, t, k] = hits[s, k, mi, t] / p
-                    # interpolated precision at threshold j: the best over positions reaching
-                    # more than j thresholds (pycocotools' right-to-left running max)
-                    run = 0.0
-                    total = 0.0
-                    for j in range(R, 0, -1):
-                        if best[s, k, t, j] > run:
-                            run = best[s, k, t, j]
-                        total += run
-                    precision[s, a, t, k] = total / R
+                            recall_m[s, mi, t, k] = np.nan
+                    continue
+                recall[s, a, t, k] = tpc[s, t] / p
+                if a == recall_area:
+                    for mi in range(M):
+                        recall_m[s, mi, t, k] = hits[s, mi, t] / p
+                # interpolated precision at threshold j: the best over positions reaching
+                # more than j thresholds (pycocotools' right-to-left running max)
+                run = 0.0
+                total = 0.0
+                for j in range(R, 0, -1):
+                    if best[s, t, j] > run:
+                        run = best[s, t, j]
+                    total += run
+                precision[s, a, t, k] = total / R
 
 
 def n_threads() -> int:
@@ -446,28 +446,87 @@ def n_threads() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """The process's helper threads (started on first use, again in a forked child)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(7, thread_name_prefix="preflight-kernel"))
+        return _POOL[1]
+
+
+class Split:
+    """The work ranges of one kernel call, each taken by whichever thread is free first: the
+    caller and the helpers it asked for. A helper that starts late (the other CPUs busy)
+    finds the ranges taken and returns: the caller never waits for a thread that did not
+    get a CPU, only for ranges being computed."""
+
+    def __init__(self, kernel, ranges: list[tuple[int, int]], args: tuple) -> None:
+        self._kernel, self._args = kernel, args
+        self._todo = deque(ranges)
+        self._left = len(ranges)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        if not ranges:
+            self._done.set()
+
+    def work(self) -> None:
+        """Compute ranges until none is left to take."""
+        while True:
+            try:
+                lo, hi = self._todo.popleft()
+            except IndexError:
+                return
+            try:
+                self._kernel(lo, hi, *self._args)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised by wait()
+                self._error = exc
+            with self._lock:
+                self._left -= 1
+                if self._left == 0:
+                    self._done.set()
+
+    def wait(self) -> None:
+        """Help with the ranges left, then wait until every range is computed."""
+        self.work()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+
 def run_split(kernel, n_items: int, args: tuple, weights: np.ndarray | None = None,
-              chunks_per_thread: int = 4) -> None:
+              chunks_per_thread: int = 4, wait: bool = True) -> Split:
     """``kernel(lo, hi, *args)`` over ``[0, n_items)`` cut into ranges of similar work (by
-    cumulative ``weights`` when given), a few per thread, handed to the threads as they free
-    up, largest first: on a shared machine a thread that gets less CPU time takes fewer."""
+    cumulative ``weights`` when given), a few per thread, largest first, taken by the calling
+    thread and ``n_threads() - 1`` helpers as they free up: on a shared machine a thread that
+    gets less CPU time takes fewer, and one that gets none takes none. On one thread: a single
+    call over everything. ``wait=False``: return once the helpers are asked (the caller may do
+    other work meanwhile) and let the caller join in with ``.wait()``."""
     threads = min(n_threads(), max(1, n_items))
-    k = min(max(1, n_items), threads * chunks_per_thread) if threads > 1 else 1
+    if threads <= 1:
+        split = Split(kernel, [(0, n_items)] if n_items else [], args)
+        split.work()
+        return split
+    k = min(n_items, threads * chunks_per_thread)
     w = np.ones(n_items) if weights is None else np.asarray(weights, dtype=np.float64)
     cum = np.cumsum(w)
     bounds = np.r_[0, np.searchsorted(cum, cum[-1] * np.arange(1, k) / k, side="right"),
-                   n_items] if n_items else np.zeros(k + 1, np.int64)
+                   n_items]
     ranges = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
               if hi > lo]
-    if threads <= 1 or len(ranges) <= 1:
-        for lo, hi in ranges:
-            kernel(lo, hi, *args)
-        return
     work = [cum[hi - 1] - (cum[lo - 1] if lo else 0.0) for lo, hi in ranges]
-    ranges = [ranges[i] for i in np.argsort(work, kind="stable")[::-1]]
-    with ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(kernel, lo, hi, *args) for lo, hi in ranges]:
-            f.result()
+    split = Split(kernel, [ranges[i] for i in np.argsort(work, kind="stable")[::-1]], args)
+    pool = _helper_pool()
+    for _ in range(min(threads, len(ranges)) - 1):
+        pool.submit(split.work)
+    if wait:
+        split.wait()
+    return split
 
 
 @njit(cache=True, nogil=True)
@@ -513,7 +572,7 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
     ``npig (B, K)`` weighted positives. Writes the interpolated precision averaged over the
     recall thresholds ``ap (B, T, K)`` and the recall ``(B, T, K)``; NaN where ``npig == 0``.
 
-    The same counts and float operations as :func:`accumulate_areas` (false positives as
+    The same counts and float operations as :func:`accumulate_cells` (false positives as
     seen - true positives - ignored; a threshold's best precision kept where it is first
     reached), so equal to accumulating each resample's images on their own: a detection drawn
     ``k`` times gives the precision of ``k`` copies at its last copy, and the copies before it
