@@ -21,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     home = prepare_dagster_home()
     import dagster as dg
 
-    from assets.decision import EXPORTS_TITLE
     from pipeline.definitions import defs
     from preflight.config import preflight_home
+    from preflight.decide.export_evidence import EXPORTS_TITLE
 
     started = time.perf_counter()
     job = defs.resolve_job_def(args.job)

@@ -6,6 +6,7 @@ import pytest
 
 from assets.decision import _register_champion
 from preflight.decide import Bar, decide
+from preflight.decide.outcome import DecisionSources
 from tests.test_decide import DIM, cand, table
 
 
@@ -19,8 +20,8 @@ class _NoTracker:
 def test_a_verdict_that_ships_nothing_moves_no_alias():
     result = decide([cand(ots=table({DIM: (0.30, 0.25, 0.35)}))], Bar())
     assert not result.ships and result.overall.candidate == "nano"
-    record = _register_champion(None, _NoTracker(), result, {}, None, {"mlflow_run_id": "r"},
-                                {}, None)
+    record = _register_champion(_NoTracker(), result, DecisionSources({}), None, None,
+                                {"mlflow_run_id": "r"}, {})
     assert record["candidate"] is None and record["considered"] == "nano"
     assert "champion alias does not move" in record["reason"] and record["next"]
 
@@ -58,8 +59,8 @@ def test_an_operator_override_is_registered_as_such():
     zoo = SimpleNamespace(candidate=lambda name: SimpleNamespace(
         family="ultralytics", class_map={"box": "crate", "trolley": "cart"}))
     registry = _Registry()
-    record = _register_champion(None, registry, result, per_cand, cfg, {"mlflow_run_id": "r"},
-                                {"json": "decision.json"}, zoo)
+    record = _register_champion(registry, result, DecisionSources(per_cand), cfg, zoo,
+                                {"mlflow_run_id": "r"}, {"json": "decision.json"})
     assert record["candidate"] == "nano" and record["verdict"] == "operator override (measure " \
         "first)"
     (run_id, weights, name, kw), = registry.calls

@@ -418,7 +418,7 @@ def test_an_offtheshelf_export_is_blocked_as_its_source_would_be(tmp_path):
 
 
 def test_changed_recall_names_the_rows_whose_paired_interval_excludes_zero():
-    from assets.decision import changed_recall
+    from preflight.decide.export_evidence import changed_recall
 
     deltas = pd.DataFrame([
         {"slice_column": "__all__", "slice_value": "__all__", "metric": "recall", "delta": -0.01,
