@@ -90,7 +90,8 @@ def export_blocking(value: Mapping[str, Any], no_analog: Sequence[str], bar: Bar
     FP32 rule: operational classes with no analog in pre-training (``no_analog``), and recall
     below the bar under stress at a family's expected severity -- the export's own stress
     results (quantisation can change robustness). A fine-tuned export is blocked by neither."""
-    from preflight.decide.rule import CandidateEvidence, stress_conditions
+    from preflight.decide.evidence import CandidateEvidence
+    from preflight.decide.rule import stress_conditions
 
     if value["source_stage"] == FINE_TUNED:
         return ()
