@@ -80,7 +80,7 @@ def prepare_home(home: Path, reuse_zoo: Path | None) -> None:
 def run_demo(env: dict[str, str], log_path: Path, extra: list[str]) -> tuple[int, float, float]:
     """``preflight demo`` in a child process, output streamed to the terminal and ``log_path``.
     Returns ``(exit status, launch time (epoch s), wall seconds)``."""
-    cmd = [sys.executable, "-m", "preflight.cli", "demo", *extra]
+    cmd = [sys.executable, "-m", "pipeline.cli", "demo", *extra]
     launched = time.time()
     t0 = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     # the zoo stand-ins, built once (not timed) and copied into both homes
     shared = base / "shared"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "preflight.cli", "zoo", "build", "--quiet"],
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "zoo", "build", "--quiet"],
                    env=_env(shared, config, cand_file, "in_process", 1), check=True, cwd=REPO)
     print(f"zoo stand-ins ready in {time.perf_counter() - t0:.0f} s (not counted)")
 

@@ -129,7 +129,7 @@ def test_left_out_keys_take_the_shipped_values(tmp_path: Path):
 def test_a_settings_mistake_is_one_line_naming_the_key(tmp_path, monkeypatch, capsys, text, key):
     """Through the CLI, before any command runs: one line on stderr, exit status 2."""
     import pipeline.demo
-    from preflight.cli import main
+    from pipeline.cli import main
 
     path = tmp_path / "settings.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

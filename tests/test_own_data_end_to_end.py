@@ -44,7 +44,7 @@ def _run_folder(home: Path) -> Path:
 
 
 def _preflight(args: list[str], home: Path, timeout: int = 1200) -> str:
-    out = subprocess.run([sys.executable, "-m", "preflight.cli", *args], cwd=home,
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=home,
                          env=_env(home), capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"preflight {args[0]} failed:\n{out.stdout[-4000:]}\n" \
                                 f"{out.stderr[-6000:]}"
