@@ -170,7 +170,7 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     (group, rank inside the group: 0 = highest score) and ``d_start`` bounds the groups in it
     (see ``kernels.rank_in_groups``).
     """
-    from preflight.metrics.kernels import match_groups, radix_sort_by, run_split
+    from preflight.metrics.kernels import group_bounds, match_groups, radix_sort_by, run_split
 
     thr = np.asarray(params.iou_thresholds, dtype=np.float64)
     gt_crowd = np.asarray(gt_crowd, dtype=bool)
@@ -179,9 +179,8 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     g_order = radix_sort_by(np.arange(len(gt_group), dtype=np.int64),
                             np.asarray(gt_group).astype(np.uint64))
     g_sorted = gt_group[g_order]
-    first = np.asarray(dt_group)[d_order[d_start[:-1]]]
-    gt_start = np.searchsorted(g_sorted, first, side="left")
-    gt_end = np.searchsorted(g_sorted, first, side="right")
+    first = np.asarray(dt_group)[d_order[d_start[:-1]]]              # ascending
+    gt_start, gt_end = group_bounds(g_sorted, first)
     # one row per detection, written in place by the kernel: its matches per threshold, and
     # one bit word per area range for true and for false positives
     dt_gt = np.full((n_dt, T), -1, dtype=np.int32)
@@ -189,8 +188,8 @@ def match(dt_box: np.ndarray, dt_area: np.ndarray, dt_group: np.ndarray, d_order
     fp = np.zeros((n_dt, A), dtype=np.uint32)
     work = np.diff(d_start) * (gt_end - gt_start + 1)
     run_split(match_groups, len(first), (
-        d_start, d_order, np.ascontiguousarray(np.asarray(dt_box, np.float64)[d_order]),
-        np.asarray(dt_area, np.float64)[d_order], gt_start, gt_end, g_order,
+        d_start, d_order, np.ascontiguousarray(dt_box, dtype=np.float64),
+        np.ascontiguousarray(dt_area, dtype=np.float64), gt_start, gt_end, g_order,
         np.ascontiguousarray(gt_box, np.float64), gt_crowd, gt_ignore,
         np.asarray(params.area_ranges, dtype=np.float64), thr, params.area_index("all"),
         dt_gt, tp, fp), work)

@@ -70,9 +70,9 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                  gt_box, gt_crowd, gt_ignore, area_ranges, thresholds, area_ref, dt_gt, tp, fp):
     """Greedy COCO matching of the (image, category) groups ``g_lo .. g_hi - 1``.
 
-    Detections come in group order (``dt_box``, ``dt_area``: by group, then rank); group ``q``'s
-    are ``d_start[q]:d_start[q + 1]``, and ``d_order`` gives each one's row in the outputs; its
-    ground truth is ``g_order[gt_start[q]:gt_end[q]]`` (input order); ``gt_ignore (A, n_gt)``.
+    Group ``q``'s detections are ``d_order[d_start[q]:d_start[q + 1]]`` (by rank: rows of
+    ``dt_box``, ``dt_area`` and the outputs); its ground truth is
+    ``g_order[gt_start[q]:gt_end[q]]`` (input order); ``gt_ignore (A, n_gt)``.
     Writes ``tp`` and ``fp`` ``(n_dt, A)`` (bit ``t``: true / false positive at threshold
     ``t``; neither: ignored) and, at area range ``area_ref``, the matched
     ground truth ``dt_gt (n_dt, T)`` (-1: unmatched, as initialised); other groups' rows are left
@@ -107,7 +107,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             for di in range(nd):
                 row = d_order[i0 + di]
                 for a in range(A):
-                    if area_ranges[a, 0] <= dt_area[i0 + di] <= area_ranges[a, 1]:
+                    if area_ranges[a, 0] <= dt_area[row] <= area_ranges[a, 1]:
                         fp[row, a] = full
             continue
         if nd > cap_d or ng > cap_g:
@@ -130,8 +130,8 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             for di in range(nd):
                 d = i0 + di
                 row = d_order[d]
-                v = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2], dt_box[d, 3], gx, gy, gw,
-                            gh, is_crowd)
+                v = _bb_iou(dt_box[row, 0], dt_box[row, 1], dt_box[row, 2], dt_box[row, 3], gx,
+                            gy, gw, gh, is_crowd)
                 c = 0
                 while c < T and v >= thr[c]:
                     c += 1
@@ -144,7 +144,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                     done = max(done, c)
                 for a in range(A):
                     tp[row, a] = np.uint32(0) if gt_ignore[a, g] else hits
-                    if area_ranges[a, 0] <= dt_area[d] <= area_ranges[a, 1]:
+                    if area_ranges[a, 0] <= dt_area[row] <= area_ranges[a, 1]:
                         fp[row, a] = full & ~hits
             continue
         any_crowd = False
@@ -160,7 +160,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
             g = g_order[gi0 + gj]
             gx, gy, gw, gh = gt_box[g, 0], gt_box[g, 1], gt_box[g, 2], gt_box[g, 3]
             for di in range(nd):
-                d = i0 + di
+                d = d_order[i0 + di]
                 v = _bb_iou(dt_box[d, 0], dt_box[d, 1], dt_box[d, 2], dt_box[d, 3], gx, gy, gw,
                             gh, crowd[gj])
                 ious[di * ng + gj] = v
@@ -195,7 +195,7 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                 _greedy(nd, ng, ious, dmax, visit, ign, a, crowd, taken, thr[t], matched, t)
         for di in range(nd):
             row = d_order[i0 + di]
-            area_d = dt_area[i0 + di]
+            area_d = dt_area[row]
             hits = np.uint32(0)                 # thresholds where area_ref's matching hits
             for t in range(T):
                 m = matched[area_ref, di, t]
@@ -223,6 +223,25 @@ def match_groups(g_lo, g_hi, d_start, d_order, dt_box, dt_area, gt_start, gt_end
                         fw |= bit
                 tp[row, a] = tw
                 fp[row, a] = fw
+
+
+@njit(cache=True, nogil=True)
+def group_bounds(sorted_keys, queries):
+    """``(searchsorted(sorted_keys, queries, "left"), searchsorted(..., "right"))`` for
+    ascending ``queries``: one merge walk."""
+    n, m = sorted_keys.shape[0], queries.shape[0]
+    lo = np.empty(m, dtype=np.int64)
+    hi = np.empty(m, dtype=np.int64)
+    i = 0
+    for q in range(m):
+        key = queries[q]
+        while i < n and sorted_keys[i] < key:
+            i += 1
+        lo[q] = i
+        while i < n and sorted_keys[i] == key:
+            i += 1
+        hi[q] = i
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
