@@ -36,6 +36,7 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
                    params: dict) -> dg.Output[dict]:
     """Evaluate ``detector`` on the held-out set, store the tables, record the MLflow run."""
     from preflight.evaluation import failing_slices, mlflow_metric_names
+    from preflight.metrics.bootstrap_process import BootstrapPool
     from preflight.metrics.cost import CostModel
     from preflight.tasks import task_of
 
@@ -45,11 +46,12 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
     key = candidate_key(name)
     plot_dir = store.run_path("reports", key, stage, "x").parent
     context.log.info(f"{name} ({stage}): predicting {len(eval_images)} held-out images")
-    ev = task_of(cfg.task).call("evaluate", detector.predict, eval_images, gt, spec,
-                                CostModel(**vars(cfg.cost)), class_names,
-                                plot_dir=str(plot_dir), batch_size=cfg.evaluation.batch_size,
-                                title=f"{name} {stage}", recall_bar=cfg.bar.min_slice_recall,
-                                report=context.log.info)
+    with BootstrapPool() as bootstraps:  # the intervals' helper process, for this evaluation
+        ev = task_of(cfg.task).call("evaluate", detector.predict, eval_images, gt, spec,
+                                    CostModel(**vars(cfg.cost)), class_names,
+                                    plot_dir=str(plot_dir), batch_size=cfg.evaluation.batch_size,
+                                    title=f"{name} {stage}", recall_bar=cfg.bar.min_slice_recall,
+                                    report=context.log.info, bootstraps=bootstraps)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
     cost = ev.result.cost
     daily = cost[(cost["slice_column"] == OVERALL) & (cost["metric"] == "cost.daily")]

@@ -10,17 +10,18 @@ On ``--images`` synthetic production frames (generated into a temp folder and in
   disk in batches of 16 and letterboxed on one worker thread, the forward on the calling thread,
   NMS and the prediction table on another worker (:mod:`preflight.prediction`), then the whole
   failure distribution (bootstrap intervals over every slice, error types, confusion, cost), the
-  bootstraps shared with the process's helper process on the spare core
-  (:mod:`preflight.metrics.bootstrap_process`; the warm-up run starts it, as it sets up the predictor, and
-  every timed run reuses it, as an evaluation in a pipeline process does); no plots;
+  bootstraps shared with the helper process of a :class:`BootstrapPool` the benchmark holds
+  open (:mod:`preflight.metrics.bootstrap_process`; the warm-up run starts it, as it sets up the
+  predictor, and every timed run reuses it, as the evaluations in one ``with`` block do); no
+  plots;
 * (B) the bare forward of the module ultralytics' predictor runs (its own copy of the network:
   Conv+BN fused, channels_last on x86 CPUs) on letterboxed tensors stacked in memory beforehand,
   in batches of 16 under ``torch.inference_mode()``: no I/O, pre-processing, NMS or metrics;
 * (B') the same on the unfused ``YOLO.model`` as loaded (reference only);
 * (A') (A) with the sequential prediction loop (``overlap=False``: read, predict, next), to
   show what overlapping the host stages with the forward saves;
-* (A'') (A) with every bootstrap in this process (``metrics_helper=False``), to show what the
-  helper process saves.
+* (A'') (A) with every bootstrap in this process (no pool), to show what the helper process
+  saves.
 
 It prints the ratio A/B and the overhead (A-B)/B against the 15% target (PASS/FAIL) on the best
 of ``--repeats`` runs of each (timeit's convention for a shared machine; medians and the
@@ -61,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import preflight.evaluation as pe  # noqa: E402
 from preflight.config import load_settings  # noqa: E402
 from preflight.data.ingest import ingest  # noqa: E402
+from preflight.metrics.bootstrap_process import BootstrapPool  # noqa: E402
 from preflight.metrics.cost import CostModel  # noqa: E402
 from preflight.models.ultralytics_adapter import UltralyticsDetector  # noqa: E402
 from preflight.synth.generate import generate  # noqa: E402
@@ -214,13 +216,13 @@ class Instrumented:
 
 
 def run_a(detector, images, gt, spec, cost, class_names, *, overlap: bool = True,
-          metrics_helper: bool | None = None):
+          bootstraps: BootstrapPool | None = None):
     with Instrumented(detector) as ins:
         t0 = time.perf_counter()
         f0 = minor_faults()
         ev = pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names,
-                                   plot_dir=None, batch_size=BATCH, overlap=overlap,
-                                   metrics_helper=metrics_helper)
+                                   pe.EvaluationOptions(batch_size=BATCH, overlap=overlap,
+                                                        bootstraps=bootstraps))
         total = time.perf_counter() - t0
     b = ins.b
     b.extra = {"total": total, "predict_seconds": ev.predict_seconds,
@@ -347,8 +349,10 @@ def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
     result = ingest(data_dir, taxonomy=SYNTH_TAXONOMY)
     images, gt = result.images.reset_index(drop=True), pe.ground_truth(result.boxes)
     warm = images.head(32)
+    pool = BootstrapPool()             # closed below, once its process's peak is read
+    options = pe.EvaluationOptions(batch_size=BATCH, bootstraps=pool)
     pe.evaluate_candidate(detector.predict, warm, gt[gt["image_id"].isin(warm["image_id"])],
-                          spec, cost, class_names, plot_dir=None, batch_size=BATCH)
+                          spec, cost, class_names, options)
     metrics_fn = pe.failure_distribution
     mark: dict[str, float] = {}
 
@@ -361,7 +365,7 @@ def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
 
     def evaluate():
         return pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names,
-                                     plot_dir=None, batch_size=BATCH)
+                                     options)
 
     pe.failure_distribution = failure_distribution
     try:
@@ -371,21 +375,21 @@ def memory_probe(data_dir: str, weights_file: str | None, imgsz: int) -> dict:
         evaluate()
         traced_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        helper_peak_mb = _helper_peak_mb(pool)
     finally:
         pe.failure_distribution = metrics_fn
+        pool.close()
     return {"n_images": len(images), "rss_before_mb": mem.before / 2**20,
-            "helper_peak_mb": _helper_peak_mb(),
+            "helper_peak_mb": helper_peak_mb,
             "growth_mb": mem.growth_mb, "n_predictions": len(ev.predictions),
             "predict_growth_mb": (mark["rss_predict"] - mem.before) / 2**20,
             "traced_peak_mb": traced_peak / 2**20,
             "traced_predict_mb": mark["traced_predict"] / 2**20}
 
 
-def _helper_peak_mb() -> float:
-    """Peak resident memory of this process's bootstrap helper process (0: none ran)."""
-    from preflight.metrics import bootstrap_process as helpers
-
-    h = helpers._shared
+def _helper_peak_mb(pool: BootstrapPool) -> float:
+    """Peak resident memory of the pool's bootstrap helper process (0: none ran)."""
+    h = pool.process
     try:
         with open(f"/proc/{h.pid}/status") as f:
             line = next(x for x in f if x.startswith("VmHWM:"))
@@ -411,11 +415,12 @@ def _med(values) -> float:
     return float(np.median(np.asarray(values, dtype=float)))
 
 
-def _profile(detector, images, gt, spec, cost, class_names, top: int = 25) -> None:
+def _profile(detector, images, gt, spec, cost, class_names, pool: BootstrapPool,
+             top: int = 25) -> None:
     prof = cProfile.Profile()
     prof.enable()
-    pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names, plot_dir=None,
-                          batch_size=BATCH)
+    pe.evaluate_candidate(detector.predict, images, gt, spec, cost, class_names,
+                          pe.EvaluationOptions(batch_size=BATCH, bootstraps=pool))
     prof.disable()
     for key in ("tottime", "cumulative"):
         buf = io.StringIO()
@@ -452,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
 
     allocator = None if args.default_malloc else steady_allocator()
     n = args.images
-    with tempfile.TemporaryDirectory(prefix="preflight-bench-eval-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="preflight-bench-eval-") as tmp,
+          BootstrapPool() as pool):       # the helper process of every (A) and (A') run
         tmp = Path(tmp)
         t0 = time.perf_counter()
         images, gt = make_sample(tmp / "n", n, args.imgsz, args.seed)
@@ -466,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         threads_before = torch.get_num_threads()
 
         # Warm-up (predictor setup, fusing, first-call costs), then the module it runs.
-        warm = run_a(det, images, gt, spec, cost, class_names)
+        warm = run_a(det, images, gt, spec, cost, class_names, bootstraps=pool)
         # ultralytics' select_device() calls torch.set_num_threads(cpu_count - 1) on CPU
         print(f"device: {det.device}, torch threads: {torch.get_num_threads()} for A and B "
               f"({threads_before} before ultralytics' first predict), cores: {os.cpu_count()}, "
@@ -480,14 +486,14 @@ def main(argv: list[str] | None = None) -> int:
 
         a_runs, b_runs, b_raw_runs, seq_runs, local_runs, b_faults = [], [], [], [], [], []
         for rep in range(args.repeats):
-            a_runs.append(run_a(det, images, gt, spec, cost, class_names))
+            a_runs.append(run_a(det, images, gt, spec, cost, class_names, bootstraps=pool))
             b_runs.append(run_b(fused, batches))
             b_faults.append(B_FAULTS[-1])
             if rep < args.ref_repeats:
                 b_raw_runs.append(run_b(raw, batches))
-                seq_runs.append(run_a(det, images, gt, spec, cost, class_names, overlap=False))
-                local_runs.append(run_a(det, images, gt, spec, cost, class_names,
-                                        metrics_helper=False))
+                seq_runs.append(run_a(det, images, gt, spec, cost, class_names, overlap=False,
+                                      bootstraps=pool))
+                local_runs.append(run_a(det, images, gt, spec, cost, class_names))
 
         a = _med([r.extra["total"] for r in a_runs])
         b = _med(b_runs)
@@ -527,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
                            ("B", "(B) bare forward, fused module the predictor runs"),
                            ("B'", "(B') bare forward, unfused YOLO.model (reference)"),
                            ("A'", "(A') the same step, sequential loop (overlap=False)"),
-                           ("A''", "(A'') the same step, no helper (metrics_helper=False)")):
+                           ("A''", "(A'') the same step, no helper (no bootstrap pool)")):
             med = _med(totals[key])
             print(f"{label:54s}{len(totals[key]):5d}{best[key]:9.2f}{med:10.2f}"
                   f"{1e3 * med / n:9.2f}")
@@ -601,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{n1['helper_peak_mb']:.0f} MB for 2N")
 
         if args.profile:
-            _profile(det, images, gt, spec, cost, class_names)
+            _profile(det, images, gt, spec, cost, class_names, pool)
     return 0
 
 

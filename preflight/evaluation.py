@@ -20,8 +20,12 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.properties import BINS
-from preflight.metrics import bootstrap_process as helpers
-from preflight.metrics.bootstrap_process import BootstrapHelper, RemoteBootstraps, bootstrap_request
+from preflight.metrics.bootstrap_process import (
+    BootstrapPool,
+    BootstrapProcess,
+    RemoteBootstraps,
+    bootstrap_request,
+)
 from preflight.metrics.confusion import confusion_matrix
 from preflight.metrics.cost import CostModel, expected_cost
 from preflight.metrics.detection import evaluate_index, start_bootstraps
@@ -38,14 +42,6 @@ log = logging.getLogger(__name__)
 PredictFn = Callable[[list[np.ndarray]], Sequence[pd.DataFrame]]
 GT_COLUMNS = ["image_id", "class_id", "class_name", "x", "y", "w", "h", "area", "iscrowd",
               "truncated", "occluded"]
-
-
-#: the smallest evaluation set for which ``evaluate_candidate`` uses the bootstrap helper process
-#: by default (below it the bootstraps take a few tens of milliseconds; the helper's start costs
-#: about half a second of CPU)
-HELPER_MIN_IMAGES = 100
-#: how long ``evaluate_candidate(metrics_helper=True)`` waits for the helper's start
-HELPER_WAIT_S = 60.0
 
 
 class FrameReadError(RuntimeError):
@@ -179,11 +175,12 @@ class FailureDistribution:
 
 def failure_distribution(gt: pd.DataFrame, predictions: pd.DataFrame, images: pd.DataFrame,
                          spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
-                         helper: BootstrapHelper | None = None) -> FailureDistribution:
+                         helper: BootstrapProcess | None = None) -> FailureDistribution:
     """Match once, then every view of the failure distribution from the same index.
 
-    ``helper``: a started :class:`~preflight.metrics.bootstrap_process.BootstrapHelper`; when it is ready,
-    the slices' bootstraps run there, beside the other views (same table; see that module)."""
+    ``helper``: a started :class:`~preflight.metrics.bootstrap_process.BootstrapProcess`; when it
+    is ready, the slices' bootstraps run there, beside the other views (same table; see that
+    module)."""
     t0 = time.perf_counter()
     slice_cols = [c for c in spec.slice_columns if c in images.columns]
     missing = sorted(set(spec.slice_columns) - set(slice_cols))
@@ -327,46 +324,62 @@ class CandidateEvaluation:
                 "cost": self.result.cost}
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How one evaluation runs and what it draws (what it computes is the
+    :class:`EvaluationSpec`).
+
+    ``plot_dir``: draw the plots there (None: no plots), titled ``title``, the recall chart with
+    ``recall_bar``; ``batch_size`` frames per ``predict_fn`` call; ``overlap``: see
+    :func:`predict_images`; ``progress``: a terminal bar; ``report``: progress lines with the time
+    left (a run log); ``bootstraps``: a :class:`~preflight.metrics.bootstrap_process.BootstrapPool`
+    the caller holds open, whose process shares the bootstrap intervals when the pool finds the
+    set worth it (None: every bootstrap in this process).
+    """
+
+    plot_dir: str | None = None
+    title: str = ""
+    recall_bar: float | None = None
+    batch_size: int = 16
+    overlap: bool = True
+    progress: bool = False
+    report: Report | None = None
+    bootstraps: BootstrapPool | None = None
+
+
 def evaluate_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFrame,
-                       spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str], *,
-                       plot_dir: str | None = None, batch_size: int = 16, title: str = "",
-                       recall_bar: float | None = None, progress: bool = False,
-                       overlap: bool = True, metrics_helper: bool | None = None,
-                       report: Report | None = None) -> CandidateEvaluation:
+                       spec: EvaluationSpec, cost: CostModel, class_names: dict[int, str],
+                       options: EvaluationOptions | None = None) -> CandidateEvaluation:
     """Predict every image, compute the failure distribution and (optionally) draw its plots:
     the per-slice recall and AP50 charts with intervals, the confusion matrix, the error-type
-    breakdown and a grid of the worst frames with boxes drawn. ``overlap``: see
-    :func:`predict_images`.
+    breakdown and a grid of the worst frames with boxes drawn (see :class:`EvaluationOptions`).
 
-    ``metrics_helper``: share the bootstrap intervals with this process's helper process
-    (:mod:`preflight.metrics.bootstrap_process`; the first evaluation starts it beside its prediction loop,
-    later ones reuse it). None (default): when this machine has a spare core and the set is
-    worth it (at least :data:`HELPER_MIN_IMAGES` images), and only if the helper is ready when
-    the metrics start. True: always, waiting for the helper's start. False: never.
+    With a bootstrap pool in ``options`` the pool's process is acquired before the prediction
+    loop (it starts beside it, the first time) and used only if it is ready when the metrics
+    start (or within the pool's ``wait_s``).
     """
+    opts = options or EvaluationOptions()
     t0 = time.perf_counter()
-    use_helper = (spec.bootstrap > 0 and (os.cpu_count() or 1) > 1
-                  and len(images) >= HELPER_MIN_IMAGES) if metrics_helper is None \
-        else bool(metrics_helper and spec.bootstrap > 0)
-    helper = helpers.acquire() if use_helper else None   # starts beside the prediction loop
+    pool = opts.bootstraps
+    helper = (pool.acquire() if pool is not None and pool.worth_it(len(images), spec.bootstrap)
+              else None)                        # starts beside the prediction loop
     try:
-        predictions = predict_images(predict_fn, images, batch_size=batch_size,
-                                     progress=progress, desc=title or "predict", overlap=overlap,
-                                     report=report)
+        predictions = predict_images(predict_fn, images, batch_size=opts.batch_size,
+                                     progress=opts.progress, desc=opts.title or "predict",
+                                     overlap=opts.overlap, report=opts.report)
         predict_seconds = time.perf_counter() - t0
-        ready = helper is not None and helper.ready(
-            timeout=HELPER_WAIT_S if metrics_helper else 0.0)
+        ready = helper is not None and helper.ready(timeout=pool.wait_s)
         if helper is not None and not ready:
-            log.info("bootstrap helper not ready when the metrics started; computing the "
+            log.info("bootstrap process not ready when the metrics started; computing the "
                      "intervals in this process")
         result = failure_distribution(gt, predictions, images, spec, cost, class_names,
                                       helper=helper if ready else None)
     finally:
         if helper is not None:
-            helpers.release(helper)
+            pool.release(helper)
     plots = (draw_evaluation_plots(result, predictions, images, gt, spec, class_names,
-                                   plot_dir, title=title, recall_bar=recall_bar)
-             if plot_dir else {})
+                                   opts.plot_dir, title=opts.title, recall_bar=opts.recall_bar)
+             if opts.plot_dir else {})
     return CandidateEvaluation(predictions, result, plots, predict_seconds, len(images))
 
 

@@ -7,9 +7,10 @@ sample or scores a model does not branch on the task. A row names functions as
 * ``read_sample(path, settings) -> IngestResult``: a landed folder as the images / boxes /
   quarantine tables (a classification sample gets one whole-image box per image, so validation
   and everything after it read the same tables);
-* ``evaluate(predict_fn, images, gt, spec, cost, class_names, **kwargs) -> CandidateEvaluation``:
-  predict the images and compute the failure distribution (``kwargs``: ``plot_dir``,
-  ``batch_size``, ``title``, ``recall_bar``, ``report``);
+* ``evaluate(predict_fn, images, gt, spec, cost, class_names, **options) -> CandidateEvaluation``:
+  predict the images and compute the failure distribution (``options``: fields of
+  :class:`preflight.evaluation.EvaluationOptions`: ``plot_dir``, ``batch_size``, ``title``,
+  ``recall_bar``, ``report``, ``bootstraps``; a task uses those that apply to it);
 * ``stress_fns(predict_fn) -> (predict_fn, evaluate_fn)``: what the stress suite (which moves
   boxes through every corruption) runs and scores with (``evaluate_fn`` None: detection recall);
 * ``fine_tune(model, images, boxes, settings, *, out_dir, work_dir, policy, report) ->
@@ -104,19 +105,22 @@ def read_classification_sample(path, settings):
                         sample_stats(images, quarantine))
 
 
-def evaluate_detector(predict_fn, images, gt, spec, cost, class_names, **kwargs):
-    from preflight.evaluation import evaluate_candidate
+def evaluate_detector(predict_fn, images, gt, spec, cost, class_names, **options):
+    from preflight.evaluation import EvaluationOptions, evaluate_candidate
 
-    return evaluate_candidate(predict_fn, images, gt, spec, cost, class_names, **kwargs)
+    return evaluate_candidate(predict_fn, images, gt, spec, cost, class_names,
+                              EvaluationOptions(**options))
 
 
-def evaluate_classifier(predict_fn, images, gt, spec, cost, class_names, **kwargs):
+def evaluate_classifier(predict_fn, images, gt, spec, cost, class_names, **options):
     """``gt`` is not needed: a classification image carries its label (``report``, the
-    detector's progress callback, has no counterpart here)."""
+    detector's progress callback, and ``bootstraps``, its interval process, have no counterpart
+    here)."""
     from preflight.classification import evaluate_classifier as evaluate
 
-    kwargs.pop("report", None)
-    return evaluate(predict_fn, images, spec, cost, class_names, **kwargs)
+    options.pop("report", None)
+    options.pop("bootstraps", None)
+    return evaluate(predict_fn, images, spec, cost, class_names, **options)
 
 
 def detector_stress_fns(predict_fn):

@@ -1,4 +1,5 @@
-"""The bootstrap helper process: same tables as in-process, reuse, failures, cancelled jobs."""
+"""The bootstrap process: same tables as in-process, reuse, failures, cancelled jobs, and a pool
+that owns its process (started on first use, stopped with its ``with`` block)."""
 
 from __future__ import annotations
 
@@ -37,14 +38,20 @@ def _assert_same(got: pe.FailureDistribution, ref: pe.FailureDistribution) -> No
         pd.testing.assert_frame_equal(_tables(got)[name], table, check_exact=True, obj=name)
 
 
+@pytest.fixture(scope="module")
+def pool():
+    with helpers.BootstrapPool() as bootstraps:
+        yield bootstraps
+
+
 @pytest.fixture()
-def helper():
-    h = helpers.acquire()
+def helper(pool):
+    h = pool.acquire()
     assert h is not None and h.ready(timeout=60), "the helper process did not start"
     try:
         yield h
     finally:
-        helpers.release(h)
+        pool.release(h)
 
 
 def test_helper_gives_the_in_process_tables_value_for_value(helper):
@@ -60,15 +67,15 @@ def test_helper_gives_the_in_process_tables_value_for_value(helper):
                                          helper=helper), ref2)
 
 
-def test_one_helper_per_process_reused_and_held_by_one_evaluation(helper):
-    assert helpers.acquire() is None          # held: a second evaluation computes in-process
+def test_one_helper_per_pool_reused_and_held_by_one_evaluation(pool, helper):
+    assert pool.acquire() is None          # held: a second evaluation computes in-process
     pid = helper.pid
-    helpers.release(helper)
-    again = helpers.acquire()
+    pool.release(helper)
+    again = pool.acquire()
     try:
         assert again is helper and again.pid == pid
     finally:
-        helpers.release(again)
+        pool.release(again)
     helper.in_use = True                      # the fixture releases it
 
 
@@ -92,7 +99,7 @@ def test_helper_answers_the_slices_of_the_job_and_drops_a_cancelled_one(helper):
 
 def test_helper_error_is_reported_and_the_helper_keeps_serving(helper, caplog):
     assert helper.submit({"gt": None})        # the helper cannot build an index from this
-    with pytest.raises(helpers.HelperError, match="raised"):
+    with pytest.raises(helpers.BootstrapProcessError, match="raised"):
         for _ in range(200):
             helper.poll(timeout=0.5)
     gt, dt, images, names, spec = _case(3, n_images=50)
@@ -101,7 +108,7 @@ def test_helper_error_is_reported_and_the_helper_keeps_serving(helper, caplog):
                                          helper=helper), ref)
 
 
-def test_a_helper_that_dies_loses_nothing(helper, caplog):
+def test_a_helper_that_dies_loses_nothing(pool, helper, caplog):
     gt, dt, images, names, spec = _case(4)
     ref = pe.failure_distribution(gt, dt, images, spec, CostModel(), names)
     os.kill(helper.pid, signal.SIGKILL)
@@ -110,14 +117,14 @@ def test_a_helper_that_dies_loses_nothing(helper, caplog):
         got = pe.failure_distribution(gt, dt, images, spec, CostModel(), names, helper=helper)
     _assert_same(got, ref)
     # the next evaluation gets a new helper
-    helpers.release(helper)
-    fresh = helpers.acquire()
+    pool.release(helper)
+    fresh = pool.acquire()
     try:
         assert fresh is not None and fresh.pid != helper.pid and fresh.ready(timeout=60)
         _assert_same(pe.failure_distribution(gt, dt, images, spec, CostModel(), names,
                                              helper=fresh), ref)
     finally:
-        helpers.release(fresh)
+        pool.release(fresh)
     helper.in_use = True
 
 
@@ -135,8 +142,23 @@ def test_evaluate_candidate_with_the_helper_equals_without(tmp_path):
     def predict(frames):  # the detections recorded for each frame
         return [shade[int(f[0, 0, 0])] for f in frames]
 
-    runs = [pe.evaluate_candidate(predict, images, gt, spec, CostModel(), names, batch_size=8,
-                                  metrics_helper=flag) for flag in (False, True, None)]
+    with helpers.BootstrapPool.always() as always, helpers.BootstrapPool() as by_default:
+        runs = [pe.evaluate_candidate(predict, images, gt, spec, CostModel(), names,
+                                      pe.EvaluationOptions(batch_size=8, bootstraps=pool))
+                for pool in (None, always, by_default)]
     for run in runs[1:]:
         pd.testing.assert_frame_equal(run.predictions, runs[0].predictions)
         _assert_same(run.result, runs[0].result)
+
+
+def test_the_caller_owns_the_process():
+    """Nothing starts before an evaluation asks; the process stops with the pool's block."""
+    with helpers.BootstrapPool() as pool:
+        assert pool.process is None
+        h = pool.acquire()
+        assert h is not None and h.ready(timeout=60)
+        pool.release(h)
+        proc = h._proc
+    assert proc.poll() is not None and pool.process is None
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.acquire()

@@ -1,17 +1,18 @@
-"""A helper process for the bootstrap intervals, on the spare core.
+"""The bootstrap intervals in a helper process beside the evaluation, on the spare core.
 
 The image-level bootstrap (every slice x ``bootstrap`` resamples, each re-accumulated) is the
 largest part of the failure distribution, and pure array work. NumPy releases the GIL inside
 each operation, but its operations on cache-sized chunks are short, so two threads of one process
 mostly hand the GIL to each other: measured 1.2x on the 2-core CI machine, where two processes
-run side by side at 1.9x. So the bootstraps go to a helper process:
+run side by side at 1.9x. So the bootstraps go to a helper process, which its caller owns:
 
-* :func:`acquire` gives this process's helper, starting it the first time (it imports NumPy,
-  pandas and the metrics, and runs one small bootstrap so that its first real one is not slowed
-  by first-call costs). :func:`preflight.evaluation.evaluate_candidate` acquires it when its
-  prediction loop starts, so the start runs while the forward keeps the model's core busy; later
-  evaluations in the same process find it ready (as a thread pool is started once). It ends when
-  this process ends (or its input closes).
+* a :class:`BootstrapPool` (a context manager) holds at most one :class:`BootstrapProcess` and
+  stops it when its ``with`` block ends; nothing here starts a process on its own, and nothing
+  lives at module level. :func:`preflight.evaluation.evaluate_candidate` acquires the pool's
+  process (given in its options) when its prediction loop starts, so the process's start (it
+  imports NumPy, pandas and the metrics, and runs one small bootstrap so that its first real one
+  is not slowed by first-call costs) runs while the forward keeps the model's core busy; later
+  evaluations with the same pool find it ready (as a thread pool is started once).
 * Once the predictions are in, the calling process sends the three tables; the helper rebuilds
   the same :class:`EvaluationIndex` (same code, same inputs) and bootstraps the slices first to
   last, sending each slice's stats as it finishes, while the calling process computes the point
@@ -24,7 +25,9 @@ run side by side at 1.9x. So the bootstraps go to a helper process:
 
 Nothing is lost when the helper cannot do its part: if it cannot start, is not ready when the
 metrics start, is in use by another evaluation, dies or raises, the bootstraps run in the calling
-process and a warning says why (a dead helper is started again on the next :func:`acquire`).
+process and a warning says why (a dead helper is started again on the pool's next
+:meth:`~BootstrapPool.acquire`). A pool its caller forgot to close still ends with its caller:
+the helper exits when its input closes.
 
 Protocol: length-prefixed pickles on the helper's stdin and on a private duplicate of its stdout
 (its own ``sys.stdout`` points at stderr, so a stray print cannot corrupt a message). The helper
@@ -35,7 +38,6 @@ the job after the slice in progress.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import pickle
@@ -58,7 +60,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 _LEN = struct.Struct("<Q")
 
 
-class HelperError(RuntimeError):
+class BootstrapProcessError(RuntimeError):
     """The helper process could not deliver a result."""
 
 
@@ -133,7 +135,7 @@ class _Frames:
         return out
 
 
-class BootstrapHelper:
+class BootstrapProcess:
     """A started helper process (see the module docstring); one job at a time."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
@@ -146,7 +148,7 @@ class BootstrapHelper:
         self._closed = False
 
     @classmethod
-    def start(cls) -> BootstrapHelper | None:
+    def start(cls) -> BootstrapProcess | None:
         """Start a helper (returns at once; it starts in the background), or None: on a
         non-POSIX system, or with a warning when no process can be started here."""
         if os.name != "posix":   # select() on pipes and F_SETPIPE_SZ are POSIX / Linux
@@ -198,7 +200,7 @@ class BootstrapHelper:
 
     def poll(self, timeout: float = 0.0) -> list[tuple[int, Any]]:
         """``(slice index, stats)`` of the current job that arrived (waits up to ``timeout`` for
-        the first bytes); :class:`HelperError` when the helper failed or ended."""
+        the first bytes); :class:`BootstrapProcessError` when the helper failed or ended."""
         if not self._job_open:
             return []
         self._in.fill(timeout)
@@ -213,11 +215,11 @@ class BootstrapHelper:
                 self._job_open = False
             elif kind == "error":
                 self._job_open = False
-                raise HelperError(f"the helper process raised:\n{message[2]}")
+                raise BootstrapProcessError(f"the helper process raised:\n{message[2]}")
         if not out and self._in.eof:
             code = self._proc.poll()
             self.close()
-            raise HelperError(f"the helper process ended (exit code {code})")
+            raise BootstrapProcessError(f"the helper process ended (exit code {code})")
         return out
 
     def end_job(self) -> None:
@@ -246,48 +248,91 @@ class BootstrapHelper:
         proc.wait()
 
 
-# ----------------------------------------------------------------------------- the shared one
+# ----------------------------------------------------------------------------- the pool
 
-_shared: BootstrapHelper | None = None
-_shared_lock = threading.Lock()
+#: the smallest evaluation set for which a pool's process is used by default (below it the
+#: bootstraps take a few tens of milliseconds; the process's start costs about half a second of
+#: CPU)
+MIN_IMAGES = 100
+#: how long :meth:`BootstrapPool.always` waits for the process's start
+WAIT_S = 60.0
 
 
-def acquire() -> BootstrapHelper | None:
-    """This process's helper for one evaluation, started if there is none (or it died); None
-    when another evaluation holds it or no process can be started. Give it back with
-    :func:`release`."""
-    global _shared
-    with _shared_lock:
-        helper = _shared
-        if helper is not None and (helper.owner_pid != os.getpid() or not helper.alive):
-            helper = _shared = None      # a forked copy's, or gone
-        if helper is None:
-            helper = _shared = BootstrapHelper.start()
-            if helper is None:
+class BootstrapPool:
+    """The caller's bootstrap process, one evaluation at a time; a context manager.
+
+    ``with BootstrapPool() as pool: evaluate_candidate(..., EvaluationOptions(bootstraps=pool))``.
+    The process starts on the first :meth:`acquire` (an evaluation acquires it as its
+    prediction loop starts, so the start runs beside the forward), later evaluations in the
+    ``with`` block reuse it, and it stops when the block ends. A pool that no evaluation found
+    worth it never starts a process.
+
+    When an evaluation uses it (:meth:`worth_it`): ``min_images``, the smallest set (a process
+    costs more than the bootstraps of a small one), ``spare_core``, only on a machine with more
+    than one core, and ``wait_s``, how long the metrics wait for a process that has not finished
+    starting (0: compute in-process instead). :meth:`always` uses it for every evaluation with a
+    bootstrap and waits for its start (tests, benchmarks).
+    """
+
+    def __init__(self, *, min_images: int = MIN_IMAGES, spare_core: bool = True,
+                 wait_s: float = 0.0) -> None:
+        self.min_images, self.spare_core, self.wait_s = int(min_images), spare_core, wait_s
+        self._process: BootstrapProcess | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def always(cls) -> BootstrapPool:
+        return cls(min_images=0, spare_core=False, wait_s=WAIT_S)
+
+    def __enter__(self) -> BootstrapPool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def worth_it(self, n_images: int, bootstrap: int) -> bool:
+        """Whether an evaluation of ``n_images`` with ``bootstrap`` resamples uses the process."""
+        return (bootstrap > 0 and n_images >= self.min_images
+                and (not self.spare_core or (os.cpu_count() or 1) > 1))
+
+    @property
+    def process(self) -> BootstrapProcess | None:
+        """The started process (None before the first :meth:`acquire`, or after :meth:`close`)."""
+        return self._process
+
+    def acquire(self) -> BootstrapProcess | None:
+        """The process for one evaluation, started if there is none (or it died); None when
+        another evaluation holds it or no process can be started. Give it back with
+        :meth:`release`."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this BootstrapPool is closed (use it inside its with block)")
+            process = self._process
+            if process is not None and (process.owner_pid != os.getpid() or not process.alive):
+                process = self._process = None      # a forked copy's, or gone
+            if process is None:
+                process = self._process = BootstrapProcess.start()
+                if process is None:
+                    return None
+            if process.in_use:
                 return None
-        if helper.in_use:
-            return None
-        helper.in_use = True
-        return helper
+            process.in_use = True
+            return process
 
+    def release(self, process: BootstrapProcess) -> None:
+        """Give the process back (its job, if one is still open, is dropped)."""
+        with self._lock:
+            process.end_job()
+            process.in_use = False
 
-def release(helper: BootstrapHelper) -> None:
-    """Give the helper back (its job, if one is still open, is dropped)."""
-    with _shared_lock:
-        helper.end_job()
-        helper.in_use = False
-
-
-def shutdown() -> None:
-    """Stop this process's helper (at exit; a later :func:`acquire` starts a new one)."""
-    global _shared
-    with _shared_lock:
-        if _shared is not None:
-            _shared.close()
-        _shared = None
-
-
-atexit.register(shutdown)
+    def close(self) -> None:
+        """Stop the process (a pool is not used after this)."""
+        with self._lock:
+            self._closed = True
+            if self._process is not None:
+                self._process.close()
+            self._process = None
 
 
 # ----------------------------------------------------------------------------- the caller's side
@@ -300,7 +345,7 @@ class RemoteBootstraps:
     is not in yet takes the helper's slices that arrived, else computes the last slice still
     missing here, until its own is in (see the module docstring)."""
 
-    def __init__(self, helper: BootstrapHelper, index, slices: list, bootstrap: int,
+    def __init__(self, helper: BootstrapProcess, index, slices: list, bootstrap: int,
                  seed: int) -> None:
         self._helper, self._index, self._slices = helper, index, slices
         self._bootstrap, self._seed = bootstrap, seed
@@ -347,7 +392,7 @@ class RemoteBootstraps:
             return
         try:
             arrived = self._helper.poll(0.0)
-        except HelperError as exc:
+        except BootstrapProcessError as exc:
             self._failed = True
             log.warning("bootstrap helper: %s; the rest of the intervals are computed in this "
                         "process", exc)
