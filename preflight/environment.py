@@ -5,8 +5,11 @@ definitions turn each one that is set into a Dagster ``EnvVar`` on the resource 
 (``pipeline/definitions.py``), so a run's resources show where a value came from. The CLI
 translates its flags into this module (``use_config_file``), never into a variable of its own.
 Third-party libraries that are configured by environment variables get their defaults through
-``library_default``; subprocesses inherit the environment through ``child_environment``.
-``tests/test_environment.py`` checks that no other library module touches ``os.environ``.
+``library_default``, called where the library is first used, never at a module's import (e.g.
+:func:`import_albumentations`, :func:`preflight.models.ultralytics_env.import_ultralytics`);
+subprocesses inherit the environment through ``child_environment``.
+``tests/test_environment.py`` checks that no other library module touches ``os.environ``, that no
+module sets a default at import, and that albumentations is imported only here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 #: Preflight's environment variables and what each sets (an unset or empty one: the default)
 ENVIRONMENT: dict[str, str] = {
@@ -99,6 +103,16 @@ def library_default(name: str, default: str) -> str:
     """A third-party library's environment variable (ultralytics, albumentations, great
     expectations read theirs at import): ``default`` unless the user set it; returns the value."""
     return os.environ.setdefault(name, default)
+
+
+def import_albumentations() -> ModuleType:
+    """albumentations, imported offline-safe: it asks PyPI for a newer version when it is first
+    imported unless ``NO_ALBUMENTATIONS_UPDATE`` is set, so that is set first (unless the user
+    set it). Every albumentations import in Preflight goes through here."""
+    library_default("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -138,8 +138,9 @@ class AugmentationPolicy:
 
     def albumentations(self) -> list:
         """The transforms as albumentations objects (for ultralytics' ``augmentations``)."""
-        import albumentations as A
+        from preflight.environment import import_albumentations
 
+        A = import_albumentations()
         return [getattr(A, name)(**kwargs) for name, kwargs in self.transforms]
 
     def describe(self) -> str:

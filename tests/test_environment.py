@@ -1,6 +1,9 @@
 """Configuration is read in one place, and a mistake in it is one line wherever it surfaces.
 
-* ``preflight.environment`` is the only library module that touches ``os.environ``; the Dagster
+* ``preflight.environment`` is the only library module that touches ``os.environ``, no module
+  sets a library's default at import (only where the library is first used), and albumentations
+  is imported through ``environment.import_albumentations`` only (it reads
+  ``NO_ALBUMENTATIONS_UPDATE`` at its import); the Dagster
   definitions turn a set variable into a Dagster ``EnvVar`` on its resource, and the pass's
   executor is what the environment says (``pass_executor`` has no silent default).
 * A mistake in the settings file does not stop the code location from loading (``dagster dev``
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -33,6 +37,49 @@ def test_only_preflight_environment_touches_the_process_environment():
                 if ENV_ACCESS.search(line):
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, "read the environment through preflight.environment:\n" + "\n".join(found)
+
+
+def _library_modules():
+    for folder in LIBRARY:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            yield path.relative_to(ROOT), ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _import_time_nodes(tree: ast.Module):
+    """The nodes that run when the module is imported (not inside a function body)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            todo.extend(node.decorator_list if not isinstance(node, ast.Lambda) else [])
+            todo.extend(d for d in getattr(node.args, "defaults", []))
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+ENV_SETTERS = {"library_default", "use_config_file", "use_dagster_home", "set_ultralytics_env"}
+
+
+def test_no_module_changes_the_environment_at_import_and_albumentations_has_one_door():
+    at_import, direct = [], []
+    for path, tree in _library_modules():
+        for node in _import_time_nodes(tree):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in ENV_SETTERS:
+                    at_import.append(f"{path}:{node.lineno}: {name}()")
+        if path == Path("preflight/environment.py"):
+            continue
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "albumentations" for n in names):
+                direct.append(f"{path}:{node.lineno}")
+    assert not at_import, "set library defaults where the library is first used:\n" + \
+        "\n".join(at_import)
+    assert not direct, "import albumentations through environment.import_albumentations:\n" + \
+        "\n".join(direct)
 
 
 def test_the_executor_comes_from_the_environment_and_has_no_silent_default(monkeypatch):

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.filenames import fs_path
-from preflight.environment import library_default
 from preflight.models.base import ModelError, TrainResult, sha256_file
 from preflight.models.timm_model import (
     HUB_PREFIX,
@@ -50,8 +49,6 @@ from preflight.models.ultralytics_env import resolve_device
 from preflight.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
-# albumentations checks PyPI for updates on import unless told not to (offline-safe, as in stress/)
-library_default("NO_ALBUMENTATIONS_UPDATE", "1")
 
 FREEZE_MODES: tuple[str, ...] = ("head", "deeper", "none")
 HISTORY_NAME = "history.csv"
@@ -414,9 +411,9 @@ def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
         order = np.random.default_rng([seed, epoch]).permutation(len(train_images))
         compose = None
         if augment:
-            import albumentations as A
+            from preflight.environment import import_albumentations
 
-            compose = A.Compose(augment, seed=seed * 1000 + epoch)
+            compose = import_albumentations().Compose(augment, seed=seed * 1000 + epoch)
         loss_sum, correct = _train_epoch(
             model, optimizer, scheduler, [train_images[i] for i in order], train_targets[order],
             batch=batch, size=size, norm=norm, device=dev, compose=compose,

@@ -1,7 +1,10 @@
 """Stress suite: edge-case corruptions as deterministic albumentations pipelines, and rPC.
 
 See :mod:`preflight.stress.suite` for the families / corruptions / severities and
-:mod:`preflight.stress.evaluate` for running a detector over them.
+:mod:`preflight.stress.evaluate` for running a detector over them. Importing this package
+imports albumentations (the custom transforms subclass its own), through
+:func:`preflight.environment.import_albumentations`; the rest of the library imports the package
+only where it runs the suite.
 """
 
 from preflight.stress.evaluate import (

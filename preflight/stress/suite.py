@@ -37,20 +37,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from preflight.environment import library_default
+import cv2
+import numpy as np
 
-library_default("NO_ALBUMENTATIONS_UPDATE", "1")
-
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from preflight.stress.transforms import (  # noqa: E402
+from preflight.environment import import_albumentations
+from preflight.stress.transforms import (
     BoxOcclusion,
     DirtyLens,
     FlickerBanding,
     box_pixel_region,
 )
+
+A = import_albumentations()
 
 MAX_SEVERITY = 5
 

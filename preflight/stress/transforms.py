@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from preflight.environment import library_default
+import cv2
+import numpy as np
 
-library_default("NO_ALBUMENTATIONS_UPDATE", "1")
+from preflight.environment import import_albumentations
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+#: the transforms below subclass albumentations': the stress suite's first use of it is its import
+A = import_albumentations()
 
 
 def box_pixel_region(box_xyxy: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
