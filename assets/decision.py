@@ -40,9 +40,7 @@ def _read(path: str | None) -> pd.DataFrame | None:
 
 def _curve_points(curve: dict | None) -> pd.DataFrame | None:
     """A learning-curve asset's points (``n_images_train`` per row), or None."""
-    points = _read(curve["tables"]["points"]) if curve else None
-    return points.rename(columns={"n_train_images": "n_images_train"}) if points is not None \
-        else None
+    return _read(curve["tables"]["points"]) if curve else None
 
 
 def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, rank: int,
