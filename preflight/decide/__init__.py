@@ -6,9 +6,10 @@ It owns the operational bar and each metrics row held against it (``bar``), a ca
 ``evidence``), learning curves and the images a slice needs (``learning_curve``), look-alike class
 pairs from the confusion matrix (``lookalikes``), which model change to propose
 (``model_change``), why a failing row fails and where it is routed (``classify_failure``), the
-per-candidate before/after tables (``candidate_tables``), the rule itself (``rule``) and exported
-artefacts held against the same bar (``exports``). It reads tables; it trains and evaluates
-nothing.
+per-candidate before/after tables (``candidate_tables``), the rule itself (``rule``), exported
+artefacts held against the same bar (``exports``, ``export_evidence``) and what the decision
+hands on: the candidates table, the champion to register and the failing rows with their route
+(``outcome``). It reads tables; it trains and evaluates nothing.
 """
 
 from preflight.decide.learning_curve import (

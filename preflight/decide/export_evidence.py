@@ -36,7 +36,7 @@ def _read(path: str | None) -> pd.DataFrame | None:
 
 
 def _labels(frame: pd.DataFrame) -> list[str]:
-    """Each row's human name (``lighting=dim (recall)``, ``class crate (recall)``)."""
+    """Each row's human name (``brightness_bin=low (recall)``, ``class crate (recall)``)."""
     return [slice_label(*k) for k in frame[KEY].itertuples(index=False)]
 
 
