@@ -26,7 +26,11 @@ from preflight.models import ChecksumError, build_zoo, load_candidates, sha256_f
 from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
 from preflight.models.timm_adapter import TimmClassifier
 from preflight.models.timm_model import checkpoint_dict, create_timm_model, save_checkpoint
-from preflight.models.timm_training import train_classifier, trainable_parameter_names
+from preflight.models.timm_training import (
+    ClassifierTraining,
+    train_classifier,
+    trainable_parameter_names,
+)
 from preflight.synth.generate import generate
 from preflight.synth.scene import SYNTH_TAXONOMY as DEFAULT_TAXONOMY
 
@@ -331,7 +335,8 @@ def test_predict_maps_onto_the_operational_taxonomy(bench_sample, tmp_path):
 def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_sample, tmp_path):
     import torch
 
-    kw = dict(classes=BENCH, epochs=2, batch=16, lr=2e-3, input_size=SIZE, seed=0, device="cpu")
+    settings = ClassifierTraining(classes=BENCH, epochs=2, batch=16, lr=2e-3, input_size=SIZE,
+                                  seed=0, device="cpu")
 
     class Interrupt(Exception):
         pass
@@ -342,12 +347,13 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
 
     run = tmp_path / "run"
     with pytest.raises(Interrupt):
-        train_classifier(TINY, bench_sample, run, on_epoch_end=stop_after_first, **kw, taxonomy=DEFAULT_TAXONOMY)
+        train_classifier(TINY, bench_sample, run, settings, on_epoch_end=stop_after_first,
+                         taxonomy=DEFAULT_TAXONOMY)
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["train_state"]["epoch"] == 1 and (run / "best.pt").is_file()
     seen: list[int] = []
-    result = train_classifier(TINY, bench_sample, run, on_epoch_end=lambda e, r: seen.append(e),
-                              **kw, taxonomy=DEFAULT_TAXONOMY)
+    result = train_classifier(TINY, bench_sample, run, settings,
+                              on_epoch_end=lambda e, r: seen.append(e), taxonomy=DEFAULT_TAXONOMY)
     assert seen == [2]  # continued from the saved epoch
     assert list(result.history["epoch"]) == [1, 2] and result.epochs_run == 2
     assert {"accuracy", "loss", "best_accuracy", "best_epoch"} <= set(result.metrics)
@@ -355,11 +361,12 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
     assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2]
     # a finished run with the same settings is not retrained
     seen.clear()
-    again = train_classifier(TINY, bench_sample, run, on_epoch_end=lambda e, r: seen.append(e),
-                             **kw, taxonomy=DEFAULT_TAXONOMY)
+    again = train_classifier(TINY, bench_sample, run, settings,
+                             on_epoch_end=lambda e, r: seen.append(e), taxonomy=DEFAULT_TAXONOMY)
     assert seen == [] and again.epochs_run == 2
     # resuming is exact: same weights as a run that was never interrupted
-    straight = train_classifier(TINY, bench_sample, tmp_path / "straight", **kw, taxonomy=DEFAULT_TAXONOMY)
+    straight = train_classifier(TINY, bench_sample, tmp_path / "straight", settings,
+                                taxonomy=DEFAULT_TAXONOMY)
     a = torch.load(run / "last.pt", weights_only=True)["state_dict"]
     b = torch.load(straight.last_checkpoint, weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
@@ -382,8 +389,10 @@ def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
     ckpt = _checkpoint(tmp_path / "start.pt", BENCH)
     start = torch.load(ckpt, weights_only=True)["state_dict"]
     # fine-tune into the 7-class taxonomy, head only, with an augmentation
-    result = train_classifier(ckpt, bench_sample, tmp_path / "head", epochs=1, batch=16,
-                              freeze="head", augment=[A.HorizontalFlip(p=0.5)], device="cpu", taxonomy=DEFAULT_TAXONOMY)
+    result = train_classifier(ckpt, bench_sample, tmp_path / "head",
+                              ClassifierTraining(epochs=1, batch=16, freeze="head",
+                                                 augment=[A.HorizontalFlip(p=0.5)], device="cpu"),
+                              taxonomy=DEFAULT_TAXONOMY)
     after = torch.load(result.last_checkpoint, weights_only=True)
     assert after["class_names"] == list(DEFAULT_TAXONOMY.names) and after["num_classes"] == 7
     changed = {k for k in start if not k.startswith("classifier.")
@@ -392,7 +401,8 @@ def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
     assert not torch.equal(start["classifier.weight"][:6], after["state_dict"][
         "classifier.weight"][:6])
     with pytest.raises(Exception, match="freeze must be one of"):
-        train_classifier(ckpt, bench_sample, tmp_path / "x", freeze="most", taxonomy=DEFAULT_TAXONOMY)
+        train_classifier(ckpt, bench_sample, tmp_path / "x", ClassifierTraining(freeze="most"),
+                         taxonomy=DEFAULT_TAXONOMY)
 
 
 @pytest.mark.slow

@@ -161,7 +161,7 @@ def world(tmp_path_factory, one_thread):
     """The off-the-shelf classifier: trained from scratch on clean crops of all three classes;
     plus one that never saw ``blue`` (its label space has no analog for it); and one project
     home the passes share (each pass has its own run folder)."""
-    from preflight.models.timm_training import train_classifier
+    from preflight.models.timm_training import ClassifierTraining, train_classifier
     from preflight.taxonomy import Taxonomy
 
     root = tmp_path_factory.mktemp("outcomes")
@@ -169,10 +169,11 @@ def world(tmp_path_factory, one_thread):
     taxonomy = Taxonomy(names=CLASSES, lookalike_pairs=())
 
     def train(data: pd.DataFrame, out: str, classes) -> Path:
-        result = train_classifier("mobilenetv3_small_050", data, root / out,
-                                  classes=list(classes), val_fraction=0.0, epochs=6, batch=16,
-                                  lr=0.01, weight_decay=0.0, input_size=SIZE, seed=0,
-                                  device="cpu", resume=False, taxonomy=taxonomy)
+        settings = ClassifierTraining(classes=list(classes), val_fraction=0.0, epochs=6,
+                                      batch=16, lr=0.01, weight_decay=0.0, input_size=SIZE,
+                                      seed=0, device="cpu", resume=False)
+        result = train_classifier("mobilenetv3_small_050", data, root / out, settings,
+                                  taxonomy=taxonomy)
         return Path(result.checkpoint)
 
     full = train(clean, "full", CLASSES)

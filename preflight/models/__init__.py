@@ -47,10 +47,10 @@ def __getattr__(name: str):
         from preflight.models import timm_adapter
 
         return getattr(timm_adapter, name)
-    if name == "train_classifier":
+    if name in ("train_classifier", "ClassifierTraining"):
         from preflight.models import timm_training
 
-        return timm_training.train_classifier
+        return getattr(timm_training, name)
     if name in ("train_detector", "evaluate_detector"):
         from preflight.models import training
 
@@ -63,6 +63,7 @@ __all__ = [
     "PREDICT_FN_FACTORY",
     "PRED_COLUMNS",
     "Candidate",
+    "ClassifierTraining",
     "CandidateError",
     "ChecksumError",
     "Detector",

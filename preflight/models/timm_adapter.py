@@ -227,18 +227,21 @@ class TimmClassifier:
     # ------------------------------------------------------------------ training / export
     def train(self, data, out_dir: str | Path, **kwargs: Any) -> TrainResult:
         """Fine-tune from these weights on a classification sample (see
-        :func:`preflight.models.timm_training.train_classifier`; ``freeze`` defaults to the
-        candidate's). The fine-tuned model speaks the operational taxonomy (``classes`` defaults
+        :func:`preflight.models.timm_training.train_classifier`; ``kwargs`` are
+        :class:`~preflight.models.timm_training.ClassifierTraining` fields plus ``taxonomy``,
+        ``val_data`` and ``on_epoch_end``; ``freeze`` defaults to the candidate's). The fine-tuned model speaks the operational taxonomy (``classes`` defaults
         to it); load it with :meth:`from_weights`."""
-        from preflight.models.timm_training import train_classifier
+        from preflight.models.timm_training import ClassifierTraining, train_classifier
 
-        kwargs.setdefault("input_size", self.input_size)
-        kwargs.setdefault("freeze", self.default_freeze)
-        kwargs.setdefault("device", self.device)
-        kwargs.setdefault("taxonomy", self.taxonomy)
+        taxonomy = kwargs.pop("taxonomy", self.taxonomy)
+        run = {k: kwargs.pop(k) for k in ("val_data", "on_epoch_end") if k in kwargs}
+        defaults = {"input_size": self.input_size, "freeze": self.default_freeze,
+                    "device": self.device}
         if self.weights_source == "hub":
-            kwargs.setdefault("init_classes", self.class_names)
-        return train_classifier(self.weights, data, out_dir, **kwargs)
+            defaults["init_classes"] = self.class_names
+        return train_classifier(self.weights, data, out_dir,
+                                ClassifierTraining(**{**defaults, **kwargs}), taxonomy=taxonomy,
+                                **run)
 
     def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
         """Write a deployable artefact (``torchscript``: a traced module taking a normalised

@@ -14,7 +14,7 @@ fine-tuning trains a head for the operational taxonomy).
 
 Output in ``out_dir``: ``last.pt`` (model + optimizer + scheduler + epoch + history: resumable),
 ``best.pt`` (best held-out accuracy, ties to lower loss; the last epoch without validation) and
-``history.csv`` (one row per epoch). ``resume=True`` continues an interrupted run with the same
+``history.csv`` (one row per epoch). ``resume`` (on by default) continues an interrupted run with the same
 settings from its last finished epoch; a finished run with the same settings is returned as is.
 """
 
@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -298,152 +299,220 @@ def _train_epoch(model, optimizer, scheduler, images: list[np.ndarray], targets:
     return loss_sum, correct
 
 
-def train_classifier(init: str | Path, data: Any, out_dir: str | Path, *,
-                     classes: list[str] | None = None, label_map: dict[str, str] | None = None,
-                     init_classes: list[str] | None = None, val_data: Any = None,
-                     val_fraction: float = 0.15, epochs: int = 10, batch: int = 32,
-                     lr: float = 1e-3, weight_decay: float = 0.05, freeze: str = "none",
-                     deeper_groups: int = 3, augment: list | None = None,
-                     input_size: int | None = None, seed: int = 0, device: str | None = None,
-                     resume: bool = True, taxonomy: Taxonomy,
-                     progress: bool = False,
+@dataclass(frozen=True)
+class ClassifierTraining:
+    """How :func:`train_classifier` trains: the label space, the schedule and the run's knobs.
+
+    ``classes``: the label space (default: the taxonomy's names); ``label_map`` maps operational
+    label names to it (a zoo stand-in's inverse ``class_map``); ``init_classes``: the class names
+    of a hub model's head (to copy the rows of shared classes). Without held-out ``val_data``,
+    ``val_fraction`` of the groups (``group_id``) is held out (0: no validation). ``freeze`` is
+    one of :data:`FREEZE_MODES` (``deeper_groups`` for ``deeper``). ``augment``: albumentations
+    transforms applied to the uint8 image before resizing (seeded per epoch). ``input_size``
+    (default: the checkpoint's, else 224). ``resume``: continue an interrupted run with the same
+    settings. ``progress``: a progress bar per epoch.
+    """
+
+    classes: list[str] | None = None
+    label_map: dict[str, str] | None = None
+    init_classes: list[str] | None = None
+    val_fraction: float = 0.15
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    freeze: str = "none"
+    deeper_groups: int = 3
+    augment: list | None = None
+    input_size: int | None = None
+    seed: int = 0
+    device: str | None = None
+    resume: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.freeze not in FREEZE_MODES:
+            raise ModelError(f"freeze must be one of {FREEZE_MODES}, got {self.freeze!r}")
+        if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
+            raise ModelError(f"bad training settings: epochs={self.epochs}, batch={self.batch}, "
+                             f"lr={self.lr}")
+
+
+@dataclass
+class _Run:
+    """One training run's fixed pieces: what every epoch reads."""
+
+    settings: ClassifierTraining
+    out_dir: Path
+    model: Any
+    device: Any
+    size: int
+    norm: dict[str, Any]
+    #: what the checkpoints record: the run's settings (a resume needs the same) and the model's
+    train_args: dict[str, Any]
+    meta: dict[str, Any]
+    train_set: pd.DataFrame
+    val_set: pd.DataFrame
+
+
+def train_classifier(init: str | Path, data: Any, out_dir: str | Path,
+                     settings: ClassifierTraining | None = None, *, taxonomy: Taxonomy,
+                     val_data: Any = None,
                      on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
                      ) -> TrainResult:
     """Train ``init`` -- a Preflight timm checkpoint, ``timm:<name>`` (pretrained hub weights) or a
     bare timm model name (from scratch) -- on ``data`` (an images table with ``path`` and
     ``label_name``/``label``, e.g. the ``finetune`` rows of ``read_classification_sample``, or a
-    sample folder); results in ``out_dir`` (module doc).
-
-    ``classes``: the label space (default: the taxonomy's names); ``label_map`` maps operational
-    label names to it (a zoo stand-in's inverse ``class_map``). ``val_data``: held-out samples;
-    without it ``val_fraction`` of the groups (``group_id``) is held out (0: no validation).
-    ``augment``: albumentations transforms applied to the uint8 image before resizing (seeded per
-    epoch). ``on_epoch_end(epoch, row)`` is called after each epoch is saved.
+    sample folder) as ``settings`` say (:class:`ClassifierTraining`); results in ``out_dir``
+    (module doc). ``val_data``: held-out samples. ``on_epoch_end(epoch, row)`` is called after
+    each epoch is saved.
     """
-    import torch
+    settings = settings or ClassifierTraining()
+    run = _prepare_run(init, data, Path(out_dir).resolve(), settings, taxonomy, val_data)
+    t0 = time.perf_counter()
+    state = _previous_state(run)
+    if state is not None and int(state.get("epoch", 0)) >= settings.epochs:
+        log.info("training in %s already finished with these settings; not retraining",
+                 run.out_dir)
+        return _result(run.out_dir, time.perf_counter() - t0)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    _fit(run, state, on_epoch_end)
+    return _result(run.out_dir, time.perf_counter() - t0)
 
-    if freeze not in FREEZE_MODES:
-        raise ModelError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
-    if epochs < 1 or batch < 1 or lr <= 0:
-        raise ModelError(f"bad training settings: epochs={epochs}, batch={batch}, lr={lr}")
-    out_dir = Path(out_dir).resolve()
-    classes = list(classes or taxonomy.names)
-    samples, dropped = _targets(_samples(data, taxonomy), classes, label_map)
+
+def _prepare_run(init: str | Path, data: Any, out_dir: Path, s: ClassifierTraining,
+                 taxonomy: Taxonomy, val_data: Any) -> _Run:
+    """The samples split and labelled, the initial model, and the settings a resume must match."""
+    classes = list(s.classes or taxonomy.names)
+    samples, dropped = _targets(_samples(data, taxonomy), classes, s.label_map)
     if val_data is not None:
         train_set = samples
-        val_set, _ = _targets(_samples(val_data, taxonomy), classes, label_map)
+        val_set, _ = _targets(_samples(val_data, taxonomy), classes, s.label_map)
     else:
-        train_set, val_set = holdout_split(samples, val_fraction, seed)
+        train_set, val_set = holdout_split(samples, s.val_fraction, s.seed)
     if not len(train_set):
         raise ModelError(f"no training samples in the label space {classes} "
                          f"({dropped} sample(s) outside it)")
-    dev = resolve_device(device)
-    augment = list(augment or [])
-    model, model_name, norm, ckpt_size, init_desc = _initial_model(init, classes, init_classes,
-                                                                   seed)
-    size = int(input_size or ckpt_size or 224)
+    dev = resolve_device(s.device)
+    model, model_name, norm, ckpt_size, init_desc = _initial_model(init, classes, s.init_classes,
+                                                                   s.seed)
+    size = int(s.input_size or ckpt_size or 224)
     if size < 32:
         raise ModelError(f"input_size must be at least 32, got {size}")
-    init_sha = None
-    if Path(str(init)).is_file():
-        init_sha = sha256_file(init)
     train_args = {
-        "init": init_desc, "init_sha256": init_sha, "model_name": model_name, "classes": classes,
-        "epochs": int(epochs), "batch": int(batch), "lr": float(lr),
-        "weight_decay": float(weight_decay), "freeze": freeze, "deeper_groups": int(deeper_groups),
-        "augment": [repr(t) for t in augment], "input_size": size, "seed": int(seed),
-        "optimizer": "AdamW", "schedule": "cosine", "val_fraction": float(val_fraction),
+        "init": init_desc, "init_sha256": sha256_file(init) if Path(str(init)).is_file() else None,
+        "model_name": model_name, "classes": classes, "epochs": int(s.epochs),
+        "batch": int(s.batch), "lr": float(s.lr), "weight_decay": float(s.weight_decay),
+        "freeze": s.freeze, "deeper_groups": int(s.deeper_groups),
+        "augment": [repr(t) for t in s.augment or []], "input_size": size, "seed": int(s.seed),
+        "optimizer": "AdamW", "schedule": "cosine", "val_fraction": float(s.val_fraction),
         "train_fingerprint": _fingerprint(train_set), "val_fingerprint": _fingerprint(val_set),
         "train_samples": int(len(train_set)), "val_samples": int(len(val_set)),
         "dropped_samples": dropped}
     # mixed precision where the device allows it (CUDA); recorded only then, so CPU runs keep
     # their settings (and resume) as before
-    amp = str(dev).startswith("cuda")
-    if amp:
+    if str(dev).startswith("cuda"):
         train_args["amp"] = True
+    meta = {"model_name": model_name, "class_names": classes, "input_size": size, **norm}
+    return _Run(s, out_dir, model, dev, size, norm, train_args, meta, train_set, val_set)
 
-    t0 = time.perf_counter()
-    last = out_dir / "last.pt"
-    start_epoch, history, best, state = 0, [], {"accuracy": -1.0, "loss": math.inf, "epoch": 0}, None
-    if last.is_file():
-        try:
-            previous = load_checkpoint(last).get("train_state") or {}
-        except ModelError:
-            previous = {}
-        if resume and previous.get("train_args") == train_args:
-            if int(previous.get("epoch", 0)) >= epochs:
-                log.info("training in %s already finished with these settings; not retraining",
-                         out_dir)
-                return _result(out_dir, time.perf_counter() - t0)
-            state = previous
-        else:
-            log.info("starting a fresh run in %s (previous run has other settings)", out_dir)
-        if state is None:
-            for name in ("last.pt", "best.pt", HISTORY_NAME):
-                (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
-    trainable = trainable_parameter_names(model, freeze, deeper_groups)
-    params = _apply_freeze(model, trainable)
-    model.to(dev)
-    optimizer = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay))
-    scaler = torch.amp.GradScaler("cuda") if amp else None
-    steps_per_epoch = math.ceil(len(train_set) / batch)
+def _previous_state(run: _Run) -> dict[str, Any] | None:
+    """The ``train_state`` of ``last.pt`` when it is a run with the same settings and ``resume``
+    is on; otherwise None, and a previous run's files are removed (a fresh run starts)."""
+    last = run.out_dir / "last.pt"
+    if not last.is_file():
+        return None
+    try:
+        previous = load_checkpoint(last).get("train_state") or {}
+    except ModelError:
+        previous = {}
+    if run.settings.resume and previous.get("train_args") == run.train_args:
+        return previous
+    log.info("starting a fresh run in %s (previous run has other settings)", run.out_dir)
+    for name in ("last.pt", "best.pt", HISTORY_NAME):
+        (run.out_dir / name).unlink(missing_ok=True)
+    return None
+
+
+def _fit(run: _Run, state: dict[str, Any] | None,
+         on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> None:
+    """The epochs from the first not yet run (``state``: the run to resume) to the last."""
+    import torch
+
+    s = run.settings
+    params = _apply_freeze(run.model, trainable_parameter_names(run.model, s.freeze,
+                                                                s.deeper_groups))
+    run.model.to(run.device)
+    optimizer = torch.optim.AdamW(params, lr=float(s.lr), weight_decay=float(s.weight_decay))
+    scaler = torch.amp.GradScaler("cuda") if run.train_args.get("amp") else None
+    steps_per_epoch = math.ceil(len(run.train_set) / s.batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(1, steps_per_epoch * epochs), eta_min=float(lr) * MIN_LR_FRACTION)
+        optimizer, T_max=max(1, steps_per_epoch * s.epochs), eta_min=float(s.lr) * MIN_LR_FRACTION)
+    start_epoch, history, best = 0, [], {"accuracy": -1.0, "loss": math.inf, "epoch": 0}
     if state is not None:
-        resumed = load_checkpoint(last)
-        model.load_state_dict(resumed["state_dict"])
+        run.model.load_state_dict(load_checkpoint(run.out_dir / "last.pt")["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-        log.info("resuming %s from epoch %d of %d", out_dir, start_epoch, epochs)
-
-    train_images = [_read_rgb(p) for p in train_set["path"]]
-    train_targets = np.array(train_set["target"], dtype=np.int64)  # writable: torch needs it
-    val_images = [_read_rgb(p) for p in val_set["path"]]
-    val_targets = np.array(val_set["target"], dtype=np.int64)
-    meta = {"model_name": model_name, "class_names": classes, "input_size": size, **norm}
-
-    for epoch in range(start_epoch, epochs):
+        log.info("resuming %s from epoch %d of %d", run.out_dir, start_epoch, s.epochs)
+    train = ([_read_rgb(p) for p in run.train_set["path"]],
+             np.array(run.train_set["target"], dtype=np.int64))  # writable: torch needs it
+    val = ([_read_rgb(p) for p in run.val_set["path"]],
+           np.array(run.val_set["target"], dtype=np.int64))
+    for epoch in range(start_epoch, s.epochs):
         t_epoch = time.perf_counter()
-        torch.manual_seed(seed * 1000 + epoch)  # dropout / stochastic depth, reproducible on resume
-        order = np.random.default_rng([seed, epoch]).permutation(len(train_images))
-        compose = None
-        if augment:
-            from preflight.environment import import_albumentations
-
-            compose = import_albumentations().Compose(augment, seed=seed * 1000 + epoch)
-        loss_sum, correct = _train_epoch(
-            model, optimizer, scheduler, [train_images[i] for i in order], train_targets[order],
-            batch=batch, size=size, norm=norm, device=dev, compose=compose,
-            desc=f"epoch {epoch + 1}/{epochs}" if progress else None, scaler=scaler)
-        row: dict[str, float] = {
-            "epoch": epoch + 1, "train/loss": loss_sum / len(order),
-            "train/accuracy": correct / len(order), "lr": float(scheduler.get_last_lr()[0])}
+        row = _epoch(run, optimizer, scheduler, scaler, epoch, train)
         improved = True
-        if len(val_images):
-            v_loss, v_acc = _evaluate(model, val_images, val_targets, size, norm, dev, batch)
+        if len(val[0]):
+            v_loss, v_acc = _evaluate(run.model, *val, run.size, run.norm, run.device, s.batch)
             row.update({"val/loss": v_loss, "val/accuracy": v_acc})
             improved = (v_acc, -v_loss) > (best["accuracy"], -best["loss"])
             if improved:
                 best = {"accuracy": v_acc, "loss": v_loss, "epoch": epoch + 1}
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
-        metrics = _metrics(history, best)
-        if improved:
-            save_checkpoint(checkpoint_dict(model, **meta, epoch=epoch + 1, metrics=metrics,
-                                            train_args=train_args), out_dir / "best.pt")
-        save_checkpoint(checkpoint_dict(model, **meta, train_state={
-            "epoch": epoch + 1, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "history": history, "best": best,
-            "metrics": metrics, "train_args": train_args}), last)
-        pd.DataFrame(history).to_csv(out_dir / HISTORY_NAME, index=False)
-        log.info("epoch %d/%d: %s", epoch + 1, epochs, json.dumps(
-            {k: round(v, 4) for k, v in row.items()}))
+        _save_epoch(run, optimizer, scheduler, epoch + 1, history, best, improved)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
-    return _result(out_dir, time.perf_counter() - t0)
+
+
+def _epoch(run: _Run, optimizer, scheduler, scaler, epoch: int,
+           train: tuple[list[np.ndarray], np.ndarray]) -> dict[str, float]:
+    """One pass over the training samples in a seeded order; the epoch's training numbers."""
+    import torch
+
+    s = run.settings
+    torch.manual_seed(s.seed * 1000 + epoch)  # dropout / stochastic depth, reproducible on resume
+    images, targets = train
+    order = np.random.default_rng([s.seed, epoch]).permutation(len(images))
+    compose = None
+    if s.augment:
+        from preflight.environment import import_albumentations
+
+        compose = import_albumentations().Compose(list(s.augment), seed=s.seed * 1000 + epoch)
+    loss_sum, correct = _train_epoch(
+        run.model, optimizer, scheduler, [images[i] for i in order], targets[order],
+        batch=s.batch, size=run.size, norm=run.norm, device=run.device, compose=compose,
+        desc=f"epoch {epoch + 1}/{s.epochs}" if s.progress else None, scaler=scaler)
+    return {"epoch": epoch + 1, "train/loss": loss_sum / len(order),
+            "train/accuracy": correct / len(order), "lr": float(scheduler.get_last_lr()[0])}
+
+
+def _save_epoch(run: _Run, optimizer, scheduler, epoch: int, history: list[dict[str, float]],
+                best: dict[str, float], improved: bool) -> None:
+    """``best.pt`` when the epoch improved, ``last.pt`` (resumable) and ``history.csv``."""
+    metrics = _metrics(history, best)
+    if improved:
+        save_checkpoint(checkpoint_dict(run.model, **run.meta, epoch=epoch, metrics=metrics,
+                                        train_args=run.train_args), run.out_dir / "best.pt")
+    save_checkpoint(checkpoint_dict(run.model, **run.meta, train_state={
+        "epoch": epoch, "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "history": history, "best": best,
+        "metrics": metrics, "train_args": run.train_args}), run.out_dir / "last.pt")
+    pd.DataFrame(history).to_csv(run.out_dir / HISTORY_NAME, index=False)
+    log.info("epoch %d/%d: %s", epoch, run.settings.epochs, json.dumps(
+        {k: round(v, 4) for k, v in history[-1].items()}))
 
 
 def _metrics(history: list[dict[str, float]], best: dict[str, float]) -> dict[str, float]:

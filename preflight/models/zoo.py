@@ -476,7 +476,7 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
     """Train a timm candidate from scratch on benchmark crops and record it in the manifest;
     False when the stored stand-in is up to date (cached)."""
     from preflight.data.classification_sample import read_classification_sample
-    from preflight.models.timm_training import train_classifier
+    from preflight.models.timm_training import ClassifierTraining, train_classifier
 
     zoo_name = cand.zoo_name or cand.name
     reasons = {} if reasons is None else reasons
@@ -501,12 +501,12 @@ def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info
     lr = float(train_cfg["lr0"] or CLASSIFIER_LR)
     log.info("zoo: training %s (timm %s, from scratch) for %d epochs at %d px on %d crops, %s",
              zoo_name, cand.arch, train_cfg["epochs"], cand.input_size, len(images), device)
-    result = train_classifier(cand.arch, images, run_dir, classes=cand.model_classes,
-                              label_map=inverse, val_fraction=VAL_FRACTION,
-                              epochs=train_cfg["epochs"], batch=train_cfg["batch"], lr=lr,
-                              freeze="none", input_size=cand.input_size, seed=seed,
-                              device=device, resume=True, progress=progress,
-                              taxonomy=SYNTH_TAXONOMY)
+    settings = ClassifierTraining(classes=cand.model_classes, label_map=inverse,
+                                  val_fraction=VAL_FRACTION, epochs=train_cfg["epochs"],
+                                  batch=train_cfg["batch"], lr=lr, freeze="none",
+                                  input_size=cand.input_size, seed=seed, device=device,
+                                  resume=True, progress=progress)
+    result = train_classifier(cand.arch, images, run_dir, settings, taxonomy=SYNTH_TAXONOMY)
     tmp = ckpt.with_suffix(".pt.tmp")
     shutil.copyfile(result.checkpoint, tmp)
     os.replace(tmp, ckpt)
