@@ -432,3 +432,20 @@ def test_changed_recall_names_the_rows_whose_paired_interval_excludes_zero():
     assert changed_recall(deltas) == ("lighting=dim (recall) -0.120 [-0.200, -0.050]; "
                                       "class crate (recall) +0.060 [+0.010, +0.100]")
     assert changed_recall(deltas[~deltas["changed"]]) == "none"
+
+
+def test_the_exportable_families_are_the_rows_of_the_exporter_table():
+    """One table says how each family exports; the registry's ``exportable`` rows are its rows,
+    and a model of any other family is refused with the families that can export."""
+    from types import SimpleNamespace
+
+    from preflight.models.base import ModelError
+    from preflight.models.export import SOURCE_EXPORTERS, source_meta
+    from preflight.models.registry import FAMILIES
+
+    assert {n for n, f in FAMILIES.items() if f.exportable} == set(SOURCE_EXPORTERS)
+    assert {n: e.task for n, e in SOURCE_EXPORTERS.items()} == {
+        n: FAMILIES[n].task for n in SOURCE_EXPORTERS}
+    with pytest.raises(ModelError, match=r"m: cannot export a model of family 'onnxruntime' "
+                                         r"\(ultralytics detectors and timm classifiers only\)"):
+        source_meta(SimpleNamespace(name="m", family="onnxruntime"))

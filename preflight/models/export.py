@@ -25,7 +25,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,37 +122,17 @@ def _finish(path: Path, spec: ExportSpec, meta: dict[str, Any]) -> ExportedArtef
 
 
 # ---------------------------------------------------------------------------------- sources
-def source_meta(model: Any) -> dict[str, Any]:
-    """What the runtime needs to reproduce ``model``'s pre/post-processing (an
-    :class:`~preflight.models.ultralytics_adapter.UltralyticsDetector` or
-    :class:`~preflight.models.timm_adapter.TimmClassifier`)."""
-    family = getattr(model, "family", "")
-    common = {"source_name": model.name, "source_family": family,
-              "source_weights": str(model.weights), "source_sha256": model.sha256 or "",
-              "input_size": int(model.input_size), "class_map": dict(model.class_map),
-              "taxonomy": list(model.taxonomy.names)}
-    if family == "ultralytics":
-        names = model.model_names
-        return {**common, "task": "detect", "model_classes": [names[i] for i in sorted(names)],
-                "conf": model.conf, "iou": model.iou, "max_det": model.max_det}
-    if family == "timm":
-        return {**common, "task": "classify", "model_classes": list(model.class_names),
-                "mean": list(model.mean), "std": list(model.std)}
-    raise ModelError(f"{model.name}: cannot export a model of family {family!r} "
-                     "(ultralytics detectors and timm classifiers only)")
+def _detector_meta(model: Any) -> dict[str, Any]:
+    """An ultralytics detector's classes and NMS settings."""
+    names = model.model_names
+    return {"model_classes": [names[i] for i in sorted(names)], "conf": model.conf,
+            "iou": model.iou, "max_det": model.max_det}
 
 
-def export_onnx(model: Any, out_dir: str | Path, *, opset: int | None = None) -> ExportedArtefact:
-    """The FP32 ONNX file of a loaded source model (fixed batch-1 input, ``1x3xSxS``)."""
-    meta = source_meta(model)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{model.name}.fp32.onnx"
-    if meta["task"] == "detect":
-        _export_ultralytics_onnx(model, target, opset)
-    else:
-        _export_torch_onnx(model.model, model.input_size, target, opset)
-    return _finish(target, ExportSpec("onnx", "fp32"), meta)
+def _classifier_meta(model: Any) -> dict[str, Any]:
+    """A timm classifier's classes and input normalisation."""
+    return {"model_classes": list(model.class_names), "mean": list(model.mean),
+            "std": list(model.std)}
 
 
 def _export_ultralytics_onnx(detector: Any, target: Path, opset: int | None) -> None:
@@ -195,6 +175,62 @@ def _export_torch_onnx(module: Any, input_size: int, target: Path, opset: int | 
         torch.onnx.export(module, (example,), str(target), input_names=["images"],
                           output_names=["output0"], opset_version=opset or 17, dynamo=False,
                           do_constant_folding=True)
+
+
+def _export_timm_onnx(classifier: Any, target: Path, opset: int | None) -> None:
+    _export_torch_onnx(classifier.model, classifier.input_size, target, opset)
+
+
+@dataclass(frozen=True)
+class SourceExporter:
+    """How one model family's models export: the ``task`` the runtime replays, what it needs
+    from the source beyond the common fields (``meta``: classes, pre/post-processing settings),
+    and how the FP32 ONNX file is written (``onnx(model, target, opset)``)."""
+
+    task: str
+    what: str   # "ultralytics detectors": for the refusal of other families
+    meta: Callable[[Any], dict[str, Any]]
+    onnx: Callable[[Any, Path, int | None], None]
+
+
+#: model family -> how its models export; the families the registry marks ``exportable``
+#: (:data:`preflight.models.registry.FAMILIES`)
+SOURCE_EXPORTERS: dict[str, SourceExporter] = {
+    "ultralytics": SourceExporter("detect", "ultralytics detectors", _detector_meta,
+                                  _export_ultralytics_onnx),
+    "timm": SourceExporter("classify", "timm classifiers", _classifier_meta, _export_timm_onnx),
+}
+
+
+def _exporter(model: Any) -> SourceExporter:
+    family = getattr(model, "family", "")
+    try:
+        return SOURCE_EXPORTERS[family]
+    except KeyError:
+        known = " and ".join(e.what for e in SOURCE_EXPORTERS.values())
+        raise ModelError(f"{model.name}: cannot export a model of family {family!r} "
+                         f"({known} only)") from None
+
+
+def source_meta(model: Any) -> dict[str, Any]:
+    """What the runtime needs to reproduce ``model``'s pre/post-processing (a model of a family
+    in :data:`SOURCE_EXPORTERS`)."""
+    exporter = _exporter(model)
+    return {"source_name": model.name, "source_family": model.family,
+            "source_weights": str(model.weights), "source_sha256": model.sha256 or "",
+            "input_size": int(model.input_size), "class_map": dict(model.class_map),
+            "taxonomy": list(model.taxonomy.names), "task": exporter.task,
+            **exporter.meta(model)}
+
+
+def export_onnx(model: Any, out_dir: str | Path, *, opset: int | None = None) -> ExportedArtefact:
+    """The FP32 ONNX file of a loaded source model (fixed batch-1 input, ``1x3xSxS``)."""
+    meta = source_meta(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{model.name}.fp32.onnx"
+    _exporter(model).onnx(model, target, opset)
+    return _finish(target, ExportSpec("onnx", "fp32"), meta)
 
 
 def _require(package: str) -> None:

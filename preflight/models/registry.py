@@ -16,8 +16,9 @@ inspector) plus one row in :data:`FAMILIES`::
 The pipeline then loads, evaluates, stresses, times and fine-tunes its candidates through the
 :class:`~preflight.models.base.Model` protocol (``train`` is called the way the family's task
 does it, :mod:`preflight.tasks`); ``preflight init --weights`` recognises its checkpoints through
-``inspect``. Exporting (``export:``) covers the ultralytics and timm families only
-(:func:`preflight.models.export.source_meta` refuses others with a reason).
+``inspect``. Exporting (``export:``) covers the families with a row in
+:data:`preflight.models.export.SOURCE_EXPORTERS` (ultralytics and timm; their rows here say
+``exportable``); :func:`~preflight.models.export.source_meta` refuses others with a reason.
 
 The adapter is named as ``"module:Class"`` and imported only when a model of the family is
 loaded, so reading a candidates file never imports torch, ultralytics or timm. The registry is the
@@ -54,8 +55,9 @@ class ModelFamily:
     candidate names (never a ``zoo:`` stand-in); ``inspect``: ``"module:function"`` of
     ``function(path) -> CheckpointFacts | None`` (None: not this family's file), what
     ``preflight init`` reads from a checkpoint (families are tried in registry order);
-    ``exportable``: its models can be exported to ONNX / OpenVINO (``export:``, through
-    :func:`preflight.models.export.source_meta`), so ``preflight init`` lists them for export.
+    ``exportable``: its models can be exported to ONNX / OpenVINO (``export:``, through its row
+    in :data:`preflight.models.export.SOURCE_EXPORTERS`), so ``preflight init`` lists them for
+    export.
     """
 
     name: str
