@@ -10,6 +10,8 @@ travel to the decision, which may ship it.
 """
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -17,8 +19,13 @@ import pandas as pd
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
-from preflight.decide.classify_failure import slice_label
-from preflight.metrics.slices import OVERALL
+from preflight.decide.export_evidence import (
+    below_bar_rows,
+    changed_rows,
+    delta_metrics,
+    deltas_shown,
+)
+from preflight.models.export import ExportedArtefact, ExportSpec, parse_spec
 from preflight.stages import FINE_TUNED, FINE_TUNED_KEY, OFF_THE_SHELF, OFF_THE_SHELF_KEY
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
@@ -48,28 +55,100 @@ def build_export_assets(candidate: str, formats: list[str], finetuned: bool,
             for stage, label in export_plan(list(stages), formats, finetuned)]
 
 
-def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition:
-    from preflight.models.export import parse_spec
+@dataclass(frozen=True)
+class ExportJob:
+    """One export asset's work: ``candidate``'s model at one stage (fine-tuned or off-the-shelf)
+    in one format (``label``, e.g. ``onnx_int8``)."""
 
+    candidate: str
+    label: str
+    finetuned: bool
+
+    @property
+    def spec(self) -> ExportSpec:
+        return parse_spec(self.label)
+
+    @property
+    def stage_key(self) -> str:
+        """``offtheshelf`` / ``finetuned`` (asset names, folders)."""
+        return FINE_TUNED_KEY if self.finetuned else OFF_THE_SHELF_KEY
+
+    @property
+    def source_stage(self) -> str:
+        """``off-the-shelf`` / ``fine-tuned`` (what the decision and the report say)."""
+        return FINE_TUNED if self.finetuned else OFF_THE_SHELF
+
+    @property
+    def stage(self) -> str:
+        """``<stage>-<format>``: the export's stage in its tables and MLflow runs."""
+        return f"{self.stage_key}-{self.label}"
+
+    @property
+    def description(self) -> str:
+        """``INT8 ONNX export of yolov8n (fine-tuned)``."""
+        return f"{self.spec.describe()} export of {self.candidate} ({self.source_stage})"
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    """An export asset's inputs: the validated labels, its FP32 source's evaluation and latency,
+    and the source model (the fine-tuned model, or the zoo for the off-the-shelf one)."""
+
+    validated_labels: dict
+    source_eval: dict
+    source_latency: dict
+    finetuned_model: dict | None = None
+    model_zoo: dict | None = None
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """The resources a stage runs with."""
+
+    settings: SettingsResource
+    store: PreflightStore
+    tracker: MlflowTracker
+    zoo: ModelZoo
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What one export's pass produced: its FP32 source, the file, the loaded export, its
+    evaluation, latency and stress outputs, and its paired deltas against the source."""
+
+    source: Any
+    artefact: ExportedArtefact
+    model: Any
+    evaluation: dict
+    latency: dict
+    stress: dict
+    deltas: pd.DataFrame
+    deltas_path: str
+    source_p99: float  # the FP32 source's production p99 (ms)
+
+    @property
+    def speedup(self) -> float:
+        p99 = self.latency["production_p99_ms"]
+        return self.source_p99 / p99 if p99 else float("nan")
+
+
+def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition:
     key = candidate_key(candidate)
-    spec = parse_spec(label)
-    finetuned = stage == FINE_TUNED_KEY
+    job = ExportJob(candidate, label, finetuned=stage == FINE_TUNED_KEY)
     src_eval, src_latency = SOURCE_ASSETS[stage]
     ins = {"validated_labels": dg.AssetIn(key="validated_labels"),
            "source_eval": dg.AssetIn(key=[key, src_eval]),
            "source_latency": dg.AssetIn(key=[key, src_latency])}
-    if finetuned:
+    if job.finetuned:
         ins["finetuned_model"] = dg.AssetIn(key=[key, "finetuned_model"])
     else:
         ins["model_zoo"] = dg.AssetIn(key="model_zoo")
 
-    stage_name = FINE_TUNED if finetuned else OFF_THE_SHELF
-
     @dg.asset(name=export_asset_name(stage, label), key_prefix=[key], ins=ins,
               group_name="export", kinds={"onnx", "mlflow"},
               tags={"candidate": key, "format": label, "stage": stage},
-              description=f"{spec.describe()} export of {candidate} ({stage_name}): its "
-                          "per-slice recall against its FP32 source (paired over the same "
+              description=f"{job.spec.describe()} export of {candidate} ({job.source_stage}): "
+                          "its per-slice recall against its FP32 source (paired over the same "
                           "frames, slices below the bar flagged), its latency on its own "
                           "runtime and the speed-up.")
     def export_asset(context: dg.AssetExecutionContext, settings: SettingsResource,
@@ -77,121 +156,137 @@ def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition
                      **inputs) -> dg.Output[dict]:
         """The export's per-slice recall against its FP32 source (paired over the same frames,
         slices below the bar flagged), its latency on its own runtime and the speed-up."""
-        return run_export(context, candidate=candidate, label=label, finetuned=finetuned,
-                          settings=settings, store=store, tracker=tracker, zoo=zoo, **inputs)
+        return run_export(context, job, ExportInputs(**inputs),
+                          StageResources(settings, store, tracker, zoo))
 
     return export_asset
 
 
-def run_export(context, *, candidate: str, label: str, finetuned: bool,
-               settings: SettingsResource, store: PreflightStore, tracker: MlflowTracker,
-               zoo: ModelZoo, validated_labels: dict, source_eval: dict, source_latency: dict,
-               finetuned_model: dict | None = None, model_zoo: dict | None = None
+def run_export(context, job: ExportJob, inputs: ExportInputs, res: StageResources
                ) -> dg.Output[dict]:
-    from assets.finetuning import finetune_pool
-    from preflight.decide import Bar
-    from preflight.decide.exports import flag_deltas
-    from preflight.evaluation import read_rgb
-    from preflight.metrics.paired import prediction_deltas
-    from preflight.models.export import calibration_frames, export_all, parse_spec
-    from preflight.models.exported import load_exported
-
-    cfg = settings.load()
-    ex = cfg.export
-    spec = parse_spec(label)
-    stage_name = FINE_TUNED if finetuned else OFF_THE_SHELF
-    description = f"{spec.describe()} export of {candidate} ({stage_name})"
-    key = candidate_key(candidate)
-    source = (zoo.finetuned_detector(candidate, finetuned_model["weights"]) if finetuned
-              else zoo.detector(candidate))
+    """Export, validate (evaluation, latency, stress, paired deltas against the FP32 source) and
+    record one artefact; its output is what the decision weighs."""
+    ex = res.settings.load().export
+    source = (res.zoo.finetuned_detector(job.candidate, inputs.finetuned_model["weights"])
+              if job.finetuned else res.zoo.detector(job.candidate))
     t0 = time.perf_counter()
-    calib: list = []
-    if spec.precision == "int8":
-        pool, _ = finetune_pool(validated_labels)   # never the evaluation set
-        calib = [read_rgb(p) for p in calibration_frames(pool, ex.calibration_frames, ex.seed)]
-    # in this run's folder, one per (stage, format): both stages' files take the source's name,
-    # and an INT8 export writes its own FP32 intermediate, which must not overwrite the file the
-    # FP32 export validated
-    out_dir = store.run_path("exports", key, FINE_TUNED_KEY if finetuned else OFF_THE_SHELF_KEY, label,
-                             "x").parent
-    artefact = export_all(source, [spec], out_dir, calibration=calib, seed=ex.seed)[label]
+    artefact, n_calib = _export(job, source, inputs, res)
     export_seconds = time.perf_counter() - t0
-    context.log.info(f"{description}: {artefact.path.name} (sha256 {artefact.sha256[:12]}) "
+    context.log.info(f"{job.description}: {artefact.path.name} (sha256 {artefact.sha256[:12]}) "
                      f"in {export_seconds:.0f}s")
-    threads = ex.threads or cfg.latency.threads
-    model = load_exported(artefact.path, runtime=spec.runtime, name=f"{candidate}@{label}",
-                          threads=threads, sha256=artefact.sha256)
-    stage = f"{FINE_TUNED_KEY if finetuned else OFF_THE_SHELF_KEY}-{label}"
-    params = {"format": spec.format, "precision": spec.precision, "runtime": spec.runtime,
-              "source_stage": stage_name, "source_sha256": source.sha256 or "",
-              "calibration_frames": len(calib), "calibration_seed": ex.seed,
-              "runtime_threads": threads or "default"}
-    ev = run_evaluation(context, stage=stage, name=candidate, detector=model, settings=settings,
-                        store=store, tracker=tracker, validated_labels=validated_labels,
-                        params=params)
-    lat = run_latency(context, stage=stage, name=candidate, detector=model, settings=settings,
-                      store=store, tracker=tracker, validated_labels=validated_labels)
-    stress = run_stress(context, stage=stage, name=candidate, detector=model, settings=settings,
-                        store=store, tracker=tracker, validated_labels=validated_labels)
-
-    _, eval_images, gt, espec = evaluation_context(settings, validated_labels, model.input_size)
-    bar = Bar.from_settings(cfg.bar, cfg.decision)
-    deltas = prediction_deltas(
-        cfg.task, gt, eval_images, pd.read_parquet(source_eval["tables"]["predictions"]),
-        pd.read_parquet(ev.value["tables"]["predictions"]), slice_columns=espec.slice_columns,
-        box_slice_columns=espec.box_slice_columns,
-        operating_threshold=espec.operating_threshold, model_input_size=model.input_size,
-        class_names=cfg.taxonomy_obj.as_dict(), bootstrap=ex.bootstrap, seed=ex.seed)
-    deltas = flag_deltas(deltas, pd.read_parquet(ev.value["tables"]["metrics"]), bar)
-    deltas_path = store.write_table(f"{key}/{stage}/deltas", deltas)
-    p99, src_p99 = lat.value["production_p99_ms"], source_latency["production_p99_ms"]
-    speedup = src_p99 / p99 if p99 else float("nan")
-    changed = deltas[deltas["changed"]]
-    below = deltas[deltas["below_bar"]]
-    metrics = {"speedup_p99": speedup, "latency.production_p99_ms": p99,
-               "source.production_p99_ms": src_p99, "export_seconds": export_seconds,
-               "slices_changed": float(len(changed)), "slices_below_bar": float(len(below))}
-    for r in deltas.itertuples():
-        where = "" if r.slice_column == OVERALL else f".{r.slice_column}.{r.slice_value}"
-        metrics[f"delta.{r.metric}{where}"] = r.delta
-        metrics[f"delta_ci_low.{r.metric}{where}"] = r.delta_ci_low
-        metrics[f"delta_ci_high.{r.metric}{where}"] = r.delta_ci_high
-    mlflow_meta = record_run(context, tracker, name=f"{candidate}/{stage}-deltas",
-                             stage=f"{stage}-deltas", candidate=candidate,
+    params = {"format": job.spec.format, "precision": job.spec.precision,
+              "runtime": job.spec.runtime, "source_stage": job.source_stage,
+              "source_sha256": source.sha256 or "", "calibration_frames": n_calib,
+              "calibration_seed": ex.seed, "runtime_threads": _threads(res) or "default"}
+    checked = _check(context, job, inputs, res, source, artefact, params)
+    p99 = checked.latency["production_p99_ms"]
+    metrics = {"speedup_p99": checked.speedup, "latency.production_p99_ms": p99,
+               "source.production_p99_ms": checked.source_p99, "export_seconds": export_seconds,
+               "slices_changed": float(checked.deltas["changed"].sum()),
+               "slices_below_bar": float(checked.deltas["below_bar"].sum()),
+               **delta_metrics(checked.deltas)}
+    mlflow_meta = record_run(context, res.tracker, name=f"{job.candidate}/{job.stage}-deltas",
+                             stage=f"{job.stage}-deltas", candidate=job.candidate,
                              params={**params, "sha256": artefact.sha256,
                                      "artefact": artefact.path.name,
                                      "paired_bootstrap": ex.bootstrap},
                              metrics=metrics,
-                             artifacts=[("tables", str(deltas_path)),
+                             artifacts=[("tables", checked.deltas_path),
                                         ("model", str(artefact.path)),
                                         ("model", str(artefact.sidecar))])
-    shown = deltas.sort_values("delta")
-    shown = shown.assign(slice=[slice_label(*k) for k in shown[
-        ["slice_column", "slice_value", "metric"]].itertuples(index=False)])[
-        ["slice", "source", "export", "delta", "delta_ci_low", "delta_ci_high", "changed",
-         "export_status"]]
-    value = {"candidate": candidate, "label": label, "stage": stage, "format": spec.format,
-             "precision": spec.precision, "runtime": spec.runtime, "description": description,
-             "source_stage": stage_name, "weights": str(artefact.path),
-             "sha256": artefact.sha256, "source_weights": str(source.weights),
-             "source_sha256": source.sha256 or "",
-             "tables": {**ev.value["tables"], "latency": lat.value["tables"]["latency"],
-                        **stress.value["tables"], "deltas": str(deltas_path)},
-             "mean_rpc_recall": stress.value["mean_rpc_recall"],
-             "AP50": ev.value["AP50"], "recall": ev.value["recall"],
-             "daily_cost": ev.value["daily_cost"], "input_size": model.input_size,
-             "production_p99_ms": p99, "p99_ms": lat.value.get("p99_ms"),
-             "source_production_p99_ms": src_p99, "source_p99_ms": source_latency.get("p99_ms"),
-             "speedup_p99": speedup,
-             "changed_slices": [f"{r.slice_column}={r.slice_value} {r.metric}: {r.delta:+.3f}"
-                                for r in changed.itertuples()],
-             "below_bar_slices": [f"{r.slice_column}={r.slice_value} {r.metric}"
-                                  for r in below.itertuples()],
+    return _output(job, checked, inputs, mlflow_meta)
+
+
+def _threads(res: StageResources) -> int | None:
+    """The exported runtime's threads (``export.threads``, else ``latency.threads``)."""
+    cfg = res.settings.load()
+    return cfg.export.threads or cfg.latency.threads
+
+
+def _export(job: ExportJob, source: Any, inputs: ExportInputs, res: StageResources
+            ) -> tuple[ExportedArtefact, int]:
+    """The source model's exported file (INT8: calibrated on frames of the fine-tuning pool,
+    never the evaluation set) and the number of calibration frames."""
+    from assets.finetuning import finetune_pool
+    from preflight.evaluation import read_rgb
+    from preflight.models.export import calibration_frames, export_all
+
+    ex = res.settings.load().export
+    calib: list = []
+    if job.spec.precision == "int8":
+        pool, _ = finetune_pool(inputs.validated_labels)
+        calib = [read_rgb(p) for p in calibration_frames(pool, ex.calibration_frames, ex.seed)]
+    # in this run's folder, one per (stage, format): both stages' files take the source's name,
+    # and an INT8 export writes its own FP32 intermediate, which must not overwrite the file the
+    # FP32 export validated
+    out_dir = res.store.run_path("exports", candidate_key(job.candidate), job.stage_key,
+                                 job.label, "x").parent
+    artefact = export_all(source, [job.spec], out_dir, calibration=calib, seed=ex.seed)[job.label]
+    return artefact, len(calib)
+
+
+def _check(context, job: ExportJob, inputs: ExportInputs, res: StageResources, source: Any,
+           artefact: ExportedArtefact, params: dict) -> _Checked:
+    """The export through the same pass as its source (evaluation, latency, stress on its own
+    runtime) and its per-slice deltas against the source, paired over the same frames, with the
+    rows below the bar flagged."""
+    from preflight.decide import Bar
+    from preflight.decide.exports import flag_deltas
+    from preflight.metrics.paired import prediction_deltas
+    from preflight.models.exported import load_exported
+
+    cfg = res.settings.load()
+    model = load_exported(artefact.path, runtime=job.spec.runtime,
+                          name=f"{job.candidate}@{job.label}", threads=_threads(res),
+                          sha256=artefact.sha256)
+    run = {"stage": job.stage, "name": job.candidate, "detector": model,
+           "settings": res.settings, "store": res.store, "tracker": res.tracker,
+           "validated_labels": inputs.validated_labels}
+    ev = run_evaluation(context, **run, params=params).value
+    lat, stress = run_latency(context, **run).value, run_stress(context, **run).value
+    _, eval_images, gt, espec = evaluation_context(res.settings, inputs.validated_labels,
+                                                   model.input_size)
+    deltas = prediction_deltas(
+        cfg.task, gt, eval_images, pd.read_parquet(inputs.source_eval["tables"]["predictions"]),
+        pd.read_parquet(ev["tables"]["predictions"]), slice_columns=espec.slice_columns,
+        box_slice_columns=espec.box_slice_columns,
+        operating_threshold=espec.operating_threshold, model_input_size=model.input_size,
+        class_names=cfg.taxonomy_obj.as_dict(), bootstrap=cfg.export.bootstrap,
+        seed=cfg.export.seed)
+    deltas = flag_deltas(deltas, pd.read_parquet(ev["tables"]["metrics"]),
+                         Bar.from_settings(cfg.bar, cfg.decision))
+    path = res.store.write_table(f"{candidate_key(job.candidate)}/{job.stage}/deltas", deltas)
+    return _Checked(source, artefact, model, ev, lat, stress, deltas, str(path),
+                    source_p99=inputs.source_latency["production_p99_ms"])
+
+
+def _output(job: ExportJob, checked: _Checked, inputs: ExportInputs, mlflow_meta: dict
+            ) -> dg.Output[dict]:
+    """The export's record for the decision (the exact file, its tables, its latency against
+    the source) and its metadata."""
+    c, ev, src = checked, checked.evaluation, inputs.source_latency
+    p99 = c.latency["production_p99_ms"]
+    value = {"candidate": job.candidate, "label": job.label, "stage": job.stage,
+             "format": job.spec.format, "precision": job.spec.precision,
+             "runtime": job.spec.runtime, "description": job.description,
+             "source_stage": job.source_stage, "weights": str(c.artefact.path),
+             "sha256": c.artefact.sha256, "source_weights": str(c.source.weights),
+             "source_sha256": c.source.sha256 or "",
+             "tables": {**ev["tables"], "latency": c.latency["tables"]["latency"],
+                        **c.stress["tables"], "deltas": c.deltas_path},
+             "mean_rpc_recall": c.stress["mean_rpc_recall"], "AP50": ev["AP50"],
+             "recall": ev["recall"], "daily_cost": ev["daily_cost"],
+             "input_size": c.model.input_size, "production_p99_ms": p99,
+             "p99_ms": c.latency.get("p99_ms"), "source_production_p99_ms": c.source_p99,
+             "source_p99_ms": src.get("p99_ms"), "speedup_p99": c.speedup,
+             "changed_slices": changed_rows(c.deltas), "below_bar_slices": below_bar_rows(c.deltas),
              "mlflow_run_id": mlflow_meta["mlflow_run_id"]}
     return dg.Output(jsonable(value), metadata={
-        "artefact": dg.MetadataValue.path(str(artefact.path)),
-        "sha256": artefact.sha256, "p99_ms": p99, "source_p99_ms": src_p99,
-        "speedup_p99": speedup, "recall": ev.value["recall"],
-        "mean_rpc_recall": stress.value["mean_rpc_recall"],
-        "slices_changed": len(changed), "slices_below_bar": len(below),
-        "deltas": dg.MetadataValue.md(md_table(shown, max_rows=30)), **mlflow_meta})
+        "artefact": dg.MetadataValue.path(str(c.artefact.path)),
+        "sha256": c.artefact.sha256, "p99_ms": p99, "source_p99_ms": c.source_p99,
+        "speedup_p99": c.speedup, "recall": ev["recall"],
+        "mean_rpc_recall": c.stress["mean_rpc_recall"],
+        "slices_changed": len(value["changed_slices"]),
+        "slices_below_bar": len(value["below_bar_slices"]),
+        "deltas": dg.MetadataValue.md(md_table(deltas_shown(c.deltas), max_rows=30)),
+        **mlflow_meta})

@@ -35,7 +35,7 @@ class ArtefactChanged(RuntimeError):
 
 def sha256_of(path: str) -> str:
     """The file's sha256 ("" when there is no such file)."""
-    from preflight.models.zoo import sha256_file
+    from preflight.models.base import sha256_file
 
     return sha256_file(path) if Path(path).is_file() else ""
 
