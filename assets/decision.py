@@ -16,7 +16,9 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
+from preflight.decide import CandidateEvidence, Decision
 from preflight.decide.export_evidence import EXPORTS_TITLE, assess_export_values
+from preflight.decide.exports import ExportVerdict
 from preflight.decide.outcome import (
     CANDIDATES_TITLE,
     ArtefactChanged,
@@ -151,11 +153,11 @@ class Decided:
     """The call and what it was made on: the rule's result (exports weighed, override applied),
     the candidates' evidence, the records it points at, and the exports' verdicts and tables."""
 
-    result: object
-    evidence: list
+    result: Decision
+    evidence: list[CandidateEvidence]
     sources: DecisionSources
-    export_verdicts: list
-    export_tables: dict
+    export_verdicts: list[ExportVerdict]
+    export_tables: dict[str, pd.DataFrame]
 
 
 def _decide(settings: SettingsResource, zoo: ModelZoo, labels: dict, images: pd.DataFrame,

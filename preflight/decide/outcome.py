@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from preflight.decide.exports import ExportVerdict
-from preflight.decide.rule import FINE_TUNE, SHIP
+from preflight.decide.rule import FINE_TUNE, SHIP, Decision
 from preflight.stages import FINE_TUNED
 
 #: verdicts that put a model into production (the only ones that move ``champion``)
@@ -77,7 +77,7 @@ class DecisionSources:
         return self.shipped_export is not None and _key(export) == _key(self.shipped_export)
 
 
-def candidates_table(result: Any, sources: DecisionSources,
+def candidates_table(result: Decision, sources: DecisionSources,
                      export_verdicts: Sequence[ExportVerdict]) -> pd.DataFrame:
     """The report's candidate table: one row per candidate (its verdict and the FP32 model the
     verdict is about) and one per exported artefact (held against the same bar), each with the
@@ -166,7 +166,7 @@ class Champion:
                 + " ".join(self.reasons)[:4000])
 
 
-def no_champion(result: Any) -> dict[str, Any]:
+def no_champion(result: Decision) -> dict[str, Any]:
     """The record of a decision that ships nothing: no alias moves, and what to do next."""
     o = result.overall
     return {"candidate": None, "verdict": o.verdict, "considered": o.candidate,
@@ -174,7 +174,7 @@ def no_champion(result: Any) -> dict[str, Any]:
             "next": list(o.reasons)}
 
 
-def choose_champion(result: Any, sources: DecisionSources) -> Champion | None:
+def choose_champion(result: Decision, sources: DecisionSources) -> Champion | None:
     """The model to register as champion: the verdict's when it ships one, the operator's
     override otherwise; None when nothing ships. The shipped export replaces its candidate's
     FP32 model, as the exact file that was validated (:class:`ArtefactChanged` if it changed

@@ -9,17 +9,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from preflight.metrics.slices import OVERALL
 
+if TYPE_CHECKING:
+    from preflight.decide.evidence import CandidateEvidence
+    from preflight.decide.rule import Decision
+
 #: learning-curve charts per candidate in the report (the table lists every curve)
 MAX_CURVE_CHARTS = 6
 
 
-def before_after_charts(result: Any, finetuned: Iterable[str], folder: Path,
+def before_after_charts(result: Decision, finetuned: Iterable[str], folder: Path,
                         file_key: Callable[[str], str]) -> dict[str, Path]:
     """``before_after_<candidate>``: recall off-the-shelf vs fine-tuned, per fine-tuned
     candidate (``file_key``: a candidate name as a file-name part)."""
@@ -30,7 +34,7 @@ def before_after_charts(result: Any, finetuned: Iterable[str], folder: Path,
         title=f"{name}: recall off-the-shelf vs fine-tuned") for name in finetuned}
 
 
-def learning_curve_charts(result: Any, evidence: Sequence[Any],
+def learning_curve_charts(result: Decision, evidence: Sequence[CandidateEvidence],
                           points: Mapping[str, pd.DataFrame | None], folder: Path,
                           file_key: Callable[[str], str]) -> dict[str, Path]:
     """A learning-curve chart for each failing row that has a curve (the nested-subset
