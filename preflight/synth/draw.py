@@ -251,35 +251,45 @@ def _background(cam: Camera, S: int, horizon: float) -> np.ndarray:
     img[:yh] += 0.3 * tex[:yh, :, None]
     img = np.clip(img, 0, 255).astype(np.uint8)
     img = np.ascontiguousarray(img)
-    # racking along the back wall: blue uprights, orange beams, wrapped loads and bins
     if yh > 8:
-        bay = S * rng.uniform(0.17, 0.24)
-        levels = max(2, int(yh / (0.1 * S)))
-        lev_h = (yh - 2) / levels
-        x = -rng.uniform(0, bay)
-        post = max(1, int(0.012 * S))
-        beam = max(1, int(0.01 * S))
-        loads = ((222, 224, 226), (206, 208, 212), (60, 62, 66), (46, 86, 60), (170, 40, 36))
-        while x < S:
-            for lv in range(levels):
-                yb = yh - 1 - lv * lev_h
-                lx = x + post
-                while lx < x + bay - post:
-                    lw = min(bay * rng.uniform(0.25, 0.45), x + bay - post - lx)
-                    if rng.random() < 0.8 and lw > 2:
-                        lh = lev_h * rng.uniform(0.45, 0.85)
-                        col = loads[int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08]))]
-                        cv2.rectangle(img, (int(lx), int(yb - lh)), (int(lx + lw) - 1, int(yb)),
-                                      col, -1)
-                        cv2.line(img, (int(lx), int(yb - lh / 2)), (int(lx + lw) - 1,
-                                 int(yb - lh / 2)), tuple(int(c * 0.8) for c in col), 1)
-                    lx += lw + bay * 0.04
-                cv2.rectangle(img, (int(x), int(yb - beam)), (int(x + bay), int(yb)),
-                              (232, 112, 34), -1)
-            cv2.rectangle(img, (int(x), 0), (int(x) + post, yh), (40, 72, 150), -1)
-            x += bay
-        cv2.rectangle(img, (0, yh - max(1, S // 80)), (S, yh), (70, 70, 72), -1)  # skirting
-    # floor markings: yellow lanes converging to a vanishing point, expansion joints
+        _racking(img, rng, S, yh)
+    _floor_markings(img, rng, cam, S, yh)
+    return img
+
+
+def _racking(img: np.ndarray, rng: np.random.Generator, S: int, yh: int) -> None:
+    """Racking along the back wall, in place: blue uprights, orange beams, wrapped loads and bins."""
+    bay = S * rng.uniform(0.17, 0.24)
+    levels = max(2, int(yh / (0.1 * S)))
+    lev_h = (yh - 2) / levels
+    x = -rng.uniform(0, bay)
+    post = max(1, int(0.012 * S))
+    beam = max(1, int(0.01 * S))
+    loads = ((222, 224, 226), (206, 208, 212), (60, 62, 66), (46, 86, 60), (170, 40, 36))
+    while x < S:
+        for lv in range(levels):
+            yb = yh - 1 - lv * lev_h
+            lx = x + post
+            while lx < x + bay - post:
+                lw = min(bay * rng.uniform(0.25, 0.45), x + bay - post - lx)
+                if rng.random() < 0.8 and lw > 2:
+                    lh = lev_h * rng.uniform(0.45, 0.85)
+                    col = loads[int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08]))]
+                    cv2.rectangle(img, (int(lx), int(yb - lh)), (int(lx + lw) - 1, int(yb)),
+                                  col, -1)
+                    cv2.line(img, (int(lx), int(yb - lh / 2)), (int(lx + lw) - 1,
+                             int(yb - lh / 2)), tuple(int(c * 0.8) for c in col), 1)
+                lx += lw + bay * 0.04
+            cv2.rectangle(img, (int(x), int(yb - beam)), (int(x + bay), int(yb)),
+                          (232, 112, 34), -1)
+        cv2.rectangle(img, (int(x), 0), (int(x) + post, yh), (40, 72, 150), -1)
+        x += bay
+    cv2.rectangle(img, (0, yh - max(1, S // 80)), (S, yh), (70, 70, 72), -1)  # skirting
+
+
+def _floor_markings(img: np.ndarray, rng: np.random.Generator, cam: Camera, S: int,
+                    yh: int) -> None:
+    """Floor markings, in place: yellow lanes converging to a vanishing point, expansion joints."""
     vx = S * rng.uniform(0.35, 0.65)
     vy = yh - S * 0.6
     for xb in (S * rng.uniform(-0.1, 0.15), S * rng.uniform(0.85, 1.1)):
@@ -291,7 +301,6 @@ def _background(cam: Camera, S: int, horizon: float) -> np.ndarray:
     for k in range(1, 5):
         y = int(yh + (S - yh) * (k / 5) ** 1.6)
         cv2.line(img, (0, y), (S, y), tuple(int(c * 0.78) for c in cam.floor_rgb), 1)
-    return img
 
 
 

@@ -48,7 +48,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,9 @@ from preflight.synth.scene import (
     CLASS_NAMES,
     N_CLASSES,
     PRODUCTION_RATES,
+    Camera,
     ProductionRates,
+    _Cond,
     _moved,
     _Obj,
     _plan,
@@ -153,17 +155,32 @@ def _tag(seed: int, batch_id: str | None) -> str:
     return tag
 
 
-def generate(out_dir: str | Path, *, profile: str = "production", n: int = 400, weeks: int = 4,
-             seed: int = 0, image_size: int = 320, week: int | None = None,
-             progress: bool = False, batch_id: str | None = None,
-             rates: ProductionRates = PRODUCTION_RATES) -> SynthSummary:
-    """Generate ``n`` labelled frames in ``out_dir`` (see the module doc); ``_COMPLETE`` last.
+@dataclass(frozen=True)
+class _Request:
+    """``generate``'s arguments, checked and resolved: one value each, the week of every frame."""
 
-    ``week=N``: one weekly batch, every frame in week N (production; benchmark is week 1 only).
-    Otherwise frames are spread evenly over weeks ``1..weeks`` (benchmark: all week 1).
-    ``batch_id`` replaces the seed in file names (``w02_cam3_<batch_id>_000123.jpg``).
-    """
-    t0 = time.perf_counter()
+    profile: str
+    n: int
+    size: int
+    seed: int
+    tag: str
+    batch_id: str | None
+    week_list: list[int]
+    week_key: int
+    rates: ProductionRates
+
+    @property
+    def code(self) -> int:
+        return _PROFILE_CODE[self.profile]
+
+    @property
+    def weeks(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.week_list)))
+
+
+def _request(profile: str, n: int, weeks: int, seed: int, image_size: int, week: int | None,
+             batch_id: str | None, rates: ProductionRates) -> _Request:
+    """Check ``generate``'s arguments (a clear message for each) and spread the frames over weeks."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if int(n) < 1:
@@ -176,91 +193,156 @@ def generate(out_dir: str | Path, *, profile: str = "production", n: int = 400, 
         raise ValueError(f"week must be at least 1, got {week}")
     if profile == "benchmark" and week not in (None, 1):
         raise ValueError("the benchmark profile is week 1 only")
-    n, S, seed = int(n), int(image_size), int(seed)
-    tag = _tag(seed, batch_id)
+    n = int(n)
     if profile == "benchmark":
         week_list = [1] * n
     elif week is not None:
         week_list = [int(week)] * n
     else:
         week_list = [(i * int(weeks)) // n + 1 for i in range(n)]  # even spread, in order
-    week_key = int(week) if week is not None else 0
-    out = Path(out_dir)
-    _clean_target(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    (out / INCOMPLETE_MARKER).write_text("generation in progress\n", encoding="utf-8")
+    return _Request(profile=profile, n=n, size=int(image_size), seed=int(seed),
+                    tag=_tag(int(seed), batch_id), batch_id=batch_id, week_list=week_list,
+                    week_key=int(week) if week is not None else 0, rates=rates)
 
-    conds = _plan(profile, n, week_list, seed, week_key, rates)
-    world = _World(profile, S, rates)
-    bgs: dict[str, np.ndarray] = {}
-    vigs: dict[str, np.ndarray] = {}
-    code = _PROFILE_CODE[profile]
-    meta_rows: list[dict[str, Any]] = []
-    box_rows: list[dict[str, Any]] = []
-    coco_images: list[dict[str, Any]] = []
-    coco_anns: list[dict[str, Any]] = []
-    class_counts = [0] * N_CLASSES
-    seen: set[str] = set()
-    scene: tuple[list[_Obj], tuple[float, float] | None] = ([], None)
-    current_burst = -1
-    for idx, cond in enumerate(tqdm(conds, desc=f"synth {profile}", unit="img",
-                                    disable=not progress)):
-        cam = cond.camera
-        if cam.name not in bgs:
-            bgs[cam.name] = _background(cam, S, world.scales(cam)[0])
-            vig_rng = np.random.default_rng([cam.layout_seed, 9])
-            vigs[cam.name] = _vignette(S, vig_rng.uniform(0.3, 0.7), vig_rng.uniform(0.1, 0.4))
-        frng = np.random.default_rng([seed, code, week_key, 0xF0, idx])
-        first = cond.burst != current_burst
+
+class _Frames:
+    """Frames of one request: per-camera background and vignette, the scene of the current burst."""
+
+    def __init__(self, req: _Request) -> None:
+        self.req = req
+        self.world = _World(req.profile, req.size, req.rates)
+        self.backgrounds: dict[str, np.ndarray] = {}
+        self.vignettes: dict[str, np.ndarray] = {}
+        self.scene: tuple[list[_Obj], tuple[float, float] | None] = ([], None)
+        self.burst = -1
+        self.seen: set[str] = set()  # content ids must be unique (ingest / validation)
+
+    def _fixed(self, cam: Camera) -> None:
+        """Draw a camera's background and vignette the first time it is seen (fixed cameras)."""
+        if cam.name in self.backgrounds:
+            return
+        S = self.req.size
+        self.backgrounds[cam.name] = _background(cam, S, self.world.scales(cam)[0])
+        vig_rng = np.random.default_rng([cam.layout_seed, 9])
+        self.vignettes[cam.name] = _vignette(S, vig_rng.uniform(0.3, 0.7),
+                                             vig_rng.uniform(0.1, 0.4))
+
+    def frame(self, idx: int, cond: _Cond) -> tuple[bytes, list[tuple]]:
+        """Frame ``idx``: its JPEG bytes (unique content) and its boxes."""
+        req, cam = self.req, cond.camera
+        self._fixed(cam)
+        frng = np.random.default_rng([req.seed, req.code, req.week_key, 0xF0, idx])
+        first = cond.burst != self.burst
         if first:
-            srng = np.random.default_rng([seed, code, week_key, 0x5C, cond.burst])
-            scene = world.scene(srng, cam, cond.week)
-            current_burst = cond.burst
-        objs = _moved(scene[0], frng, S, first)
-        img, boxes = _render(bgs[cam.name], objs, scene[1])
+            srng = np.random.default_rng([req.seed, req.code, req.week_key, 0x5C, cond.burst])
+            self.scene = self.world.scene(srng, cam, cond.week)
+            self.burst = cond.burst
+        objs = _moved(self.scene[0], frng, req.size, first)
+        img, boxes = _render(self.backgrounds[cam.name], objs, self.scene[1])
         for _attempt in range(50):
-            out_img = _effects(img, cond, frng, vigs[cam.name], rates)
+            out_img = _effects(img, cond, frng, self.vignettes[cam.name], req.rates)
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out_img, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, cond.jpeg_quality])
             if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB array
                 raise RuntimeError("JPEG encoding failed")
             data = buf.tobytes()
             digest = hashlib.sha1(data).hexdigest()
-            if digest not in seen:  # content ids must be unique (ingest / validation)
+            if digest not in self.seen:
                 break
-        seen.add(digest)
-        stem = f"w{cond.week:02d}_{cam.name}_{tag}_{idx:06d}"
-        file_name = f"{stem}.jpg"
-        (out / "images" / file_name).write_bytes(data)
+        self.seen.add(digest)
+        return data, boxes
+
+
+@dataclass
+class _Labels:
+    """The labels of a sample as they accumulate: table rows, COCO records, class counts."""
+
+    size: int
+    profile: str
+    meta_rows: list[dict[str, Any]] = field(default_factory=list)
+    box_rows: list[dict[str, Any]] = field(default_factory=list)
+    coco_images: list[dict[str, Any]] = field(default_factory=list)
+    coco_anns: list[dict[str, Any]] = field(default_factory=list)
+    class_counts: list[int] = field(default_factory=lambda: [0] * N_CLASSES)
+
+    def add(self, file_name: str, image_id: int, cond: _Cond, boxes: list[tuple]) -> str:
+        """Record one frame's boxes and metadata; return its YOLO label text."""
+        S = self.size
         lines = []
-        image_id = idx + 1
         for bi, (cls, x0, y0, x1, y1, trunc, occ) in enumerate(boxes):
             w, h = x1 - x0, y1 - y0
             lines.append(f"{cls} {(x0 + x1) / 2 / S:.6f} {(y0 + y1) / 2 / S:.6f} "
                          f"{w / S:.6f} {h / S:.6f}\n")
-            box_rows.append({"file_name": file_name, "box_index": bi, "class_id": cls,
-                             "area_px": w * h, "truncated": trunc, "occluded": occ})
-            coco_anns.append({"id": len(coco_anns) + 1, "image_id": image_id, "category_id": cls,
-                              "bbox": [x0, y0, w, h], "area": w * h, "iscrowd": 0,
-                              "truncated": trunc, "occluded": occ})
-            class_counts[cls] += 1
-        (out / "labels" / f"{stem}.txt").write_text("".join(lines), encoding="utf-8")
-        coco_images.append({"id": image_id, "file_name": file_name, "width": S, "height": S})
-        meta_rows.append({
+            self.box_rows.append({"file_name": file_name, "box_index": bi, "class_id": cls,
+                                  "area_px": w * h, "truncated": trunc, "occluded": occ})
+            self.coco_anns.append({"id": len(self.coco_anns) + 1, "image_id": image_id,
+                                   "category_id": cls, "bbox": [x0, y0, w, h], "area": w * h,
+                                   "iscrowd": 0, "truncated": trunc, "occluded": occ})
+            self.class_counts[cls] += 1
+        self.coco_images.append({"id": image_id, "file_name": file_name, "width": S,
+                                 "height": S})
+        cam = cond.camera
+        self.meta_rows.append({
             "file_name": file_name, "image_id": image_id, "site": cam.site, "camera": cam.name,
             "shift": cond.shift, "captured_at": cond.captured_at, "week": cond.week,
             "lighting": cond.lighting, "blur": cond.blur, "lens": cond.lens,
             "colour_cast": cond.colour_cast, "noise": cond.noise,
-            "jpeg_quality": cond.jpeg_quality, "flicker": cond.flicker, "profile": profile,
+            "jpeg_quality": cond.jpeg_quality, "flicker": cond.flicker, "profile": self.profile,
         })
+        return "".join(lines)
 
-    _write_tables(out, meta_rows, box_rows)
-    info = {"generator": "preflight.synth.generate", "profile": profile, "seed": seed,
-            "image_size": S, "n": n, "weeks": sorted(set(week_list)), "batch_id": batch_id}
+
+def generate(out_dir: str | Path, *, profile: str = "production", n: int = 400, weeks: int = 4,
+             seed: int = 0, image_size: int = 320, week: int | None = None,
+             progress: bool = False, batch_id: str | None = None,
+             rates: ProductionRates = PRODUCTION_RATES) -> SynthSummary:
+    """Generate ``n`` labelled frames in ``out_dir`` (see the module doc); ``_COMPLETE`` last.
+
+    ``week=N``: one weekly batch, every frame in week N (production; benchmark is week 1 only).
+    Otherwise frames are spread evenly over weeks ``1..weeks`` (benchmark: all week 1).
+    ``batch_id`` replaces the seed in file names (``w02_cam3_<batch_id>_000123.jpg``).
+    """
+    t0 = time.perf_counter()
+    req = _request(profile, n, weeks, seed, image_size, week, batch_id, rates)
+    out = Path(out_dir)
+    _clean_target(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE_MARKER).write_text("generation in progress\n", encoding="utf-8")
+    labels = _write_frames(out, req, progress)
+    n_files = _finish(out, req, labels)
+    return SynthSummary(
+        out_dir=out, profile=req.profile, n_images=req.n, n_boxes=len(labels.box_rows),
+        seconds=time.perf_counter() - t0,
+        class_counts={name: labels.class_counts[i] for i, name in enumerate(CLASS_NAMES)},
+        weeks=req.weeks, seed=req.seed, image_size=req.size, batch_id=req.batch_id,
+        files=n_files)
+
+
+def _write_frames(out: Path, req: _Request, progress: bool) -> _Labels:
+    """Draw, encode and write every frame and its YOLO label file; return the labels."""
+    conds = _plan(req.profile, req.n, req.week_list, req.seed, req.week_key, req.rates)
+    frames = _Frames(req)
+    labels = _Labels(size=req.size, profile=req.profile)
+    for idx, cond in enumerate(tqdm(conds, desc=f"synth {req.profile}", unit="img",
+                                    disable=not progress)):
+        data, boxes = frames.frame(idx, cond)
+        stem = f"w{cond.week:02d}_{cond.camera.name}_{req.tag}_{idx:06d}"
+        (out / "images" / f"{stem}.jpg").write_bytes(data)
+        text = labels.add(f"{stem}.jpg", idx + 1, cond, boxes)
+        (out / "labels" / f"{stem}.txt").write_text(text, encoding="utf-8")
+    return labels
+
+
+def _finish(out: Path, req: _Request, labels: _Labels) -> int:
+    """Write the tables, COCO, ``data.yaml``, the manifest and ``_COMPLETE``; return the file count."""
+    _write_tables(out, labels.meta_rows, labels.box_rows)
+    info = {"generator": "preflight.synth.generate", "profile": req.profile, "seed": req.seed,
+            "image_size": req.size, "n": req.n, "weeks": list(req.weeks),
+            "batch_id": req.batch_id}
     (out / COCO_NAME).write_text(json.dumps({
         "info": info,
-        "images": coco_images, "annotations": coco_anns,
+        "images": labels.coco_images, "annotations": labels.coco_anns,
         "categories": [{"id": i, "name": name} for i, name in enumerate(CLASS_NAMES)],
     }, separators=(",", ":")), encoding="utf-8")
     (out / "data.yaml").write_text(yaml.safe_dump(
@@ -270,12 +352,7 @@ def generate(out_dir: str | Path, *, profile: str = "production", n: int = 400, 
     manifest = write_manifest(out, extra={"generator": info})
     n_files = json.loads(manifest.read_text(encoding="utf-8"))["n_files"]
     mark_complete(out)
-    return SynthSummary(
-        out_dir=out, profile=profile, n_images=n, n_boxes=len(box_rows),
-        seconds=time.perf_counter() - t0,
-        class_counts={name: class_counts[i] for i, name in enumerate(CLASS_NAMES)},
-        weeks=tuple(sorted(set(week_list))), seed=seed, image_size=S, batch_id=batch_id,
-        files=n_files)
+    return n_files
 
 
 def _write_tables(out: Path, meta_rows: list[dict[str, Any]],

@@ -359,41 +359,54 @@ def _plan(profile: str, n: int, week_list: list[int], seed: int, week_key: int,
         while left > 0:
             burst += 1
             cam = CAMERA_BY_NAME[cam_names[int(rng.choice(len(cam_names), p=cam_p))]]
-            if bench:
-                length, shift = 1, "day"
-                lighting = "bright" if rng.random() < BENCHMARK.lighting[0] else "normal"
-                cast, lens = False, "clean"
-            else:
-                length = min(left, int(rng.integers(rates.burst_frames[0],
-                                                    rates.burst_frames[1] + 1)))
-                shift = "night" if rng.random() < rates.night_share(week) else "day"
-                if shift == "night":
-                    lighting = "dim" if rng.random() < rates.night_dim else "normal"
-                else:
-                    lighting = LIGHTING_VALUES[int(rng.choice(3, p=rates.day_lighting))]
-                cast = bool(rng.random() < rates.colour_cast)
-                lens = "dirty" if rng.random() < rates.dirty_lens else "clean"
-            day = int(rng.integers(7))
-            span = rng.uniform(0, 12 * 3600)
-            if shift == "day":
-                offset = 6 * 3600 + span
-            else:
-                offset = 18 * 3600 + span if span < 6 * 3600 else span - 6 * 3600
-            t = WEEK1_START + timedelta(days=7 * (week - 1) + day,
-                                        seconds=int(min(offset, 86399 - 5 * 60)))
+            length, shift, lighting, cast, lens = _burst_conditions(rng, week, left, bench, rates)
+            t = _burst_start(rng, week, shift)
             for _ in range(length):
                 c = _Cond(week, cam, shift, lighting, cast, lens, burst, t)
-                if bench:
-                    c.jpeg_quality = BENCHMARK.jpeg_quality
-                else:
-                    c.blur = "motion" if rng.random() < rates.motion_blur else "none"
-                    c.flicker = bool(rng.random() < rates.flicker)
-                    c.noise = bool(rng.random() < (rates.noise_night if shift == "night"
-                                                   else rates.noise_day))
-                    q = rates.low_jpeg_quality if rng.random() < rates.low_jpeg else (
-                        rates.normal_jpeg_quality)
-                    c.jpeg_quality = int(rng.integers(q[0], q[1] + 1))
+                _frame_conditions(c, rng, bench, rates)
                 conds.append(c)
                 t += timedelta(seconds=int(rng.integers(3, 41)))
             left -= length
     return conds
+
+
+def _burst_conditions(rng: np.random.Generator, week: int, left: int, bench: bool,
+                      rates: ProductionRates) -> tuple[int, str, str, bool, str]:
+    """A burst's length (at most ``left`` frames), shift, lighting, colour cast and lens."""
+    if bench:
+        lighting = "bright" if rng.random() < BENCHMARK.lighting[0] else "normal"
+        return 1, "day", lighting, False, "clean"
+    length = min(left, int(rng.integers(rates.burst_frames[0], rates.burst_frames[1] + 1)))
+    shift = "night" if rng.random() < rates.night_share(week) else "day"
+    if shift == "night":
+        lighting = "dim" if rng.random() < rates.night_dim else "normal"
+    else:
+        lighting = LIGHTING_VALUES[int(rng.choice(3, p=rates.day_lighting))]
+    cast = bool(rng.random() < rates.colour_cast)
+    lens = "dirty" if rng.random() < rates.dirty_lens else "clean"
+    return length, shift, lighting, cast, lens
+
+
+def _burst_start(rng: np.random.Generator, week: int, shift: str) -> datetime:
+    """When a burst starts: a day of ``week`` and a time within ``shift``."""
+    day = int(rng.integers(7))
+    span = rng.uniform(0, 12 * 3600)
+    if shift == "day":
+        offset = 6 * 3600 + span
+    else:
+        offset = 18 * 3600 + span if span < 6 * 3600 else span - 6 * 3600
+    return WEEK1_START + timedelta(days=7 * (week - 1) + day,
+                                   seconds=int(min(offset, 86399 - 5 * 60)))
+
+
+def _frame_conditions(c: _Cond, rng: np.random.Generator, bench: bool,
+                      rates: ProductionRates) -> None:
+    """Set one frame's own conditions in place: motion blur, flicker, noise, JPEG quality."""
+    if bench:
+        c.jpeg_quality = BENCHMARK.jpeg_quality
+        return
+    c.blur = "motion" if rng.random() < rates.motion_blur else "none"
+    c.flicker = bool(rng.random() < rates.flicker)
+    c.noise = bool(rng.random() < (rates.noise_night if c.shift == "night" else rates.noise_day))
+    q = rates.low_jpeg_quality if rng.random() < rates.low_jpeg else rates.normal_jpeg_quality
+    c.jpeg_quality = int(rng.integers(q[0], q[1] + 1))
