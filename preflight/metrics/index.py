@@ -37,8 +37,8 @@ def _require(df: pd.DataFrame, cols, what: str) -> None:
 
 
 def _numeric(df: pd.DataFrame, cols, what: str) -> np.ndarray:
-    try:       # column by column: df[cols] would build (and copy) a new frame first
-        arr = np.empty((len(df), len(cols)))
+    try:       # column by column (df[cols] would build and copy a new frame first), each
+        arr = np.empty((len(df), len(cols)), order="F")        # written contiguously
         for j, col in enumerate(cols):
             values = df[col]
             numpy_number = isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf"
@@ -64,7 +64,17 @@ def _image_index(ids: pd.Series) -> pd.Index:
 
 
 def _positions(index: pd.Index, ids: pd.Series, what: str) -> np.ndarray:
-    pos = index.get_indexer(ids.to_numpy())
+    values = ids.to_numpy()
+    keys = index.to_numpy()
+    if (values.dtype.kind in "iu" and keys.dtype.kind in "iu" and len(keys) and len(values)
+            and keys[0] >= 0 and 0 <= values.min() and values.max() < 8 * len(keys) + 4096
+            and keys[-1] < 8 * len(keys) + 4096):
+        # small non-negative integer ids (``index`` is ascending): a table lookup
+        table = np.full(max(int(values.max()), int(keys[-1])) + 1, -1, dtype=np.int64)
+        table[keys] = np.arange(len(keys))
+        pos = table[values]
+    else:
+        pos = index.get_indexer(values)
     if (pos < 0).any():
         unknown = pd.unique(ids.to_numpy()[pos < 0])
         raise ValueError(
@@ -234,7 +244,7 @@ class EvaluationIndex:
         gt_area = gt_num[:, 5].copy() if "area" in gt.columns else gt_box[:, 2] * gt_box[:, 3]
         gt_crowd = (gt["iscrowd"].fillna(0).to_numpy().astype(np.int64) != 0
                     if "iscrowd" in gt.columns else np.zeros(len(gt), bool))
-        dt_box_all = dt_num[:, 2:6]
+        dt_box_all = dt_num[:, 2:6]                     # columns (Fortran order)
         dt_score_all = np.ascontiguousarray(dt_num[:, 1])
 
         # pycocotools' accumulation order: category, -score (stable), image order, input order
@@ -245,7 +255,7 @@ class EvaluationIndex:
         rank_acc, keep, d_order, d_start = rank_in_groups(
             dt_img[acc], dt_cat_all[acc], len(image_ids), K, int(params.max_dets[-1]))
         order = acc[keep]
-        dt_box = dt_box_all[order]
+        dt_box = np.ascontiguousarray(dt_box_all[order])
         m = match(dt_box, dt_box[:, 2] * dt_box[:, 3], dt_img[order] * K + dt_cat_all[order],
                   d_order, d_start, gt_box, gt_area, gt_crowd, gt_img * K + gt_cat, params)
         return cls(

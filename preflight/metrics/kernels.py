@@ -702,34 +702,40 @@ def grouped_sum(x, labels, n_groups):
 @njit(cache=True, nogil=True)
 def radix_sort_by(order, keys):
     """``order`` stably sorted by ``keys[order]`` (``uint64``): least-significant-digit radix
-    sort, 11 bits a pass, passes whose digit is the same for every key skipped."""
+    sort, 11 bits a pass, the counts of every pass taken in one read of the keys, passes whose
+    digit is the same for every key skipped."""
     n = order.shape[0]
+    bits = 11
+    n_pass = (64 + bits - 1) // bits
+    mask = np.uint64((1 << bits) - 1)
+    count = np.zeros((n_pass, (1 << bits) + 1), dtype=np.int64)
     idx = order.copy()
     k = np.empty(n, dtype=np.uint64)
     for i in range(n):
-        k[i] = keys[idx[i]]
+        key = keys[idx[i]]
+        k[i] = key
+        for p in range(n_pass):
+            count[p, ((key >> np.uint64(p * bits)) & mask) + 1] += 1
     idx2 = np.empty(n, dtype=idx.dtype)
     k2 = np.empty(n, dtype=np.uint64)
-    count = np.zeros(2049, dtype=np.int64)
-    mask = np.uint64(2047)
-    for shift in range(0, 64, 11):
-        s = np.uint64(shift)
-        count[:] = 0
-        for i in range(n):
-            count[((k[i] >> s) & mask) + 1] += 1
+    for p in range(n_pass):
+        if n == 0:
+            break
+        c = count[p]
         skip = False
-        for d in range(1, 2049):
-            if count[d] == n:
+        for d in range(1, (1 << bits) + 1):
+            if c[d] == n:
                 skip = True
                 break
-        if skip or n == 0:
+        if skip:
             continue
-        for d in range(1, 2049):
-            count[d] += count[d - 1]
+        for d in range(1, (1 << bits) + 1):
+            c[d] += c[d - 1]
+        s = np.uint64(p * bits)
         for i in range(n):
             d = (k[i] >> s) & mask
-            j = count[d]
-            count[d] = j + 1
+            j = c[d]
+            c[d] = j + 1
             idx2[j] = idx[i]
             k2[j] = k[i]
         idx, idx2 = idx2, idx
