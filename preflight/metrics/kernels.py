@@ -341,10 +341,11 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
     hits = np.zeros((S, M, T))
     # best[s, t, j]: highest precision at a position where exactly j thresholds are reached
     best = np.zeros((S, T, R + 1))
-    # need[s, j]: true positives from which the recall tp / npig reaches threshold j (the
-    # same float division, so exact); reached[s, t]: thresholds reached so far
-    need = np.zeros((S, R))
-    reached = np.zeros((S, T), dtype=np.int64)
+    # need[j]: true positives from which the recall tp / npig reaches threshold j (the
+    # same float division, so exact); reach[off[s] + x]: the thresholds reached by x true
+    # positives (a lookup instead of a data-dependent branch per true positive)
+    need = np.zeros(R)
+    off = np.zeros(S + 1, dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
     tl = np.empty(T, dtype=np.int64)        # a detection's true-positive thresholds
     il = np.empty(T, dtype=np.int64)        # and ignored ones
@@ -356,7 +357,9 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
         seen[:] = 0.0
         hits[:] = 0.0
         best[:] = 0.0
-        reached[:] = 0
+        for s in range(S):
+            off[s + 1] = off[s] + int(max(npig[s, a, k], 0.0)) + 1
+        reach = np.zeros(off[S], dtype=np.int64)
         for s in range(S):
             p = npig[s, a, k]
             if p > 0:
@@ -366,7 +369,12 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
                         c -= 1.0
                     while c / p < rec[j]:
                         c += 1.0
-                    need[s, j] = c
+                    need[j] = c
+                j = 0
+                for x in range(off[s + 1] - off[s]):
+                    while j < R and x >= need[j]:
+                        j += 1
+                    reach[off[s] + x] = j
         # past the last true positive of the category a detection changes no count that is
         # read again (precision and recall are taken at true positives): skipped
         last = cat_start[k] - 1
@@ -424,14 +432,9 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
                     # a true positive's ground truth is in the slice: npig > 0 here
                     fps = sk - tps - igc[s, t]
                     pr = tps / (fps + tps + EPS)
-                    j = reached[s, t]
-                    if j < R and tps >= need[s, j]:
-                        j += 1
-                        while j < R and tps >= need[s, j]:
-                            j += 1
-                        reached[s, t] = j
-                    if pr > best[s, t, j]:
-                        best[s, t, j] = pr
+                    j = reach[off[s] + min(int(tps), off[s + 1] - off[s] - 1)]
+                    cur = best[s, t, j]
+                    best[s, t, j] = pr if pr > cur else cur  # branch-free (a select)
         for s in range(S):
             p = npig[s, a, k]
             for t in range(T):
@@ -665,8 +668,8 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
                     while j < R and tps >= need[k, j]:
                         j += 1
                     reached[k, t] = j
-                    if pr > best[k, t, j]:
-                        best[k, t, j] = pr
+                    cur = best[k, t, j]
+                    best[k, t, j] = pr if pr > cur else cur  # branch-free (a select)
         for k in range(K):
             p = npig[b, k]
             for t in range(T):
