@@ -315,12 +315,13 @@ def test_objects_shrunk_below_the_pixel_threshold_are_architecture_bound(world, 
     from own_world import CLASSES as WORLD
     from own_world import coco_to_yolo, make_world
 
-    from preflight.models.training import train_detector
+    from preflight.models.training import DetectorTraining, train_detector
 
     pre = make_world(tmp_path / "pretrain", n_clips=6, frames=4, seed=1)
     trained = train_detector("yolov8n.yaml", coco_to_yolo(pre, tmp_path / "pretrain_yolo"),
-                             tmp_path / "pretrain_run", epochs=1, imgsz=160, batch=8, seed=0,
-                             device="cpu", progress=False)
+                             tmp_path / "pretrain_run",
+                             DetectorTraining(epochs=1, imgsz=160, batch=8, seed=0, device="cpu",
+                                              progress=False))
     weights = tmp_path / "detector.pt"
     shutil.copyfile(trained.checkpoint, weights)
     clean = make_world(tmp_path / "clean", n_clips=8, frames=6, seed=2)

@@ -31,14 +31,15 @@ def _home(offline_home):
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     """A tiny yolov8n (built from its YAML, one epoch on 96 px toy frames) and test frames."""
-    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.models import DetectorTraining, UltralyticsDetector, train_detector
     from preflight.models.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("export")
     data = write_toy_dataset(root / "toy", n=8, size=96, taxonomy=DEFAULT_TAXONOMY,
                              classes=list(range(len(DEFAULT_TAXONOMY) - 1)))
-    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
-                            batch=4, seed=0, device="cpu", progress=False)
+    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run",
+                            DetectorTraining(epochs=1, imgsz=96, batch=4, seed=0, device="cpu",
+                                             progress=False))
     det = UltralyticsDetector.from_weights(result.checkpoint, name="tiny", input_size=96,
                                            device="cpu", taxonomy=DEFAULT_TAXONOMY)
     paths = sorted(data.rglob("*.jpg"))

@@ -127,14 +127,15 @@ def test_local_and_hub_weights_resolution(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny yolov8n trained for 1 epoch on the toy set (shared by the adapter tests)."""
-    from preflight.models import train_detector
+    from preflight.models import DetectorTraining, train_detector
     from preflight.models.toy import write_toy_dataset
 
     root = tmp_path_factory.mktemp("trained")
     data = write_toy_dataset(root / "toy", n=8, size=96, taxonomy=DEFAULT_TAXONOMY,
                              classes=list(range(len(DEFAULT_TAXONOMY) - 1)))
-    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run", epochs=1, imgsz=96,
-                            batch=4, seed=0, device="cpu", progress=False)
+    result = train_detector("yolov8n.yaml", data / "data.yaml", root / "run",
+                            DetectorTraining(epochs=1, imgsz=96, batch=4, seed=0, device="cpu",
+                                             progress=False))
     return result, data
 
 
@@ -253,7 +254,9 @@ def test_export_torchscript(trained, tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_an_interrupted_run(trained, tmp_path):
-    from preflight.models import train_detector
+    from dataclasses import replace
+
+    from preflight.models import DetectorTraining, train_detector
     from preflight.models.training import _load_ckpt
 
     _, data = trained
@@ -266,24 +269,25 @@ def test_resume_continues_an_interrupted_run(trained, tmp_path):
             raise Interrupt
 
     run = tmp_path / "run"
-    kwargs = dict(epochs=2, imgsz=64, batch=4, seed=0, device="cpu", progress=False)
+    settings = DetectorTraining(epochs=2, imgsz=64, batch=4, seed=0, device="cpu",
+                                progress=False)
     with pytest.raises(Interrupt):
-        train_detector("yolov8n.yaml", data / "data.yaml", run,
-                       callbacks={"on_fit_epoch_end": stop_after_first_epoch}, **kwargs)
+        train_detector("yolov8n.yaml", data / "data.yaml", run, settings,
+                       callbacks={"on_fit_epoch_end": stop_after_first_epoch})
     last = run / "weights" / "last.pt"
     ckpt = _load_ckpt(last)
     assert ckpt["epoch"] == 0 and ckpt["optimizer"] is not None  # resumable state
 
     started = []
-    result = train_detector("yolov8n.yaml", data / "data.yaml", run, resume=True,
+    result = train_detector("yolov8n.yaml", data / "data.yaml", run, replace(settings, resume=True),
                             callbacks={"on_train_epoch_start":
-                                       lambda t: started.append(t.epoch)}, **kwargs)
+                                       lambda t: started.append(t.epoch)})
     assert started == [1]  # only the second epoch ran: not restarted from 0
     assert list(result.history["epoch"]) == [1, 2]
     assert _load_ckpt(result.last_checkpoint)["optimizer"] is None  # finished and stripped
     # finished with the same settings: returned as is, no retraining
     mtime = result.last_checkpoint.stat().st_mtime_ns
-    again = train_detector("yolov8n.yaml", data / "data.yaml", run, resume=True, **kwargs)
+    again = train_detector("yolov8n.yaml", data / "data.yaml", run, replace(settings, resume=True))
     assert again.last_checkpoint.stat().st_mtime_ns == mtime and again.epochs_run == 2
 
 
@@ -291,7 +295,7 @@ def test_resume_continues_an_interrupted_run(trained, tmp_path):
 def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
     """The small RT-DETR YAML shipped in config/models builds as RT-DETR (its own trainer and
     NMS-free predictor) and goes through the same adapter."""
-    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.models import DetectorTraining, UltralyticsDetector, train_detector
     from preflight.models.ultralytics_env import load_ultralytics_model
 
     _, data = trained
@@ -299,8 +303,9 @@ def test_tiny_rtdetr_builds_trains_and_predicts(trained, tmp_path):
     model = load_ultralytics_model(arch)
     assert type(model).__name__ == "RTDETR"
     assert sum(p.numel() for p in model.model.parameters()) < 5e6  # rtdetr-l has ~33M
-    result = train_detector(arch, data / "data.yaml", tmp_path / "rt", epochs=1, imgsz=64,
-                            batch=4, device="cpu", progress=False)
+    result = train_detector(arch, data / "data.yaml", tmp_path / "rt",
+                            DetectorTraining(epochs=1, imgsz=64, batch=4, device="cpu",
+                                             progress=False))
     det = UltralyticsDetector.from_weights(result.checkpoint, input_size=64, device="cpu",
                                            conf=0.0, taxonomy=DEFAULT_TAXONOMY)
     assert type(det.model).__name__ == "RTDETR"
@@ -370,7 +375,7 @@ def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
     import torch
 
     from preflight.evaluation import predict_images
-    from preflight.models import UltralyticsDetector, train_detector
+    from preflight.models import DetectorTraining, UltralyticsDetector, train_detector
     from preflight.prediction import stages_of
 
     result, data = trained
@@ -378,8 +383,8 @@ def test_overlapped_prediction_loop_equals_sequential(trained, tmp_path, arch):
     if arch == "rtdetr":
         cand = next(c for c in load_candidates() if c.name == "rtdetr")
         weights = train_detector(cand.resolve_arch(), data / "data.yaml", tmp_path / "rt",
-                                 epochs=1, imgsz=64, batch=4, device="cpu",
-                                 progress=False).checkpoint
+                                 DetectorTraining(epochs=1, imgsz=64, batch=4, device="cpu",
+                                                  progress=False)).checkpoint
     det = UltralyticsDetector.from_weights(weights, input_size=64 if arch == "rtdetr" else 96,
                                            device="cpu", conf=0.0, taxonomy=DEFAULT_TAXONOMY)
     assert stages_of(det.predict) is not None and stages_of(lambda f: f) is None

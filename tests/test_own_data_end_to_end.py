@@ -60,12 +60,13 @@ def own_run(tmp_path_factory):
     sample = make_world(root / "sample", n_clips=8, frames=6, seed=0)
     pre = make_world(root / "pretrain", n_clips=6, frames=4, classes=CLASSES[:3],
                      names=("Workers", "car", "box"), seed=1)
-    from preflight.models.training import train_detector
+    from preflight.models.training import DetectorTraining, train_detector
 
     os.environ.setdefault("YOLO_CONFIG_DIR", str(home / "ultralytics"))
     trained = train_detector("yolov8n.yaml", coco_to_yolo(pre, root / "pretrain_yolo"),
-                             root / "pretrain_run", epochs=1, imgsz=160, batch=8, seed=0,
-                             device="cpu", progress=False)
+                             root / "pretrain_run",
+                             DetectorTraining(epochs=1, imgsz=160, batch=8, seed=0, device="cpu",
+                                              progress=False))
     weights = root / "site-detector.pt"
     shutil.copyfile(trained.checkpoint, weights)
 

@@ -51,7 +51,7 @@ def __getattr__(name: str):
         from preflight.models import timm_training
 
         return getattr(timm_training, name)
-    if name in ("train_detector", "evaluate_detector"):
+    if name in ("train_detector", "evaluate_detector", "DetectorTraining"):
         from preflight.models import training
 
         return getattr(training, name)
@@ -67,6 +67,7 @@ __all__ = [
     "CandidateError",
     "ChecksumError",
     "Detector",
+    "DetectorTraining",
     "Manifest",
     "ModelError",
     "ResolvedWeights",

@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from preflight.progress import Progress
 
 log = logging.getLogger(__name__)
 
-#: Augmentation hyper-parameters ``train_detector(augment=...)`` may override.
+#: Augmentation hyper-parameters ``DetectorTraining(augment=...)`` may override.
 AUGMENT_KEYS = frozenset({
     "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
     "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "erasing", "close_mosaic",
@@ -125,74 +126,101 @@ def _result(out_dir: Path, seconds: float) -> TrainResult:
                        train_args=dict(ckpt.get("train_args") or {}))
 
 
-def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: str | Path, *,
-                   epochs: int = 10, imgsz: int = 320, batch: int = 16,
-                   freeze: int | None = None, seed: int = 0, device: str | None = None,
-                   resume: bool = True, augment: dict[str, Any] | None = None,
-                   lr0: float | None = None, optimizer: str = "auto", workers: int | None = None,
-                   amp: bool | None = None, val: bool = False, progress: bool = True,
-                   callbacks: dict[str, Callable[[Any], None]] | None = None,
-                   albumentations: list | None = None,
-                   report: Callable[[str], None] | None = None) -> TrainResult:
-    """Train ``weights_or_arch`` (a .pt to fine-tune, a model YAML to train from scratch, or a hub
-    name) on ``data_yaml``; results in ``out_dir``.
+@dataclass(frozen=True)
+class DetectorTraining:
+    """How :func:`train_detector` trains (ultralytics' own argument names where they exist).
 
     ``freeze``: number of leading layers to freeze (ultralytics' ``freeze``). ``lr0``: initial
     learning rate; with ``optimizer="auto"`` ultralytics ignores it, so giving ``lr0`` switches
-    the optimizer to AdamW. ``val=False`` validates only after the last epoch (ultralytics
-    always does that). ``callbacks``: ``{event: fn(trainer)}`` added to the run (e.g.
-    ``on_fit_epoch_end``). ``albumentations``: image-only albumentations transforms applied
-    in ultralytics' augmentation pipeline (its ``augmentations`` argument). Deterministic
-    (``deterministic=True``, ``seed``), no plots. ``workers`` / ``amp``: data-loader worker
+    the optimizer to AdamW. ``augment``: augmentation hyper-parameters (:data:`AUGMENT_KEYS`).
+    ``albumentations``: image-only albumentations transforms applied in ultralytics'
+    augmentation pipeline (its ``augmentations`` argument). ``val=False`` validates only after
+    the last epoch (ultralytics always does that). ``workers`` / ``amp``: data-loader worker
     processes and mixed precision; None picks them for the device (:func:`training_resources`:
-    on CUDA workers and AMP, on a CPU in-process loading and full precision). ``report``: a
-    line per epoch with the time left (a run log).
+    on CUDA workers and AMP, on a CPU in-process loading and full precision). ``resume``:
+    continue an interrupted run with the same settings. ``progress``: ultralytics' own output.
     """
+
+    epochs: int = 10
+    imgsz: int = 320
+    batch: int = 16
+    freeze: int | None = None
+    seed: int = 0
+    device: str | None = None
+    resume: bool = True
+    augment: dict[str, Any] | None = None
+    lr0: float | None = None
+    optimizer: str = "auto"
+    workers: int | None = None
+    amp: bool | None = None
+    val: bool = False
+    progress: bool = True
+    albumentations: list | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch < 1 or self.imgsz < 32:
+            raise ModelError(f"bad training settings: epochs={self.epochs}, batch={self.batch}, "
+                             f"imgsz={self.imgsz}")
+        unknown = sorted(set(self.augment or {}) - AUGMENT_KEYS)
+        if unknown:
+            raise ModelError(f"unknown augmentation key(s) {unknown}; allowed: "
+                             f"{sorted(AUGMENT_KEYS)}")
+
+    def ultralytics_args(self, data_yaml: Path, out_dir: Path, device: str) -> dict[str, Any]:
+        """The arguments of ultralytics' ``model.train`` for a fresh run on ``device`` (an
+        ultralytics device string): deterministic (``seed``), no plots, results in ``out_dir``."""
+        auto_workers, auto_amp = training_resources(device)
+        args: dict[str, Any] = dict(
+            data=str(data_yaml), epochs=int(self.epochs), imgsz=int(self.imgsz),
+            batch=int(self.batch), seed=int(self.seed), deterministic=True,
+            device=ultralytics_device(device),
+            workers=auto_workers if self.workers is None else int(self.workers),
+            amp=auto_amp if self.amp is None else bool(self.amp), plots=False, val=bool(self.val),
+            save=True, exist_ok=True, project=str(out_dir.parent), name=out_dir.name,
+            verbose=self.progress,
+            optimizer="AdamW" if self.lr0 is not None and self.optimizer == "auto"
+            else self.optimizer, **(self.augment or {}))
+        if self.lr0 is not None:
+            args["lr0"] = float(self.lr0)
+        if self.freeze:
+            args["freeze"] = int(self.freeze)
+        if self.albumentations:
+            args["augmentations"] = list(self.albumentations)
+        return args
+
+
+def train_detector(weights_or_arch: str | Path, data_yaml: str | Path, out_dir: str | Path,
+                   settings: DetectorTraining | None = None, *,
+                   callbacks: dict[str, Callable[[Any], None]] | None = None,
+                   report: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``weights_or_arch`` (a .pt to fine-tune, a model YAML to train from scratch, or a hub
+    name) on ``data_yaml`` as ``settings`` say (:class:`DetectorTraining`); results in
+    ``out_dir``. ``callbacks``: ``{event: fn(trainer)}`` added to the run (e.g.
+    ``on_fit_epoch_end``). ``report``: a line per epoch with the time left (a run log).
+    """
+    s = settings or DetectorTraining()
     out_dir = Path(out_dir).resolve()
     data_yaml = Path(data_yaml).resolve()
     if not data_yaml.is_file():
         raise ModelError(f"data file {data_yaml} does not exist")
-    if epochs < 1 or batch < 1 or imgsz < 32:
-        raise ModelError(f"bad training settings: epochs={epochs}, batch={batch}, imgsz={imgsz}")
-    augment = dict(augment or {})
-    unknown = sorted(set(augment) - AUGMENT_KEYS)
-    if unknown:
-        raise ModelError(f"unknown augmentation key(s) {unknown}; allowed: {sorted(AUGMENT_KEYS)}")
-    if lr0 is not None and optimizer == "auto":
-        optimizer = "AdamW"
-    resolved = resolve_device(device)
-    dev = ultralytics_device(resolved)
-    auto_workers, auto_amp = training_resources(resolved)
-    workers = auto_workers if workers is None else int(workers)
-    amp = auto_amp if amp is None else bool(amp)
+    args = s.ultralytics_args(data_yaml, out_dir, resolve_device(s.device))
     callbacks = {**(callbacks or {})}
     if report is not None:
         for event, fn in epoch_progress(f"training {Path(weights_or_arch).name}", report).items():
             callbacks[event] = _chain(callbacks.get(event), fn)
-    args: dict[str, Any] = dict(
-        data=str(data_yaml), epochs=int(epochs), imgsz=int(imgsz), batch=int(batch), seed=int(seed),
-        deterministic=True, device=dev, workers=int(workers), amp=amp, plots=False, val=bool(val),
-        save=True, exist_ok=True, project=str(out_dir.parent), name=out_dir.name, verbose=progress,
-        optimizer=optimizer, **augment)
-    if lr0 is not None:
-        args["lr0"] = float(lr0)
-    if freeze:
-        args["freeze"] = int(freeze)
-    if albumentations:
-        args["augmentations"] = list(albumentations)
 
     t0 = time.perf_counter()
     last = out_dir / "weights" / "last.pt"
-    with integrations_off(), ultralytics_logging(progress):
+    with integrations_off(), ultralytics_logging(s.progress):
         state = _run_state(last, args) if last.is_file() else "none"
-        if state == "finished" and resume:
+        if state == "finished" and s.resume:
             log.info("training in %s already finished with these settings; not retraining", out_dir)
             return _result(out_dir, time.perf_counter() - t0)
-        if state == "resumable" and resume:
+        if state == "resumable" and s.resume:
             log.info("resuming the interrupted run in %s", out_dir)
             model = load_ultralytics_model(last)
             _add_callbacks(model, callbacks)
-            model.train(resume=True, device=dev, workers=int(workers), plots=False,
+            model.train(resume=True, device=args["device"], workers=args["workers"], plots=False,
                         save_dir=str(out_dir))
         else:
             if state != "none":

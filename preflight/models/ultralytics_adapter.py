@@ -198,12 +198,14 @@ class UltralyticsDetector:
 
     # ------------------------------------------------------------------ training / export
     def train(self, data_yaml: str | Path, out_dir: str | Path, **kwargs: Any) -> TrainResult:
-        """Fine-tune from these weights (see :func:`preflight.models.training.train_detector`)."""
-        from preflight.models.training import train_detector
+        """Fine-tune from these weights (see :func:`preflight.models.training.train_detector`;
+        ``kwargs`` are :class:`~preflight.models.training.DetectorTraining` fields plus
+        ``callbacks`` and ``report``; ``imgsz`` and ``device`` default to this detector's)."""
+        from preflight.models.training import DetectorTraining, train_detector
 
-        kwargs.setdefault("imgsz", self.input_size)
-        kwargs.setdefault("device", self.device)
-        return train_detector(self.weights, data_yaml, out_dir, **kwargs)
+        run = {k: kwargs.pop(k) for k in ("callbacks", "report") if k in kwargs}
+        settings = DetectorTraining(**{"imgsz": self.input_size, "device": self.device, **kwargs})
+        return train_detector(self.weights, data_yaml, out_dir, settings, **run)
 
     def export(self, out_dir: str | Path, *, format: str = "torchscript") -> Path:
         """Export the weights (``torchscript`` needs nothing extra; ``onnx`` needs the onnx

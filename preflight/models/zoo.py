@@ -288,7 +288,7 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
     ``report``: also given each rebuild's reason and the training's progress lines (a Dagster
     run log); the reasons are kept in ``manifest.last_build["reasons"]``.
     """
-    from preflight.models.training import train_detector
+    from preflight.models.training import DetectorTraining, train_detector
     from preflight.models.ultralytics_env import import_ultralytics, resolve_device
 
     t_start = time.perf_counter()
@@ -337,10 +337,10 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
         run_dir = _run_dir(zoo_dir, zoo_name, config, force)
         log.info("zoo: training %s (%s) for %d epochs at %d px on %s", zoo_name, cand.arch,
                  train_cfg["epochs"], image_size, dev)
-        result = train_detector(arch, view / "data.yaml", run_dir, epochs=train_cfg["epochs"],
-                                imgsz=image_size, batch=train_cfg["batch"], seed=seed, device=dev,
-                                resume=True, lr0=train_cfg["lr0"], progress=progress,
-                                report=report)
+        settings = DetectorTraining(epochs=train_cfg["epochs"], imgsz=image_size,
+                                    batch=train_cfg["batch"], seed=seed, device=dev, resume=True,
+                                    lr0=train_cfg["lr0"], progress=progress)
+        result = train_detector(arch, view / "data.yaml", run_dir, settings, report=report)
         tmp = ckpt.with_suffix(".pt.tmp")
         shutil.copyfile(result.checkpoint, tmp)
         os.replace(tmp, ckpt)
