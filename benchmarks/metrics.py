@@ -46,7 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from preflight.metrics.coco import STAT_NAMES  # noqa: E402
 from preflight.metrics.detection import evaluate_detections  # noqa: E402
 from preflight.metrics.slices import OVERALL  # noqa: E402
-from preflight.metrics.synthetic import large_case, to_coco  # noqa: E402
+from preflight.metrics.synthetic import (  # noqa: E402
+    coco_objects,
+    cocoeval_stats,
+    large_case,
+    to_coco,
+)
 
 TOL = 1e-9
 REFERENCES = ("faster-coco-eval", "hotcoco", "ultrafast-pycocotools", "vernier")
@@ -78,10 +83,7 @@ def _load(lib: str, dataset: dict, results: list):
         from ultrafast_pycocotools.coco import COCO
     else:
         from pycocotools.coco import COCO
-    gt = COCO()
-    gt.dataset = copy.deepcopy(dataset)
-    gt.createIndex()
-    return gt, gt.loadRes(copy.deepcopy(results))
+    return coco_objects(COCO, dataset, results)
 
 
 def _evaluate(lib: str, coco_gt, coco_dt, img_ids=None) -> np.ndarray:
@@ -99,14 +101,7 @@ def _evaluate(lib: str, coco_gt, coco_dt, img_ids=None) -> np.ndarray:
         from ultrafast_pycocotools.cocoeval import COCOeval
     else:
         from pycocotools.cocoeval import COCOeval
-    ev = COCOeval(coco_gt, coco_dt, "bbox")
-    if img_ids is not None:
-        ev.params.imgIds = sorted(int(i) for i in img_ids)
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    s = np.asarray(ev.stats[:12], dtype=np.float64)
-    return np.where(s == -1, np.nan, s)
+    return cocoeval_stats(COCOeval, coco_gt, coco_dt, img_ids)
 
 
 def _installed(lib: str) -> str | None:

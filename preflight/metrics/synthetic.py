@@ -4,7 +4,9 @@
 images, images without detections, crowd boxes, all three size ranges (and boxes whose ``area``
 field differs from ``w*h``), duplicated boxes (IoU ties), quantised scores (score ties), wrong
 classes, duplicates and background detections. ``to_coco`` turns it into the COCO dicts
-pycocotools reads, and ``pycocotools_stats`` runs pycocotools on it with its prints silenced.
+pycocotools reads, and ``pycocotools_stats`` runs pycocotools on it with its prints silenced
+(``coco_objects`` / ``cocoeval_stats``: the same steps for any evaluator with pycocotools'
+interface, as the metrics benchmark runs them).
 """
 
 from __future__ import annotations
@@ -88,6 +90,30 @@ def to_coco(gt: pd.DataFrame, dt: pd.DataFrame, images: pd.DataFrame,
     return dataset, results
 
 
+def coco_objects(coco_cls, dataset: dict, results: list[dict]):
+    """Ground truth and results as ``coco_cls`` objects (pycocotools' ``COCO`` or a class with its
+    interface), built from copies of ``dataset`` / ``results``."""
+    coco_gt = coco_cls()
+    coco_gt.dataset = copy.deepcopy(dataset)
+    coco_gt.createIndex()
+    return coco_gt, coco_gt.loadRes(copy.deepcopy(results))
+
+
+def cocoeval_stats(cocoeval_cls, coco_gt, coco_dt, img_ids=None, cat_ids=None) -> np.ndarray:
+    """The twelve box stats (-1 replaced by NaN) of ``cocoeval_cls`` (pycocotools' ``COCOeval``
+    or a class with its interface); ``img_ids`` / ``cat_ids`` restrict images / categories."""
+    ev = cocoeval_cls(coco_gt, coco_dt, "bbox")
+    if img_ids is not None:
+        ev.params.imgIds = sorted(int(i) for i in img_ids)
+    if cat_ids is not None:
+        ev.params.catIds = sorted(int(i) for i in cat_ids)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    stats = np.asarray(ev.stats[:12], dtype=np.float64)
+    return np.where(stats == -1, np.nan, stats)
+
+
 def pycocotools_stats(dataset: dict, results: list[dict], img_ids=None,
                       faster: bool = False, cat_ids=None) -> np.ndarray:
     """pycocotools' twelve stats (-1 replaced by NaN), silenced; ``img_ids`` / ``cat_ids``
@@ -101,20 +127,8 @@ def pycocotools_stats(dataset: dict, results: list[dict], img_ids=None,
         else:
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
-        coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(dataset)
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        if img_ids is not None:
-            ev.params.imgIds = sorted(int(i) for i in img_ids)
-        if cat_ids is not None:
-            ev.params.catIds = sorted(int(i) for i in cat_ids)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-        stats = np.asarray(ev.stats[:12], dtype=np.float64)
-    return np.where(stats == -1, np.nan, stats)
+        coco_gt, coco_dt = coco_objects(COCO, dataset, results)
+        return cocoeval_stats(COCOeval, coco_gt, coco_dt, img_ids, cat_ids)
 
 
 SLICE_LEVELS = {"camera": 8, "week": 5, "lighting": 3, "shift": 2, "lens": 2}
