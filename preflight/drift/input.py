@@ -155,6 +155,18 @@ def drift_row(kind: str, feature: str, statistic: float, p_value: float, psi_val
             "current_n": int(current_n), "level": level, "detail": detail}
 
 
+def judged_row(kind: str, feature: str, statistic: float, p_value: float, psi_value: float,
+               reference_n: int, current_n: int, thresholds: DriftThresholds,
+               detail: str) -> dict:
+    """A tested feature's row: its level by :func:`psi_level`; an ``ok`` whose test is
+    significant anyway says so (``; significant but small``) after ``detail``."""
+    level = psi_level(psi_value, p_value, thresholds)
+    if level == "ok" and p_value < thresholds.p_value:
+        detail += "; significant but small"
+    return drift_row(kind, feature, statistic, p_value, psi_value, reference_n, current_n, level,
+                     detail)
+
+
 def not_enough_row(kind: str, feature: str, reference_n: int, current_n: int,
                    thresholds: DriftThresholds, what: str = "values",
                    groups: tuple[int, int] | None = None) -> dict:
@@ -313,13 +325,10 @@ def numeric_drift(reference, current, feature: str, *, kind: str = "input",
         how = f" (permuting {n_ref}+{n_cur} groups)"
     bins = psi_bin_count(n_ref, n_cur, t)
     value = psi(ref_v, cur_v, bins, t.psi_epsilon)
-    level = psi_level(value, p, t)
     detail = (f"KS D={ks.statistic:.3f} p={p:.2g}{how}; PSI {value:.3f} over {bins} "
               f"reference-quantile bins (noise floor ~{psi_noise_floor(bins, n_ref, n_cur):.3f});"
               f" median {np.median(ref_v):.4g} -> {np.median(cur_v):.4g}")
-    if level == "ok" and p < t.p_value:
-        detail += "; significant but small"
-    return drift_row(kind, feature, ks.statistic, p, value, len(ref_v), len(cur_v), level, detail)
+    return judged_row(kind, feature, ks.statistic, p, value, len(ref_v), len(cur_v), t, detail)
 
 
 def category_counts(reference, current) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -379,13 +388,10 @@ def categorical_drift(reference, current, feature: str, *, kind: str = "input",
                                    ref_g, cur_g, permutations=t.permutations, seed=seed)
             how = f" (permuting {n_ref}+{n_cur} groups)"
     value = psi_from_shares(r / r.sum(), c / c.sum(), t.psi_epsilon)
-    level = psi_level(value, p, t)
     detail = (f"chi2={chi2:.3g} dof={dof} p={p:.2g}{how}; PSI {value:.3f} over {len(cats)} "
               f"categories (noise floor ~{psi_noise_floor(len(cats), n_ref, n_cur):.3f}); "
               f"share {_share_changes(cats, r, c)}")
-    if level == "ok" and p < t.p_value:
-        detail += "; significant but small"
-    return drift_row(kind, feature, chi2, p, value, int(r.sum()), int(c.sum()), level, detail)
+    return judged_row(kind, feature, chi2, p, value, int(r.sum()), int(c.sum()), t, detail)
 
 
 def drift_frame(rows: Iterable[dict]) -> pd.DataFrame:
