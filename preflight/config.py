@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,6 +438,17 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def flat_keys(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a nested mapping under its dotted key: ``{"bar": {"min_recall":
+    {"default": 0.6}}}`` -> ``{"bar.min_recall.default": 0.6}`` (lists stay values)."""
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flat_keys(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
 
 
 def _check(ok: bool, key: str, message: str) -> None:

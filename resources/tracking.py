@@ -23,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from preflight.config import preflight_home
+from preflight.config import flat_keys, preflight_home
 
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 #: sqlite tracking URIs whose schema this process has seen created (MlflowTracker.client)
@@ -103,7 +103,7 @@ class MlflowTracker(dg.ConfigurableResource):
                 tags={"dagster.run_id": pipeline_run_id, "dagster.job": job_name,
                       "preflight.role": "parent"}).info.run_id
             if settings:
-                self.log_params(mine, {f"settings.{k}": v for k, v in _flat(settings).items()})
+                self.log_params(mine, {f"settings.{k}": v for k, v in flat_keys(settings).items()})
         winner = self._parents(pipeline_run_id)[0].info.run_id  # no shared disk: earliest wins
         if winner != mine:
             client.delete_run(mine)
@@ -227,16 +227,6 @@ def _lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
-        for key, inner in value.items():
-            out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
 
 
 def _metric_key(key: str) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from preflight.config import ConfigError, load_settings, settings_from_dict
+from preflight.config import ConfigError, flat_keys, load_settings, settings_from_dict
 
 
 def test_default_settings_file_loads():
@@ -60,16 +60,6 @@ def test_a_settings_file_can_override_a_base_file(tmp_path: Path):
         settings_from_dict({"task": "segment"})
 
 
-def _flat(value, prefix: str = "") -> dict[str, object]:
-    """``{"stress.corruptions": [...], "bar.min_recall.default": 0.6, ...}``: every leaf key."""
-    if isinstance(value, dict) and value:
-        out: dict[str, object] = {}
-        for key, inner in value.items():
-            out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def _demo_world(key: str) -> bool:
     from preflight.config import DEMO_WORLD_KEYS
 
@@ -90,8 +80,8 @@ def test_left_out_keys_take_the_shipped_values(tmp_path: Path):
 
     minimal = tmp_path / "mine.yaml"
     minimal.write_text("# nothing but defaults\n")
-    shipped = _flat(load_settings(DEFAULT_CONFIG_PATH).to_dict())
-    mine = _flat(load_settings(minimal).to_dict())
+    shipped = flat_keys(load_settings(DEFAULT_CONFIG_PATH).to_dict())
+    mine = flat_keys(load_settings(minimal).to_dict())
     compared = [k for k in shipped if not _demo_world(k)]
     assert {k for k in mine if not _demo_world(k)} == set(compared)  # the same keys, all of them
     assert len({k.split(".")[0] for k in compared}) >= 15  # every section
