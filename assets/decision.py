@@ -50,32 +50,40 @@ def gather_evidence(candidate: str, inputs: dict, settings, pool_images: int, ra
     """The decision rule's evidence for one candidate from its assets' outputs
     (``ground_truth``: the evaluation split's images and boxes, for the objects' sizes at the
     candidate's input)."""
-    from preflight.decide.evidence import build_evidence, object_sizes_at_input
+    from preflight.decide.evidence import (
+        EvidenceTables,
+        StageResults,
+        build_evidence,
+        object_sizes_at_input,
+    )
 
     cfg = settings.load()
     off = inputs["offtheshelf_eval"]
     ft = inputs.get("reeval")
     stress = inputs.get("offtheshelf_stress")
     second = inputs.get("finetuned_second_seed") or {}
-    return build_evidence(
-        candidate, offtheshelf=_read(off["tables"]["metrics"]),
-        latency_p99_ms=inputs["offtheshelf_latency"]["production_p99_ms"],
-        finetuned=_read(ft["tables"]["metrics"]) if ft else None,
-        latency_p99_ms_finetuned=(inputs["reeval_latency"]["production_p99_ms"]
-                                  if inputs.get("reeval_latency") else None),
-        cost_offtheshelf=_read(off["tables"]["cost"]),
-        cost_finetuned=_read(ft["tables"]["cost"]) if ft else None,
-        no_analog=off.get("no_analog", []), input_size=off["input_size"],
-        image_size=off.get("image_size"), family=family, size_rank=rank,
-        points=_curve_points(inputs.get("learning_curve")), tiling=inputs.get("tiling_eval"),
-        pool_images=pool_images, saturation_tol=cfg.decision.saturation_tolerance,
-        seed=cfg.evaluation.seed, confusion_offtheshelf=_read(off["tables"].get("confusion")),
-        confusion_finetuned=_read(ft["tables"].get("confusion")) if ft else None,
-        stress=_read(stress["tables"]["stress"]) if stress else None, bar=bar,
-        object_sizes=(object_sizes_at_input(*ground_truth, int(off["input_size"]))
-                      if ground_truth is not None else None),
+    tables = EvidenceTables(
+        candidate,
+        offtheshelf=StageResults(_read(off["tables"]["metrics"]),
+                                 inputs["offtheshelf_latency"]["production_p99_ms"],
+                                 cost=_read(off["tables"]["cost"]),
+                                 confusion=_read(off["tables"].get("confusion"))),
+        finetuned=StageResults(_read(ft["tables"]["metrics"]),
+                               inputs["reeval_latency"]["production_p99_ms"]
+                               if inputs.get("reeval_latency") else None,
+                               cost=_read(ft["tables"]["cost"]),
+                               confusion=_read(ft["tables"].get("confusion")))
+                  if ft else StageResults(),
         finetuned_second_seed=_read(second.get("tables", {}).get("metrics")),
-        second_seed=second.get("seed"))
+        second_seed=second.get("seed"), no_analog=off.get("no_analog", []),
+        input_size=off["input_size"], image_size=off.get("image_size"), family=family,
+        size_rank=rank, points=_curve_points(inputs.get("learning_curve")),
+        tiling=inputs.get("tiling_eval"), pool_images=pool_images,
+        stress=_read(stress["tables"]["stress"]) if stress else None,
+        object_sizes=(object_sizes_at_input(*ground_truth, int(off["input_size"]))
+                      if ground_truth is not None else None))
+    return build_evidence(tables, bar, saturation_tol=cfg.decision.saturation_tolerance,
+                          seed=cfg.evaluation.seed)
 
 
 def decision_inputs(candidates: list[str], finetuned: set[str], curves: set[str],

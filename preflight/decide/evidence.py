@@ -125,50 +125,84 @@ def object_sizes_at_input(images: pd.DataFrame, boxes: pd.DataFrame, input_size:
     return merged.assign(side_px=np.where(np.isfinite(side), side, np.nan))
 
 
-def build_evidence(name: str, *, offtheshelf: pd.DataFrame, latency_p99_ms: float,
-                   finetuned: pd.DataFrame | None = None,
-                   latency_p99_ms_finetuned: float | None = None,
-                   cost_offtheshelf: pd.DataFrame | None = None,
-                   cost_finetuned: pd.DataFrame | None = None,
-                   no_analog: Sequence[str] = (), input_size: int = 640,
-                   image_size: int | None = None, family: str = "", size_rank: int = 0,
-                   points: pd.DataFrame | None = None, tiling: dict | None = None,
-                   pool_images: int | None = None, saturation_tol: float = 0.01,
-                   seed: int = 0, confusion_offtheshelf: pd.DataFrame | None = None,
-                   confusion_finetuned: pd.DataFrame | None = None,
-                   stress: pd.DataFrame | None = None, bar: Bar | None = None,
-                   object_sizes: pd.DataFrame | None = None,
-                   finetuned_second_seed: pd.DataFrame | None = None,
-                   second_seed: int | None = None) -> CandidateEvidence:
-    """One :class:`CandidateEvidence` from the pipeline's tables (any of them may be missing);
-    look-alike pairs are found from the confusion tables at ``bar.lookalike_share`` (plus the
-    pairs ``bar`` states)."""
+@dataclass(frozen=True)
+class StageResults:
+    """One stage's stored results for a candidate (off-the-shelf or fine-tuned): the long metrics
+    table, the p99 latency under production conditions, and the cost and confusion tables
+    (``StageResults()``: a stage that was not run)."""
+
+    metrics: pd.DataFrame | None = None
+    latency_p99_ms: float | None = None
+    cost: pd.DataFrame | None = None
+    confusion: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class EvidenceTables:
+    """What the pipeline stored about one candidate, as :func:`build_evidence` reads it (every part
+    but the off-the-shelf metrics and latency may be missing).
+
+    ``finetuned_second_seed``: the metrics of the same fine-tune run with seed ``second_seed``;
+    ``no_analog``: operational classes no model class maps to; ``input_size``/``image_size``:
+    the model's input and the production frames' long side; ``size_rank``: see
+    :func:`size_ranks`; ``points``: the learning-curve points; ``tiling``: the tiling asset's
+    result; ``pool_images``: the fine-tuning pool's size; ``stress``: the off-the-shelf stress
+    table; ``object_sizes``: :func:`object_sizes_at_input`.
+    """
+
+    name: str
+    offtheshelf: StageResults
+    finetuned: StageResults = StageResults()
+    finetuned_second_seed: pd.DataFrame | None = None
+    second_seed: int | None = None
+    no_analog: Sequence[str] = ()
+    input_size: int = 640
+    image_size: int | None = None
+    family: str = ""
+    size_rank: int = 0
+    points: pd.DataFrame | None = None
+    tiling: dict | None = None
+    pool_images: int | None = None
+    stress: pd.DataFrame | None = None
+    object_sizes: pd.DataFrame | None = None
+
+
+def build_evidence(tables: EvidenceTables, bar: Bar | None = None, *,
+                   saturation_tol: float = 0.01, seed: int = 0) -> CandidateEvidence:
+    """One :class:`CandidateEvidence` from the pipeline's tables; look-alike pairs are found from
+    the confusion tables at ``bar.lookalike_share`` (plus the pairs ``bar`` states), learning
+    curves fitted with ``saturation_tol`` and ``seed``."""
     bar = bar or Bar()
-    lookalikes = (find_lookalikes(confusion_offtheshelf, confusion_finetuned,
+    ots, ft = tables.offtheshelf, tables.finetuned
+    lookalikes = (find_lookalikes(ots.confusion, ft.confusion,
                                   threshold=bar.lookalike_share, pairs=bar.lookalike_pairs)
-                  if confusion_offtheshelf is not None or confusion_finetuned is not None
-                  else None)
-    pts = curve_points(points)
+                  if ots.confusion is not None or ft.confusion is not None else None)
+    pts = curve_points(tables.points)
     curves = (fit_slice_curves(pts, saturation_tol=saturation_tol, seed=seed)
               if pts is not None and pts[N_IMAGES_TRAIN].nunique() >= 2 else {})
-    tiled = None
-    if tiling and tiling.get("evaluated"):
-        ci = tiling.get("ci_tiled") or (math.nan, math.nan)
-        tiles = f"{tiling.get('passes_per_frame', 0)} passes/frame ({tiling.get('tile')} px tiles)"
-        tiled = TilingResult(recall=float(tiling["recall_tiled"]), ci_low=float(ci[0]),
-                             ci_high=float(ci[1]),
-                             extra_latency_p99_ms=float(tiling["p99_ms_tiled"])
-                             - float(tiling["p99_ms_full"]), tiles=tiles)
     return CandidateEvidence(
-        name=name, offtheshelf=offtheshelf, latency_p99_ms=float(latency_p99_ms),
-        finetuned=finetuned, latency_p99_ms_finetuned=latency_p99_ms_finetuned,
-        daily_cost=overall_value(cost_offtheshelf, "cost.daily"),
-        daily_cost_finetuned=overall_value(cost_finetuned, "cost.daily"),
-        no_analog_classes=tuple(no_analog), input_size=int(input_size), image_size=image_size,
-        family=family, size_rank=int(size_rank), learning_curves=curves, tiling=tiled,
-        finetune_pool_images=pool_images, lookalikes=lookalikes, stress=stress,
-        object_sizes=object_sizes, finetuned_second_seed=finetuned_second_seed,
-        second_seed=second_seed)
+        name=tables.name, offtheshelf=ots.metrics, latency_p99_ms=float(ots.latency_p99_ms),
+        finetuned=ft.metrics, latency_p99_ms_finetuned=ft.latency_p99_ms,
+        daily_cost=overall_value(ots.cost, "cost.daily"),
+        daily_cost_finetuned=overall_value(ft.cost, "cost.daily"),
+        no_analog_classes=tuple(tables.no_analog), input_size=int(tables.input_size),
+        image_size=tables.image_size, family=tables.family, size_rank=int(tables.size_rank),
+        learning_curves=curves, tiling=tiling_result(tables.tiling),
+        finetune_pool_images=tables.pool_images, lookalikes=lookalikes, stress=tables.stress,
+        object_sizes=tables.object_sizes, finetuned_second_seed=tables.finetuned_second_seed,
+        second_seed=tables.second_seed)
+
+
+def tiling_result(tiling: dict | None) -> TilingResult | None:
+    """The tiling asset's result as the rule reads it (None when tiling was not evaluated)."""
+    if not tiling or not tiling.get("evaluated"):
+        return None
+    ci = tiling.get("ci_tiled") or (math.nan, math.nan)
+    tiles = f"{tiling.get('passes_per_frame', 0)} passes/frame ({tiling.get('tile')} px tiles)"
+    return TilingResult(recall=float(tiling["recall_tiled"]), ci_low=float(ci[0]),
+                        ci_high=float(ci[1]),
+                        extra_latency_p99_ms=float(tiling["p99_ms_tiled"])
+                        - float(tiling["p99_ms_full"]), tiles=tiles)
 
 
 def size_ranks(parameters: dict[str, int]) -> dict[str, int]:
