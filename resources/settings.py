@@ -44,12 +44,9 @@ SETTINGS_FILE_TAG = "preflight/settings_file"
 CANDIDATES_TAG = "preflight/candidates_sha256"
 
 
-class SettingsResource(dg.ConfigurableResource):
-    """Loads and validates the operational settings YAML (taxonomy, bars, costs, thresholds)."""
-
-    config_path: str | None = None  # None: $PREFLIGHT_CONFIG or config/preflight.yaml
-    candidates_file: str | None = None  # None: the settings' (EnvVar PREFLIGHT_CANDIDATES if set)
-    snapshot_dir: str | None = None  # None: <home>/settings/runs
+class RunBoundResource(dg.ConfigurableResource):
+    """A resource that knows the run it serves: the run id and the Dagster instance, set when a
+    step of the run sets the resource up (none outside a run)."""
 
     _run_id: str | None = PrivateAttr(default=None)
     _instance: object | None = PrivateAttr(default=None)
@@ -57,6 +54,18 @@ class SettingsResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run_id
         self._instance = context.instance
+
+    def bind_like(self, other: RunBoundResource) -> None:
+        """Serve the run ``other`` serves (a resource made inside another one's step)."""
+        self._run_id, self._instance = other._run_id, other._instance
+
+
+class SettingsResource(RunBoundResource):
+    """Loads and validates the operational settings YAML (taxonomy, bars, costs, thresholds)."""
+
+    config_path: str | None = None  # None: $PREFLIGHT_CONFIG or config/preflight.yaml
+    candidates_file: str | None = None  # None: the settings' (EnvVar PREFLIGHT_CANDIDATES if set)
+    snapshot_dir: str | None = None  # None: <home>/settings/runs
 
     def load(self) -> Settings:
         """The run's snapshot inside a run; the file as it is now outside one.

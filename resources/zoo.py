@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dagster as dg
-from pydantic import PrivateAttr
-
 from preflight.models.candidates import Candidate, get_candidate
 from preflight.models.registry import adapter_for
 from preflight.models.zoo import default_zoo_dir
 from preflight.taxonomy import Taxonomy
-from resources.settings import SettingsResource
+from resources.settings import RunBoundResource, SettingsResource
 
 
-class ModelZoo(dg.ConfigurableResource):
+class ModelZoo(RunBoundResource):
     """Loads candidates (sha256-checked zoo stand-ins, local checkpoints or hub names)."""
 
     #: where the taxonomy and the candidates come from (None: ``SettingsResource`` of
@@ -31,13 +28,6 @@ class ModelZoo(dg.ConfigurableResource):
     zoo_dir: str | None = None  # None: <home>/zoo
     device: str | None = None  # None: CUDA when present, else CPU
 
-    _run_id: str | None = PrivateAttr(default=None)
-    _instance: object | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._run_id = context.run_id
-        self._instance = context.instance
-
     def settings_resource(self) -> SettingsResource:
         """The settings resource this zoo reads the taxonomy and candidates through."""
         if self.settings is not None:
@@ -46,7 +36,7 @@ class ModelZoo(dg.ConfigurableResource):
                                  "(SettingsResource.candidates_file), not on the zoo")
             return self.settings
         own = SettingsResource(candidates_file=self.candidates_file)
-        own._run_id, own._instance = self._run_id, self._instance  # the run's snapshot
+        own.bind_like(self)  # the run's snapshot
         return own
 
     def taxonomy(self) -> Taxonomy:
