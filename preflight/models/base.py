@@ -213,3 +213,38 @@ class OperationalSoftmax:
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         return p @ self.to_operational
+
+
+# ------------------------------------------------------------------------- loading by name
+def load_candidate_model(adapter: type, name: str, *, candidates_path: str | Path | None = None,
+                         zoo_dir: str | Path | None = None, device: str | None = None,
+                         taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> Any:
+    """Candidate ``name`` of the candidates file, loaded by ``adapter`` (a family's
+    :class:`Model` class, through its ``from_candidate``); ``taxonomy``: default the settings'."""
+    from preflight.config import resolve_taxonomy
+    from preflight.models.candidates import get_candidate, load_candidates
+
+    taxonomy = resolve_taxonomy(taxonomy)
+    candidate = get_candidate(load_candidates(candidates_path, taxonomy=taxonomy), name)
+    return adapter.from_candidate(candidate, zoo_dir, device, taxonomy=taxonomy, **kwargs)
+
+
+def predict_fn_of(adapter: type, candidate: str | None = None, *,
+                  candidates_path: str | Path | None = None, zoo_dir: str | Path | None = None,
+                  weights: str | None = None, sha256: str | None = None,
+                  device: str | None = None, taxonomy: list[str] | None = None,
+                  **weights_kwargs: Any):
+    """What a family's ``make_predict_fn`` (its ``preflight.latency.ModelSpec`` factory) returns:
+    the ``predict_fn`` of candidate ``candidate``, or of a weights file (verified against
+    ``sha256`` when given) loaded by ``adapter.from_weights(weights, **weights_kwargs)``."""
+    from preflight.config import resolve_taxonomy
+
+    if candidate is not None:
+        return load_candidate_model(adapter, candidate, candidates_path=candidates_path,
+                                    zoo_dir=zoo_dir, device=device, taxonomy=taxonomy).predict_fn
+    if weights is None:
+        raise ModelError("make_predict_fn needs a candidate name or a weights path")
+    if sha256 is not None and sha256_file(weights) != sha256:
+        raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
+    return adapter.from_weights(weights, device=device, taxonomy=resolve_taxonomy(taxonomy),
+                                **weights_kwargs).predict_fn

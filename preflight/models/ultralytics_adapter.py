@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from preflight.config import resolve_taxonomy
 from preflight.models.base import (
     PRED_COLUMNS,
     CheckpointFacts,
@@ -28,8 +27,10 @@ from preflight.models.base import (
     TrainResult,
     check_rgb_frame,
     empty_predictions,
+    load_candidate_model,
+    predict_fn_of,
 )
-from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.candidates import Candidate
 from preflight.models.ultralytics_env import (
     import_ultralytics,
     load_ultralytics_model,
@@ -315,9 +316,8 @@ def load_detector(name: str, *, candidates_path: str | Path | None = None,
                   zoo_dir: str | Path | None = None, device: str | None = None,
                   taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> UltralyticsDetector:
     """The detector for candidate ``name`` of the candidates file."""
-    taxonomy = resolve_taxonomy(taxonomy)
-    candidate = get_candidate(load_candidates(candidates_path, taxonomy=taxonomy), name)
-    return UltralyticsDetector.from_candidate(candidate, zoo_dir, device, taxonomy=taxonomy, **kwargs)
+    return load_candidate_model(UltralyticsDetector, name, candidates_path=candidates_path,
+                                zoo_dir=zoo_dir, device=device, taxonomy=taxonomy, **kwargs)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
@@ -328,17 +328,7 @@ def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None
     """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a weights file
     (verified against ``sha256`` when given; ``taxonomy``: the operational class names, default
     the settings'). Returns ``predict_fn(list_of_rgb_frames)``."""
-    if candidate is not None:
-        return load_detector(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
-                             device=device, taxonomy=taxonomy).predict_fn
-    if weights is None:
-        raise ModelError("make_predict_fn needs a candidate name or a weights path")
-    if sha256 is not None:
-        from preflight.models.base import ChecksumError
-        from preflight.models.zoo import sha256_file
-
-        if sha256_file(weights) != sha256:
-            raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
-    return UltralyticsDetector.from_weights(weights, name=name, input_size=input_size,
-                                            class_map=class_map, device=device,
-                                       taxonomy=resolve_taxonomy(taxonomy)).predict_fn
+    return predict_fn_of(UltralyticsDetector, candidate, candidates_path=candidates_path,
+                         zoo_dir=zoo_dir, weights=weights, sha256=sha256, device=device,
+                         taxonomy=taxonomy, name=name, input_size=input_size,
+                         class_map=class_map)
