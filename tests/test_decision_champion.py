@@ -74,3 +74,37 @@ def test_an_operator_override_is_registered_as_such():
     assert shipping.with_override("nano") is shipping
     with pytest.raises(KeyError, match="no candidate"):
         result.with_override("nope")
+
+
+def test_a_shipped_export_is_registered_as_the_validated_file_or_not_at_all(tmp_path):
+    """The champion is the export's exact file (its sha256, its metrics table, its format's
+    runtime, no class map: the sidecar carries it); a file changed since validation is
+    refused."""
+    from preflight.decide.exports import ExportVerdict
+    from preflight.decide.outcome import ArtefactChanged, DecisionSources, choose_champion
+    from preflight.models.base import sha256_file
+
+    result = decide([cand()], Bar())
+    name = result.overall.candidate
+    onnx = tmp_path / "m.int8.onnx"
+    onnx.write_bytes(b"validated")
+    verdict = ExportVerdict(
+        candidate=name, label="onnx_int8", description=f"INT8 ONNX export of {name}",
+        source_stage=result.overall.stage, clears_bar=True, latency_ok=True, n_pass=3, n_fail=0,
+        n_not_enough=0, latency_p99_ms=50.0, source_latency_p99_ms=400.0, speedup=8.0,
+        weights=str(onnx), sha256=sha256_file(onnx))
+    per_cand = {name: {"offtheshelf_eval": {"weights": "w.pt", "input_size": 320,
+                                            "tables": {"metrics": "m.parquet"}}}}
+    exports = [{"candidate": name, "label": "onnx_int8", "source_stage": result.overall.stage,
+                "tables": {"metrics": "export-metrics.parquet"}}]
+    sources = DecisionSources(per_cand, exports, shipped_export=verdict)
+    chosen = choose_champion(result, sources)
+    record = chosen.record(registered_model="det", run_id="r", family="ultralytics",
+                           class_map={"box": "crate"}, taxonomy=["crate"])
+    assert (record["weights"], record["sha256"], record["metrics"]) == (
+        str(onnx), verdict.sha256, "export-metrics.parquet")
+    assert (record["artefact"], record["export"], record["family"], record["class_map"]) == (
+        verdict.description, "onnx_int8", "onnxruntime", None)
+    onnx.write_bytes(b"changed")
+    with pytest.raises(ArtefactChanged, match="changed since it was validated"):
+        choose_champion(result, sources)
