@@ -13,6 +13,7 @@ import pandas as pd
 
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
+from assets.zoo import weights_key
 from preflight.metrics.slices import OVERALL
 from preflight.stages import OFF_THE_SHELF_KEY
 from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
@@ -121,9 +122,10 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
     key = candidate_key(candidate)
     labels_in = {"validated_labels": dg.AssetIn(key="validated_labels"),
                  "model_zoo": dg.AssetIn(key="model_zoo")}
+    weights = [weights_key(candidate)]  # this candidate's stand-in only, not the whole zoo
 
-    @dg.asset(name="offtheshelf_eval", key_prefix=[key], ins=labels_in, group_name="evaluation",
-              kinds={"pytorch", "mlflow"}, tags={"candidate": key})
+    @dg.asset(name="offtheshelf_eval", key_prefix=[key], ins=labels_in, deps=weights,
+              group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
     def offtheshelf_eval(context: dg.AssetExecutionContext, validated_labels: dict,
                          model_zoo: dict, settings: SettingsResource, store: PreflightStore,
                          tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
@@ -143,7 +145,7 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
             ", ".join(no_analog) or "none")
         return out
 
-    @dg.asset(name="offtheshelf_stress", key_prefix=[key], ins=labels_in,
+    @dg.asset(name="offtheshelf_stress", key_prefix=[key], ins=labels_in, deps=weights,
               group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
     def offtheshelf_stress(context: dg.AssetExecutionContext, validated_labels: dict,
                            model_zoo: dict, settings: SettingsResource, store: PreflightStore,
@@ -154,7 +156,7 @@ def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
                           detector=zoo.detector(candidate), settings=settings, store=store,
                           tracker=tracker, validated_labels=validated_labels)
 
-    @dg.asset(name="offtheshelf_latency", key_prefix=[key], ins=labels_in,
+    @dg.asset(name="offtheshelf_latency", key_prefix=[key], ins=labels_in, deps=weights,
               group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
     def offtheshelf_latency(context: dg.AssetExecutionContext, validated_labels: dict,
                             model_zoo: dict, settings: SettingsResource, store: PreflightStore,

@@ -1,5 +1,13 @@
-"""Stage 3a: the model zoo -- every candidate's weights, the demo stand-ins built (cached) on the
-benchmark profile; the off-the-shelf evaluation (``assets.evaluation``) reads them."""
+"""Stage 3a: the model zoo -- every candidate's weights; the off-the-shelf evaluation
+(``assets.evaluation``) reads them.
+
+``model_zoo`` checks the candidates file and prepares what the stand-ins share (the clean
+benchmark images); one ``<candidate>/weights`` asset per candidate then builds that candidate's
+demo stand-in (cached, sha256 manifest) when the candidates file names ``zoo:`` weights, or
+checks its local checkpoint / hub name. One asset per candidate, so the first candidate's
+evaluation starts as soon as its own stand-in is ready rather than after the whole zoo: each is
+tagged with a Dagster priority that falls with the candidate's place in the candidates file.
+"""
 
 import time
 
@@ -7,16 +15,26 @@ import dagster as dg
 import pandas as pd
 
 from assets._md import md_table
+from assets._record import candidate_key
 from resources import ModelZoo, SettingsResource
+
+#: Dagster's step priority tag: among steps ready at once, the highest runs first.
+PRIORITY_TAG = "dagster/priority"
+
+
+def weights_key(candidate: str) -> dg.AssetKey:
+    """The asset key of a candidate's weights (its stand-in when it is a ``zoo:`` one)."""
+    return dg.AssetKey([candidate_key(candidate), "weights"])
 
 
 @dg.asset(group_name="models", kinds={"pytorch"})
 def model_zoo(context: dg.AssetExecutionContext, settings: SettingsResource,
               zoo: ModelZoo) -> dg.Output[dict]:
-    """The candidates' weights: the demo stand-ins are built (cached, sha256 manifest) when the
-    candidates file names ``zoo:`` weights; local checkpoints and hub names are used as given."""
+    """The candidates and the zoo folder; when any candidate names ``zoo:`` weights, the clean
+    benchmark images their stand-ins are trained on (generated once, cached). Each candidate's
+    weights are then its own asset (``<candidate>/weights``)."""
     from preflight.models.candidates import CandidateError
-    from preflight.models.zoo import Manifest, build_zoo
+    from preflight.models.zoo import benchmark_data
 
     cfg = settings.load().zoo
     try:
@@ -24,25 +42,67 @@ def model_zoo(context: dg.AssetExecutionContext, settings: SettingsResource,
     except CandidateError as exc:  # a mistake in the candidates file: its one line
         raise dg.Failure(description=f"candidates: {' '.join(str(exc).split())}",
                          allow_retries=False) from None
-    t0 = time.perf_counter()
+    data = "n/a (no zoo: candidates)"
     if any(c.is_zoo for c in candidates):
-        manifest = build_zoo(zoo.directory(), candidates, n_images=cfg.n_images,
-                             image_size=cfg.image_size, epochs=cfg.epochs, seed=cfg.seed,
-                             batch=cfg.batch, device=zoo.device, progress=False,
-                             report=context.log.info)
-    else:
-        manifest = Manifest.load(zoo.directory())
-    rows = pd.DataFrame([{"candidate": c.name, "weights": c.weights, "input_size": c.input_size,
-                          "sha256": (manifest.models.get(c.zoo_name or "", {}).get("sha256", "")
-                                     or "")[:12],
-                          "heldout_mAP50": manifest.models.get(c.zoo_name or "", {})
-                          .get("heldout_val", {}).get("map50")} for c in candidates])
-    built = (manifest.last_build or {}).get("built", [])
-    reasons = (manifest.last_build or {}).get("reasons", {}) if built else {}
-    context.log.info(f"zoo ready in {time.perf_counter() - t0:.0f}s; built {built or 'nothing'}")
+        t0 = time.perf_counter()
+        data_path, _ = benchmark_data(zoo.directory(), cfg.n_images, cfg.image_size, cfg.seed)
+        data = str(data_path)
+        context.log.info(f"zoo benchmark data ready in {time.perf_counter() - t0:.0f}s: "
+                         f"{data_path}")
+    rows = pd.DataFrame([{"candidate": c.name, "weights": c.weights, "input_size": c.input_size}
+                         for c in candidates])
     return dg.Output({"zoo_dir": str(zoo.directory()), "candidates": [c.name for c in candidates]},
                      metadata={"candidates": dg.MetadataValue.md(md_table(rows)),
-                               "built_now": ", ".join(built) or "none (cached)",
-                               "rebuilt_because": "; ".join(f"{k}: {v}" for k, v in
-                                                            reasons.items()) or "n/a",
+                               "benchmark_data": data,
                                "zoo_dir": dg.MetadataValue.path(str(zoo.directory()))})
+
+
+def build_candidate_weights_asset(candidate: str, order: int) -> dg.AssetsDefinition:
+    """``<candidate>/weights``: the candidate's stand-in built (or found cached) in the zoo, or
+    its own checkpoint checked. ``order``: its place in the candidates file (0 first); the
+    step's priority is ``-order``, so the first candidate's stand-in is built first and its
+    evaluation (priority 0) runs before the next stand-in's training."""
+    key = candidate_key(candidate)
+
+    @dg.asset(name="weights", key_prefix=[key], group_name="models", kinds={"pytorch"},
+              ins={"model_zoo": dg.AssetIn(key="model_zoo")}, tags={"candidate": key},
+              op_tags={PRIORITY_TAG: str(-int(order))})
+    def weights(context: dg.AssetExecutionContext, model_zoo: dict, settings: SettingsResource,
+                zoo: ModelZoo) -> dg.Output[dict]:
+        """The candidate's weights: its demo stand-in trained on the benchmark profile (cached
+        by its settings; the log says why it is rebuilt), or its local checkpoint / hub name."""
+        from preflight.models.zoo import Manifest, build_zoo, resolve_weights
+
+        cfg = settings.load().zoo
+        cand = zoo.candidate(candidate)
+        t0 = time.perf_counter()
+        meta: dict = {}
+        if cand.is_zoo:
+            manifest = build_zoo(zoo.directory(), [cand], n_images=cfg.n_images,
+                                 image_size=cfg.image_size, epochs=cfg.epochs, seed=cfg.seed,
+                                 batch=cfg.batch, device=zoo.device, progress=False,
+                                 report=context.log.info)
+            entry = manifest.models.get(cand.zoo_name or cand.name, {})
+            built = cand.zoo_name in (manifest.last_build or {}).get("built", [])
+            reason = (manifest.last_build or {}).get("reasons", {}).get(cand.zoo_name)
+            held_out = entry.get("heldout_val") or {}
+            meta = {"built_now": "yes" if built else "no (cached)",
+                    "rebuilt_because": reason or "n/a",
+                    "train_seconds": float(entry.get("seconds") or 0.0),
+                    **{f"heldout_{k}": float(v) for k, v in held_out.items()
+                       if isinstance(v, int | float)}}
+            resolved = resolve_weights(cand, zoo.directory())
+            context.log.info(f"{candidate}: stand-in {'built' if built else 'cached'} in "
+                             f"{time.perf_counter() - t0:.0f}s, held-out "
+                             + ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()
+                                         if isinstance(v, int | float)))
+        else:
+            resolved = resolve_weights(cand, Manifest.load(zoo.directory()).zoo_dir)
+        value = {"candidate": candidate, "weights": resolved.path, "source": resolved.source,
+                 "sha256": resolved.sha256 or ""}
+        return dg.Output(value, metadata={"source": resolved.source,
+                                          "sha256": (resolved.sha256 or "")[:12],
+                                          "weights": dg.MetadataValue.path(resolved.path),
+                                          **meta})
+
+    return weights

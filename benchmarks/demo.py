@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/demo.py --home /tmp/pf-demo --config config/preflight.yaml
     .venv/bin/python benchmarks/demo.py --reuse-zoo .preflight/zoo   # the pass alone
     .venv/bin/python benchmarks/demo.py --config tests/fixtures/tiny/preflight.yaml  # test-sized
+    .venv/bin/python benchmarks/demo.py --all-candidates      # every candidate (four)
 
 It runs ``preflight demo`` (what ``make demo`` runs after the install) in a child process with
 the environment the Makefile sets, ``PREFLIGHT_HOME`` = ``--home`` (must be empty or absent:
@@ -19,7 +20,9 @@ training time of each stand-in built in this run, and prints:
 * one row per stand-in built (its training seconds, from the manifest) and per Dagster step:
   when it started and ended (seconds after launch), how long it ran and its status. Steps of
   one run may overlap (multiprocess executor): the table is in start order, and the sum of the
-  step times is printed beside the wall time;
+  step times is printed beside the wall time; with each step's CPU seconds (the demo
+  process sampled every second from ``/proc``, Linux): a busy machine inflates the wall time
+  much more than the CPU time;
 
 and the two targets of a first demo: done within 15 minutes, first useful result within 5.
 ``--json PATH`` writes the same figures as JSON. Exit status: the demo's.
@@ -77,9 +80,27 @@ def prepare_home(home: Path, reuse_zoo: Path | None) -> None:
                         ignore=shutil.ignore_patterns("runs", "*.tmp"))
 
 
-def run_demo(env: dict[str, str], log_path: Path, extra: list[str]) -> tuple[int, float, float]:
+def _process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` and its waited-for children (Linux
+    ``/proc``; None elsewhere or once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_demo(env: dict[str, str], log_path: Path, extra: list[str]
+             ) -> tuple[int, float, float, float, list[tuple[float, float]]]:
     """``preflight demo`` in a child process, output streamed to the terminal and ``log_path``.
-    Returns ``(exit status, launch time (epoch s), wall seconds)``."""
+    Returns ``(exit status, launch time (epoch s), wall seconds, CPU seconds, CPU samples)``:
+    the CPU time of the demo and its children (user + system), which a busy machine inflates
+    much less than the wall time, and ``(epoch s, CPU s so far)`` sampled every second (Linux),
+    from which each step's CPU time is read."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    samples: list[tuple[float, float]] = []
     cmd = [sys.executable, "-m", "pipeline.cli", "demo", *extra]
     launched = time.time()
     t0 = time.perf_counter()
@@ -93,11 +114,36 @@ def run_demo(env: dict[str, str], log_path: Path, extra: list[str]) -> tuple[int
                 sys.stdout.write(line)
                 log.write(f"{time.perf_counter() - t0:9.1f}  {line}")
 
+        def sample() -> None:
+            while proc.poll() is None:
+                cpu_now = _process_cpu_s(proc.pid)
+                if cpu_now is not None:
+                    samples.append((time.time(), cpu_now))
+                time.sleep(1.0)
+
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         rc = proc.wait()
         reader.join()
-    return rc, launched, time.perf_counter() - t0
+        sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return rc, launched, time.perf_counter() - t0, cpu, samples
+
+
+def step_cpu(steps: list[dict], samples: list[tuple[float, float]]) -> None:
+    """Each step's CPU seconds (``cpu_s``), interpolated from the demo process's samples (the
+    in-process executor runs one step at a time in that process; None without samples)."""
+    import numpy as np
+
+    if len(samples) < 2:
+        return
+    t, c = np.array(samples).T
+    for s in steps:
+        if s["start"] and s["end"]:
+            s["cpu_s"] = float(np.interp(s["end"], t, c) - np.interp(s["start"], t, c))
 
 
 def step_timings(dagster_home: Path, since: float) -> tuple[list[dict], list[str]]:
@@ -136,21 +182,30 @@ def step_timings(dagster_home: Path, since: float) -> tuple[list[dict], list[str
     return sorted(out, key=lambda r: (r["start"] or 0.0, r["step"])), run_ids
 
 
-def zoo_builds(zoo_dir: Path) -> list[dict]:
-    """The stand-ins built by the last zoo build (``manifest.json``'s ``last_build``), with the
-    training seconds and held-out mAP50 the manifest records for each."""
+def zoo_builds(zoo_dir: Path, since: float) -> list[dict]:
+    """The stand-ins built after ``since`` (epoch s; the manifest's ``built_at`` of each: the
+    pass builds one per candidate, each its own step), with the training seconds and held-out
+    mAP50 the manifest records for each, in build order."""
+    from datetime import datetime
+
     path = zoo_dir / "manifest.json"
     if not path.is_file():
         return []
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    built = (manifest.get("last_build") or {}).get("built", [])
-    models = manifest.get("models", {})
-    return [{"stand_in": name, "seconds": models.get(name, {}).get("seconds"),
-             "heldout_map50": (models.get(name, {}).get("heldout_val") or {}).get("map50")}
-            for name in built]
+    rows = []
+    for name, entry in (manifest.get("models") or {}).items():
+        try:
+            built_at = datetime.fromisoformat(str(entry.get("built_at"))).timestamp()
+        except ValueError:
+            continue
+        if built_at >= since - 1.0:  # built_at is to the second
+            rows.append({"stand_in": name, "seconds": entry.get("seconds"), "built_at": built_at,
+                         "heldout_map50": (entry.get("heldout_val") or {}).get("map50")})
+    return sorted(rows, key=lambda r: r["built_at"])
 
 
-def report(steps: list[dict], zoo: list[dict], launched: float, wall: float, rc: int) -> dict:
+def report(steps: list[dict], zoo: list[dict], launched: float, wall: float, rc: int,
+           cpu: float | None = None) -> dict:
     """Print the stage table and the targets; return the figures."""
     def rel(t):
         return None if t is None else t - launched
@@ -159,7 +214,9 @@ def report(steps: list[dict], zoo: list[dict], launched: float, wall: float, rc:
                  and s["step"].split(".")[-1].endswith(FIRST_RESULT_STEP)), default=None)
     print()
     print("=" * 78)
-    print(f"first demo: exit status {rc}, {wall:.0f} s wall (launch to exit, imports included)")
+    print(f"first demo: exit status {rc}, {wall:.0f} s wall (launch to exit, imports included)"
+          + ("" if cpu is None else f", {cpu:.0f} CPU s (user + system, children included; "
+                                    f"{os.cpu_count()} cores here)"))
     print()
     if zoo:
         print(f"{'zoo stand-in built':40s}{'train s':>10s}{'held-out mAP50':>16s}")
@@ -171,12 +228,14 @@ def report(steps: list[dict], zoo: list[dict], launched: float, wall: float, rc:
     else:
         print("zoo: nothing built (every stand-in up to date, or no zoo: candidates)")
         print()
-    print(f"{'Dagster step':52s}{'start s':>8s}{'end s':>8s}{'seconds':>9s}  status")
+    print(f"{'Dagster step':52s}{'start s':>8s}{'end s':>8s}{'seconds':>9s}{'CPU s':>8s}  status")
     for s in steps:
         start, end = rel(s["start"]), rel(s["end"])
+        cpu_s = s.get("cpu_s")
         print(f"  {s['step'][:50]:50s}{start or 0:8.0f}"
               f"{'' if end is None else f'{end:.0f}':>8s}"
-              f"{'' if s['seconds'] is None else format(s['seconds'], '.1f'):>9s}  "
+              f"{'' if s['seconds'] is None else format(s['seconds'], '.1f'):>9s}"
+              f"{'' if cpu_s is None else format(cpu_s, '.0f'):>8s}  "
               f"{s['status']}")
     busy = sum(s["seconds"] or 0.0 for s in steps)
     run_start = min((s["start"] for s in steps if s["start"]), default=None)
@@ -192,7 +251,8 @@ def report(steps: list[dict], zoo: list[dict], launched: float, wall: float, rc:
     print(f"whole demo: {wall:.0f} s (target: within {TARGET_TOTAL_S // 60} min: "
           f"{'met' if rc == 0 and wall <= TARGET_TOTAL_S else 'NOT met'})")
     print("=" * 78)
-    return {"exit_status": rc, "wall_s": wall, "first_result_s": first_s, "steps_busy_s": busy,
+    return {"exit_status": rc, "wall_s": wall, "cpu_s": cpu, "first_result_s": first_s,
+            "steps_busy_s": busy,
             "zoo": zoo, "steps": [{**s, "start_s": rel(s["start"]), "end_s": rel(s["end"])}
                                   for s in steps]}
 
@@ -208,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy this built zoo folder into the home first (times the pass "
                          "without the zoo build)")
     ap.add_argument("--job", default=None, help="the Dagster job (default: preflight demo's)")
+    ap.add_argument("--all-candidates", action="store_true",
+                    help="preflight demo --all-candidates (the four of config/candidates.yaml)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -220,10 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                                   else " (empty: the zoo is built)"), flush=True)
     env = demo_environment(home, config)
     extra = ["--job", args.job] if args.job else []
+    extra += ["--all-candidates"] if args.all_candidates else []
     since = time.time() - 1.0
-    rc, launched, wall = run_demo(env, home / "demo_benchmark.log", extra)
+    rc, launched, wall, cpu, samples = run_demo(env, home / "demo_benchmark.log", extra)
     steps, _ = step_timings(home / "dagster", since)
-    figures = report(steps, zoo_builds(home / "zoo"), launched, wall, rc)
+    step_cpu(steps, samples)
+    figures = report(steps, zoo_builds(home / "zoo", since), launched, wall, rc, cpu)
     figures.update({"home": str(home), "config": str(config or ""),
                     "reuse_zoo": str(args.reuse_zoo or "")})
     if args.json:

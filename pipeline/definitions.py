@@ -90,7 +90,7 @@ def build_assets() -> list:
     from assets.finetuning import build_finetune_assets
     from assets.reevaluation import build_reeval_assets, build_tiling_asset
     from assets.second_seed import build_second_seed_asset
-    from assets.zoo import model_zoo
+    from assets.zoo import build_candidate_weights_asset, model_zoo
     from preflight.tasks import task_of
 
     problem = settings_problem()
@@ -105,7 +105,8 @@ def build_assets() -> list:
     ex = settings.export
     exported = [n for n in names if n in set(ex.candidates)]
     assets: list = [production_sample, ingested_sample, validated_labels, model_zoo]
-    for name in names:
+    for order, name in enumerate(names):
+        assets.append(build_candidate_weights_asset(name, order))
         assets.extend(build_candidate_eval_assets(name))
         if task.tiling:  # sliced inference: a remedy for small objects in frames
             assets.append(build_tiling_asset(name))

@@ -72,7 +72,7 @@ def test_every_stage_materialised(pass_run):
     keys = {e.event_specific_data.materialization.asset_key.to_user_string()
             for e in pass_run.get_asset_materialization_events()}
     for key in ("production_sample", "ingested_sample", "validated_labels", "model_zoo",
-                "tiny/offtheshelf_eval", "tiny/offtheshelf_stress", "tiny/offtheshelf_latency",
+                "tiny/weights", "tiny/offtheshelf_eval", "tiny/offtheshelf_stress", "tiny/offtheshelf_latency",
                 "tiny/finetuned_model", "tiny/learning_curve", "tiny/reeval", "tiny/reeval_stress",
                 "tiny/reeval_latency", "tiny/tiling_eval", "tiny/export_finetuned_onnx_fp32",
                 "tiny/export_finetuned_onnx_int8", "decision"):

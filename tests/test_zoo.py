@@ -186,3 +186,15 @@ def test_manifest_load_of_garbage_is_clear(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ZooError, match="unreadable zoo manifest"):
         Manifest.load(tmp_path)
+
+
+def test_manifest_update_keeps_the_entries_other_builds_wrote(tmp_path):
+    """The pass builds one stand-in per step (possibly in parallel processes): an update re-reads
+    the file under the zoo lock and changes only its own entry."""
+    first, second = Manifest.load(tmp_path), Manifest.load(tmp_path)  # both before any write
+    first.update("a", {"checkpoint": "a.pt", "sha256": "1"})
+    second.update("b", {"checkpoint": "b.pt", "sha256": "2"})  # loaded before "a" was written
+    second.update(last_build={"built": ["b"]})
+    on_disk = Manifest.load(tmp_path)
+    assert set(on_disk.models) == {"a", "b"} and on_disk.last_build == {"built": ["b"]}
+    assert set(second.models) == {"a", "b"}  # the object holds the file's new content

@@ -41,8 +41,12 @@ AUGMENT_KEYS = frozenset({
     "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
     "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "erasing", "close_mosaic",
 })
+#: Optimisation-schedule hyper-parameters ``DetectorTraining.schedule`` may override: the
+#: nominal batch (an optimizer step every ``nbs / batch`` batches), the warmup and the decay.
+SCHEDULE_KEYS = frozenset({"nbs", "warmup_epochs", "warmup_bias_lr", "lrf", "cos_lr"})
 #: Settings that must match for a finished run in ``out_dir`` to count as "this run".
-_SAME_RUN_KEYS = ("data", "epochs", "imgsz", "batch", "seed", "freeze", "lr0", "optimizer")
+_SAME_RUN_KEYS = ("data", "epochs", "imgsz", "batch", "seed", "freeze", "lr0", "optimizer",
+                  *sorted(SCHEDULE_KEYS))
 
 
 def _load_ckpt(path: Path) -> dict[str, Any]:
@@ -134,7 +138,10 @@ class DetectorTraining:
     learning rate; with ``optimizer="auto"`` ultralytics ignores it, so giving ``lr0`` switches
     the optimizer to AdamW. ``augment``: augmentation hyper-parameters (:data:`AUGMENT_KEYS`).
     ``albumentations``: image-only albumentations transforms applied in ultralytics'
-    augmentation pipeline (its ``augmentations`` argument). ``val=False`` validates only after
+    augmentation pipeline (its ``augmentations`` argument). ``schedule``: ultralytics' schedule
+    hyper-parameters (:data:`SCHEDULE_KEYS`; e.g. ``{"nbs": 8, "warmup_epochs": 1}``: an
+    optimizer step every batch of 8 and one warmup epoch, for a from-scratch run that must learn
+    in a few epochs). ``val=False`` validates only after
     the last epoch (ultralytics always does that). ``workers`` / ``amp``: data-loader worker
     processes and mixed precision; None picks them for the device (:func:`training_resources`:
     on CUDA workers and AMP, on a CPU in-process loading and full precision). ``resume``:
@@ -156,6 +163,7 @@ class DetectorTraining:
     val: bool = False
     progress: bool = True
     albumentations: list | None = None
+    schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch < 1 or self.imgsz < 32:
@@ -165,6 +173,10 @@ class DetectorTraining:
         if unknown:
             raise ModelError(f"unknown augmentation key(s) {unknown}; allowed: "
                              f"{sorted(AUGMENT_KEYS)}")
+        unknown = sorted(set(self.schedule or {}) - SCHEDULE_KEYS)
+        if unknown:
+            raise ModelError(f"unknown schedule key(s) {unknown}; allowed: "
+                             f"{sorted(SCHEDULE_KEYS)}")
 
     def ultralytics_args(self, data_yaml: Path, out_dir: Path, device: str) -> dict[str, Any]:
         """The arguments of ultralytics' ``model.train`` for a fresh run on ``device`` (an
@@ -179,7 +191,7 @@ class DetectorTraining:
             save=True, exist_ok=True, project=str(out_dir.parent), name=out_dir.name,
             verbose=self.progress,
             optimizer="AdamW" if self.lr0 is not None and self.optimizer == "auto"
-            else self.optimizer, **(self.augment or {}))
+            else self.optimizer, **(self.augment or {}), **(self.schedule or {}))
         if self.lr0 is not None:
             args["lr0"] = float(self.lr0)
         if self.freeze:
