@@ -37,9 +37,10 @@ browser:
 	      || echo "could not install chromium: the browser test will be skipped"; \
 	  else echo "chromium not installed and cannot install it here: the browser test will be skipped"; fi; }
 
+# DEMO_ARGS=--all-candidates: every candidate of config/candidates.yaml (default: the two light ones)
 demo: install
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/preflight demo
+	$(BIN)/preflight demo $(DEMO_ARGS)
 
 # The distributed-path test starts Debian's redis-server on 127.0.0.1; install it when missing.
 redis:

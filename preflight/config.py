@@ -28,6 +28,9 @@ from preflight.taxonomy import Taxonomy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "preflight.yaml"
 DEFAULT_CANDIDATES_PATH = DEFAULT_CONFIG_PATH.with_name("candidates.yaml")
+#: the shipped settings' candidates: the two light ones of candidates.yaml, so a first demo on
+#: two CPU cores ends in about a quarter of an hour (``preflight demo --all-candidates``: all)
+DEMO_CANDIDATES_PATH = DEFAULT_CONFIG_PATH.with_name("candidates_demo.yaml")
 
 
 class ConfigError(ValueError):
@@ -164,8 +167,8 @@ class ZooSettings:
 
     n_images: int = 320
     image_size: int = 320
-    epochs: int = 15
-    batch: int = 16
+    epochs: int = 6
+    batch: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -181,7 +184,7 @@ class StressSettings:
     severities: list[int] = field(default_factory=lambda: [1, 2, 3])
     #: corruptions to run, as ``family/corruption`` or ``family`` (empty: the whole suite)
     corruptions: list[str] = field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
-    n_images: int = 16
+    n_images: int = 12
     seed: int = 0
     #: family -> the severity production is expected to reach: corrupted recall below the bar
     #: at that severity keeps a model from shipping off-the-shelf
@@ -199,14 +202,14 @@ class StressSettings:
 class LatencySettings:
     """Latency as production sees it (batch 1, p99, co-tenant load, cold start, server)."""
 
-    iterations: int = 40
+    iterations: int = 30
     warmup: int = 5
     batch_size: int = 8
     load_workers: int = 1
-    server_queries: int = 60
-    server_max_seconds: float = 5.0
+    server_queries: int = 40
+    server_max_seconds: float = 3.0
     #: rate-search steps for the highest Poisson rate that meets the latency bound
-    search_steps: int = 4
+    search_steps: int = 3
     cold_start: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
     #: CPU threads per inference stream while timing (None: the framework's default). One
@@ -231,7 +234,7 @@ class FinetuneSettings:
     freeze: int = 0
     lr0: float | None = None
     #: nested fractions of the pool for the learning curve (the last must be 1.0)
-    learning_curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    learning_curve_fractions: list[float] = field(default_factory=lambda: [0.5, 1.0])
     #: candidates that get a learning curve (empty: none; "*" : all fine-tuned)
     learning_curve_candidates: list[str] = field(default_factory=list)
     seed: int = 0
@@ -264,7 +267,7 @@ class ExportSettings:
 
     #: candidates to export (empty: none)
     candidates: list[str] = field(default_factory=list)
-    formats: list[str] = field(default_factory=lambda: ["onnx_fp32", "onnx_int8"])
+    formats: list[str] = field(default_factory=lambda: ["onnx_int8"])
     #: which of a candidate's models are exported: ``offtheshelf``, ``finetuned`` (the latter
     #: only for candidates that are fine-tuned)
     stages: list[str] = field(default_factory=lambda: list(EXPORT_STAGES))
@@ -302,7 +305,7 @@ class TilingSettings:
     overlap: float = 0.2
     #: evaluation frames with small objects that tiling is measured on (tiling multiplies the
     #: forward passes per frame, so a subset keeps the demo short)
-    max_images: int = 30
+    max_images: int = 20
 
     def __post_init__(self) -> None:
         _check(self.tile is None or self.tile >= 32, "tiling.tile", "must be >= 32 (or null)")
@@ -532,8 +535,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"settings file {path} does not exist")
     raw = _read_with_base(path, seen=())
     settings = settings_from_dict(raw)
-    if settings.candidates_file is None:  # left out: the shipped candidates file, as documented
-        settings = dataclasses.replace(settings, candidates_file=str(DEFAULT_CANDIDATES_PATH))
+    if settings.candidates_file is None:  # left out: the shipped settings' file, as documented
+        settings = dataclasses.replace(settings, candidates_file=str(DEMO_CANDIDATES_PATH))
     elif not Path(settings.candidates_file).is_absolute():
         near = (path.parent / settings.candidates_file).resolve()
         if near.exists():

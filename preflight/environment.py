@@ -94,6 +94,12 @@ def use_config_file(path: str | Path) -> None:
     os.environ["PREFLIGHT_CONFIG"] = str(Path(path).expanduser().resolve())
 
 
+def use_candidates_file(path: str | Path) -> None:
+    """``PREFLIGHT_CANDIDATES`` for this process and the processes it starts (e.g. ``preflight
+    demo --all-candidates``: Dagster's step processes read the candidates again)."""
+    os.environ["PREFLIGHT_CANDIDATES"] = str(Path(path).expanduser().resolve())
+
+
 def use_dagster_home(path: Path) -> None:
     """Point Dagster (this process and its children) at ``path``."""
     os.environ["DAGSTER_HOME"] = str(path)
