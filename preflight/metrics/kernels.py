@@ -472,6 +472,17 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's helper threads do not exist there (and its lock may
+    have been held by one of them): start afresh on first use."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _helper_pool() -> ThreadPoolExecutor:
     """The process's helper threads (started on first use, again in a forked child)."""
     global _POOL
