@@ -377,9 +377,11 @@ def test_train_resume_after_interruption_matches_an_uninterrupted_run(bench_samp
 
 @pytest.mark.slow
 def test_freeze_modes_train_what_they_say(bench_sample, tmp_path):
-    import albumentations as A
     import torch
 
+    from preflight.environment import import_albumentations
+
+    A = import_albumentations()  # offline-safe: no PyPI version check
     model = create_timm_model(TINY, 6)
     head = trainable_parameter_names(model, "head")
     deeper = trainable_parameter_names(model, "deeper")
