@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -34,6 +35,9 @@ from preflight.metrics.index import EvaluationIndex
 from preflight.metrics.slices import OVERALL
 from preflight.models.base import PRED_COLUMNS as _PRED
 from preflight.progress import Progress, Report
+
+if TYPE_CHECKING:  # the tiling types only for hints
+    from preflight.models.tiling import TilingGain, TilingPlan
 
 PRED_COLUMNS = list(_PRED)
 
@@ -260,6 +264,22 @@ def failing_slices(metrics: pd.DataFrame, metric: str = "recall", k: int = 10) -
                  "n_images", "n_boxes", "thin"]].head(k).reset_index(drop=True)
 
 
+def before_after(before: pd.DataFrame, after: pd.DataFrame, metric: str = "recall"
+                 ) -> pd.DataFrame:
+    """Per slice: ``metric`` in two evaluations (off-the-shelf and fine-tuned), with their
+    intervals, the ``change`` and whether it is ``significant``: the two intervals are disjoint.
+    Rows in one evaluation only are kept (NaN on the other side); worst ``before`` first."""
+    cols = ["slice_column", "slice_value", "value", "ci_low", "ci_high", "thin"]
+    b = before[before["metric"] == metric][cols]
+    a = after[after["metric"] == metric][cols]
+    table = b.merge(a, on=["slice_column", "slice_value"], suffixes=("_before", "_after"),
+                    how="outer")
+    table["change"] = table["value_after"] - table["value_before"]
+    table["significant"] = ((table["ci_low_after"] > table["ci_high_before"])
+                            | (table["ci_high_after"] < table["ci_low_before"]))
+    return table.sort_values("value_before", na_position="last").reset_index(drop=True)
+
+
 def worst_images(gt: pd.DataFrame, predictions: pd.DataFrame, detections: pd.DataFrame,
                  threshold: float, k: int = 6) -> list:
     """Image ids with the most errors at the operating point (missed boxes + false positives)."""
@@ -447,6 +467,64 @@ def stress_candidate(predict_fn: PredictFn, images: pd.DataFrame, gt: pd.DataFra
                             suite, seed=seed, batch_size=batch_size, metrics=metrics,
                             n_images=len(images), report=report, desc=desc)
     return table, summarize_rpc(table)
+
+
+@dataclass(frozen=True)
+class TilingEvaluation:
+    """Sliced inference measured for one candidate on the frames that hold small objects: what
+    it recovers (``gain``: small-object recall full frame vs tiled) and what it costs (the
+    single-stream p99 of one frame both ways, and the forward passes a tiled frame takes)."""
+
+    gain: TilingGain
+    tile: int
+    overlap: float
+    passes_per_frame: int
+    p99_ms_full: float
+    p99_ms_tiled: float
+    n_frames: int
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.p99_ms_tiled / self.p99_ms_full
+
+    def to_frame(self) -> pd.DataFrame:
+        """The gain table (one row full frame, one tiled) with each side's p99 and passes."""
+        return self.gain.to_frame().assign(p99_ms=[self.p99_ms_full, self.p99_ms_tiled],
+                                           passes_per_frame=[1, self.passes_per_frame])
+
+
+def evaluate_tiling(predict_fn: PredictFn, plan: TilingPlan, images: pd.DataFrame, gt: pd.DataFrame,
+                    full_predictions: pd.DataFrame, cfg, *, model_input_size: int
+                    ) -> TilingEvaluation:
+    """Tile ``predict_fn`` as the settings say (``cfg``: the run's settings -- the ``tiling``,
+    ``evaluation`` and ``latency`` sections and the taxonomy) and measure it on a stratified
+    subset of the frames ``plan`` (:func:`preflight.models.tiling.plan_tiling`) found small
+    objects in: recall against the full-frame ``full_predictions`` on the same frames, and the
+    single-stream latency of both on one frame."""
+    from preflight.latency import percentiles, time_single_stream
+    from preflight.models.tiling import TiledPredictor, tiling_gain
+
+    tile = cfg.tiling.tile_for(model_input_size)  # half the input size unless set
+    tiled = TiledPredictor(predict_fn, tile=tile, overlap=cfg.tiling.overlap)
+    frames = stratified_subset(images[images["image_id"].isin(plan.small_image_ids)],
+                               cfg.tiling.max_images, cfg.evaluation.slice_columns,
+                               cfg.evaluation.seed)
+    gt = gt[gt["image_id"].isin(frames["image_id"])]
+    full = full_predictions[full_predictions["image_id"].isin(frames["image_id"])]
+    tiled_dt = predict_images(tiled, frames, batch_size=cfg.evaluation.batch_size)
+    gain = tiling_gain(gt, full, tiled_dt, frames,
+                       operating_threshold=cfg.evaluation.operating_threshold,
+                       class_names=cfg.taxonomy_obj.as_dict(), size_column=plan.size_column,
+                       model_input_size=model_input_size)
+    frame = read_rgb(frames["path"].iloc[0])
+    n = max(5, cfg.latency.iterations // 3)
+    plain_ms = percentiles(time_single_stream(predict_fn, frame, iterations=n, warmup=2))
+    tiled_ms = percentiles(time_single_stream(tiled, frame, iterations=n, warmup=2))
+    h, w = frame.shape[:2]
+    return TilingEvaluation(gain=gain, tile=tile, overlap=cfg.tiling.overlap,
+                            passes_per_frame=tiled.passes_per_frame(h, w),
+                            p99_ms_full=plain_ms[2], p99_ms_tiled=tiled_ms[2],
+                            n_frames=len(frames))
 
 
 def embed_frames(embed_fn: Callable[[list[np.ndarray]], np.ndarray], images: pd.DataFrame, *,

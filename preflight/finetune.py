@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,37 @@ def nested_subsets(images: pd.DataFrame, fractions: list[float], seed: int = 0
         n = max(1, int(round(fraction * len(ordered))))
         out.append(ordered.head(n).reset_index(drop=True))
     return out
+
+
+def learning_curve_points(pool: pd.DataFrame, boxes: pd.DataFrame, fractions: Sequence[float], *,
+                          seed: int, full_pool_weights: str,
+                          train: Callable[[pd.DataFrame, pd.DataFrame, int], str],
+                          evaluate: Callable[[str], Any],
+                          report: Callable[[str], None] | None = None
+                          ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The points a learning curve is fitted to: the per-slice metrics of the model fine-tuned
+    on each of the nested subsets of ``pool`` (:func:`nested_subsets`, one per fraction).
+
+    ``train(images, boxes, percent) -> weights`` fine-tunes on one subset; the whole pool
+    (fraction >= 1) reuses ``full_pool_weights`` instead of training again. ``evaluate(weights)``
+    returns an evaluation with ``metrics`` (the per-slice table) and ``overall(metric)``. Returns
+    the metrics of every subset, tagged with its size (``N_IMAGES_TRAIN``) and ``fraction``, and
+    the subsets."""
+    from preflight.decide.learning_curve import N_IMAGES_TRAIN  # the column the fit reads
+
+    subsets = nested_subsets(pool, list(fractions), seed=seed)
+    frames = []
+    for fraction, subset in zip(fractions, subsets, strict=True):
+        if fraction >= 1.0:
+            weights = full_pool_weights
+        else:
+            weights = train(subset, boxes[boxes["image_id"].isin(subset["image_id"])],
+                            int(round(100 * fraction)))
+        ev = evaluate(weights)
+        frames.append(ev.metrics.assign(**{N_IMAGES_TRAIN: len(subset)}, fraction=fraction))
+        if report is not None:
+            report(f"{len(subset)} images -> recall {ev.overall('recall'):.3f}")
+    return pd.concat(frames, ignore_index=True), subsets
 
 
 @dataclass(frozen=True)

@@ -399,3 +399,34 @@ def test_synthetic_night_drift_is_flagged_and_week1_is_not(tmp_path):
     assert by.loc["brightness", "p_value"] < 0.05
     assert same.set_index("feature").loc["brightness", "p_value"] > 0.05
     assert "permuting" in by.loc["shift", "detail"]
+
+
+def test_drift_rows_fall_into_the_four_checks_and_name_their_metrics():
+    from preflight.drift import DRIFT_CHECKS, check_of, drift_metrics, rows_by_check
+
+    rows = pd.DataFrame([
+        {"kind": "input", "feature": "brightness", "psi": 0.3, "statistic": 0.2,
+         "level": "fail"},
+        {"kind": "input", "feature": "embedding_auc", "psi": np.nan, "statistic": 0.8,
+         "level": "fail"},
+        {"kind": "performance", "feature": "recall.overall", "psi": np.nan, "statistic": -0.1,
+         "current_value": 0.7, "level": "warn"},
+    ])
+    assert [check_of(k, f) for k, f in zip(rows["kind"], rows["feature"], strict=True)] == [
+        "input_drift", "embedding_drift", "performance_drift"]
+    split = rows_by_check(rows)
+    assert list(split) == list(DRIFT_CHECKS)
+    assert [len(split[c]) for c in DRIFT_CHECKS] == [1, 1, 0, 1]
+    assert all(len(v) == 0 for v in rows_by_check(pd.DataFrame()).values())
+    assert drift_metrics(rows) == {"drift.input.brightness": 0.3,
+                                   "drift.input.embedding_auc": 0.8,
+                                   "drift.performance.recall.overall": -0.1,
+                                   "perf.recall.overall": 0.7}
+
+
+def test_drift_thresholds_from_the_settings_section():
+    from preflight.config import settings_from_dict
+
+    drift = settings_from_dict({"drift": {"psi_fail": 0.4, "min_drop": 0.1}}).drift
+    t = DriftThresholds.from_settings(drift)
+    assert (t.psi_fail, t.min_drop, t.auc_fail) == (0.4, 0.1, drift.embedding_auc_fail)

@@ -199,3 +199,24 @@ def test_measure_latency_report_is_complete_and_consistent():
     frame = report.to_frame()
     assert frame.shape == (1, len(d)) and frame["batch_size"].iloc[0] == 4
     assert _children() == before  # load processes and the cold-start child are gone
+
+
+def test_threads_are_a_scoped_setting_of_the_measurement():
+    torch = pytest.importorskip("torch")
+    from preflight.latency import intra_op_threads
+
+    before = torch.get_num_threads()
+    seen = []
+    with intra_op_threads(1):
+        seen.append(torch.get_num_threads())
+    with intra_op_threads(None):  # unset: left as it is
+        seen.append(torch.get_num_threads())
+    assert seen == [1, before] and torch.get_num_threads() == before
+    config = LatencyConfig(warmup=0, iterations=3, load_workers=0, batch_size=1,
+                           benchmark_repeats=1, server_queries=3, search_steps=1,
+                           cold_start=False, threads=1)
+    measure_latency(lambda frames: seen.append(torch.get_num_threads()),
+                    np.zeros((8, 8, 3), np.uint8), config)
+    assert set(seen[2:]) == {1} and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        LatencyConfig(threads=-1)

@@ -139,3 +139,37 @@ def test_missing_columns_raise():
     with pytest.raises(LearningCurveError, match="n_images_train"):
         fit_slice_curves(pd.DataFrame({"slice_column": [], "slice_value": [], "metric": [],
                                        "value": []}))
+
+
+def test_learning_curve_points_train_each_subset_and_reuse_the_full_pool_model():
+    from types import SimpleNamespace
+
+    from preflight.decide.learning_curve import N_IMAGES_TRAIN
+    from preflight.finetune import learning_curve_points
+    from preflight.metrics.slices import OVERALL
+
+    pool = pd.DataFrame({"image_id": [f"i{k}" for k in range(8)]})
+    boxes = pd.DataFrame({"image_id": [f"i{k}" for k in range(8)], "class_id": 0})
+    trained = []
+
+    def train(images, subset_boxes, pct):
+        assert set(subset_boxes["image_id"]) == set(images["image_id"])
+        trained.append((len(images), pct))
+        return f"w{pct}"
+
+    def evaluate(weights):
+        recall = {"w25": 0.5, "w50": 0.6, "full": 0.7}[weights]
+        metrics = pd.DataFrame({"slice_column": [OVERALL], "slice_value": [OVERALL],
+                                "metric": ["recall"], "value": [recall]})
+        return SimpleNamespace(metrics=metrics, overall=lambda m: recall)
+
+    lines = []
+    points, subsets = learning_curve_points(pool, boxes, [0.25, 0.5, 1.0], seed=0,
+                                            full_pool_weights="full", train=train,
+                                            evaluate=evaluate, report=lines.append)
+    assert trained == [(2, 25), (4, 50)]  # the whole pool is the fine-tuned model already
+    assert [len(s) for s in subsets] == [2, 4, 8]
+    assert points[N_IMAGES_TRAIN].tolist() == [2, 4, 8]
+    assert points["fraction"].tolist() == [0.25, 0.5, 1.0]
+    assert points["value"].tolist() == [0.5, 0.6, 0.7]
+    assert lines[-1] == "8 images -> recall 0.700"

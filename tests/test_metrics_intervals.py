@@ -322,3 +322,21 @@ def test_cluster_wilson_grouped_equals_one_subset_at_a_time():
         ref_lo, ref_hi = cluster_wilson_interval(y[frames], n[frames])
         np.testing.assert_allclose(lo[g], ref_lo, rtol=0, atol=1e-12, equal_nan=True)
         np.testing.assert_allclose(hi[g], ref_hi, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_before_after_calls_a_change_significant_only_when_the_intervals_are_disjoint():
+    from preflight.evaluation import before_after
+
+    def table(rows):
+        return pd.DataFrame([{"slice_column": "lighting", "slice_value": v, "metric": "recall",
+                              "value": x, "ci_low": lo, "ci_high": hi, "thin": False}
+                             for v, x, lo, hi in rows])
+
+    before = table([("dark", 0.40, 0.30, 0.50), ("bright", 0.80, 0.70, 0.90)])
+    after = table([("dark", 0.70, 0.60, 0.80), ("bright", 0.85, 0.75, 0.95),
+                   ("dusk", 0.5, 0.4, 0.6)])
+    ba = before_after(before, after).set_index("slice_value")
+    assert ba.loc["dark", "significant"] and not ba.loc["bright", "significant"]
+    assert ba.loc["dark", "change"] == pytest.approx(0.3)
+    assert list(ba.index) == ["dark", "bright", "dusk"]  # worst before first; new rows last
+    assert np.isnan(ba.loc["dusk", "value_before"]) and not ba.loc["dusk", "significant"]

@@ -430,3 +430,17 @@ def test_overlapped_loop_raises_a_stage_error(trained, tmp_path):
         predict_images(det.predict, images, batch_size=2)
     with pytest.raises(FrameReadError, match="f4.png"):      # plain predict_fn: read-ahead path
         predict_images(lambda frames: det.predict(frames), images, batch_size=2)
+
+
+def test_parameter_count_is_what_the_adapter_reports():
+    from ultralytics import YOLO
+
+    from preflight.models import UltralyticsDetector
+    from preflight.models.base import parameter_count
+
+    yolo = YOLO("yolov8n.yaml")  # built from its yaml: no weights to download
+    det = UltralyticsDetector(yolo, name="n", input_size=96, weights="n.yaml",
+                              class_map={str(yolo.names[0]): DEFAULT_TAXONOMY.names[0]},
+                              taxonomy=DEFAULT_TAXONOMY)
+    assert parameter_count(det) == sum(p.numel() for p in yolo.model.parameters()) > 1_000_000
+    assert parameter_count(object()) == 0  # a family whose adapter does not say

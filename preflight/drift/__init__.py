@@ -10,45 +10,65 @@ psi, reference_n, current_n, level, detail``) with ``level`` in ``ok | warn | fa
 * :func:`performance_drift` -- per-slice metric drops, called only when intervals are disjoint.
 
 :func:`summarise` gives the verdict; :func:`history_rows` / :func:`append_history` keep a
-per-batch Parquet history and :func:`drift_timeseries_chart` draws it.
+per-batch Parquet history and :func:`drift_timeseries_chart` draws it. The rows fall into four
+checks (:data:`DRIFT_CHECKS`, :func:`check_of`, :mod:`preflight.drift.checks`).
+
+Import-light: the names load from their module on first use (scikit-learn, scipy and matplotlib
+only when a check or the chart needs them), so declaring the checks costs nothing.
 """
 
-from preflight.drift.embedding import (
-    colour_histogram_embedding,
-    domain_classifier_auc,
-    embed_images,
-    embedding_drift,
-)
-from preflight.drift.input import (
-    DEFAULT_CATEGORICAL,
-    DRIFT_COLUMNS,
-    LEVELS,
-    DriftInputError,
-    DriftThresholds,
-    categorical_drift,
-    category_psi,
-    input_drift,
-    numeric_drift,
-    psi,
-    psi_from_shares,
-    psi_level,
-)
-from preflight.drift.performance import DEFAULT_WATCHED, PERFORMANCE_COLUMNS, performance_drift
-from preflight.drift.prediction import prediction_drift
-from preflight.drift.report import (
-    HISTORY_COLUMNS,
-    append_history,
-    drift_timeseries_chart,
-    history_rows,
-    summarise,
-    worst_level,
-)
+from importlib import import_module
+
+#: public name -> the module of this package that defines it
+_WHERE: dict[str, str] = {
+    "colour_histogram_embedding": "embedding",
+    "domain_classifier_auc": "embedding",
+    "embed_images": "embedding",
+    "embedding_drift": "embedding",
+    "DEFAULT_CATEGORICAL": "input",
+    "DRIFT_COLUMNS": "input",
+    "LEVELS": "input",
+    "DriftInputError": "input",
+    "DriftThresholds": "input",
+    "categorical_drift": "input",
+    "category_psi": "input",
+    "input_drift": "input",
+    "numeric_drift": "input",
+    "psi": "input",
+    "psi_from_shares": "input",
+    "psi_level": "input",
+    "DEFAULT_WATCHED": "performance",
+    "PERFORMANCE_COLUMNS": "performance",
+    "performance_drift": "performance",
+    "prediction_drift": "prediction",
+    "HISTORY_COLUMNS": "report",
+    "append_history": "report",
+    "drift_timeseries_chart": "report",
+    "history_rows": "report",
+    "summarise": "report",
+    "worst_level": "report",
+    "DRIFT_CHECKS": "checks",
+    "check_of": "checks",
+    "drift_metrics": "checks",
+    "rows_by_check": "checks",
+}
+
+
+def __getattr__(name: str):
+    """Load a public name from its module on first use (then it is an ordinary attribute)."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'preflight.drift' has no attribute {name!r}")
+    value = getattr(import_module(f"preflight.drift.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
-    "DEFAULT_CATEGORICAL", "DEFAULT_WATCHED", "DRIFT_COLUMNS", "HISTORY_COLUMNS", "LEVELS",
-    "PERFORMANCE_COLUMNS", "DriftInputError", "DriftThresholds", "append_history",
-    "categorical_drift", "category_psi", "colour_histogram_embedding", "domain_classifier_auc",
+    "DEFAULT_CATEGORICAL", "DEFAULT_WATCHED", "DRIFT_CHECKS", "DRIFT_COLUMNS",
+    "DriftInputError", "DriftThresholds", "HISTORY_COLUMNS", "LEVELS", "PERFORMANCE_COLUMNS",
+    "append_history", "categorical_drift", "category_psi", "check_of",
+    "colour_histogram_embedding", "domain_classifier_auc", "drift_metrics",
     "drift_timeseries_chart", "embed_images", "embedding_drift", "history_rows", "input_drift",
     "numeric_drift", "performance_drift", "prediction_drift", "psi", "psi_from_shares",
-    "psi_level", "summarise", "worst_level",
+    "psi_level", "rows_by_check", "summarise", "worst_level",
 ]

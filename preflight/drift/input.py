@@ -83,6 +83,12 @@ class DriftThresholds:
     #: calling; a fail also needs disjoint intervals
     min_drop: float = 0.05
 
+    @classmethod
+    def from_settings(cls, drift) -> DriftThresholds:
+        """The thresholds of the settings' ``drift`` section (the rest keep their defaults)."""
+        return cls(psi_warn=drift.psi_warn, psi_fail=drift.psi_fail, p_value=drift.p_value,
+                   auc_fail=drift.embedding_auc_fail, min_drop=drift.min_drop)
+
     def __post_init__(self) -> None:
         if not 0 <= self.psi_warn <= self.psi_fail:
             raise ValueError(f"need 0 <= psi_warn <= psi_fail, got {self.psi_warn}, "

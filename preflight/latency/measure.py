@@ -34,6 +34,7 @@ from preflight.latency.timing import (
     SyncFn,
     default_sync,
     describe_device,
+    intra_op_threads,
     percentiles,
     time_batched,
     time_single_stream,
@@ -59,8 +60,11 @@ class LatencyConfig:
     cold_start: bool = True
     cold_start_timeout_s: float = 300.0
     seed: int = 0
+    threads: int | None = None  # torch intra-op threads while measuring (None: as they are)
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 0:
+            raise ValueError("threads must be >= 0 (0 or None: torch's own setting)")
         if self.iterations < 1 or self.warmup < 0:
             raise ValueError("iterations must be >= 1 and warmup >= 0")
         if self.load_kind not in LOAD_KINDS:
@@ -129,8 +133,17 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
     start). ``sync`` is called around every timed call (default: ``torch.cuda.synchronize`` when
     CUDA is present, else nothing); ``device`` overrides the description of the hardware.
     ``report``: a progress line with the time left after each measurement phase (a run log).
+    ``config.threads``: torch's intra-op threads for the in-process timings, restored after.
     """
     cfg = config or LatencyConfig()
+    with intra_op_threads(cfg.threads):
+        return _measure(model, frame, cfg, spec=spec, sync=sync, device=device, report=report,
+                        desc=desc)
+
+
+def _measure(model: ModelSpec | PredictFn, frame: np.ndarray, cfg: LatencyConfig, *,
+             spec: ModelSpec | None, sync: SyncFn | None, device: str | None,
+             report: Report | None, desc: str) -> LatencyReport:
     if isinstance(model, ModelSpec):
         spec = spec or model
         predict_fn = model.build()

@@ -12,7 +12,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,24 @@ def percentiles(values_ms: Sequence[float] | np.ndarray, qs: Sequence[float] = (
     if arr.size == 0:
         return tuple(float("nan") for _ in qs)
     return tuple(float(v) for v in np.percentile(arr, list(qs), method="linear"))
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block and restored after it
+    (``None`` / 0: left as it is, and torch is not imported). A measurement's own setting, so
+    timing one model never changes the thread count of the process that asked for it."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _noop() -> None:

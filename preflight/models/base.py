@@ -165,6 +165,12 @@ class Detector(Protocol):
         ...
 
 
+def parameter_count(model: Any) -> int:
+    """The model's size in weights, as its adapter reports it (``num_parameters``; orders
+    candidates from lightest to heaviest). An adapter that does not say counts 0."""
+    return int(getattr(model, "num_parameters", 0) or 0)
+
+
 def empty_predictions() -> pd.DataFrame:
     """A zero-row predictions frame with the right columns and dtypes."""
     import pandas as pd

@@ -161,6 +161,11 @@ class UltralyticsDetector:
         return np.stack(rows) if rows else np.zeros((0, 0))
 
     @property
+    def num_parameters(self) -> int:
+        """Weights in the network (ultralytics' ``DetectionModel`` inside the ``YOLO`` wrapper)."""
+        return int(sum(p.numel() for p in self.model.model.parameters()))
+
+    @property
     def predict_fn(self):
         """``predict_fn(list_of_rgb_frames)`` for ``preflight.latency`` (pre-processing, model and
         NMS included; results are copied to host memory, so CUDA work is complete on return)."""
