@@ -2,7 +2,10 @@
 
 Per candidate (asset keys ``<candidate>/offtheshelf_eval``, ``.../offtheshelf_stress``,
 ``.../offtheshelf_latency``), so the multiprocess executor runs candidates side by side and a
-distributed executor spreads them over machines by configuration alone.
+distributed executor spreads them over machines by configuration alone. Each is made by the
+per-candidate factory (:func:`assets._candidate.candidate_asset`); the stage runners here
+(``run_evaluation``, ``run_stress``, ``run_latency``) serve the fine-tuned, second-seed and
+exported models too.
 """
 
 
@@ -11,12 +14,13 @@ import time
 import dagster as dg
 import pandas as pd
 
+from assets._candidate import CandidateRun, candidate_asset
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run, write_tables
 from assets.zoo import weights_key
 from preflight.metrics.slices import OVERALL
 from preflight.stages import OFF_THE_SHELF_KEY
-from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
+from resources import MlflowTracker, PreflightStore, SettingsResource
 
 
 def evaluation_context(settings: SettingsResource, validated_labels: dict, input_size: int):
@@ -36,30 +40,27 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
                    store: PreflightStore, tracker: MlflowTracker, validated_labels: dict,
                    params: dict) -> dg.Output[dict]:
     """Evaluate ``detector`` on the held-out set, store the tables, record the MLflow run."""
-    from preflight.evaluation import failing_slices, mlflow_metric_names
+    from preflight.evaluation import mlflow_metric_names
     from preflight.metrics.bootstrap_process import BootstrapPool
     from preflight.metrics.cost import CostModel
     from preflight.tasks import task_of
 
     cfg, eval_images, gt, spec = evaluation_context(settings, validated_labels,
                                                     detector.input_size)
-    class_names = cfg.taxonomy_obj.as_dict()
     key = candidate_key(name)
     plot_dir = store.run_path("reports", key, stage, "x").parent
     context.log.info(f"{name} ({stage}): predicting {len(eval_images)} held-out images")
     with BootstrapPool() as bootstraps:  # the intervals' helper process, for this evaluation
         ev = task_of(cfg.task).call("evaluate", detector.predict, eval_images, gt, spec,
-                                    CostModel(**vars(cfg.cost)), class_names,
+                                    CostModel(**vars(cfg.cost)), cfg.taxonomy_obj.as_dict(),
                                     plot_dir=str(plot_dir), batch_size=cfg.evaluation.batch_size,
                                     title=f"{name} {stage}", recall_bar=cfg.bar.min_slice_recall,
                                     report=context.log.info, bootstraps=bootstraps)
     paths = write_tables(store, f"{key}/{stage}", ev.tables())
-    cost = ev.result.cost
-    daily = cost[(cost["slice_column"] == OVERALL) & (cost["metric"] == "cost.daily")]
-    daily_cost = float(daily["value"].iloc[0]) if len(daily) else float("nan")
-    metrics = mlflow_metric_names(ev.metrics)
-    metrics.update({"cost.daily": daily_cost, "predict_seconds": ev.predict_seconds,
-                    "predict_ms_per_image": 1000 * ev.predict_seconds / max(1, ev.n_images)})
+    daily_cost = _daily_cost(ev.result.cost)
+    metrics = {**mlflow_metric_names(ev.metrics), "cost.daily": daily_cost,
+               "predict_seconds": ev.predict_seconds,
+               "predict_ms_per_image": 1000 * ev.predict_seconds / max(1, ev.n_images)}
     run_params = {"candidate": name, "stage": stage, "weights": detector.weights,
                   "sha256": detector.sha256 or "", "input_size": detector.input_size,
                   "operating_threshold": spec.operating_threshold,
@@ -69,46 +70,46 @@ def run_evaluation(context, *, stage: str, name: str, detector, settings: Settin
     mlflow_meta = record_run(context, tracker, name=f"{name}/{stage}", stage=stage,
                              candidate=name, params=run_params, metrics=metrics,
                              artifacts=artifacts)
+    summary = _evaluation_summary(ev, name=name, stage=stage, task=cfg.task, paths=paths,
+                                  detector=detector, daily_cost=daily_cost,
+                                  eval_images=eval_images,
+                                  mlflow_run_id=mlflow_meta["mlflow_run_id"])
+    return dg.Output(jsonable(summary), metadata={**_evaluation_metadata(ev, summary, paths),
+                                                  **mlflow_meta})
+
+
+def _daily_cost(cost: pd.DataFrame) -> float:
+    """The overall expected daily cost row of a cost table (NaN when it has none)."""
+    daily = cost[(cost["slice_column"] == OVERALL) & (cost["metric"] == "cost.daily")]
+    return float(daily["value"].iloc[0]) if len(daily) else float("nan")
+
+
+def _evaluation_summary(ev, *, name: str, stage: str, task: str, paths: dict, detector,
+                        daily_cost: float, eval_images: pd.DataFrame, mlflow_run_id: str) -> dict:
+    """The evaluation asset's value: where the tables are and the overall numbers."""
+    from preflight.models.base import parameter_count
+
+    return {"candidate": name, "stage": stage, "tables": paths, "plots": ev.plots,
+            "task": task, "AP": ev.overall("AP"), "AP50": ev.overall("AP50"),
+            "accuracy": ev.overall("accuracy"),
+            "recall": ev.overall("recall"), "precision": ev.overall("precision"),
+            "daily_cost": daily_cost, "input_size": detector.input_size,
+            "weights": detector.weights, "mlflow_run_id": mlflow_run_id,
+            "n_parameters": parameter_count(detector),
+            "image_size": int(eval_images[["width", "height"]].max(axis=1).max())}
+
+
+def _evaluation_metadata(ev, summary: dict, paths: dict) -> dict:
+    """What the evaluation asset shows in Dagster (the MLflow run's metadata aside)."""
+    from preflight.evaluation import failing_slices
+
     worst = failing_slices(ev.metrics, "recall", k=10)  # top-1 accuracy for classifiers
-    summary = {"candidate": name, "stage": stage, "tables": paths, "plots": ev.plots,
-               "task": cfg.task, "AP": ev.overall("AP"), "AP50": ev.overall("AP50"),
-               "accuracy": ev.overall("accuracy"),
-               "recall": ev.overall("recall"), "precision": ev.overall("precision"),
-               "daily_cost": daily_cost, "input_size": detector.input_size,
-               "weights": detector.weights, "mlflow_run_id": mlflow_meta["mlflow_run_id"],
-               "n_parameters": _parameter_count(detector),
-               "image_size": int(eval_images[["width", "height"]].max(axis=1).max())}
-    return dg.Output(jsonable(summary), metadata={
-        "AP": summary["AP"], "AP50": summary["AP50"], "recall": summary["recall"],
-        "precision": summary["precision"], "daily_cost": daily_cost,
-        "eval_images": ev.n_images, "predictions": len(ev.predictions),
-        "top_failing_slices": dg.MetadataValue.md(md_table(worst)),
-        "slice_chart": dg.MetadataValue.path(ev.plots.get("slices_recall", "")),
-        "metrics_table": dg.MetadataValue.path(paths["metrics"]),
-        **mlflow_meta})
-
-
-def _with_threads(threads: int | None, measure):
-    """Run ``measure()`` with torch limited to ``threads`` intra-op threads (then restore)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        return measure()
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _parameter_count(detector) -> int:
-    """Trainable size of the model (orders candidates from lightest to heaviest)."""
-    if hasattr(detector, "num_parameters"):
-        return int(detector.num_parameters)
-    try:
-        return int(sum(p.numel() for p in detector.model.model.parameters()))
-    except AttributeError:
-        return 0
+    return {"AP": summary["AP"], "AP50": summary["AP50"], "recall": summary["recall"],
+            "precision": summary["precision"], "daily_cost": summary["daily_cost"],
+            "eval_images": ev.n_images, "predictions": len(ev.predictions),
+            "top_failing_slices": dg.MetadataValue.md(md_table(worst)),
+            "slice_chart": dg.MetadataValue.path(ev.plots.get("slices_recall", "")),
+            "metrics_table": dg.MetadataValue.path(paths["metrics"])}
 
 
 def _data_version(images: pd.DataFrame) -> str:
@@ -117,57 +118,49 @@ def _data_version(images: pd.DataFrame) -> str:
     return hashlib.sha1("".join(sorted(images["image_id"].astype(str))).encode()).hexdigest()[:12]
 
 
+def _offtheshelf_eval(run: CandidateRun, validated_labels: dict, model_zoo: dict
+                      ) -> dg.Output[dict]:
+    """Off-the-shelf predictions on the held-out set and the failure distribution: per-slice
+    metrics with intervals, error types, confusion and daily cost."""
+    from preflight.models.candidates import unmapped_classes
+
+    no_analog = unmapped_classes(run.zoo.candidate(run.candidate), run.settings.load().taxonomy_obj)
+    out = run_evaluation(run.context, stage=OFF_THE_SHELF_KEY, name=run.candidate,
+                         detector=run.zoo.detector(run.candidate),
+                         validated_labels=validated_labels, **run.resources,
+                         params={"no_analog_in_pretraining": ",".join(no_analog) or "none"})
+    out.value["no_analog"] = no_analog
+    out.metadata["no_analog_in_pretraining"] = dg.MetadataValue.text(
+        ", ".join(no_analog) or "none")
+    return out
+
+
+def _offtheshelf_stress(run: CandidateRun, validated_labels: dict, model_zoo: dict
+                        ) -> dg.Output[dict]:
+    """The edge-case stress suite: AP / recall per family, corruption and severity, and the
+    relative performance under corruption (rPC = corrupted / clean)."""
+    return run_stress(run.context, stage=OFF_THE_SHELF_KEY, name=run.candidate,
+                      detector=run.zoo.detector(run.candidate),
+                      validated_labels=validated_labels, **run.resources)
+
+
+def _offtheshelf_latency(run: CandidateRun, validated_labels: dict, model_zoo: dict
+                         ) -> dg.Output[dict]:
+    """Latency as production sees it: batch-1 p50/p95/p99, under co-tenant load, cold start,
+    a Poisson server scenario, and the gap to the benchmark-style number."""
+    return run_latency(run.context, stage=OFF_THE_SHELF_KEY, name=run.candidate,
+                       detector=run.zoo.detector(run.candidate),
+                       validated_labels=validated_labels, **run.resources)
+
+
 def build_candidate_eval_assets(candidate: str) -> list[dg.AssetsDefinition]:
     """The three off-the-shelf assets of one candidate."""
-    key = candidate_key(candidate)
-    labels_in = {"validated_labels": dg.AssetIn(key="validated_labels"),
-                 "model_zoo": dg.AssetIn(key="model_zoo")}
-    weights = [weights_key(candidate)]  # this candidate's stand-in only, not the whole zoo
-
-    @dg.asset(name="offtheshelf_eval", key_prefix=[key], ins=labels_in, deps=weights,
-              group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
-    def offtheshelf_eval(context: dg.AssetExecutionContext, validated_labels: dict,
-                         model_zoo: dict, settings: SettingsResource, store: PreflightStore,
-                         tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
-        """Off-the-shelf predictions on the held-out set and the failure distribution: per-slice
-        metrics with intervals, error types, confusion and daily cost."""
-        from preflight.models.candidates import unmapped_classes
-
-        cand = zoo.candidate(candidate)
-        detector = zoo.detector(candidate)
-        no_analog = unmapped_classes(cand, settings.load().taxonomy_obj)
-        out = run_evaluation(context, stage=OFF_THE_SHELF_KEY, name=candidate, detector=detector,
-                             settings=settings, store=store, tracker=tracker,
-                             validated_labels=validated_labels,
-                             params={"no_analog_in_pretraining": ",".join(no_analog) or "none"})
-        out.value["no_analog"] = no_analog
-        out.metadata["no_analog_in_pretraining"] = dg.MetadataValue.text(
-            ", ".join(no_analog) or "none")
-        return out
-
-    @dg.asset(name="offtheshelf_stress", key_prefix=[key], ins=labels_in, deps=weights,
-              group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
-    def offtheshelf_stress(context: dg.AssetExecutionContext, validated_labels: dict,
-                           model_zoo: dict, settings: SettingsResource, store: PreflightStore,
-                           tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
-        """The edge-case stress suite: AP / recall per family, corruption and severity, and the
-        relative performance under corruption (rPC = corrupted / clean)."""
-        return run_stress(context, stage=OFF_THE_SHELF_KEY, name=candidate,
-                          detector=zoo.detector(candidate), settings=settings, store=store,
-                          tracker=tracker, validated_labels=validated_labels)
-
-    @dg.asset(name="offtheshelf_latency", key_prefix=[key], ins=labels_in, deps=weights,
-              group_name="evaluation", kinds={"pytorch", "mlflow"}, tags={"candidate": key})
-    def offtheshelf_latency(context: dg.AssetExecutionContext, validated_labels: dict,
-                            model_zoo: dict, settings: SettingsResource, store: PreflightStore,
-                            tracker: MlflowTracker, zoo: ModelZoo) -> dg.Output[dict]:
-        """Latency as production sees it: batch-1 p50/p95/p99, under co-tenant load, cold start,
-        a Poisson server scenario, and the gap to the benchmark-style number."""
-        return run_latency(context, stage=OFF_THE_SHELF_KEY, name=candidate,
-                           detector=zoo.detector(candidate), settings=settings, store=store,
-                           tracker=tracker, validated_labels=validated_labels)
-
-    return [offtheshelf_eval, offtheshelf_stress, offtheshelf_latency]
+    # this candidate's stand-in only (not the whole zoo): evaluated as soon as its own is ready
+    return [candidate_asset(candidate, f"offtheshelf_{what}", group="evaluation",
+                            inputs=["validated_labels", "model_zoo"], body=body,
+                            deps=[weights_key(candidate)])
+            for what, body in (("eval", _offtheshelf_eval), ("stress", _offtheshelf_stress),
+                               ("latency", _offtheshelf_latency))]
 
 
 def run_stress(context, *, stage: str, name: str, detector, settings: SettingsResource,
@@ -234,13 +227,12 @@ def run_latency(context, *, stage: str, name: str, detector, settings: SettingsR
                            server_max_seconds=lat.server_max_seconds,
                            latency_bound_ms=cfg.bar.latency_budget_p99_ms,
                            search_steps=3 if quick else lat.search_steps,
-                           cold_start=lat.cold_start and not quick)
+                           cold_start=lat.cold_start and not quick, threads=lat.threads)
     factory, kwargs = detector.latency_spec()
     frame = read_rgb(eval_images["path"].iloc[0])
     context.log.info(f"{name} ({stage}): measuring latency on {config.iterations} frames")
-    report = _with_threads(lat.threads, lambda: measure_latency(
-        detector.predict, frame, config, spec=ModelSpec(factory, kwargs),
-        report=context.log.info, desc=f"{name} ({stage}) latency"))
+    report = measure_latency(detector.predict, frame, config, spec=ModelSpec(factory, kwargs),
+                             report=context.log.info, desc=f"{name} ({stage}) latency")
     values = report.to_dict()
     key = candidate_key(name)
     paths = write_tables(store, f"{key}/{stage}", {"latency": report.to_frame()})

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets._md import md_table
+from assets._record import jsonable
 from resources import PreflightStore, SettingsResource
 
 
@@ -87,16 +88,7 @@ def ingested_sample(
             "split": dg.MetadataValue.json({str(k): int(v) for k, v in split_counts.items()}),
             "quarantine_reasons": dg.MetadataValue.md(md_table(reasons)),
             "images_table": dg.MetadataValue.path(paths["images"]),
-            "stats": dg.MetadataValue.json(_jsonable(result.stats)),
+            "stats": dg.MetadataValue.json(jsonable(result.stats)),
         },
     )
 
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj

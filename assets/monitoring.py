@@ -18,23 +18,11 @@ import pandas as pd
 from assets._md import md_table
 from assets._record import jsonable, record_run
 from assets.validation import CHECKS, check_results
+from preflight.drift.checks import DRIFT_CHECKS
 from preflight.runs import write_npy, write_parquet
 from resources import MlflowTracker, PreflightStore, SettingsResource
 
 landed_batches = dg.DynamicPartitionsDefinition(name="landed_batches")
-
-DRIFT_CHECKS = {
-    "input_drift": "image properties and slice mix of the batch match the reference set",
-    "embedding_drift": "the model's embedding of the batch matches the reference set",
-    "prediction_drift": "confidence distribution and predicted class mix are stable",
-    "performance_drift": "per-slice metrics of the champion did not drop (intervals disjoint)",
-}
-
-
-def check_of(kind: str, feature: str) -> str:
-    """The asset check a drift row belongs to (embedding rows are kind ``input``)."""
-    return "embedding_drift" if str(feature).startswith("embedding") else f"{kind}_drift"
-
 
 def landing_dir(settings: SettingsResource, store: PreflightStore) -> Path:
     cfg = settings.load().landing
@@ -160,45 +148,27 @@ def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: Se
                  store: PreflightStore, tracker: MlflowTracker):
     """Input, embedding, prediction and performance drift of every batch that landed since the
     last report, against the reference evaluation set; a time series per monitored metric."""
-    from preflight.drift import append_history, drift_timeseries_chart, history_rows, summarise
-    from preflight.drift.batch import batch_drift
+    from preflight.drift import drift_metrics, drift_timeseries_chart, summarise
 
     cfg = settings.load()
     champion = load_champion(decision)
     history_path = store.table_path("drift_history")
-    previous = _previous_history(context)
-    if previous is not None:  # this run's history starts as the last report's (kept there)
-        write_parquet(history_path, previous)
-    done = set(previous["batch"].astype(str)) if previous is not None else set()
-    evaluated = evaluated_batches(context.instance)
-    batches = [b for b in evaluated if b not in done]
-    thresholds = drift_thresholds(cfg.drift)
+    evaluated, batches = _new_batches(context, history_path)
     reference = (reference_side(store, champion, champion_model(tracker, settings, champion),
                                 cfg.evaluation.batch_size) if batches else None)
-    frames, weeks = [], {}
-    for batch in batches:
-        current = current_side(evaluated[batch])
-        weeks[batch] = _batch_week(current.images)
-        table = batch_drift(reference, current, thresholds=thresholds,
-                            operating_threshold=cfg.evaluation.operating_threshold,
-                            class_names=cfg.taxonomy_obj.as_dict(), seed=cfg.evaluation.seed)
-        frames.append(table.assign(batch=batch))
-        rows = history_rows(table, batch, thresholds=thresholds).assign(week=weeks[batch])
-        append_history(history_path, rows)
-        context.log.info(f"drift {batch}: {summarise([table])['level']}")
+    current, weeks = _drift_of_batches(context, cfg, reference, {b: evaluated[b] for b in batches},
+                                       history_path)
     history = pd.read_parquet(history_path) if history_path.is_file() else None
     chart = None
     if history is not None and len(history):
         chart = drift_timeseries_chart(history, store.run_path("reports", "drift_timeseries.png"))
-    current = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     run = record_run(context, tracker, name="drift", stage="drift",
                      candidate=champion["candidate"],
                      params={"batches": ",".join(batches) or "none", "psi_fail": cfg.drift.psi_fail},
                      metrics={},
                      artifacts=[("plots", str(chart))] if chart else [])
     for batch in batches:  # one MLflow time series per monitored feature, stepped by week
-        rows = current[current["batch"] == batch]
-        tracker.log_metrics(run["mlflow_run_id"], _drift_metrics(rows),
+        tracker.log_metrics(run["mlflow_run_id"], drift_metrics(current[current["batch"] == batch]),
                             step=int(np.nan_to_num(weeks[batch])))
     worst = summarise([current])["level"] if len(current) else "ok"
     if worst == "fail" and cfg.drift.retrigger_on_fail:
@@ -211,10 +181,48 @@ def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: Se
         **({"history_table": dg.MetadataValue.path(str(history_path))}
            if history_path.is_file() else {}),
         **({"chart": dg.MetadataValue.path(str(chart))} if chart else {}), **run})
-    checks = ([check_of(k, f) for k, f in zip(current["kind"], current["feature"], strict=True)]
-              if len(current) else [])
-    for check in DRIFT_CHECKS:
-        rows = current[[c == check for c in checks]] if len(current) else current
+    yield from _drift_check_results(current)
+
+
+def _new_batches(context: dg.AssetExecutionContext, history_path: Path
+                 ) -> tuple[dict[str, dict], list[str]]:
+    """The evaluated batches (batch -> tables) and those the last report did not cover; this
+    run's history starts as the last report's (kept in its run's folder)."""
+    previous = _previous_history(context)
+    if previous is not None:
+        write_parquet(history_path, previous)
+    done = set(previous["batch"].astype(str)) if previous is not None else set()
+    evaluated = evaluated_batches(context.instance)
+    return evaluated, [b for b in evaluated if b not in done]
+
+
+def _drift_of_batches(context: dg.AssetExecutionContext, cfg, reference, batches: dict[str, dict],
+                      history_path: Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Each batch's drift rows against ``reference`` (tagged with the batch, appended to the
+    history), and each batch's week (the step of its metrics)."""
+    from preflight.drift import DriftThresholds, append_history, history_rows, summarise
+    from preflight.drift.batch import batch_drift
+
+    thresholds = DriftThresholds.from_settings(cfg.drift)
+    frames, weeks = [], {}
+    for batch, tables in batches.items():
+        current = current_side(tables)
+        weeks[batch] = _batch_week(current.images)
+        table = batch_drift(reference, current, thresholds=thresholds,
+                            operating_threshold=cfg.evaluation.operating_threshold,
+                            class_names=cfg.taxonomy_obj.as_dict(), seed=cfg.evaluation.seed)
+        frames.append(table.assign(batch=batch))
+        rows = history_rows(table, batch, thresholds=thresholds).assign(week=weeks[batch])
+        append_history(history_path, rows)
+        context.log.info(f"drift {batch}: {summarise([table])['level']}")
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), weeks
+
+
+def _drift_check_results(current: pd.DataFrame):
+    """One asset check result per drift check: its worst level over the batches' rows."""
+    from preflight.drift import rows_by_check, summarise
+
+    for check, rows in rows_by_check(current).items():
         worst = summarise([rows])["level"] if len(rows) else "ok"
         yield dg.AssetCheckResult(
             check_name=check, passed=worst == "ok",
@@ -222,14 +230,6 @@ def drift_report(context: dg.AssetExecutionContext, decision: dict, settings: Se
             metadata={"level": worst, "rows": len(rows),
                       "flagged": dg.MetadataValue.md(md_table(
                           rows[rows["level"] != "ok"] if len(rows) else rows))})
-
-
-def drift_thresholds(drift):
-    from preflight.drift import DriftThresholds
-
-    return DriftThresholds(psi_warn=drift.psi_warn, psi_fail=drift.psi_fail,
-                           p_value=drift.p_value, auc_fail=drift.embedding_auc_fail,
-                           min_drop=drift.min_drop)
 
 
 def _previous_history(context: dg.AssetExecutionContext) -> pd.DataFrame | None:
@@ -255,18 +255,6 @@ def evaluated_batches(instance: dg.DagsterInstance) -> dict[str, dict]:
 
 def _batch_week(images: pd.DataFrame) -> float:
     return float(images["week"].median()) if "week" in images.columns else float("nan")
-
-
-def _drift_metrics(rows: pd.DataFrame) -> dict[str, float]:
-    """One batch's drift as MLflow metrics ``drift.<kind>.<feature>`` (PSI, or the statistic:
-    AUC for embeddings, the change for performance rows) plus the current performance value."""
-    out = {}
-    for r in rows.to_dict("records"):
-        value = r["psi"] if np.isfinite(r.get("psi", np.nan)) else r["statistic"]
-        out[f"drift.{r['kind']}.{r['feature']}"] = float(value)
-        if r["kind"] == "performance" and np.isfinite(r.get("current_value", np.nan)):
-            out[f"perf.{r['feature']}"] = float(r["current_value"])
-    return out
 
 
 def current_side(tables: dict):

@@ -33,7 +33,6 @@ def validated_labels(
 ):
     """The ingested tables with invalid rows moved to quarantine (images in = valid + quarantined)."""
     from preflight.data.validate import failure_message, validate_labels
-    from preflight.evaluation import missing_slice_columns
 
     cfg = settings.load()
     images = pd.read_parquet(ingested_sample["images"])
@@ -45,9 +44,35 @@ def validated_labels(
     result = validate_labels(images, boxes, taxonomy=cfg.taxonomy_obj, required_columns=required,
                              max_invalid_fraction=cfg.validation.max_invalid_fraction,
                              prior_quarantine=ingest_quarantine, raise_on_failure=False)
-    quarantine = result.quarantine
-    # a required column that is absent is an error (below); any other configured slice column
-    # that is absent is skipped, with one warning, here: evaluation skips it for every candidate
+    missing_required, missing = _missing_columns(context, cfg, images, required)
+    paths = {
+        "images": str(store.write_table("validated_images", result.images)),
+        "boxes": str(store.write_table("validated_boxes", result.boxes)),
+        "quarantine": str(store.write_table("quarantine", result.quarantine)),
+    }
+    metadata = _validation_metadata(result, ingest_quarantine, paths, missing)
+    if missing_required:  # every image lacks it: say so first, not as a share of bad rows
+        raise dg.Failure(description=(
+            f"required column(s) {missing_required} (validation.required_columns) are not in "
+            "the data: add them to the sample's metadata table (data.metadata_path, or "
+            "metadata.csv / metadata.parquet in the folder, keyed by file_name) or remove them "
+            "from validation.required_columns"), metadata=metadata)
+    if not result.stats["passed"]:
+        # The quarantine is already written: nothing is lost, and the message names the reasons.
+        raise dg.Failure(description=failure_message(result.stats, result.quarantine),
+                         metadata=metadata)
+    yield dg.Output(paths, metadata=metadata)
+    yield from check_results(result.expectations, result.stats,
+                             cfg.validation.max_invalid_fraction)
+
+
+def _missing_columns(context: dg.AssetExecutionContext, cfg, images: pd.DataFrame,
+                     required: dict) -> tuple[list[str], list[str]]:
+    """The required columns the data lacks (an error, raised by the caller) and the other
+    configured slice columns it lacks: those are skipped, with one warning, here -- evaluation
+    skips them for every candidate."""
+    from preflight.evaluation import missing_slice_columns
+
     missing_required = [c for c in required if c not in images.columns]
     missing = [c for c in missing_slice_columns(cfg.evaluation.slice_columns, images)
                if c not in required]
@@ -56,17 +81,19 @@ def validated_labels(
             f"configured slice column(s) {missing} are not in the data; they are skipped "
             "(list a column under validation.required_columns to make its absence an error). "
             "Pixel-derived and object-size slices are evaluated regardless.")
-    paths = {
-        "images": str(store.write_table("validated_images", result.images)),
-        "boxes": str(store.write_table("validated_boxes", result.boxes)),
-        "quarantine": str(store.write_table("quarantine", quarantine)),
-    }
-    stats = result.stats
+    return missing_required, missing
+
+
+def _validation_metadata(result, ingest_quarantine: pd.DataFrame, paths: dict,
+                         missing: list[str]) -> dict:
+    """What ``validated_labels`` shows in Dagster: the counts, the quarantine's reasons and
+    examples, the expectations and the skipped slice columns."""
+    stats, quarantine = result.stats, result.quarantine
     reasons = (quarantine.groupby(["stage", "reason_code"]).size().rename("rows")
                .reset_index().sort_values("rows", ascending=False)
                if len(quarantine) else pd.DataFrame(columns=["stage", "reason_code", "rows"]))
     examples = quarantine[["source", "line", "reason"]].head(15) if len(quarantine) else quarantine
-    metadata = {
+    return {
         "images_in": int(stats["images_in"]),
         "images_valid": int(stats["images_valid"]),
         "images_quarantined": int(stats["images_quarantined"]),
@@ -82,17 +109,6 @@ def validated_labels(
             f"**warning**: configured slice column(s) {', '.join(missing)} not in the data; "
             "skipped" if missing else "none"),
     }
-    if missing_required:  # every image lacks it: say so first, not as a share of bad rows
-        raise dg.Failure(description=(
-            f"required column(s) {missing_required} (validation.required_columns) are not in "
-            "the data: add them to the sample's metadata table (data.metadata_path, or "
-            "metadata.csv / metadata.parquet in the folder, keyed by file_name) or remove them "
-            "from validation.required_columns"), metadata=metadata)
-    if not stats["passed"]:
-        # The quarantine is already written: nothing is lost, and the message names the reasons.
-        raise dg.Failure(description=failure_message(stats, quarantine), metadata=metadata)
-    yield dg.Output(paths, metadata=metadata)
-    yield from check_results(result.expectations, stats, cfg.validation.max_invalid_fraction)
 
 
 #: check -> the reason codes of the Great Expectations rules behind it
