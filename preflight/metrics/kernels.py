@@ -304,6 +304,163 @@ def slice_npig(labels, n_slices, gt_img, gt_cat, gt_ignore, n_classes):
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _positives_for_recall(r, p):
+    """The true positives from which the recall ``tp / p`` reaches the threshold ``r`` (the
+    same float division as the comparison it replaces, so exact)."""
+    c = np.ceil(r * p)
+    while c > 0 and (c - 1.0) / p >= r:
+        c -= 1.0
+    while c / p < r:
+        c += 1.0
+    return c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _interpolated_mean(best, s, t, R):
+    """Interpolated precision averaged over the ``R`` recall thresholds, from
+    ``best[s, t, j]`` (the best precision where exactly ``j`` thresholds are reached): at
+    threshold ``j`` the best over positions reaching more than ``j`` (pycocotools'
+    right-to-left running max)."""
+    run = 0.0
+    total = 0.0
+    for j in range(R, 0, -1):
+        if best[s, t, j] > run:
+            run = best[s, t, j]
+        total += run
+    return total / R
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reach_table(npig, a, k, rec, need, off):
+    """Per slice ``s`` of cell ``(a, k)``: ``reach[off[s] + x]``, the recall thresholds reached
+    by ``x`` true positives (a lookup instead of a data-dependent branch per true positive);
+    writes ``off`` and uses ``need`` as scratch."""
+    S = npig.shape[0]
+    R = rec.shape[0]
+    for s in range(S):
+        off[s + 1] = off[s] + int(max(npig[s, a, k], 0.0)) + 1
+    reach = np.zeros(off[S], dtype=np.int64)
+    for s in range(S):
+        p = npig[s, a, k]
+        if p > 0:
+            for j in range(R):
+                need[j] = _positives_for_recall(rec[j], p)
+            j = 0
+            for x in range(off[s + 1] - off[s]):
+                while j < R and x >= need[j]:
+                    j += 1
+                reach[off[s] + x] = j
+    return reach
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _last_counted(tp, a, dt_rank, max_det, lo, hi):
+    """The last detection of ``lo .. hi - 1`` that is a true positive (rank < ``max_det``) at
+    area ``a``, ``lo - 1`` if none: past it a detection changes no count that is read again
+    (precision and recall are taken at true positives)."""
+    for i in range(hi - 1, lo - 1, -1):
+        if tp[i, a] != 0 and dt_rank[i] < max_det:
+            return i
+    return lo - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _split_thresholds(tw, fw, T, tl, il):
+    """A detection's true-positive thresholds into ``tl`` and ignored ones into ``il``;
+    returns their numbers."""
+    n_tp = 0
+    n_ig = 0
+    for t in range(T):
+        bit = np.uint32(1) << np.uint32(t)
+        if tw & bit:
+            tl[n_tp] = t
+            n_tp += 1
+        elif not fw & bit:
+            il[n_ig] = t
+            n_ig += 1
+    return n_tp, n_ig
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_cell(a, lo, hi, tp, fp, T, dt_img, dt_rank, labels, max_det, recall_dets,
+                with_m, reach, off, tpc, igc, seen, hits, best, sl, tl, il):
+    """Count the detections ``lo .. hi - 1`` of cell ``(a, k)`` into every slice: true
+    positives ``tpc``, ignored ``igc`` and seen ``seen``, ``hits`` (recall at the smaller
+    ``recall_dets``, when ``with_m``), and ``best`` (see :func:`accumulate_cells`)."""
+    C = labels.shape[1]
+    M = recall_dets.shape[0]
+    full = np.uint32((1 << T) - 1)
+    for i in range(lo, hi):
+        r = dt_rank[i]
+        if r >= max_det:
+            continue
+        tw = tp[i, a]
+        fw = fp[i, a]
+        if tw == 0 and fw == 0:        # ignored at every threshold
+            continue
+        img = dt_img[i]
+        if fw == full:                 # a false positive at every threshold: seen only
+            for c in range(C):
+                s = labels[img, c]
+                if s >= 0:
+                    seen[s] += 1.0
+            continue
+        n_tp, n_ig = _split_thresholds(tw, fw, T, tl, il)
+        ns = 0
+        for c in range(C):
+            s = labels[img, c]
+            if s >= 0:
+                sl[ns] = s
+                ns += 1
+                seen[s] += 1.0
+        m_lo = M                       # first of the (increasing) recall_dets above r
+        if with_m:
+            while m_lo > 0 and r < recall_dets[m_lo - 1]:
+                m_lo -= 1
+        for c in range(ns):
+            s = sl[c]
+            for u in range(n_ig):
+                igc[s, il[u]] += 1.0
+            sk = seen[s]
+            for u in range(n_tp):
+                t = tl[u]
+                tps = tpc[s, t] + 1.0
+                tpc[s, t] = tps
+                for mi in range(m_lo, M):
+                    hits[s, mi, t] += 1.0
+                # a true positive's ground truth is in the slice: npig > 0 here
+                fps = sk - tps - igc[s, t]
+                pr = tps / (fps + tps + EPS)
+                j = reach[off[s] + min(int(tps), off[s + 1] - off[s] - 1)]
+                cur = best[s, t, j]
+                best[s, t, j] = pr if pr > cur else cur  # branch-free (a select)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _write_cell(a, k, T, npig, with_m, tpc, hits, best, precision, recall, recall_m):
+    """Cell ``(a, k)``'s precision, recall and (``with_m``) ``recall_m`` of every slice from
+    its counts; NaN where a slice has no positives."""
+    S = npig.shape[0]
+    M = hits.shape[1]
+    R = best.shape[2] - 1
+    for s in range(S):
+        p = npig[s, a, k]
+        for t in range(T):
+            if p <= 0:
+                recall[s, a, t, k] = np.nan
+                precision[s, a, t, k] = np.nan
+                if with_m:
+                    for mi in range(M):
+                        recall_m[s, mi, t, k] = np.nan
+                continue
+            recall[s, a, t, k] = tpc[s, t] / p
+            if with_m:
+                for mi in range(M):
+                    recall_m[s, mi, t, k] = hits[s, mi, t] / p
+            precision[s, a, t, k] = _interpolated_mean(best, s, t, R)
+
+
 @njit(cache=True, nogil=True)
 def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, labels, npig,
                      rec, max_det, recall_dets, recall_area, precision, recall, recall_m):
@@ -334,16 +491,14 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
     C = labels.shape[1]
     R = rec.shape[0]
     M = recall_dets.shape[0]
-    full = np.uint32((1 << T) - 1)
     tpc = np.zeros((S, T))
     igc = np.zeros((S, T))
     seen = np.zeros(S)
     hits = np.zeros((S, M, T))
     # best[s, t, j]: highest precision at a position where exactly j thresholds are reached
     best = np.zeros((S, T, R + 1))
-    # need[j]: true positives from which the recall tp / npig reaches threshold j (the
-    # same float division, so exact); reach[off[s] + x]: the thresholds reached by x true
-    # positives (a lookup instead of a data-dependent branch per true positive)
+    # need[j]: true positives from which the recall tp / npig reaches threshold j;
+    # reach[off[s] + x]: the thresholds reached by x true positives (see _reach_table)
     need = np.zeros(R)
     off = np.zeros(S + 1, dtype=np.int64)
     sl = np.empty(C, dtype=np.int64)
@@ -357,107 +512,12 @@ def accumulate_cells(q_lo, q_hi, tp, fp, T, dt_img, dt_cat, dt_rank, cat_start, 
         seen[:] = 0.0
         hits[:] = 0.0
         best[:] = 0.0
-        for s in range(S):
-            off[s + 1] = off[s] + int(max(npig[s, a, k], 0.0)) + 1
-        reach = np.zeros(off[S], dtype=np.int64)
-        for s in range(S):
-            p = npig[s, a, k]
-            if p > 0:
-                for j in range(R):
-                    c = np.ceil(rec[j] * p)
-                    while c > 0 and (c - 1.0) / p >= rec[j]:
-                        c -= 1.0
-                    while c / p < rec[j]:
-                        c += 1.0
-                    need[j] = c
-                j = 0
-                for x in range(off[s + 1] - off[s]):
-                    while j < R and x >= need[j]:
-                        j += 1
-                    reach[off[s] + x] = j
-        # past the last true positive of the category a detection changes no count that is
-        # read again (precision and recall are taken at true positives): skipped
-        last = cat_start[k] - 1
-        for i in range(cat_start[k + 1] - 1, cat_start[k] - 1, -1):
-            if tp[i, a] != 0 and dt_rank[i] < max_det:
-                last = i
-                break
-        for i in range(cat_start[k], last + 1):
-            r = dt_rank[i]
-            if r >= max_det:
-                continue
-            tw = tp[i, a]
-            fw = fp[i, a]
-            if tw == 0 and fw == 0:        # ignored at every threshold
-                continue
-            img = dt_img[i]
-            if fw == full:                 # a false positive at every threshold: seen only
-                for c in range(C):
-                    s = labels[img, c]
-                    if s >= 0:
-                        seen[s] += 1.0
-                continue
-            n_tp = 0
-            n_ig = 0
-            for t in range(T):
-                bit = np.uint32(1) << np.uint32(t)
-                if tw & bit:
-                    tl[n_tp] = t
-                    n_tp += 1
-                elif not fw & bit:
-                    il[n_ig] = t
-                    n_ig += 1
-            ns = 0
-            for c in range(C):
-                s = labels[img, c]
-                if s >= 0:
-                    sl[ns] = s
-                    ns += 1
-                    seen[s] += 1.0
-            m_lo = M                       # first of the (increasing) recall_dets above r
-            if a == recall_area:
-                while m_lo > 0 and r < recall_dets[m_lo - 1]:
-                    m_lo -= 1
-            for c in range(ns):
-                s = sl[c]
-                for u in range(n_ig):
-                    igc[s, il[u]] += 1.0
-                sk = seen[s]
-                for u in range(n_tp):
-                    t = tl[u]
-                    tps = tpc[s, t] + 1.0
-                    tpc[s, t] = tps
-                    for mi in range(m_lo, M):
-                        hits[s, mi, t] += 1.0
-                    # a true positive's ground truth is in the slice: npig > 0 here
-                    fps = sk - tps - igc[s, t]
-                    pr = tps / (fps + tps + EPS)
-                    j = reach[off[s] + min(int(tps), off[s + 1] - off[s] - 1)]
-                    cur = best[s, t, j]
-                    best[s, t, j] = pr if pr > cur else cur  # branch-free (a select)
-        for s in range(S):
-            p = npig[s, a, k]
-            for t in range(T):
-                if p <= 0:
-                    recall[s, a, t, k] = np.nan
-                    precision[s, a, t, k] = np.nan
-                    if a == recall_area:
-                        for mi in range(M):
-                            recall_m[s, mi, t, k] = np.nan
-                    continue
-                recall[s, a, t, k] = tpc[s, t] / p
-                if a == recall_area:
-                    for mi in range(M):
-                        recall_m[s, mi, t, k] = hits[s, mi, t] / p
-                # interpolated precision at threshold j: the best over positions reaching
-                # more than j thresholds (pycocotools' right-to-left running max)
-                run = 0.0
-                total = 0.0
-                for j in range(R, 0, -1):
-                    if best[s, t, j] > run:
-                        run = best[s, t, j]
-                    total += run
-                precision[s, a, t, k] = total / R
+        reach = _reach_table(npig, a, k, rec, need, off)
+        last = _last_counted(tp, a, dt_rank, max_det, cat_start[k], cat_start[k + 1])
+        with_m = a == recall_area
+        _count_cell(a, cat_start[k], last + 1, tp, fp, T, dt_img, dt_rank, labels, max_det,
+                    recall_dets, with_m, reach, off, tpc, igc, seen, hits, best, sl, tl, il)
+        _write_cell(a, k, T, npig, with_m, tpc, hits, best, precision, recall, recall_m)
 
 
 def n_threads() -> int:
@@ -595,28 +655,12 @@ def grouped_cluster_sums(y, n, labels, n_groups):
     return total_n, total_y, frames, sq, p
 
 
-@njit(cache=True, nogil=True)
-def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, rec, ap,
-                                recall):
-    """COCO accumulation of the image resamples ``b_lo .. b_hi - 1`` at one area range: for
-    resample ``b`` every detection counts ``weights[b, img[i]]`` times (integer draws; 0: not
-    drawn). ``tp``/``fp``: ``(n,)`` bit words over the ``T`` IoU thresholds (see
-    :func:`match_groups`) in accumulation order, ``cat (n,)`` non-decreasing,
-    ``npig (B, K)`` weighted positives. Writes the interpolated precision averaged over the
-    recall thresholds ``ap (B, T, K)`` and the recall ``(B, T, K)``; NaN where ``npig == 0``.
-
-    The same counts and float operations as :func:`accumulate_cells` (false positives as
-    seen - true positives - ignored; a threshold's best precision kept where it is first
-    reached), so equal to accumulating each resample's images on their own: a detection drawn
-    ``k`` times gives the precision of ``k`` copies at its last copy, and the copies before it
-    reach no new recall threshold with a better precision than that last one. Disjoint
-    resample ranges may run on several threads at once.
-    """
+@njit(cache=True, nogil=True, inline="always")
+def _resample_thresholds(tp, fp, T, cat, K):
+    """Each detection's true-positive thresholds ``tl[i, :n_tp[i]]`` and ignored ones
+    ``il[i, :n_ig[i]]``; ``n_ig[i] = T`` marks one that is skipped: past the last true positive
+    of its category it changes nothing that is read again. Returns ``(tl, il, n_tp, n_ig)``."""
     n = tp.shape[0]
-    B, K = npig.shape
-    R = rec.shape[0]
-    # each detection's thresholds: true positive / ignored lists, and whether it is a false
-    # positive at every threshold or ignored at every one (skipped)
     tl = np.empty((n, max(T, 1)), dtype=np.int64)
     il = np.empty((n, max(T, 1)), dtype=np.int64)
     n_tp = np.zeros(n, dtype=np.int64)
@@ -637,6 +681,60 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
             elif not fp[i] & bit:
                 il[i, n_ig[i]] = t
                 n_ig[i] += 1
+    return tl, il, n_tp, n_ig
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_resample(b, T, cat, img, weights, npig, tl, il, n_tp, n_ig, need, tpc, igc, seen,
+                    reached, best):
+    """Count resample ``b``'s detections (each ``weights[b, img[i]]`` times) into its
+    per-category counts ``tpc``, ``igc``, ``seen`` and ``best`` (``reached[k, t]``: the recall
+    thresholds reached so far; ``need``: see :func:`_positives_for_recall`)."""
+    R = need.shape[1]
+    for i in range(tl.shape[0]):
+        w = weights[b, img[i]]
+        if w == 0 or n_ig[i] == T:
+            continue
+        k = cat[i]
+        seen[k] += w
+        for u in range(n_ig[i]):
+            igc[k, il[i, u]] += w
+        p = npig[b, k]
+        for u in range(n_tp[i]):
+            t = tl[i, u]
+            tps = tpc[k, t] + w
+            tpc[k, t] = tps
+            if p > 0:
+                fps = seen[k] - tps - igc[k, t]
+                pr = tps / (fps + tps + EPS)
+                j = reached[k, t]
+                while j < R and tps >= need[k, j]:
+                    j += 1
+                reached[k, t] = j
+                cur = best[k, t, j]
+                best[k, t, j] = pr if pr > cur else cur  # branch-free (a select)
+
+
+@njit(cache=True, nogil=True)
+def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, rec, ap,
+                                recall):
+    """COCO accumulation of the image resamples ``b_lo .. b_hi - 1`` at one area range: for
+    resample ``b`` every detection counts ``weights[b, img[i]]`` times (integer draws; 0: not
+    drawn). ``tp``/``fp``: ``(n,)`` bit words over the ``T`` IoU thresholds (see
+    :func:`match_groups`) in accumulation order, ``cat (n,)`` non-decreasing,
+    ``npig (B, K)`` weighted positives. Writes the interpolated precision averaged over the
+    recall thresholds ``ap (B, T, K)`` and the recall ``(B, T, K)``; NaN where ``npig == 0``.
+
+    The same counts and float operations as :func:`accumulate_cells` (false positives as
+    seen - true positives - ignored; a threshold's best precision kept where it is first
+    reached), so equal to accumulating each resample's images on their own: a detection drawn
+    ``k`` times gives the precision of ``k`` copies at its last copy, and the copies before it
+    reach no new recall threshold with a better precision than that last one. Disjoint
+    resample ranges may run on several threads at once.
+    """
+    B, K = npig.shape
+    R = rec.shape[0]
+    tl, il, n_tp, n_ig = _resample_thresholds(tp, fp, T, cat, K)
     tpc = np.zeros((K, T))
     igc = np.zeros((K, T))
     seen = np.zeros(K)
@@ -653,34 +751,9 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
             p = npig[b, k]
             if p > 0:
                 for j in range(R):
-                    c = np.ceil(rec[j] * p)
-                    while c > 0 and (c - 1.0) / p >= rec[j]:
-                        c -= 1.0
-                    while c / p < rec[j]:
-                        c += 1.0
-                    need[k, j] = c
-        for i in range(n):
-            w = weights[b, img[i]]
-            if w == 0 or n_ig[i] == T:
-                continue
-            k = cat[i]
-            seen[k] += w
-            for u in range(n_ig[i]):
-                igc[k, il[i, u]] += w
-            p = npig[b, k]
-            for u in range(n_tp[i]):
-                t = tl[i, u]
-                tps = tpc[k, t] + w
-                tpc[k, t] = tps
-                if p > 0:
-                    fps = seen[k] - tps - igc[k, t]
-                    pr = tps / (fps + tps + EPS)
-                    j = reached[k, t]
-                    while j < R and tps >= need[k, j]:
-                        j += 1
-                    reached[k, t] = j
-                    cur = best[k, t, j]
-                    best[k, t, j] = pr if pr > cur else cur  # branch-free (a select)
+                    need[k, j] = _positives_for_recall(rec[j], p)
+        _count_resample(b, T, cat, img, weights, npig, tl, il, n_tp, n_ig, need, tpc, igc, seen,
+                        reached, best)
         for k in range(K):
             p = npig[b, k]
             for t in range(T):
@@ -689,13 +762,7 @@ def accumulate_resamples_kernel(b_lo, b_hi, tp, fp, T, cat, img, weights, npig, 
                     recall[b, t, k] = np.nan
                     continue
                 recall[b, t, k] = tpc[k, t] / p
-                run = 0.0
-                total = 0.0
-                for j in range(R, 0, -1):
-                    if best[k, t, j] > run:
-                        run = best[k, t, j]
-                    total += run
-                ap[b, t, k] = total / R
+                ap[b, t, k] = _interpolated_mean(best, k, t, R)
 
 
 @njit(cache=True, nogil=True)
