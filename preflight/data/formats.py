@@ -337,10 +337,25 @@ def _yolo_lines(text: str, source: str, file_name: str, cmap: dict, origin: str,
 
 
 def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
+    """A YOLO landing folder (see the module docstring): its images, their boxes from the label
+    files, and what cannot be used as quarantine rows."""
     root = landing.resolve()
     sample = RawSample("yolo")
-    images_dir, labels_dir = root / "images", root / "labels"
     cmap, origin = _yolo_names(root, taxonomy, sample)
+    by_stem = _yolo_images(root, sample)
+    shared, bad_images = _shared_label_stems(by_stem)
+    _yolo_labels(root, by_stem, shared, bad_images, cmap, origin, taxonomy, sample)
+    if bad_images:
+        sample.images = [im for im in sample.images if im.file_name not in bad_images]
+        sample.quarantine.extend(bad_images.values())
+    _attach_box_metadata(root, sample)
+    return sample
+
+
+def _yolo_images(root: Path, sample: RawSample) -> dict[str, list[str]]:
+    """The image files under ``images/`` into ``sample.images`` (other file types and refused
+    paths quarantined); returns their file names by label stem."""
+    images_dir = root / "images"
     by_stem: dict[str, list[str]] = {}
     for p in _listing(images_dir, root, sample):
         file_name = p.relative_to(images_dir).as_posix()
@@ -357,60 +372,93 @@ def read_yolo(landing: Path, taxonomy: Taxonomy) -> RawSample:
             continue
         by_stem.setdefault(str(PurePosixPath(file_name).with_suffix("")), []).append(file_name)
         sample.images.append(ImageEntry(file_name, source, found))
+    return by_stem
+
+
+def _shared_label_stems(by_stem: dict[str, list[str]]
+                        ) -> tuple[dict[str, list[str]], dict[str, QuarantineRecord]]:
+    """The label stems claimed by several images (``a.jpg`` + ``a.png``) and a quarantine row
+    for each of those images: which image ``labels/<stem>.txt`` describes is unknowable."""
     shared = {stem: names for stem, names in by_stem.items() if len(names) > 1}
     bad_images: dict[str, QuarantineRecord] = {}
-    for stem, names in shared.items():  # which image labels/<stem>.txt describes is unknowable
+    for stem, names in shared.items():
         for name in names:
             others = ", ".join(f"images/{n}" for n in names if n != name)
             bad_images[name] = QuarantineRecord(
                 f"images/{name}", "shared_label_stem",
                 f"images/{name}: shares the label stem '{stem}' with {others}; rename one so "
                 f"each image has its own labels/{stem}.txt", level="image")
+    return shared, bad_images
+
+
+def _label_stem(stem: str, by_stem: dict[str, list[str]], label_stems: set[str]) -> str:
+    """A label file's stem, or the image stem it spells differently (NFD / NFC, CP1252 bytes)
+    when that image has no label file of its own (then added to ``label_stems``)."""
+    if stem not in by_stem:
+        for v in name_variants(stem):
+            if v in by_stem and v not in label_stems:
+                label_stems.add(v)
+                return v
+    return stem
+
+
+def _label_file_problem(lp: Path, source: str, stem: str, by_stem: dict[str, list[str]],
+                        shared: dict[str, list[str]]) -> QuarantineRecord | None:
+    """The file-level quarantine row of a label file that describes no single image (not a
+    ``.txt`` file, a stem shared by several images, no image), else None."""
+    if lp.suffix.lower() != ".txt":
+        return QuarantineRecord(
+            source, "unsupported_file", f"{source}: not a .txt label file", level="file")
+    if stem in shared:
+        return QuarantineRecord(
+            source, "shared_label_stem", f"{source}: claimed by {len(shared[stem])} images "
+            f"({', '.join(shared[stem])}); not used", level="file")
+    if stem not in by_stem:
+        return QuarantineRecord(
+            source, "orphan_label", f"{source}: label file has no image under images/",
+            level="file")
+    return None
+
+
+def _read_label(root: Path, source: str, file_name: str) -> str | QuarantineRecord:
+    """The text of the label file ``source`` (UTF-8, optional BOM), or the image-level
+    quarantine row of ``file_name`` when it cannot be read."""
+    found = locate(root, source, listed=True)
+    try:
+        if isinstance(found, Refusal):
+            raise OSError(found.why)
+        return read_regular(found).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        code = found.code if isinstance(found, Refusal) and found.code in (
+            "path_escape", "not_regular_file") else "unreadable_label"
+        return QuarantineRecord(
+            f"images/{file_name}", code,
+            f"images/{file_name}: its label file {source} cannot be read "
+            f"({_os_reason(exc) if isinstance(exc, OSError) else exc})", level="image")
+
+
+def _yolo_labels(root: Path, by_stem: dict[str, list[str]], shared: dict[str, list[str]],
+                 bad_images: dict[str, QuarantineRecord], cmap: dict, origin: str, taxonomy: Taxonomy,
+                 sample: RawSample) -> None:
+    """Each label file under ``labels/``: its boxes into ``sample``, or a file-level quarantine
+    row (:func:`_label_file_problem`), or its image into ``bad_images`` (unreadable)."""
+    labels_dir = root / "labels"
     label_files = _listing(labels_dir, root, sample)
     label_stems = {lp.relative_to(labels_dir).with_suffix("").as_posix() for lp in label_files}
     for lp in label_files:
-        stem = lp.relative_to(labels_dir).with_suffix("").as_posix()
-        if stem not in by_stem:  # the same name spelt differently (NFD / NFC, CP1252 bytes),
-            for v in name_variants(stem):  # when that image has no label file of its own
-                if v in by_stem and v not in label_stems:
-                    label_stems.add(v)
-                    stem = v
-                    break
+        stem = _label_stem(lp.relative_to(labels_dir).with_suffix("").as_posix(), by_stem,
+                           label_stems)
         source = f"labels/{lp.relative_to(labels_dir).as_posix()}"
-        if lp.suffix.lower() != ".txt":
-            sample.quarantine.append(QuarantineRecord(
-                source, "unsupported_file", f"{source}: not a .txt label file", level="file"))
-            continue
-        if stem in shared:
-            sample.quarantine.append(QuarantineRecord(
-                source, "shared_label_stem", f"{source}: claimed by {len(shared[stem])} images "
-                f"({', '.join(shared[stem])}); not used", level="file"))
-            continue
-        if stem not in by_stem:
-            sample.quarantine.append(QuarantineRecord(
-                source, "orphan_label", f"{source}: label file has no image under images/",
-                level="file"))
+        problem = _label_file_problem(lp, source, stem, by_stem, shared)
+        if problem is not None:
+            sample.quarantine.append(problem)
             continue
         file_name = by_stem[stem][0]
-        found = locate(root, source, listed=True)
-        try:
-            if isinstance(found, Refusal):
-                raise OSError(found.why)
-            text = read_regular(found).decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            code = found.code if isinstance(found, Refusal) and found.code in (
-                "path_escape", "not_regular_file") else "unreadable_label"
-            bad_images[file_name] = QuarantineRecord(
-                f"images/{file_name}", code,
-                f"images/{file_name}: its label file {source} cannot be read "
-                f"({_os_reason(exc) if isinstance(exc, OSError) else exc})", level="image")
+        text = _read_label(root, source, file_name)
+        if isinstance(text, QuarantineRecord):
+            bad_images[file_name] = text
             continue
         _yolo_lines(text, source, file_name, cmap, origin, taxonomy, sample)
-    if bad_images:
-        sample.images = [im for im in sample.images if im.file_name not in bad_images]
-        sample.quarantine.extend(bad_images.values())
-    _attach_box_metadata(root, sample)
-    return sample
 
 
 def _listing(folder: Path, root: Path, sample: RawSample) -> list[Path]:
