@@ -160,33 +160,53 @@ def stress_evaluate(
     total = -(-int(n_images) // batch_size) if n_images else 0
     bar = Progress(total, desc, unit="batches", report=report)
     for batch in _batches(images, batch_size):
-        ids = [item[0] for item in batch]
-        dup = seen.intersection(ids) | {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate image ids in the stress input: {sorted(map(str, dup))[:5]}")
-        seen.update(ids)
-        clean = conditions[CLEAN]
-        frames = [np.ascontiguousarray(item[1]) for item in batch]
-        for (image_id, image, boxes, cls), pred in zip(batch, _predict(predict_fn, frames), strict=True):
-            # the clean condition goes through the same box sanitising as the corrupted ones
-            h, w = image.shape[:2]
-            cb, ccls, _ = sanitize_boxes(boxes, cls, h, w)
-            clean.add(image_id, h, w, cb, ccls, np.zeros(len(cb)), pred)
-        del frames
-        for c in suite:
-            stressed = [apply(c, image, boxes, cls, seed=derive_seed(seed, image_id, c))
-                        for image_id, image, boxes, cls in batch]
-            preds = _predict(predict_fn, [s.image for s in stressed])
-            cond = conditions[(c.family, c.name, c.severity)]
-            for image_id, s, pred in zip(ids, stressed, preds, strict=True):
-                h, w = s.image.shape[:2]
-                cond.add(image_id, h, w, s.boxes_xywh, s.class_ids, s.occluded, pred)
-            del stressed, preds
+        _check_new_ids(seen, [item[0] for item in batch])
+        _stress_batch(predict_fn, batch, suite, conditions, seed)
         bar.update(1)
     bar.close()
     if not seen:
         raise ValueError("no images to stress-evaluate")
+    return _result_table(conditions, evaluate_fn, metrics)
 
+
+def _check_new_ids(seen: set, ids: list) -> None:
+    """Add a batch's image ids to ``seen``; a ValueError when one repeats (in the batch or an
+    earlier one)."""
+    dup = seen.intersection(ids) | {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise ValueError(f"duplicate image ids in the stress input: {sorted(map(str, dup))[:5]}")
+    seen.update(ids)
+
+
+def _stress_batch(predict_fn: PredictFn, batch: list, suite: Sequence[Corruption],
+                  conditions: dict[tuple, _Condition], seed: int) -> None:
+    """Predict one batch clean and under every corruption of ``suite``; each condition gets the
+    frames' ground truth and predictions."""
+    ids = [item[0] for item in batch]
+    clean = conditions[CLEAN]
+    frames = [np.ascontiguousarray(item[1]) for item in batch]
+    for (image_id, image, boxes, cls), pred in zip(batch, _predict(predict_fn, frames), strict=True):
+        # the clean condition goes through the same box sanitising as the corrupted ones
+        h, w = image.shape[:2]
+        cb, ccls, _ = sanitize_boxes(boxes, cls, h, w)
+        clean.add(image_id, h, w, cb, ccls, np.zeros(len(cb)), pred)
+    del frames
+    for c in suite:
+        stressed = [apply(c, image, boxes, cls, seed=derive_seed(seed, image_id, c))
+                    for image_id, image, boxes, cls in batch]
+        preds = _predict(predict_fn, [s.image for s in stressed])
+        cond = conditions[(c.family, c.name, c.severity)]
+        for image_id, s, pred in zip(ids, stressed, preds, strict=True):
+            h, w = s.image.shape[:2]
+            cond.add(image_id, h, w, s.boxes_xywh, s.class_ids, s.occluded, pred)
+        del stressed, preds
+
+
+def _result_table(conditions: dict[tuple, _Condition], evaluate_fn: EvaluateFn,
+                  metrics: Sequence[str] | None) -> pd.DataFrame:
+    """``evaluate_fn`` on every condition (clean first): the long table ``RESULT_COLUMNS``, each
+    value beside the clean one and their ratio (``rpc``; NaN where the clean value is 0 or not
+    finite)."""
     rows: list[dict[str, Any]] = []
     clean_values: dict[str, float] = {}
     for key, cond in conditions.items():
