@@ -141,16 +141,37 @@ def measure_latency(model: ModelSpec | PredictFn, frame: np.ndarray,
                         desc=desc)
 
 
+def _predictor(model: ModelSpec | PredictFn, spec: ModelSpec | None
+               ) -> tuple[PredictFn, ModelSpec | None]:
+    """The ``predict_fn`` to time (a :class:`ModelSpec` built here) and the spec of the cold
+    start (``spec``, else the model's own when it is one)."""
+    if isinstance(model, ModelSpec):
+        return model.build(), spec or model
+    if callable(model):
+        return model, spec
+    raise TypeError("model must be a ModelSpec or a predict_fn callable")
+
+
+def _loaded_percentiles(predict_fn: PredictFn, frame: np.ndarray, cfg: LatencyConfig,
+                        sync: SyncFn, bar: Progress) -> tuple[float, float, float]:
+    """p50 / p95 / p99 of single-stream latency beside ``cfg.load_workers`` co-tenant
+    workers; NaN when there are none."""
+    if cfg.load_workers <= 0:
+        return float("nan"), float("nan"), float("nan")
+    with cotenant_load(cfg.load_workers, cfg.load_kind):
+        loaded = time_single_stream(predict_fn, frame, iterations=cfg.iterations,
+                                    warmup=min(cfg.warmup, 3), sync=sync)
+    lp50, lp95, lp99 = percentiles(loaded)
+    bar.update(1)
+    return lp50, lp95, lp99
+
+
 def _measure(model: ModelSpec | PredictFn, frame: np.ndarray, cfg: LatencyConfig, *,
              spec: ModelSpec | None, sync: SyncFn | None, device: str | None,
              report: Report | None, desc: str) -> LatencyReport:
-    if isinstance(model, ModelSpec):
-        spec = spec or model
-        predict_fn = model.build()
-    elif callable(model):
-        predict_fn = model
-    else:
-        raise TypeError("model must be a ModelSpec or a predict_fn callable")
+    """:func:`measure_latency`'s phases in order: batched throughput, single stream, the
+    simulated server and its highest rate within the bound, co-tenant load, cold start."""
+    predict_fn, spec = _predictor(model, spec)
     sync = sync or default_sync()
     frame = np.ascontiguousarray(frame)
     phases = 4 + (cfg.load_workers > 0) + bool(cfg.cold_start and spec is not None)
@@ -176,16 +197,8 @@ def _measure(model: ModelSpec | PredictFn, frame: np.ndarray, cfg: LatencyConfig
                            max_seconds=cfg.server_max_seconds, seed=cfg.seed, sync=sync)
     bar.update(1)
 
-    if cfg.load_workers > 0:
-        with cotenant_load(cfg.load_workers, cfg.load_kind):
-            loaded = time_single_stream(predict_fn, frame, iterations=cfg.iterations,
-                                        warmup=min(cfg.warmup, 3), sync=sync)
-        lp50, lp95, lp99 = percentiles(loaded)
-        production = lp99
-        bar.update(1)
-    else:
-        lp50 = lp95 = lp99 = float("nan")
-        production = p99
+    lp50, lp95, lp99 = _loaded_percentiles(predict_fn, frame, cfg, sync, bar)
+    production = lp99 if cfg.load_workers > 0 else p99
 
     nan = float("nan")
     cold = (cold_start(spec, frame, timeout_s=cfg.cold_start_timeout_s)
