@@ -32,44 +32,65 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
     T, n = tp.shape
     npig = np.broadcast_to(np.asarray(npig, dtype=np.float64), (T, np.shape(npig)[-1]))
     K = npig.shape[1]
-    R = len(rec_thresholds)
     valid = npig > 0                                                       # (T, K)
     safe = np.where(valid, npig, 1.0)
     cat = np.asarray(cat, dtype=np.int64)
-    ks = np.arange(K)
-    # flattened (t, category) segments: [t * n + starts[k], t * n + ends[k])
-    starts = np.searchsorted(cat, ks, side="left")
-    ends = np.searchsorted(cat, ks, side="right")
-    seg_start = (np.arange(T)[:, None] * n + starts[None, :]).ravel()       # (T*K,)
-    seg_end = (np.arange(T)[:, None] * n + ends[None, :]).ravel()
+    starts, ends, seg_start, seg_end = _category_segments(cat, K, T, n)
     # running sums evaluated only where needed: at true-positive positions and segment bounds
-    pos = np.flatnonzero(tp.ravel())
-    fpos = np.flatnonzero(fp.ravel())
-    if weights is None:                                # ctp0[i]: weight of the first i TPs
-        ctp0 = np.arange(len(pos) + 1, dtype=np.float64)
-        cfp0 = np.arange(len(fpos) + 1, dtype=np.float64)
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-        ctp0 = np.concatenate([[0.0], np.cumsum(w[pos % n])])
-        cfp0 = np.concatenate([[0.0], np.cumsum(w[fpos % n])])
-
-    def tp_before(i):
-        return ctp0[np.searchsorted(pos, i, side="left")]
-
-    def fp_before(i):
-        return cfp0[np.searchsorted(fpos, i, side="left")]
-
-    base_tp, base_fp = tp_before(seg_start), fp_before(seg_start)
+    pos, ctp0 = _running_weights(tp, n, weights)      # ctp0[i]: weight of the first i TPs
+    fpos, cfp0 = _running_weights(fp, n, weights)
+    base_tp, base_fp = _before(pos, ctp0, seg_start), _before(fpos, cfp0, seg_start)
     # recall: rc[-1] of the segment, 0 when the segment has no detection
-    total_tp = (tp_before(seg_end) - base_tp).reshape(T, K)
+    total_tp = (_before(pos, ctp0, seg_end) - base_tp).reshape(T, K)
     nonempty = (ends > starts)[None, :]
     recall = np.where(nonempty, total_tp / safe, 0.0)
     # compress to true-positive positions
     seg = (pos // n) * K + cat[pos % n] if n else pos
     tpc = ctp0[1:] - base_tp[seg]
-    fpc = fp_before(pos) - base_fp[seg]
+    fpc = _before(fpos, cfp0, pos) - base_fp[seg]
     rc = tpc / safe.ravel()[seg]
     pr = tpc / (fpc + tpc + EPS)
+    precision = _precision_at_thresholds(pr, rc, seg, rec_thresholds, T, K)
+    precision = np.where(valid[:, None, :], precision, np.nan)
+    recall[~valid] = np.nan
+    return precision, recall
+
+
+def _category_segments(cat: np.ndarray, K: int, T: int, n: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each category's detections ``[starts[k], ends[k])`` (``cat`` non-decreasing) and the
+    flattened (threshold, category) segments ``[seg_start, seg_end)`` of the ``(T, n)`` rows:
+    ``t * n + starts[k]`` .. ``t * n + ends[k]``, ``(T*K,)``."""
+    ks = np.arange(K)
+    starts = np.searchsorted(cat, ks, side="left")
+    ends = np.searchsorted(cat, ks, side="right")
+    seg_start = (np.arange(T)[:, None] * n + starts[None, :]).ravel()       # (T*K,)
+    seg_end = (np.arange(T)[:, None] * n + ends[None, :]).ravel()
+    return starts, ends, seg_start, seg_end
+
+
+def _running_weights(flags: np.ndarray, n: int, weights: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The flattened positions of the set ``flags (T, n)`` and the running weight before each:
+    ``c0[i]`` = weight of the first ``i`` of them (1 each, or the detection's weight)."""
+    pos = np.flatnonzero(flags.ravel())
+    if weights is None:
+        return pos, np.arange(len(pos) + 1, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    return pos, np.concatenate([[0.0], np.cumsum(w[pos % n])])
+
+
+def _before(pos: np.ndarray, c0: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """The running weight of the positions ``pos`` before each flattened position ``i``."""
+    return c0[np.searchsorted(pos, i, side="left")]
+
+
+def _precision_at_thresholds(pr: np.ndarray, rc: np.ndarray, seg: np.ndarray,
+                             rec_thresholds: np.ndarray, T: int, K: int) -> np.ndarray:
+    """Interpolated precision ``(T, R, K)`` from the precision ``pr`` and recall ``rc`` at the
+    true-positive positions (segment ``seg``, non-decreasing): at each recall threshold the
+    monotone precision of the first position reaching it, 0 where none does."""
+    R = len(rec_thresholds)
     # precision made monotone (reverse running max) inside each segment; the offset keeps
     # segments apart (costs a few ulps, far below the 1e-4 tolerance)
     off = 2.0 * (T * K - 1 - seg)
@@ -82,14 +103,11 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, npig: np.ndarray
     query = (np.arange(T * K)[:, None] * (R + 1) + np.arange(R)[None, :]).ravel()
     hit = np.searchsorted(key, query, side="right")
     q_seg = np.repeat(np.arange(T * K), R)
-    inside = hit < len(pos)
+    inside = hit < len(seg)
     inside[inside] = seg[hit[inside]] == q_seg[inside]
     precision = np.zeros(T * K * R)
     precision[inside] = mono[hit[inside]]
-    precision = precision.reshape(T, K, R).transpose(0, 2, 1).copy()
-    precision = np.where(valid[:, None, :], precision, np.nan)
-    recall[~valid] = np.nan
-    return precision, recall
+    return precision.reshape(T, K, R).transpose(0, 2, 1).copy()
 
 
 def nanmean(x: np.ndarray, axis=None):
