@@ -9,7 +9,7 @@ candidate's own by ``[<candidate>, name]``), and the resources every such asset 
 and returns the asset's ``dg.Output``; its docstring is the asset's description.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +47,21 @@ class CandidateRun:
         self.context.log.info(message)
 
 
-def candidate_asset(candidate: str, name: str, *, group: str, inputs: Sequence[str],
-                    body: Callable[..., dg.Output], kinds: Sequence[str] = ("pytorch", "mlflow"),
-                    deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:
+def candidate_asset(candidate: str, name: str, *, group: str,
+                    inputs: Sequence[str] | Mapping[str, str], body: Callable[..., dg.Output],
+                    kinds: Sequence[str] = ("pytorch", "mlflow"),
+                    deps: Sequence[dg.AssetKey] = (), tags: Mapping[str, str] | None = None,
+                    op_tags: Mapping[str, str] | None = None,
+                    description: str | None = None) -> dg.AssetsDefinition:
     """The asset ``<candidate>/<name>`` in group ``group``: reads ``inputs`` (shared assets by
-    their key, the candidate's own under its prefix), runs after ``deps`` (assets it does not
-    read) and runs ``body(run, **inputs)``."""
+    their key, the candidate's own under its prefix; a mapping names the body's argument for
+    each asset read, e.g. ``{"source_eval": "reeval"}``), runs after ``deps`` (assets it does
+    not read) and runs ``body(run, **inputs)``. ``tags`` are added to the ``candidate`` tag;
+    ``description`` replaces the body's docstring as the asset's description."""
     key = candidate_key(candidate)
-    ins = {n: dg.AssetIn(key=n if n in SHARED_INPUTS else [key, n]) for n in inputs}
+    reads = dict(inputs) if isinstance(inputs, Mapping) else {n: n for n in inputs}
+    ins = {arg: dg.AssetIn(key=src if src in SHARED_INPUTS else [key, src])
+           for arg, src in reads.items()}
 
     def _asset(context: dg.AssetExecutionContext, settings: SettingsResource,
                store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo,
@@ -63,4 +70,6 @@ def candidate_asset(candidate: str, name: str, *, group: str, inputs: Sequence[s
 
     _asset.__doc__ = body.__doc__  # the asset's description, as Dagster reads a docstring
     return dg.asset(name=name, key_prefix=[key], ins=ins, deps=list(deps), group_name=group,
-                    kinds=set(kinds), tags={"candidate": key})(_asset)
+                    kinds=set(kinds), tags={"candidate": key, **(tags or {})},
+                    op_tags=dict(op_tags) if op_tags else None,
+                    description=description)(_asset)

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from assets._candidate import CandidateRun, candidate_asset
 from assets._md import md_table
 from assets._record import candidate_key, jsonable, record_run
 from assets.evaluation import evaluation_context, run_evaluation, run_latency, run_stress
@@ -133,33 +134,25 @@ class _Checked:
 
 
 def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition:
-    key = candidate_key(candidate)
     job = ExportJob(candidate, label, finetuned=stage == FINE_TUNED_KEY)
     src_eval, src_latency = SOURCE_ASSETS[stage]
-    ins = {"validated_labels": dg.AssetIn(key="validated_labels"),
-           "source_eval": dg.AssetIn(key=[key, src_eval]),
-           "source_latency": dg.AssetIn(key=[key, src_latency])}
-    if job.finetuned:
-        ins["finetuned_model"] = dg.AssetIn(key=[key, "finetuned_model"])
-    else:
-        ins["model_zoo"] = dg.AssetIn(key="model_zoo")
+    model = "finetuned_model" if job.finetuned else "model_zoo"
+    inputs = {"validated_labels": "validated_labels", "source_eval": src_eval,
+              "source_latency": src_latency, model: model}
 
-    @dg.asset(name=export_asset_name(stage, label), key_prefix=[key], ins=ins,
-              group_name="export", kinds={"onnx", "mlflow"},
-              tags={"candidate": key, "format": label, "stage": stage},
-              description=f"{job.spec.describe()} export of {candidate} ({job.source_stage}): "
-                          "its per-slice recall against its FP32 source (paired over the same "
-                          "frames, slices below the bar flagged), its latency on its own "
-                          "runtime and the speed-up.")
-    def export_asset(context: dg.AssetExecutionContext, settings: SettingsResource,
-                     store: PreflightStore, tracker: MlflowTracker, zoo: ModelZoo,
-                     **inputs) -> dg.Output[dict]:
+    def export_asset(run: CandidateRun, **loaded: Any) -> dg.Output[dict]:
         """The export's per-slice recall against its FP32 source (paired over the same frames,
         slices below the bar flagged), its latency on its own runtime and the speed-up."""
-        return run_export(context, job, ExportInputs(**inputs),
-                          StageResources(settings, store, tracker, zoo))
+        return run_export(run.context, job, ExportInputs(**loaded),
+                          StageResources(run.settings, run.store, run.tracker, run.zoo))
 
-    return export_asset
+    return candidate_asset(
+        candidate, export_asset_name(stage, label), group="export", inputs=inputs,
+        body=export_asset, kinds=("onnx", "mlflow"), tags={"format": label, "stage": stage},
+        description=f"{job.spec.describe()} export of {candidate} ({job.source_stage}): "
+                    "its per-slice recall against its FP32 source (paired over the same "
+                    "frames, slices below the bar flagged), its latency on its own "
+                    "runtime and the speed-up.")
 
 
 def run_export(context, job: ExportJob, inputs: ExportInputs, res: StageResources

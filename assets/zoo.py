@@ -14,6 +14,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from assets._candidate import CandidateRun, candidate_asset
 from assets._md import md_table
 from assets._record import candidate_key
 from resources import ModelZoo, SettingsResource
@@ -62,42 +63,24 @@ def build_candidate_weights_asset(candidate: str, order: int) -> dg.AssetsDefini
     its own checkpoint checked. ``order``: its place in the candidates file (0 first); the
     step's priority is ``-order``, so the first candidate's stand-in is built first and its
     evaluation (priority 0) runs before the next stand-in's training."""
-    key = candidate_key(candidate)
 
-    @dg.asset(name="weights", key_prefix=[key], group_name="models", kinds={"pytorch"},
-              ins={"model_zoo": dg.AssetIn(key="model_zoo")}, tags={"candidate": key},
-              op_tags={PRIORITY_TAG: str(-int(order))})
-    def weights(context: dg.AssetExecutionContext, model_zoo: dict, settings: SettingsResource,
-                zoo: ModelZoo) -> dg.Output[dict]:
+    def weights(run: CandidateRun, model_zoo: dict) -> dg.Output[dict]:
         """The candidate's weights: its demo stand-in trained on the benchmark profile (cached
         by its settings; the log says why it is rebuilt), or its local checkpoint / hub name."""
-        from preflight.models.zoo import Manifest, build_zoo, resolve_weights
+        from preflight.models.zoo import candidate_weights
 
-        cfg = settings.load().zoo
-        cand = zoo.candidate(candidate)
         t0 = time.perf_counter()
+        got = candidate_weights(run.zoo.candidate(candidate), run.zoo.directory(),
+                                run.settings.load().zoo, device=run.zoo.device, report=run.log)
         meta: dict = {}
-        if cand.is_zoo:
-            manifest = build_zoo(zoo.directory(), [cand], n_images=cfg.n_images,
-                                 image_size=cfg.image_size, epochs=cfg.epochs, seed=cfg.seed,
-                                 batch=cfg.batch, device=zoo.device, progress=False,
-                                 report=context.log.info)
-            entry = manifest.models.get(cand.zoo_name or cand.name, {})
-            built = cand.zoo_name in (manifest.last_build or {}).get("built", [])
-            reason = (manifest.last_build or {}).get("reasons", {}).get(cand.zoo_name)
-            held_out = entry.get("heldout_val") or {}
-            meta = {"built_now": "yes" if built else "no (cached)",
-                    "rebuilt_because": reason or "n/a",
-                    "train_seconds": float(entry.get("seconds") or 0.0),
-                    **{f"heldout_{k}": float(v) for k, v in held_out.items()
-                       if isinstance(v, int | float)}}
-            resolved = resolve_weights(cand, zoo.directory())
-            context.log.info(f"{candidate}: stand-in {'built' if built else 'cached'} in "
-                             f"{time.perf_counter() - t0:.0f}s, held-out "
-                             + ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()
-                                         if isinstance(v, int | float)))
-        else:
-            resolved = resolve_weights(cand, Manifest.load(zoo.directory()).zoo_dir)
+        if got.is_zoo:
+            meta = {"built_now": "yes" if got.built else "no (cached)",
+                    "rebuilt_because": got.reason or "n/a", "train_seconds": got.train_seconds,
+                    **{f"heldout_{k}": v for k, v in got.held_out.items()}}
+            run.log(f"{candidate}: stand-in {'built' if got.built else 'cached'} in "
+                    f"{time.perf_counter() - t0:.0f}s, held-out "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in got.held_out.items()))
+        resolved = got.weights
         value = {"candidate": candidate, "weights": resolved.path, "source": resolved.source,
                  "sha256": resolved.sha256 or ""}
         return dg.Output(value, metadata={"source": resolved.source,
@@ -105,4 +88,6 @@ def build_candidate_weights_asset(candidate: str, order: int) -> dg.AssetsDefini
                                           "weights": dg.MetadataValue.path(resolved.path),
                                           **meta})
 
-    return weights
+    return candidate_asset(candidate, "weights", group="models", inputs=["model_zoo"],
+                           body=weights, kinds=("pytorch",),
+                           op_tags={PRIORITY_TAG: str(-int(order))})

@@ -429,6 +429,41 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
     return manifest
 
 
+@dataclass(frozen=True)
+class StandIn:
+    """A candidate's weights as the zoo step left them: its stand-in built now or found cached
+    (with why it was rebuilt, its training time and held-out metrics), or its own checkpoint /
+    hub name checked."""
+
+    weights: ResolvedWeights
+    is_zoo: bool = False
+    built: bool = False
+    reason: str | None = None
+    train_seconds: float = 0.0
+    held_out: dict[str, float] = field(default_factory=dict)
+
+
+def candidate_weights(cand: Candidate, zoo_dir: str | Path, build: Any,
+                      device: str | None = None,
+                      report: Callable[[str], None] | None = None) -> StandIn:
+    """``cand``'s weights: for ``zoo:`` weights its stand-in, built with the settings ``build``
+    (anything with ``n_images``, ``image_size``, ``epochs``, ``seed`` and ``batch``, e.g. the
+    settings' ``zoo``) unless the cached one matches them; else its own checkpoint / hub name."""
+    if not cand.is_zoo:
+        return StandIn(resolve_weights(cand, Manifest.load(zoo_dir).zoo_dir))
+    manifest = build_zoo(zoo_dir, [cand], n_images=build.n_images, image_size=build.image_size,
+                         epochs=build.epochs, seed=build.seed, batch=build.batch, device=device,
+                         progress=False, report=report)
+    entry = manifest.models.get(cand.zoo_name or cand.name, {})
+    last = manifest.last_build or {}
+    return StandIn(resolve_weights(cand, zoo_dir), is_zoo=True,
+                   built=cand.zoo_name in last.get("built", []),
+                   reason=last.get("reasons", {}).get(cand.zoo_name),
+                   train_seconds=float(entry.get("seconds") or 0.0),
+                   held_out={k: float(v) for k, v in (entry.get("heldout_val") or {}).items()
+                             if isinstance(v, int | float)})
+
+
 def _run_dir(zoo_dir: Path, zoo_name: str, config: dict, force: bool) -> Path:
     """The training folder of a stand-in: kept (so an interrupted build resumes) while its
     settings are unchanged, emptied when they changed or ``force`` is set."""
