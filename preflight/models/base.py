@@ -254,3 +254,13 @@ def predict_fn_of(adapter: type, candidate: str | None = None, *,
         raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
     return adapter.from_weights(weights, device=device, taxonomy=resolve_taxonomy(taxonomy),
                                 **weights_kwargs).predict_fn
+
+
+def latency_spec_of(model: Any, factory: str) -> tuple[str, dict[str, Any]]:
+    """A loaded model's ``latency_spec()``: ``(factory, kwargs)`` for
+    ``preflight.latency.ModelSpec``, where ``factory`` (its family's ``make_predict_fn``) rebuilds
+    it from its weights in a fresh process (cold-start measurement)."""
+    return factory, {"weights": model.weights, "name": model.name,
+                     "input_size": model.input_size, "class_map": model.class_map,
+                     "device": model.device, "sha256": model.sha256,
+                     "taxonomy": list(model.taxonomy.names)}

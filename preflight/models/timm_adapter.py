@@ -23,14 +23,15 @@ import numpy as np
 from preflight.config import resolve_taxonomy
 from preflight.models.base import (
     CheckpointFacts,
-    ChecksumError,
     ModelError,
     OperationalSoftmax,
     TrainResult,
     check_rgb_frame,
-    sha256_file,
+    latency_spec_of,
+    load_candidate_model,
+    predict_fn_of,
 )
-from preflight.models.candidates import Candidate, get_candidate, load_candidates
+from preflight.models.candidates import Candidate
 from preflight.models.timm_model import (
     HUB_PREFIX,
     create_timm_model,
@@ -219,10 +220,7 @@ class TimmClassifier:
 
     def latency_spec(self) -> tuple[str, dict[str, Any]]:
         """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
-        return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
-                                    "input_size": self.input_size, "class_map": self.class_map,
-                                    "device": self.device, "sha256": self.sha256,
-                                    "taxonomy": list(self.taxonomy.names)}
+        return latency_spec_of(self, PREDICT_FN_FACTORY)
 
     # ------------------------------------------------------------------ training / export
     def train(self, data, out_dir: str | Path, **kwargs: Any) -> TrainResult:
@@ -267,9 +265,8 @@ def load_classifier(name: str, *, candidates_path: str | Path | None = None,
                     zoo_dir: str | Path | None = None, device: str | None = None,
                     taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> TimmClassifier:
     """The classifier for candidate ``name`` of the candidates file."""
-    taxonomy = resolve_taxonomy(taxonomy)
-    candidate = get_candidate(load_candidates(candidates_path, taxonomy=taxonomy), name)
-    return TimmClassifier.from_candidate(candidate, zoo_dir, device, taxonomy=taxonomy, **kwargs)
+    return load_candidate_model(TimmClassifier, name, candidates_path=candidates_path,
+                                zoo_dir=zoo_dir, device=device, taxonomy=taxonomy, **kwargs)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
@@ -277,21 +274,15 @@ def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None
                     input_size: int | None = None, class_map: dict[str, str] | None = None,
                     device: str | None = None, sha256: str | None = None,
                     taxonomy: list[str] | None = None):
-    """Factory for ``preflight.latency.ModelSpec``: a candidate by name, or a checkpoint
-    (verified against ``sha256`` when given; ``taxonomy``: the operational class names, default
-    the settings'). Returns ``predict_fn(list_of_rgb_images)``."""
-    if candidate is not None:
-        return load_classifier(candidate, candidates_path=candidates_path, zoo_dir=zoo_dir,
-                               device=device, taxonomy=taxonomy).predict_fn
-    if weights is None:
-        raise ModelError("make_predict_fn needs a candidate name or a weights path")
-    if weights.startswith(HUB_PREFIX):
+    """Factory for ``preflight.latency.ModelSpec``: a candidate by name, ``timm:<name>`` (timm's
+    pretrained weights) or a checkpoint (verified against ``sha256`` when given; ``taxonomy``:
+    the operational class names, default the settings'). Returns
+    ``predict_fn(list_of_rgb_images)``."""
+    if candidate is None and weights is not None and weights.startswith(HUB_PREFIX):
         return TimmClassifier.from_hub(weights, name=name, input_size=input_size,
                                        class_map=class_map, device=device,
                                        taxonomy=resolve_taxonomy(taxonomy)).predict_fn
-    if sha256 is not None:
-        if sha256_file(weights) != sha256:
-            raise ChecksumError(f"{weights} does not match the expected sha256 {sha256}")
-    return TimmClassifier.from_weights(weights, name=name, input_size=input_size,
-                                       class_map=class_map, device=device,
-                                       taxonomy=resolve_taxonomy(taxonomy)).predict_fn
+    return predict_fn_of(TimmClassifier, candidate, candidates_path=candidates_path,
+                         zoo_dir=zoo_dir, weights=weights, sha256=sha256, device=device,
+                         taxonomy=taxonomy, name=name, input_size=input_size,
+                         class_map=class_map)

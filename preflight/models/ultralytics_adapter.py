@@ -27,6 +27,7 @@ from preflight.models.base import (
     TrainResult,
     check_rgb_frame,
     empty_predictions,
+    latency_spec_of,
     load_candidate_model,
     predict_fn_of,
 )
@@ -173,10 +174,7 @@ class UltralyticsDetector:
 
     def latency_spec(self) -> tuple[str, dict[str, Any]]:
         """``(factory, kwargs)`` for ``preflight.latency.ModelSpec`` (cold-start measurement)."""
-        return PREDICT_FN_FACTORY, {"weights": self.weights, "name": self.name,
-                                    "input_size": self.input_size, "class_map": self.class_map,
-                                    "device": self.device, "sha256": self.sha256,
-                                    "taxonomy": list(self.taxonomy.names)}
+        return latency_spec_of(self, PREDICT_FN_FACTORY)
 
     def _to_array(self, result) -> np.ndarray:
         """One frame's Results as an ``(n, 6)`` float64 array in ``PRED_COLUMNS`` order (model
