@@ -22,7 +22,13 @@ from preflight.data.classification_sample import (
     read_classification_sample,
     sample_stats,
 )
-from preflight.models import ChecksumError, build_zoo, load_candidates, sha256_file
+from preflight.models import (
+    ChecksumError,
+    ZooBuild,
+    build_zoo,
+    load_candidates,
+    sha256_file,
+)
 from preflight.models.candidates import CandidateError, parse_candidates, unmapped_classes
 from preflight.models.timm_adapter import TimmClassifier
 from preflight.models.timm_model import checkpoint_dict, create_timm_model, save_checkpoint
@@ -472,8 +478,8 @@ def timm_zoo(bench_frames, tmp_path_factory):
         "input_size": SIZE, "class_map": {n: n for n in BENCH},
         "freeze": "deeper", "zoo_train": {"epochs": 1, "batch": 16}}]}, taxonomy=DEFAULT_TAXONOMY)[0]
     zoo_dir = tmp_path_factory.mktemp("zoo")
-    manifest = build_zoo(zoo_dir, [cand], data_dir=bench_frames, seed=0, device="cpu",
-                         progress=False)
+    manifest = build_zoo(zoo_dir, [cand], ZooBuild(seed=0, device="cpu", progress=False),
+                         data_dir=bench_frames)
     return zoo_dir, manifest, cand
 
 
@@ -492,8 +498,8 @@ def test_zoo_builds_a_timm_candidate_and_loads_it_checked(timm_zoo, bench_frames
     assert clf.weights_source == "zoo" and clf.sha256 == entry["sha256"]
     assert clf.default_freeze == "deeper"  # the candidate's fine-tuning default
     # cached rebuild
-    again = build_zoo(zoo_dir, [cand], data_dir=bench_frames, seed=0, device="cpu",
-                      progress=False)
+    again = build_zoo(zoo_dir, [cand], ZooBuild(seed=0, device="cpu", progress=False),
+                      data_dir=bench_frames)
     assert again.last_build["cached"] == ["tiny_cls"]
     original = ckpt.read_bytes()
     ckpt.write_bytes(original + b"tampered")

@@ -15,6 +15,7 @@ import yaml
 from preflight.models import (
     ChecksumError,
     Manifest,
+    ZooBuild,
     ZooError,
     build_zoo,
     load_candidates,
@@ -47,11 +48,14 @@ def candidate():
     return replace(cand, input_size=96)
 
 
+#: the toy build: 96 px, one epoch of 4-image batches on the CPU, no progress bar
+TOY_BUILD = ZooBuild(image_size=96, epochs=1, batch=4, seed=0, device="cpu", progress=False)
+
+
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory, toy, candidate):
     zoo_dir = tmp_path_factory.mktemp("zoo")
-    manifest = build_zoo(zoo_dir, [candidate], data_dir=toy, image_size=96, epochs=1, batch=4,
-                         seed=0, device="cpu", progress=False)
+    manifest = build_zoo(zoo_dir, [candidate], TOY_BUILD, data_dir=toy)
     return zoo_dir, manifest
 
 
@@ -82,8 +86,7 @@ def test_second_build_is_cached(zoo, candidate, toy):
     zoo_dir, _ = zoo
     ckpt = zoo_dir / "yolov8n.pt"
     before = ckpt.stat().st_mtime_ns
-    manifest = build_zoo(zoo_dir, [candidate], data_dir=toy, image_size=96, epochs=1, batch=4,
-                         seed=0, device="cpu", progress=False)
+    manifest = build_zoo(zoo_dir, [candidate], TOY_BUILD, data_dir=toy)
     assert manifest.last_build["cached"] == ["yolov8n"] and manifest.last_build["built"] == []
     assert ckpt.stat().st_mtime_ns == before
 

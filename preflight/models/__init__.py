@@ -29,6 +29,7 @@ from preflight.models.candidates import (
 from preflight.models.zoo import (
     Manifest,
     ResolvedWeights,
+    ZooBuild,
     ZooError,
     build_zoo,
     default_zoo_dir,
@@ -75,6 +76,7 @@ __all__ = [
     "TrainResult",
     "UltralyticsDetector",
     "ZooError",
+    "ZooBuild",
     "build_zoo",
     "default_zoo_dir",
     "empty_predictions",

@@ -101,17 +101,13 @@ def _heldout(val: dict) -> str:
     return "-"
 
 
-def _or(value, default):
-    return default if value is None else value
-
-
 def _build(args: argparse.Namespace) -> int:
     import logging
     import time
 
     from preflight.config import load_settings
     from preflight.models.candidates import load_candidates
-    from preflight.models.zoo import build_zoo, default_zoo_dir
+    from preflight.models.zoo import ZooBuild, build_zoo, default_zoo_dir
 
     logging.getLogger("preflight").setLevel(logging.INFO)
     settings = load_settings()
@@ -119,12 +115,11 @@ def _build(args: argparse.Namespace) -> int:
     candidates = load_candidates(args.candidates or environment.candidates_file()
                                  or settings.candidates_file)
     t0 = time.perf_counter()
-    manifest = build_zoo(args.zoo or default_zoo_dir(), candidates, data_dir=args.data,
-                         n_images=_or(args.n_images, cfg.n_images),
-                         image_size=_or(args.image_size, cfg.image_size),
-                         epochs=_or(args.epochs, cfg.epochs), seed=_or(args.seed, cfg.seed),
-                         batch=_or(args.batch, cfg.batch), device=args.device, force=args.force,
-                         progress=not args.quiet, only=args.only)
+    build = ZooBuild.of(cfg, n_images=args.n_images, image_size=args.image_size,
+                        epochs=args.epochs, seed=args.seed, batch=args.batch, device=args.device,
+                        progress=not args.quiet)
+    manifest = build_zoo(args.zoo or default_zoo_dir(), candidates, build, data_dir=args.data,
+                         force=args.force, only=args.only)
     last = manifest.last_build
     print(f"zoo {manifest.zoo_dir}: built {last.get('built') or 'nothing'}, "
           f"cached {last.get('cached') or 'nothing'} in {time.perf_counter() - t0:.0f} s")

@@ -331,23 +331,62 @@ def _benchmark_data(zoo_dir: Path, n_images: int, image_size: int, seed: int,
     return data_dir, info
 
 
-def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
-              data_dir: str | Path | None = None, n_images: int = DEFAULT_N_IMAGES,
-              image_size: int = DEFAULT_IMAGE_SIZE, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
-              batch: int = DEFAULT_BATCH, device: str | None = None, force: bool = False,
-              progress: bool = True, only: list[str] | None = None,
+@dataclass(frozen=True)
+class ZooBuild:
+    """How :func:`build_zoo` makes the stand-ins: the clean benchmark sample they train on
+    (``n_images`` frames at ``image_size`` px from ``seed``) and the schedule (``epochs`` of
+    ``batch``; a candidate's ``zoo_train`` overrides them), on ``device`` (None: CUDA when
+    present, else the CPU), with a progress bar or not."""
+
+    n_images: int = DEFAULT_N_IMAGES
+    image_size: int = DEFAULT_IMAGE_SIZE
+    epochs: int = DEFAULT_EPOCHS
+    batch: int = DEFAULT_BATCH
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def of(cls, settings: Any, **overrides: Any) -> ZooBuild:
+        """From the settings' ``zoo`` (anything with ``n_images``, ``image_size``, ``epochs``,
+        ``batch`` and ``seed``), with ``overrides`` (those given as None keep the setting)."""
+        values = {k: getattr(settings, k) for k in ("n_images", "image_size", "epochs", "batch",
+                                                    "seed")}
+        return cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass
+class _Build:
+    """One :func:`build_zoo` call: where the stand-ins go, the data they train on, the manifest
+    they are recorded in, how they are trained, and why each one is rebuilt."""
+
+    zoo_dir: Path
+    data_path: Path
+    data_info: dict[str, Any]
+    manifest: Manifest
+    how: ZooBuild
+    device: str
+    force: bool
+    report: Callable[[str], None] | None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate],
+              build: ZooBuild | None = None, *, data_dir: str | Path | None = None,
+              force: bool = False, only: list[str] | None = None,
               report: Callable[[str], None] | None = None) -> Manifest:
     """Train every ``zoo:`` candidate (or those named in ``only``) and record it in the manifest.
 
+    ``build``: the sample and schedule (:class:`ZooBuild`; default: its defaults).
     ``data_dir``: a YOLO benchmark dataset to train on; None generates the synthetic benchmark
-    profile (``n_images`` at ``image_size``, ``seed``) under ``<zoo>/data``. A candidate's
-    ``zoo_train`` (epochs / lr0 / batch) overrides the build-wide settings for it.
+    profile (``build.n_images`` at ``build.image_size``, ``build.seed``) under ``<zoo>/data``.
+    ``force``: retrain even when the stored stand-in is up to date.
     ``report``: also given each rebuild's reason and the training's progress lines (a Dagster
     run log); the reasons are kept in ``manifest.last_build["reasons"]``.
     """
-    from preflight.models.training import DetectorTraining, train_detector
     from preflight.models.ultralytics_env import import_ultralytics, resolve_device
 
+    how = build or ZooBuild()
     t_start = time.perf_counter()
     zoo_dir = Path(zoo_dir or default_zoo_dir()).resolve()
     zoo_dir.mkdir(parents=True, exist_ok=True)
@@ -356,77 +395,92 @@ def build_zoo(zoo_dir: str | Path | None, candidates: list[Candidate], *,
         raise ZooError("no zoo candidates to build (weights: zoo:<name>)")
     if any(c.family != "timm" for c in todo):
         import_ultralytics()
+    data_path, data_info = _training_data(zoo_dir, data_dir, how)
+    run = _Build(zoo_dir, data_path, data_info, Manifest.load(zoo_dir), how,
+                 resolve_device(how.device), force, report)
+    built, cached = [], []
+    for cand in todo:
+        build_one = _build_classifier if cand.family == "timm" else _build_detector
+        (built if build_one(cand, run) else cached).append(cand.zoo_name or cand.name)
+    run.manifest.update(last_build={"finished_at": _now(),
+                                    "seconds": round(time.perf_counter() - t_start, 1),
+                                    "built": built, "cached": cached, "device": run.device,
+                                    "reasons": run.reasons})
+    return run.manifest
+
+
+def _training_data(zoo_dir: Path, data_dir: str | Path | None, how: ZooBuild
+                   ) -> tuple[Path, dict[str, Any]]:
+    """The folder the stand-ins train on (``data_dir``, else the generated benchmark sample)
+    and its description for the manifest, with the fingerprint of its files."""
     if data_dir is None:
-        data_path, data_info = benchmark_data(zoo_dir, n_images, image_size, seed, progress)
+        data_path, data_info = benchmark_data(zoo_dir, how.n_images, how.image_size, how.seed,
+                                              how.progress)
     else:
         data_path = Path(data_dir).resolve()
         if not (data_path / "data.yaml").is_file():
             raise ZooError(f"{data_path} is not a YOLO dataset (no data.yaml)")
         data_info = {"source": "dir", "path": str(data_path)}
     data_info["fingerprint"] = _fingerprint(_pairs(data_path), data_path)
-    dev = resolve_device(device)
-    manifest = Manifest.load(zoo_dir)
-    built, cached = [], []
-    reasons: dict[str, str] = {}
-    for cand in todo:
-        zoo_name = cand.zoo_name or cand.name
-        if cand.family == "timm":
-            was_built = _build_classifier(cand, zoo_dir, data_path, data_info, manifest,
-                                          epochs=epochs, batch=batch, seed=seed, device=dev,
-                                          force=force, progress=progress, report=report,
-                                          reasons=reasons)
-            (built if was_built else cached).append(zoo_name)
-            continue
-        train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)), "imgsz": int(image_size),
-                     "batch": int(cand.zoo_train.get("batch", batch)), "seed": int(seed),
-                     "lr0": cand.zoo_train.get("lr0", ZOO_LR0), "val_fraction": VAL_FRACTION,
-                     "schedule": {"nbs": int(cand.zoo_train.get("batch", batch)),
-                                  "warmup_epochs": ZOO_WARMUP_EPOCHS}}
-        arch = cand.resolve_arch()
-        config = {"arch": cand.arch, "arch_sha256": sha256_file(arch) if Path(arch).is_file()
-                  else None, "model_classes": cand.model_classes,
-                  "class_map": cand.class_map, "train": train_cfg,
-                  "data_fingerprint": data_info["fingerprint"]}
-        ckpt = zoo_dir / f"{zoo_name}.pt"
-        if _up_to_date(manifest, zoo_name, config, ckpt, force, report, reasons):
-            cached.append(zoo_name)
-            continue
-        with zoo_lock(zoo_dir):
-            view = prepare_view(data_path, cand.model_classes, cand.class_map,
-                                zoo_dir / "data" / "views", seed=seed)
-        run_dir = _run_dir(zoo_dir, zoo_name, config, force)
-        log.info("zoo: training %s (%s) for %d epochs at %d px on %s", zoo_name, cand.arch,
-                 train_cfg["epochs"], image_size, dev)
-        settings = DetectorTraining(epochs=train_cfg["epochs"], imgsz=image_size,
-                                    batch=train_cfg["batch"], seed=seed, device=dev, resume=True,
-                                    lr0=train_cfg["lr0"], progress=progress,
-                                    schedule=train_cfg["schedule"])
-        result = train_detector(arch, view / "data.yaml", run_dir, settings, report=report)
-        tmp = ckpt.with_suffix(".pt.tmp")
-        shutil.copyfile(result.checkpoint, tmp)
-        os.replace(tmp, ckpt)
-        args = result.train_args
-        manifest.update(zoo_name, {
-            "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
-            "candidate": cand.name, "family": cand.family, "arch": cand.arch,
-            "model_classes": cand.model_classes, "config": config,
-            "train": {**train_cfg, "optimizer": args.get("optimizer"), "lr0_used": args.get("lr0"),
-                      "device": dev, "deterministic": True, "amp": bool(args.get("amp")),
-                      "workers": args.get("workers")},
-            "data": {**data_info, "view": str(view), "train_images": _count(view / "images/train"),
-                     "val_images": _count(view / "images/val")},
-            "versions": _versions(), "seconds": round(result.seconds, 1),
-            "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-            "built_at": _now(), "built_because": reasons.get(zoo_name),
-        })
-        built.append(zoo_name)
-        log.info("zoo: %s done in %.0f s, held-out mAP50 %.3f", zoo_name, result.seconds,
-                 result.metrics.get("map50", float("nan")))
-    manifest.update(last_build={"finished_at": _now(),
-                                "seconds": round(time.perf_counter() - t_start, 1),
-                                "built": built, "cached": cached, "device": dev,
-                                "reasons": reasons})
-    return manifest
+    return data_path, data_info
+
+
+def _build_detector(cand: Candidate, run: _Build) -> bool:
+    """Train an ultralytics candidate from scratch on the benchmark images and record it in the
+    manifest; False when the stored stand-in is up to date (cached)."""
+    from preflight.models.training import DetectorTraining, train_detector
+
+    how, zoo_name = run.how, cand.zoo_name or cand.name
+    batch = int(cand.zoo_train.get("batch", how.batch))
+    train_cfg = {"epochs": int(cand.zoo_train.get("epochs", how.epochs)),
+                 "imgsz": int(how.image_size), "batch": batch, "seed": int(how.seed),
+                 "lr0": cand.zoo_train.get("lr0", ZOO_LR0), "val_fraction": VAL_FRACTION,
+                 "schedule": {"nbs": batch, "warmup_epochs": ZOO_WARMUP_EPOCHS}}
+    arch = cand.resolve_arch()
+    config = {"arch": cand.arch, "arch_sha256": sha256_file(arch) if Path(arch).is_file()
+              else None, "model_classes": cand.model_classes,
+              "class_map": cand.class_map, "train": train_cfg,
+              "data_fingerprint": run.data_info["fingerprint"]}
+    ckpt = run.zoo_dir / f"{zoo_name}.pt"
+    if _up_to_date(run.manifest, zoo_name, config, ckpt, run.force, run.report, run.reasons):
+        return False
+    with zoo_lock(run.zoo_dir):
+        view = prepare_view(run.data_path, cand.model_classes, cand.class_map,
+                            run.zoo_dir / "data" / "views", seed=how.seed)
+    run_dir = _run_dir(run.zoo_dir, zoo_name, config, run.force)
+    log.info("zoo: training %s (%s) for %d epochs at %d px on %s", zoo_name, cand.arch,
+             train_cfg["epochs"], how.image_size, run.device)
+    settings = DetectorTraining(epochs=train_cfg["epochs"], imgsz=how.image_size, batch=batch,
+                                seed=how.seed, device=run.device, resume=True,
+                                lr0=train_cfg["lr0"], progress=how.progress,
+                                schedule=train_cfg["schedule"])
+    result = train_detector(arch, view / "data.yaml", run_dir, settings, report=run.report)
+    _install(result.checkpoint, ckpt)
+    args = result.train_args
+    run.manifest.update(zoo_name, {
+        "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
+        "candidate": cand.name, "family": cand.family, "arch": cand.arch,
+        "model_classes": cand.model_classes, "config": config,
+        "train": {**train_cfg, "optimizer": args.get("optimizer"), "lr0_used": args.get("lr0"),
+                  "device": run.device, "deterministic": True, "amp": bool(args.get("amp")),
+                  "workers": args.get("workers")},
+        "data": {**run.data_info, "view": str(view),
+                 "train_images": _count(view / "images/train"),
+                 "val_images": _count(view / "images/val")},
+        "versions": _versions(), "seconds": round(result.seconds, 1),
+        "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
+        "built_at": _now(), "built_because": run.reasons.get(zoo_name),
+    })
+    log.info("zoo: %s done in %.0f s, held-out mAP50 %.3f", zoo_name, result.seconds,
+             result.metrics.get("map50", float("nan")))
+    return True
+
+
+def _install(checkpoint: str | Path, ckpt: Path) -> None:
+    """Copy a training's checkpoint to the zoo's file atomically (never half a file)."""
+    tmp = ckpt.with_suffix(".pt.tmp")
+    shutil.copyfile(checkpoint, tmp)
+    os.replace(tmp, ckpt)
 
 
 @dataclass(frozen=True)
@@ -451,9 +505,8 @@ def candidate_weights(cand: Candidate, zoo_dir: str | Path, build: Any,
     settings' ``zoo``) unless the cached one matches them; else its own checkpoint / hub name."""
     if not cand.is_zoo:
         return StandIn(resolve_weights(cand, Manifest.load(zoo_dir).zoo_dir))
-    manifest = build_zoo(zoo_dir, [cand], n_images=build.n_images, image_size=build.image_size,
-                         epochs=build.epochs, seed=build.seed, batch=build.batch, device=device,
-                         progress=False, report=report)
+    manifest = build_zoo(zoo_dir, [cand], ZooBuild.of(build, device=device, progress=False),
+                         report=report)
     entry = manifest.models.get(cand.zoo_name or cand.name, {})
     last = manifest.last_build or {}
     return StandIn(resolve_weights(cand, zoo_dir), is_zoo=True,
@@ -564,62 +617,57 @@ def benchmark_crops(zoo_dir: Path, data_path: Path, fingerprint: str,
     return crops
 
 
-def _build_classifier(cand: Candidate, zoo_dir: Path, data_path: Path, data_info: dict[str, Any],
-                      manifest: Manifest, *, epochs: int, batch: int, seed: int, device: str,
-                      force: bool, progress: bool, report: Callable[[str], None] | None = None,
-                      reasons: dict[str, str] | None = None) -> bool:
+def _build_classifier(cand: Candidate, run: _Build) -> bool:
     """Train a timm candidate from scratch on benchmark crops and record it in the manifest;
     False when the stored stand-in is up to date (cached)."""
     from preflight.data.classification_sample import read_classification_sample
     from preflight.models.timm_training import ClassifierTraining, train_classifier
 
-    zoo_name = cand.zoo_name or cand.name
-    reasons = {} if reasons is None else reasons
+    how, zoo_name = run.how, cand.zoo_name or cand.name
     inverse = {op: m for m, op in cand.class_map.items()}
     if len(inverse) != len(cand.class_map):
         raise ZooError(f"candidate {cand.name!r}: class_map maps two model classes to one "
                        "operational class; a zoo stand-in needs a one-to-one class_map")
-    train_cfg = {"epochs": int(cand.zoo_train.get("epochs", epochs)),
+    train_cfg = {"epochs": int(cand.zoo_train.get("epochs", how.epochs)),
                  "input_size": int(cand.input_size),
-                 "batch": int(cand.zoo_train.get("batch", batch)), "seed": int(seed),
+                 "batch": int(cand.zoo_train.get("batch", how.batch)), "seed": int(how.seed),
                  "lr0": cand.zoo_train.get("lr0"), "val_fraction": VAL_FRACTION,
                  "crop_size": CLASSIFIER_CROP_SIZE, "freeze": "none"}
     config = {"arch": cand.arch, "family": cand.family, "model_classes": cand.model_classes,
               "class_map": cand.class_map, "train": train_cfg,
-              "data_fingerprint": data_info["fingerprint"]}
-    ckpt = zoo_dir / f"{zoo_name}.pt"
-    if _up_to_date(manifest, zoo_name, config, ckpt, force, report, reasons):
+              "data_fingerprint": run.data_info["fingerprint"]}
+    ckpt = run.zoo_dir / f"{zoo_name}.pt"
+    if _up_to_date(run.manifest, zoo_name, config, ckpt, run.force, run.report,
+                   run.reasons):
         return False
-    with zoo_lock(zoo_dir):
-        crops = benchmark_crops(zoo_dir, data_path, data_info["fingerprint"])
-    images, quarantine = read_classification_sample(crops, SYNTH_TAXONOMY, seed=seed)
-    run_dir = _run_dir(zoo_dir, zoo_name, config, force)
+    with zoo_lock(run.zoo_dir):
+        crops = benchmark_crops(run.zoo_dir, run.data_path, run.data_info["fingerprint"])
+    images, quarantine = read_classification_sample(crops, SYNTH_TAXONOMY, seed=how.seed)
+    run_dir = _run_dir(run.zoo_dir, zoo_name, config, run.force)
     lr = float(train_cfg["lr0"] or CLASSIFIER_LR)
     log.info("zoo: training %s (timm %s, from scratch) for %d epochs at %d px on %d crops, %s",
-             zoo_name, cand.arch, train_cfg["epochs"], cand.input_size, len(images), device)
+             zoo_name, cand.arch, train_cfg["epochs"], cand.input_size, len(images), run.device)
     settings = ClassifierTraining(classes=cand.model_classes, label_map=inverse,
                                   val_fraction=VAL_FRACTION, epochs=train_cfg["epochs"],
                                   batch=train_cfg["batch"], lr=lr, freeze="none",
-                                  input_size=cand.input_size, seed=seed, device=device,
-                                  resume=True, progress=progress)
+                                  input_size=cand.input_size, seed=how.seed,
+                                  device=run.device, resume=True, progress=how.progress)
     result = train_classifier(cand.arch, images, run_dir, settings, taxonomy=SYNTH_TAXONOMY)
-    tmp = ckpt.with_suffix(".pt.tmp")
-    shutil.copyfile(result.checkpoint, tmp)
-    os.replace(tmp, ckpt)
+    _install(result.checkpoint, ckpt)
     args = result.train_args
-    manifest.update(zoo_name, {
+    run.manifest.update(zoo_name, {
         "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
         "candidate": cand.name, "family": cand.family, "task": "classify", "arch": cand.arch,
         "model_classes": cand.model_classes, "config": config,
-        "train": {**train_cfg, "optimizer": "AdamW", "lr0_used": lr, "device": device,
+        "train": {**train_cfg, "optimizer": "AdamW", "lr0_used": lr, "device": run.device,
                   "pretrained": False, "amp": False},
-        "data": {**data_info, "crops": str(crops), "crops_total": int(len(images)),
+        "data": {**run.data_info, "crops": str(crops), "crops_total": int(len(images)),
                  "crops_quarantined": int(len(quarantine)),
                  "train_images": args.get("train_samples"), "val_images": args.get("val_samples"),
                  "dropped_outside_label_space": args.get("dropped_samples")},
         "versions": _classifier_versions(), "seconds": round(result.seconds, 1),
         "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-        "built_at": _now(), "built_because": reasons.get(zoo_name),
+        "built_at": _now(), "built_because": run.reasons.get(zoo_name),
     })
     log.info("zoo: %s done in %.0f s, held-out accuracy %.3f", zoo_name, result.seconds,
              result.metrics.get("accuracy", float("nan")))
