@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from preflight.config import preflight_home
-from preflight.models.base import ChecksumError, ModelError, sha256_file
+from preflight.models.base import ChecksumError, ModelError, TrainResult, sha256_file
 from preflight.models.candidates import Candidate
 from preflight.synth.scene import SYNTH_TAXONOMY
 
@@ -455,11 +455,10 @@ def _build_detector(cand: Candidate, run: _Build) -> bool:
                                 lr0=train_cfg["lr0"], progress=how.progress,
                                 schedule=train_cfg["schedule"])
     result = train_detector(arch, view / "data.yaml", run_dir, settings, report=run.report)
-    _install(result.checkpoint, ckpt)
+    installed = _install(result.checkpoint, ckpt)
     args = result.train_args
     run.manifest.update(zoo_name, {
-        "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
-        "candidate": cand.name, "family": cand.family, "arch": cand.arch,
+        **installed, "candidate": cand.name, "family": cand.family, "arch": cand.arch,
         "model_classes": cand.model_classes, "config": config,
         "train": {**train_cfg, "optimizer": args.get("optimizer"), "lr0_used": args.get("lr0"),
                   "device": run.device, "deterministic": True, "amp": bool(args.get("amp")),
@@ -467,20 +466,26 @@ def _build_detector(cand: Candidate, run: _Build) -> bool:
         "data": {**run.data_info, "view": str(view),
                  "train_images": _count(view / "images/train"),
                  "val_images": _count(view / "images/val")},
-        "versions": _versions(), "seconds": round(result.seconds, 1),
-        "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-        "built_at": _now(), "built_because": run.reasons.get(zoo_name),
+        "versions": _versions(), **_outcome(result, run.reasons.get(zoo_name)),
     })
     log.info("zoo: %s done in %.0f s, held-out mAP50 %.3f", zoo_name, result.seconds,
              result.metrics.get("map50", float("nan")))
     return True
 
 
-def _install(checkpoint: str | Path, ckpt: Path) -> None:
-    """Copy a training's checkpoint to the zoo's file atomically (never half a file)."""
+def _install(checkpoint: str | Path, ckpt: Path) -> dict[str, Any]:
+    """Copy a training's checkpoint to the zoo's file atomically (never half a file); its
+    manifest fields (file name, sha256, size)."""
     tmp = ckpt.with_suffix(".pt.tmp")
     shutil.copyfile(checkpoint, tmp)
     os.replace(tmp, ckpt)
+    return {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size}
+
+
+def _outcome(result: TrainResult, because: str | None) -> dict[str, Any]:
+    """A stand-in's training outcome, the last fields of its manifest row."""
+    return {"seconds": round(result.seconds, 1), "final_train_loss": result.final_train_loss,
+            "heldout_val": result.metrics, "built_at": _now(), "built_because": because}
 
 
 @dataclass(frozen=True)
@@ -653,11 +658,10 @@ def _build_classifier(cand: Candidate, run: _Build) -> bool:
                                   input_size=cand.input_size, seed=how.seed,
                                   device=run.device, resume=True, progress=how.progress)
     result = train_classifier(cand.arch, images, run_dir, settings, taxonomy=SYNTH_TAXONOMY)
-    _install(result.checkpoint, ckpt)
+    installed = _install(result.checkpoint, ckpt)
     args = result.train_args
     run.manifest.update(zoo_name, {
-        "checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "size_bytes": ckpt.stat().st_size,
-        "candidate": cand.name, "family": cand.family, "task": "classify", "arch": cand.arch,
+        **installed, "candidate": cand.name, "family": cand.family, "task": "classify", "arch": cand.arch,
         "model_classes": cand.model_classes, "config": config,
         "train": {**train_cfg, "optimizer": "AdamW", "lr0_used": lr, "device": run.device,
                   "pretrained": False, "amp": False},
@@ -665,9 +669,7 @@ def _build_classifier(cand: Candidate, run: _Build) -> bool:
                  "crops_quarantined": int(len(quarantine)),
                  "train_images": args.get("train_samples"), "val_images": args.get("val_samples"),
                  "dropped_outside_label_space": args.get("dropped_samples")},
-        "versions": _classifier_versions(), "seconds": round(result.seconds, 1),
-        "final_train_loss": result.final_train_loss, "heldout_val": result.metrics,
-        "built_at": _now(), "built_because": run.reasons.get(zoo_name),
+        "versions": _classifier_versions(), **_outcome(result, run.reasons.get(zoo_name)),
     })
     log.info("zoo: %s done in %.0f s, held-out accuracy %.3f", zoo_name, result.seconds,
              result.metrics.get("accuracy", float("nan")))
