@@ -28,7 +28,6 @@ from preflight.decide.export_evidence import (
 )
 from preflight.models.export import ExportedArtefact, ExportSpec, parse_spec
 from preflight.stages import FINE_TUNED, FINE_TUNED_KEY, OFF_THE_SHELF, OFF_THE_SHELF_KEY
-from resources import MlflowTracker, ModelZoo, PreflightStore, SettingsResource
 
 #: export stage (``export.stages``) -> (evaluation, latency) assets of its FP32 source
 SOURCE_ASSETS = {OFF_THE_SHELF_KEY: ("offtheshelf_eval", "offtheshelf_latency"),
@@ -103,16 +102,6 @@ class ExportInputs:
 
 
 @dataclass(frozen=True)
-class StageResources:
-    """The resources a stage runs with."""
-
-    settings: SettingsResource
-    store: PreflightStore
-    tracker: MlflowTracker
-    zoo: ModelZoo
-
-
-@dataclass(frozen=True)
 class _Checked:
     """What one export's pass produced: its FP32 source, the file, the loaded export, its
     evaluation, latency and stress outputs, and its paired deltas against the source."""
@@ -143,8 +132,7 @@ def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition
     def export_asset(run: CandidateRun, **loaded: Any) -> dg.Output[dict]:
         """The export's per-slice recall against its FP32 source (paired over the same frames,
         slices below the bar flagged), its latency on its own runtime and the speed-up."""
-        return run_export(run.context, job, ExportInputs(**loaded),
-                          StageResources(run.settings, run.store, run.tracker, run.zoo))
+        return run_export(run.context, job, ExportInputs(**loaded), run)
 
     return candidate_asset(
         candidate, export_asset_name(stage, label), group="export", inputs=inputs,
@@ -155,7 +143,7 @@ def _export_asset(candidate: str, stage: str, label: str) -> dg.AssetsDefinition
                     "runtime and the speed-up.")
 
 
-def run_export(context, job: ExportJob, inputs: ExportInputs, res: StageResources
+def run_export(context, job: ExportJob, inputs: ExportInputs, res: CandidateRun
                ) -> dg.Output[dict]:
     """Export, validate (evaluation, latency, stress, paired deltas against the FP32 source) and
     record one artefact; its output is what the decision weighs."""
@@ -190,13 +178,13 @@ def run_export(context, job: ExportJob, inputs: ExportInputs, res: StageResource
     return _output(job, checked, inputs, mlflow_meta)
 
 
-def _threads(res: StageResources) -> int | None:
+def _threads(res: CandidateRun) -> int | None:
     """The exported runtime's threads (``export.threads``, else ``latency.threads``)."""
     cfg = res.settings.load()
     return cfg.export.threads or cfg.latency.threads
 
 
-def _export(job: ExportJob, source: Any, inputs: ExportInputs, res: StageResources
+def _export(job: ExportJob, source: Any, inputs: ExportInputs, res: CandidateRun
             ) -> tuple[ExportedArtefact, int]:
     """The source model's exported file (INT8: calibrated on frames of the fine-tuning pool,
     never the evaluation set) and the number of calibration frames."""
@@ -218,7 +206,7 @@ def _export(job: ExportJob, source: Any, inputs: ExportInputs, res: StageResourc
     return artefact, len(calib)
 
 
-def _check(context, job: ExportJob, inputs: ExportInputs, res: StageResources, source: Any,
+def _check(context, job: ExportJob, inputs: ExportInputs, res: CandidateRun, source: Any,
            artefact: ExportedArtefact, params: dict) -> _Checked:
     """The export through the same pass as its source (evaluation, latency, stress on its own
     runtime) and its per-slice deltas against the source, paired over the same frames, with the
@@ -233,7 +221,7 @@ def _check(context, job: ExportJob, inputs: ExportInputs, res: StageResources, s
                           name=f"{job.candidate}@{job.label}", threads=_threads(res),
                           sha256=artefact.sha256)
     run = {"stage": job.stage, "name": job.candidate, "detector": model,
-           "settings": res.settings, "store": res.store, "tracker": res.tracker,
+           **res.resources,
            "validated_labels": inputs.validated_labels}
     ev = run_evaluation(context, **run, params=params).value
     lat, stress = run_latency(context, **run).value, run_stress(context, **run).value
