@@ -264,3 +264,19 @@ def latency_spec_of(model: Any, factory: str) -> tuple[str, dict[str, Any]]:
                      "input_size": model.input_size, "class_map": model.class_map,
                      "device": model.device, "sha256": model.sha256,
                      "taxonomy": list(model.taxonomy.names)}
+
+
+def operational_id_map(name: str, model_classes: dict[int, str], class_map: dict[str, str],
+                       taxonomy: Taxonomy, listed: Any = None) -> dict[int, int]:
+    """Model class id -> operational class id through ``class_map`` (mapped classes only); a
+    ``ModelError`` when ``class_map`` names a class the model does not have (``listed``: how the
+    message shows the model's classes, default all in id order) or maps nothing."""
+    unknown = sorted(set(class_map) - set(model_classes.values()))
+    if unknown:
+        shown = list(model_classes.values()) if listed is None else listed
+        raise ModelError(f"{name}: class_map names model class(es) {unknown} that the model "
+                         f"does not have; its classes are {shown}")
+    id_map = {i: taxonomy.id_of(class_map[n]) for i, n in model_classes.items() if n in class_map}
+    if not id_map:
+        raise ModelError(f"{name}: no model class maps to the operational taxonomy")
+    return id_map

@@ -30,6 +30,7 @@ from preflight.models.base import (
     OperationalSoftmax,
     check_rgb_frame,
     empty_predictions,
+    operational_id_map,
 )
 from preflight.models.export import letterbox_tensor, preprocess_for, read_sidecar
 from preflight.taxonomy import Taxonomy
@@ -131,15 +132,9 @@ class _Exported:
         self.model_classes = [str(c) for c in self.meta["model_classes"]]
         if class_map is None:
             class_map = dict(self.meta["class_map"])
-        unknown = sorted(set(class_map) - set(self.model_classes))
-        if unknown:
-            raise ModelError(f"{self.name}: class_map names model class(es) {unknown} that the "
-                             f"model does not have; its classes are {self.model_classes}")
+        self.id_map = operational_id_map(self.name, dict(enumerate(self.model_classes)),
+                                         class_map, taxonomy)
         self.class_map = dict(class_map)
-        self.id_map = {i: taxonomy.id_of(class_map[n]) for i, n in enumerate(self.model_classes)
-                       if n in class_map}
-        if not self.id_map:
-            raise ModelError(f"{self.name}: no model class maps to the operational taxonomy")
         self.session = open_session(path, runtime, self.threads)
 
     @classmethod

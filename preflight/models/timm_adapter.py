@@ -29,6 +29,7 @@ from preflight.models.base import (
     check_rgb_frame,
     latency_spec_of,
     load_candidate_model,
+    operational_id_map,
     predict_fn_of,
 )
 from preflight.models.candidates import Candidate
@@ -91,18 +92,12 @@ class TimmClassifier:
                              f"{model.num_classes} outputs")
         if class_map is None:  # the model already speaks the operational taxonomy (fine-tuned)
             class_map = {n: n for n in self.class_names if n in taxonomy.names}
-        unknown = sorted(set(class_map) - set(self.class_names))
-        if unknown:
-            shown = self.class_names if len(self.class_names) <= 20 else (
-                self.class_names[:20] + ["..."])
-            raise ModelError(f"{name}: class_map names model class(es) {unknown} that the model "
-                             f"does not have; its classes are {shown}")
-        self.class_map = dict(class_map)
+        shown = self.class_names if len(self.class_names) <= 20 else (
+            self.class_names[:20] + ["..."])
         #: model class index -> operational class id (mapped classes only)
-        self.id_map = {i: taxonomy.id_of(class_map[n]) for i, n in enumerate(self.class_names)
-                       if n in class_map}
-        if not self.id_map:
-            raise ModelError(f"{name}: no model class maps to the operational taxonomy")
+        self.id_map = operational_id_map(name, dict(enumerate(self.class_names)), class_map,
+                                         taxonomy, listed=shown)
+        self.class_map = dict(class_map)
         self._probabilities = OperationalSoftmax(self.id_map, len(taxonomy))
 
     # ------------------------------------------------------------------ construction

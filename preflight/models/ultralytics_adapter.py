@@ -29,6 +29,7 @@ from preflight.models.base import (
     empty_predictions,
     latency_spec_of,
     load_candidate_model,
+    operational_id_map,
     predict_fn_of,
 )
 from preflight.models.candidates import Candidate
@@ -67,16 +68,11 @@ class UltralyticsDetector:
         names = {int(k): str(v) for k, v in dict(model.names).items()}
         if class_map is None:  # model already speaks the operational taxonomy (e.g. fine-tuned)
             class_map = {n: n for n in names.values() if n in taxonomy.names}
-        unknown = sorted(set(class_map) - set(names.values()))
-        if unknown:
-            raise ModelError(f"{name}: class_map names model class(es) {unknown} that the model "
-                             f"does not have; its classes are {sorted(names.values())}")
+        #: model class id -> operational class id (mapped classes only)
+        self.id_map = operational_id_map(name, names, class_map, taxonomy,
+                                         listed=sorted(names.values()))
         self.class_map = dict(class_map)
         self.model_names = names
-        #: model class id -> operational class id (mapped classes only)
-        self.id_map = {i: taxonomy.id_of(class_map[n]) for i, n in names.items() if n in class_map}
-        if not self.id_map:
-            raise ModelError(f"{name}: no model class maps to the operational taxonomy")
         self._lut = np.full(max(names) + 1, -1, dtype=np.int64)
         for model_id, op_id in self.id_map.items():
             self._lut[model_id] = op_id
