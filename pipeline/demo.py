@@ -32,15 +32,32 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "all_candidates", False):  # before the definitions read the candidates
         _use_all_candidates()
     home = prepare_dagster_home()
+    started = time.perf_counter()
+    print(f"Preflight demo: running job '{args.job}' (Dagster home {home})", flush=True)
+    result, summary = _execute(args.job, args.log_level, started)
+    from pipeline.definitions import build_resources  # no daemon here: end the MLflow parent run
+
+    build_resources()["tracker"].finish_parent(result.run_id,
+                                               "success" if result.success else "failure")
+    print()
+    print("=" * 78)
+    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'} in "
+          f"{time.perf_counter() - started:.0f} s")
+    for line in summary:
+        print(line)
+    _print_results(result.run_id, result.success)
+    print("=" * 78)
+    return 0 if result.success else 1
+
+
+def _execute(job_name: str, log_level: str, started: float):
+    """Run the job in this process against the project's Dagster instance, printing the first
+    useful result as soon as it exists; the result and one summary line per asset."""
     import dagster as dg
 
     from pipeline.definitions import defs
-    from preflight.config import preflight_home
-    from preflight.decide.export_evidence import EXPORTS_TITLE
 
-    started = time.perf_counter()
-    job = defs.resolve_job_def(args.job)
-    print(f"Preflight demo: running job '{args.job}' (Dagster home {home})", flush=True)
+    job = defs.resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     stop = threading.Event()
     watcher = threading.Thread(target=_print_first_result, args=(run_id, stop, started),
@@ -49,50 +66,39 @@ def run(args: argparse.Namespace) -> int:
     with dg.DagsterInstance.get() as instance:
         try:
             result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_id=run_id,
-                run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            )
+                instance=instance, raise_on_error=False, run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
         finally:
             stop.set()
             watcher.join(timeout=10)
-        summary = _materialisation_summary(instance, result.run_id)
-    from pipeline.definitions import build_resources  # no daemon here: end the MLflow parent run
+        return result, _materialisation_summary(instance, result.run_id)
 
-    build_resources()["tracker"].finish_parent(result.run_id,
-                                               "success" if result.success else "failure")
-    elapsed = time.perf_counter() - started
-    print()
-    print("=" * 78)
-    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {elapsed:.0f} s")
-    for line in summary:
-        print(line)
+
+def _print_results(run_id: str, success: bool) -> None:
+    """Where this pass's results are, how to open the UIs, and (when it succeeded) the
+    decision: its verdict, the candidates table and what ships."""
+    from preflight.config import preflight_home
+    from preflight.decide.export_evidence import EXPORTS_TITLE
     from preflight.runs import run_dir
 
-    home_dir = run_dir(preflight_home(), result.run_id)
+    home_dir = run_dir(preflight_home(), run_id)
     print()
     print(f"Results of this pass (Parquet tables, reports): {home_dir}")
     print("Earlier passes:     preflight runs;  preflight compare RUN_A RUN_B")
     print("Dagster UI:  make ui   (or: .venv/bin/preflight ui) -> http://127.0.0.1:3000")
     print("MLflow UI:   started by the same command          -> http://127.0.0.1:5000")
     report = home_dir / "reports" / "decision.md"
-    if report.exists() and result.success:
-        sections = report.read_text(encoding="utf-8").split("\n## ")
-        print()
-        print(sections[0].strip())
-        for section in sections[1:]:
-            if section.startswith("Candidates"):
-                print("\n## " + section.strip())
-                break
-        for section in sections[1:]:  # what ships: each export's p99 against its FP32 source
-            if section.startswith(EXPORTS_TITLE):
-                print("\n## " + section.strip())
-                break
-        print()
-        print(f"Decision report: {report.with_suffix('.html')} (and .md, .json)")
-    print("=" * 78)
-    return 0 if result.success else 1
+    if not (report.exists() and success):
+        return
+    sections = report.read_text(encoding="utf-8").split("\n## ")
+    print()
+    print(sections[0].strip())
+    for title in ("Candidates", EXPORTS_TITLE):  # what ships: each export's p99 vs its source
+        shown = next((sec for sec in sections[1:] if sec.startswith(title)), None)
+        if shown is not None:
+            print("\n## " + shown.strip())
+    print()
+    print(f"Decision report: {report.with_suffix('.html')} (and .md, .json)")
 
 
 def _use_all_candidates() -> None:
