@@ -60,10 +60,13 @@ def _execute(job_name: str, log_level: str, started: float):
     job = defs.resolve_job_def(job_name)
     run_id = str(uuid.uuid4())
     stop = threading.Event()
-    watcher = threading.Thread(target=_print_first_result, args=(run_id, stop, started),
-                               daemon=True)
-    watcher.start()
     with dg.DagsterInstance.get() as instance:
+        # the watcher reads through this same instance: a second instance opened at the same
+        # time on a new home would create (and stamp) the SQLite storage twice, and every later
+        # `preflight ui` / run would then refuse it ("more than one head present")
+        watcher = threading.Thread(target=_print_first_result,
+                                   args=(instance, run_id, stop, started), daemon=True)
+        watcher.start()
         try:
             result = job.execute_in_process(
                 instance=instance, raise_on_error=False, run_id=run_id,
@@ -119,23 +122,22 @@ def _use_all_candidates() -> None:
 FIRST_RESULT_ASSET = "offtheshelf_eval"
 
 
-def _print_first_result(run_id: str, stop: threading.Event, started: float,
+def _print_first_result(instance, run_id: str, stop: threading.Event, started: float,
                         every_s: float = 2.0) -> None:
-    """Watch the run's event log (its own instance handle: this is a thread beside the run)
-    and print the first off-the-shelf evaluation's headline and failure table once it is
-    materialised -- minutes before the pass ends."""
+    """Watch the run's event log (through the run's own ``instance``: this is a thread beside
+    the run) and print the first off-the-shelf evaluation's headline and failure table once it
+    is materialised -- minutes before the pass ends."""
     import dagster as dg
 
     try:
-        with dg.DagsterInstance.get() as instance:
-            while not stop.wait(every_s):
-                records = instance.get_records_for_run(
-                    run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-                for record in records:
-                    mat = record.event_log_entry.dagster_event.event_specific_data.materialization
-                    if mat.asset_key.path[-1] == FIRST_RESULT_ASSET:
-                        print(first_result_text(mat, time.perf_counter() - started), flush=True)
-                        return
+        while not stop.wait(every_s):
+            records = instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+            for record in records:
+                mat = record.event_log_entry.dagster_event.event_specific_data.materialization
+                if mat.asset_key.path[-1] == FIRST_RESULT_ASSET:
+                    print(first_result_text(mat, time.perf_counter() - started), flush=True)
+                    return
     except Exception as exc:  # noqa: BLE001 - a display aid: never let it disturb the run
         print(f"(first result not shown: {exc})", flush=True)
 

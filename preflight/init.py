@@ -189,23 +189,9 @@ def propose_class_map(model_classes: list[str] | tuple[str, ...],
 
 
 # ------------------------------------------------------------------------------ writing
-def settings_document(sample: SampleInfo, candidates_file: str = "candidates.yaml",
-                      candidates: Sequence[tuple[str, str]] = ()) -> str:
-    """The starter settings file (YAML with comments). ``candidates``: ``(name, family)`` of
-    the candidates init writes: each gets a learning curve (the evidence that routes a row that
-    still fails after fine-tuning) and, when its family can be exported, ONNX FP32 and INT8
-    exports validated like any candidate (what usually ships)."""
-    from preflight.models.registry import FAMILIES
-
-    names = [name for name, _ in candidates]
-    exportable = [name for name, family in candidates
-                  if family in FAMILIES and FAMILIES[family].exportable]
-    curves = yaml.safe_dump(names, default_flow_style=True).strip()
-    exports = yaml.safe_dump(exportable, default_flow_style=True).strip()
-    taxonomy = yaml.safe_dump(list(sample.class_names), default_flow_style=True).strip()
-    slices = yaml.safe_dump(list(sample.metadata_columns), default_flow_style=True).strip()
-    meta = json.dumps(str(sample.metadata_path)) if sample.metadata_path else "null"
-    return f"""# Preflight settings written by `preflight init` -- check the lines marked CHECK.
+#: The starter settings file ``preflight init`` writes (YAML with comments), filled in by
+#: :func:`settings_document`.
+SETTINGS_TEMPLATE = """# Preflight settings written by `preflight init` -- check the lines marked CHECK.
 # Every key is documented in README.md ("Your own data"); unknown keys are errors.
 
 # The operational classes, in id order (from the sample's class names). CHECK: the names your
@@ -213,8 +199,8 @@ def settings_document(sample: SampleInfo, candidates_file: str = "candidates.yam
 taxonomy: {taxonomy}
 
 data:
-  landing_dir: {json.dumps(str(sample.root))}
-  format: {sample.format}
+  landing_dir: {root}
+  format: {format}
   metadata_path: {meta}
   eval_fraction: 0.3          # share of the sample held out for evaluation (never trained on)
   group_window_minutes: 10    # frames of one camera this close in capture time: one group
@@ -266,6 +252,27 @@ export:
 
 candidates_file: {candidates_file}
 """
+
+
+def settings_document(sample: SampleInfo, candidates_file: str = "candidates.yaml",
+                      candidates: Sequence[tuple[str, str]] = ()) -> str:
+    """The starter settings file (YAML with comments). ``candidates``: ``(name, family)`` of
+    the candidates init writes: each gets a learning curve (the evidence that routes a row that
+    still fails after fine-tuning) and, when its family can be exported, ONNX FP32 and INT8
+    exports validated like any candidate (what usually ships)."""
+    from preflight.models.registry import FAMILIES
+
+    names = [name for name, _ in candidates]
+    exportable = [name for name, family in candidates
+                  if family in FAMILIES and FAMILIES[family].exportable]
+    curves = yaml.safe_dump(names, default_flow_style=True).strip()
+    exports = yaml.safe_dump(exportable, default_flow_style=True).strip()
+    taxonomy = yaml.safe_dump(list(sample.class_names), default_flow_style=True).strip()
+    slices = yaml.safe_dump(list(sample.metadata_columns), default_flow_style=True).strip()
+    meta = json.dumps(str(sample.metadata_path)) if sample.metadata_path else "null"
+    return SETTINGS_TEMPLATE.format(
+        taxonomy=taxonomy, root=json.dumps(str(sample.root)), format=sample.format, meta=meta,
+        slices=slices, curves=curves, exports=exports, candidates_file=candidates_file)
 
 
 def candidates_document(checkpoints: list[CheckpointInfo], taxonomy: tuple[str, ...]) -> str:

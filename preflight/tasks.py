@@ -30,9 +30,10 @@ module plus its row in :data:`preflight.models.registry.FAMILIES`.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
+
+from preflight.registries import lookup, resolve
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ class Task:
     description: str = ""
 
     def call(self, what: str, *args: Any, **kwargs: Any) -> Any:
-        module_name, function = getattr(self, what).split(":")
-        return getattr(importlib.import_module(module_name), function)(*args, **kwargs)
+        return resolve(getattr(self, what))(*args, **kwargs)
 
 
 #: task name (the settings' ``task``) -> its row
@@ -71,10 +71,8 @@ TASKS: dict[str, Task] = {
 
 
 def task_of(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
+    """The row of task ``name`` (a ValueError listing the known tasks otherwise)."""
+    return lookup(TASKS, name, "task")
 
 
 def read_detection_sample(path, settings):

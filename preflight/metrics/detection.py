@@ -15,6 +15,7 @@ images with replacement, re-accumulate the stored matches: no re-matching).
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,29 +53,21 @@ def evaluate_detections(
     dt: pd.DataFrame,
     images: pd.DataFrame | None = None,
     *,
-    slice_columns: list[str] | None = None,
-    box_slice_columns: list[str] | None = None,
     class_names: dict[int, str] | None = None,
-    operating_threshold: float = 0.25,
-    bootstrap: int = 0,
-    seed: int = 0,
-    min_images: int = DEFAULT_MIN_IMAGES,
-    min_boxes: int = DEFAULT_MIN_BOXES,
-    model_input_size: int | None = None,
     params: CocoParams | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
     """The long metrics table for a detector's results ``dt`` against ground truth ``gt``.
 
     ``images`` (``image_id`` + slice columns) is the set of evaluated images; images without
     ground truth or detections count (as in COCO). Image ids may be str or int but must have the
     same type in all three tables. ``class_names`` maps class id to name (default: ``gt``'s
-    ``class_name`` column, else the id).
+    ``class_name`` column, else the id). ``options``: those of :func:`evaluate_index`
+    (``slice_columns``, ``box_slice_columns``, ``operating_threshold``, ``bootstrap``, ``seed``,
+    ``min_images``, ``min_boxes``, ``model_input_size``).
     """
     index = EvaluationIndex.build(gt, dt, images, class_names=class_names, params=params)
-    return evaluate_index(index, slice_columns=slice_columns, box_slice_columns=box_slice_columns,
-                          operating_threshold=operating_threshold, bootstrap=bootstrap, seed=seed,
-                          min_images=min_images, min_boxes=min_boxes,
-                          model_input_size=model_input_size)
+    return evaluate_index(index, **options)
 
 
 def evaluate_index(

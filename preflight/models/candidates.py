@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -212,15 +213,42 @@ def parse_candidates(raw: Any, *, taxonomy: Taxonomy,
 
 def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
                source_dir: Path | None) -> Candidate:
+    """One entry of the candidates file, checked key by key (the first mistake is raised as a
+    :class:`CandidateError` naming the file, the entry and the key)."""
     label = f"{where}: candidates[{index}]"
     if not isinstance(item, dict):
         raise CandidateError(f"{label}: expected a mapping, got {type(item).__name__}")
     if isinstance(item.get("name"), str):
         label += f" ({item['name']})"
 
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         raise CandidateError(f"{label}: {message}")
 
+    _check_keys(item, fail)
+    weights, arch = _check_weights(item, fail)
+    size = item["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 4096 or size % 32:
+        fail(f"input_size must be an integer multiple of 32 in 32..4096, got {size!r}")
+    freeze = item.get("freeze")
+    if freeze is not None and freeze not in FREEZE_VALUES:
+        fail(f"freeze must be one of {list(FREEZE_VALUES)}, got {freeze!r}")
+    sha = item.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or not _SHA_RE.match(sha.lower())):
+        fail(f"sha256 must be 64 hex digits, got {sha!r}")
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        fail("description must be a string")
+    class_map = _check_class_map(item["class_map"], taxonomy, fail)
+    zoo_train = _check_zoo_train(item.get("zoo_train") or {}, fail)
+    return Candidate(name=item["name"], family=item["family"], weights=weights, input_size=size,
+                     class_map=class_map, arch=arch, description=description,
+                     sha256=sha.lower() if sha else None, zoo_train=zoo_train,
+                     freeze=freeze, source_dir=source_dir)
+
+
+def _check_keys(item: dict, fail: Callable[[str], NoReturn]) -> None:
+    """The required keys are there, the family is known, no key is unknown to it, and the name
+    is a valid candidate name."""
     missing = [k for k in REQUIRED_KEYS if k not in item]
     if missing:
         fail(f"missing required key(s) {missing}")
@@ -231,45 +259,41 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     unknown = sorted(set(item) - allowed)
     if unknown:
         fail(f"unknown key(s) {unknown}; allowed for family {family!r}: {sorted(allowed)}")
-
     name = item["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         fail(f"name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
-    weights = item["weights"]
+
+
+def _check_weights(item: dict, fail: Callable[[str], NoReturn]) -> tuple[str, str | None]:
+    """``(weights, arch)``: where the weights come from and, for zoo weights, the architecture
+    the stand-in is built from."""
+    family, weights, arch = item["family"], item["weights"], item.get("arch")
     if not isinstance(weights, str) or not weights.strip():
         fail(f"weights must be a non-empty string, got {weights!r}")
     weights = weights.strip()
-    if weights.startswith(ZOO_PREFIX) and not _NAME_RE.match(weights[len(ZOO_PREFIX):]):
+    zoo = weights.startswith(ZOO_PREFIX)
+    if zoo and not _NAME_RE.match(weights[len(ZOO_PREFIX):]):
         fail(f"weights {weights!r}: 'zoo:' must be followed by a zoo model name")
-    size = item["input_size"]
-    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 4096 or size % 32:
-        fail(f"input_size must be an integer multiple of 32 in 32..4096, got {size!r}")
-    arch = item.get("arch")
     if arch is not None and (not isinstance(arch, str) or not arch.strip()):
         fail(f"arch must be a model YAML name or path, got {arch!r}")
-    if weights.startswith(ZOO_PREFIX) and FAMILIES[family].runs_artefact:
+    if zoo and FAMILIES[family].runs_artefact:
         fail(f"family {family!r} runs an exported artefact: weights must be its .onnx / .xml "
              f"path, not {weights!r}")
-    if weights.startswith(ZOO_PREFIX) and not arch:
+    if zoo and not arch:
         fail("zoo weights need 'arch' (the model YAML, or timm model name, the zoo stand-in is "
              "built from)")
-    freeze = item.get("freeze")
-    if freeze is not None and freeze not in FREEZE_VALUES:
-        fail(f"freeze must be one of {list(FREEZE_VALUES)}, got {freeze!r}")
-    sha = item.get("sha256")
-    if sha is not None and (not isinstance(sha, str) or not _SHA_RE.match(sha.lower())):
-        fail(f"sha256 must be 64 hex digits, got {sha!r}")
-    description = item.get("description", "")
-    if not isinstance(description, str):
-        fail("description must be a string")
+    return weights, arch.strip() if arch else None
 
-    class_map = item["class_map"]
+
+def _check_class_map(class_map: Any, taxonomy: Taxonomy,
+                     fail: Callable[[str], NoReturn]) -> dict[str, str]:
+    """Model class name -> operational class name, every target in the taxonomy (a model class
+    mapped to null is named only to say it is dropped on purpose, and is left out)."""
     if not isinstance(class_map, dict) or not class_map:
         fail("class_map must be a non-empty mapping {model_class_name: operational_class_name}")
     bad_keys = [k for k in class_map if not isinstance(k, str) or not k]
     if bad_keys:
         fail(f"class_map keys must be model class names (strings), got {bad_keys}")
-    # a model class mapped to null is named only to say it is dropped on purpose
     class_map = {k: v for k, v in class_map.items() if v is not None}
     if not class_map:
         fail("class_map maps no model class to an operational class")
@@ -277,8 +301,11 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
     if unknown_ops:
         fail(f"class_map maps to unknown operational class(es) {unknown_ops}; "
              f"the taxonomy is {list(taxonomy.names)}")
+    return {str(k): str(v) for k, v in class_map.items()}
 
-    zoo_train = item.get("zoo_train") or {}
+
+def _check_zoo_train(zoo_train: Any, fail: Callable[[str], NoReturn]) -> dict:
+    """The stand-in's own training overrides (epochs, lr0, batch), each a positive number."""
     if not isinstance(zoo_train, dict):
         fail("zoo_train must be a mapping")
     for key, value in zoo_train.items():
@@ -286,12 +313,7 @@ def _parse_one(item: Any, index: int, where: str, taxonomy: Taxonomy,
             fail(f"zoo_train: unknown key {key!r}; allowed: {sorted(ZOO_TRAIN_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, ZOO_TRAIN_KEYS[key]) or value <= 0:
             fail(f"zoo_train.{key} must be a positive number, got {value!r}")
-
-    return Candidate(name=name, family=family, weights=weights, input_size=size,
-                     class_map={str(k): str(v) for k, v in class_map.items()},
-                     arch=arch.strip() if arch else None, description=description,
-                     sha256=sha.lower() if sha else None, zoo_train=dict(zoo_train),
-                     freeze=freeze, source_dir=source_dir)
+    return dict(zoo_train)
 
 
 def get_candidate(candidates: list[Candidate], name: str) -> Candidate:

@@ -32,6 +32,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from preflight.registries import lookup, resolve
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -100,8 +102,7 @@ class ModelFamily:
         :class:`~preflight.models.base.CheckpointFacts` (None: not its file, or no inspector)."""
         if self.inspect is None:
             return None
-        module_name, function = self.inspect.split(":")
-        return getattr(importlib.import_module(module_name), function)(path)
+        return resolve(self.inspect)(path)
 
 
 #: family name -> its row. Candidates files name one of these in ``family``.
@@ -133,10 +134,7 @@ FAMILIES: dict[str, ModelFamily] = {
 
 def get_family(name: str) -> ModelFamily:
     """The registry row of ``name`` (a clear error listing the known families otherwise)."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise FamilyError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}") from None
+    return lookup(FAMILIES, name, "model family", FamilyError)
 
 
 def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:

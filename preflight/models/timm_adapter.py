@@ -256,12 +256,11 @@ class TimmClassifier:
         return target
 
 
-def load_classifier(name: str, *, candidates_path: str | Path | None = None,
-                    zoo_dir: str | Path | None = None, device: str | None = None,
-                    taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> TimmClassifier:
-    """The classifier for candidate ``name`` of the candidates file."""
-    return load_candidate_model(TimmClassifier, name, candidates_path=candidates_path,
-                                zoo_dir=zoo_dir, device=device, taxonomy=taxonomy, **kwargs)
+def load_classifier(name: str, **options: Any) -> TimmClassifier:
+    """The classifier for candidate ``name`` of the candidates file (``options``: those of
+    :func:`preflight.models.base.load_candidate_model`: ``candidates_path``, ``zoo_dir``,
+    ``device``, ``taxonomy``, and the adapter's own keywords)."""
+    return load_candidate_model(TimmClassifier, name, **options)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,

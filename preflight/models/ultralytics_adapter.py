@@ -311,12 +311,11 @@ def _load(source: str):
         raise ModelError(f"cannot load ultralytics weights {source!r}: {exc}") from exc
 
 
-def load_detector(name: str, *, candidates_path: str | Path | None = None,
-                  zoo_dir: str | Path | None = None, device: str | None = None,
-                  taxonomy: Taxonomy | list[str] | None = None, **kwargs: Any) -> UltralyticsDetector:
-    """The detector for candidate ``name`` of the candidates file."""
-    return load_candidate_model(UltralyticsDetector, name, candidates_path=candidates_path,
-                                zoo_dir=zoo_dir, device=device, taxonomy=taxonomy, **kwargs)
+def load_detector(name: str, **options: Any) -> UltralyticsDetector:
+    """The detector for candidate ``name`` of the candidates file (``options``: those of
+    :func:`preflight.models.base.load_candidate_model`: ``candidates_path``, ``zoo_dir``,
+    ``device``, ``taxonomy``, and the adapter's own keywords)."""
+    return load_candidate_model(UltralyticsDetector, name, **options)
 
 
 def make_predict_fn(candidate: str | None = None, *, candidates_path: str | None = None,
