@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.config import BarSettings
-from preflight.metrics.slices import OVERALL, metric_parts_column
+from preflight.metrics.slices import OVERALL, is_class_metric, metric_parts_column
 
 PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not enough evidence"
 KEY = ["slice_column", "slice_value", "metric"]
@@ -169,3 +169,22 @@ def _check_long(long: pd.DataFrame, what: str) -> None:
         first = long.loc[dup, KEY].iloc[0].tolist()
         raise DecisionInputError(f"{what}: duplicate rows for (slice_column, slice_value, "
                                  f"metric) {first}")
+
+
+def required_rows(table: pd.DataFrame, bar: Bar) -> pd.Series:
+    """Rows that need enough evidence before anything ships: every operational class (its
+    overall per-class rows) and every critical slice."""
+    per_class = (table["slice_column"] == OVERALL) & is_class_metric(table["metric"])
+    where = table["slice_column"].astype(str) + "=" + table["slice_value"].astype(str)
+    return per_class | where.isin(set(bar.critical_slices))
+
+
+def evidence_gap_rows(table: pd.DataFrame, bar: Bar, suffix: str = "") -> pd.DataFrame:
+    """The required rows (:func:`required_rows`) without enough evidence, from a bar table
+    (``suffix``: the stage suffix of its ``value`` / ``status`` columns in a wide table). A
+    per-class precision without any detection of the class is undefined, not missing evidence:
+    its recall row (0, or no boxes) already says what is missing."""
+    base, cls = metric_parts_column(table["metric"])
+    undefined = (base == "precision") & cls.notna() & table[f"value{suffix}"].isna()
+    return table[required_rows(table, bar) & (table[f"status{suffix}"] == NOT_ENOUGH)
+                 & ~undefined]

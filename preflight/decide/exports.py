@@ -20,10 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from preflight.decide.bar import FAIL, KEY, NOT_ENOUGH, PASS, Bar, bar_table
+from preflight.decide.bar import FAIL, KEY, NOT_ENOUGH, PASS, Bar, bar_table, evidence_gap_rows
 from preflight.decide.classify_failure import slice_label
 from preflight.decide.rule import FINE_TUNE, SHIP, Decision, OverallDecision
-from preflight.metrics.slices import OVERALL, is_class_metric, metric_parts_column
 from preflight.stages import FINE_TUNED
 
 
@@ -74,12 +73,7 @@ def evidence_gaps(table: pd.DataFrame, bar: Bar) -> tuple[str, ...]:
     """The required rows of a bar table (every operational class's overall rows, every
     critical slice) without enough evidence; a per-class precision without any detection of
     the class is undefined, not missing evidence (its recall row says what is missing)."""
-    per_class = (table["slice_column"] == OVERALL) & is_class_metric(table["metric"])
-    where = table["slice_column"].astype(str) + "=" + table["slice_value"].astype(str)
-    base, cls = metric_parts_column(table["metric"])
-    undefined = (base == "precision") & cls.notna() & table["value"].isna()
-    rows = table[(per_class | where.isin(set(bar.critical_slices)))
-                 & (table["status"] == NOT_ENOUGH) & ~undefined]
+    rows = evidence_gap_rows(table, bar)
     return tuple(slice_label(*k) for k in rows[KEY].itertuples(index=False))
 
 

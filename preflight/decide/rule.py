@@ -35,6 +35,7 @@ from preflight.decide.bar import (
     Bar,
     DecisionInputError,
     bar_table,
+    evidence_gap_rows,
     interval_status,
 )
 from preflight.decide.candidate_tables import (
@@ -64,7 +65,7 @@ from preflight.decide.classify_failure import (
 from preflight.decide.evidence import CandidateEvidence, TilingResult
 from preflight.decide.lookalikes import LOOKALIKE_COLUMNS
 from preflight.decide.model_change import lighter_model, model_change
-from preflight.metrics.slices import OVERALL, is_class_metric, metric_parts_column
+from preflight.metrics.slices import OVERALL
 from preflight.stages import FINE_TUNED, OFF_THE_SHELF
 
 SHIP, FINE_TUNE, REPLACE, COLLECT = ("ship off-the-shelf", "fine-tune", "replace",
@@ -288,24 +289,12 @@ def _stage_check(cand: CandidateEvidence, wide: pd.DataFrame, bar: Bar, stage: s
             "ships": ships, "p99": p99, "cost": cost, "gaps": gaps}
 
 
-def _required(wide: pd.DataFrame, bar: Bar) -> pd.Series:
-    """Rows that need enough evidence before shipping: every operational class (its overall
-    per-class rows) and every critical slice."""
-    per_class = (wide["slice_column"] == OVERALL) & is_class_metric(wide["metric"])
-    where = wide["slice_column"].astype(str) + "=" + wide["slice_value"].astype(str)
-    return per_class | where.isin(set(bar.critical_slices))
-
-
 def _evidence_gaps(wide: pd.DataFrame, bar: Bar, sfx: str) -> list[str]:
     """The label plan: each required row without enough evidence, with the frames (and boxes)
     that would decide it at the observed rate."""
     from preflight.metrics.intervals import frames_to_decide
 
-    # a per-class precision without any detection of the class is undefined, not missing
-    # evidence: its recall row (0, or no boxes) already says what is missing
-    base, cls = metric_parts_column(wide["metric"])
-    undefined = (base == "precision") & cls.notna() & wide[f"value{sfx}"].isna()
-    rows = wide[_required(wide, bar) & (wide[f"status{sfx}"] == NOT_ENOUGH) & ~undefined]
+    rows = evidence_gap_rows(wide, bar, sfx)
     out = []
     for _, r in rows.iterrows():
         label = slice_label(r["slice_column"], r["slice_value"], r["metric"])
