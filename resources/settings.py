@@ -13,10 +13,8 @@ the edit up. Outside a run (sensors, the CLI) ``load()`` and ``candidates()`` re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +28,7 @@ from preflight.config import (
     preflight_home,
     settings_from_dict,
 )
+from preflight.filelock import file_lock
 from preflight.models.candidates import (
     DEFAULT_CANDIDATES_PATH,
     Candidate,
@@ -100,7 +99,7 @@ class SettingsResource(RunBoundResource):
         step to ask; ``candidates`` is ``{"path", "text", "sha256", "error"}`` of the candidates
         file (``text`` None and ``error`` its one line when it could not be read)."""
         path = self.snapshot_path(self._run_id or "")
-        with _lock(path.with_suffix(".lock")):
+        with file_lock(path.with_suffix(".lock")):
             if path.is_file():
                 return json.loads(path.read_text(encoding="utf-8"))
             settings = load_settings(self.config_path)
@@ -150,16 +149,3 @@ def settings_error_line(exc: ConfigError, config_path: str | None = None) -> str
 def settings_failure(exc: ConfigError, config_path: str | None = None) -> dg.Failure:
     """The step failure for a mistake in the settings file: its one line, no stack trace."""
     return dg.Failure(description=settings_error_line(exc, config_path), allow_retries=False)
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    """An exclusive lock across the processes of one machine (POSIX ``flock``)."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

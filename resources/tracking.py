@@ -13,17 +13,17 @@ The champion is registered as an MLflow ``pyfunc`` model (``resources.champion_m
 
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from preflight.config import flat_keys, preflight_home
+from preflight.filelock import file_lock
 
 _BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 #: sqlite tracking URIs whose schema this process has seen created (MlflowTracker.client)
@@ -65,7 +65,7 @@ class MlflowTracker(dg.ConfigurableResource):
         # schema of a new database: steps starting together in several processes (multiprocess,
         # celery workers) would each create the same tables ("table ... already exists"), so
         # one process at a time does it
-        with _lock(Path(db + ".schema.lock")):
+        with file_lock(Path(db + ".schema.lock")):
             client = mlflow.MlflowClient(tracking_uri=uri)
         _SCHEMA_READY.add(uri)
         return client
@@ -93,7 +93,7 @@ class MlflowTracker(dg.ConfigurableResource):
         found = self._parents(pipeline_run_id)
         if found:
             return found[0].info.run_id
-        with _lock(preflight_home() / "mlflow" / "locks" / f"{pipeline_run_id}.lock"):
+        with file_lock(preflight_home() / "mlflow" / "locks" / f"{pipeline_run_id}.lock"):
             found = self._parents(pipeline_run_id)
             if found:
                 return found[0].info.run_id
@@ -213,20 +213,6 @@ class MlflowTracker(dg.ConfigurableResource):
                                               description=description)
         client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` across processes of this machine (POSIX ``flock``)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _metric_key(key: str) -> str:

@@ -463,7 +463,8 @@ def _to_datetime(values: pd.Series) -> pd.Series:
         return pd.to_datetime(values, errors="coerce", utc=True)
 
 
-def _hash_unit(text: str) -> float:
+def hash_unit(text: str) -> float:
+    """A stable pseudo-random number in [0, 1) from ``text`` (a seeded, order-free draw)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / float(16**15)
 
 
@@ -557,7 +558,7 @@ def assign_split(images: pd.DataFrame, *, eval_fraction: float, seed: int = 0,
     stratum_of = members["stratum"].agg(
         lambda s: sorted(s.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
     table = pd.DataFrame({"size": sizes, "stratum": stratum_of})
-    table["score"] = [_hash_unit(f"{seed}:{g}") for g in table.index]
+    table["score"] = [hash_unit(f"{seed}:{g}") for g in table.index]
     eval_groups: set[str] = set()
     carry = 0.0
     for _, part in sorted(table.groupby("stratum"), key=lambda kv: kv[0]):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from preflight.data.filenames import fs_path
+from preflight.data.ingest import hash_unit
 from preflight.models.base import ModelError, TrainResult, sha256_file
 from preflight.models.timm_model import (
     HUB_PREFIX,
@@ -88,15 +89,11 @@ def _targets(samples: pd.DataFrame, classes: list[str], label_map: dict[str, str
     return samples[keep].assign(target=target[keep]).reset_index(drop=True), int((~keep).sum())
 
 
-def _hash_unit(text: str) -> float:
-    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / float(16**15)
-
-
 def holdout_split(samples: pd.DataFrame, fraction: float, seed: int
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded, group-whole hold-out of about ``fraction`` of the samples (at least one group,
     never all of them)."""
-    groups = sorted(samples["group"].unique(), key=lambda g: _hash_unit(f"{seed}:{g}"))
+    groups = sorted(samples["group"].unique(), key=lambda g: hash_unit(f"{seed}:{g}"))
     if fraction <= 0 or len(groups) < 2:
         return samples, samples.iloc[:0]
     sizes = samples["group"].value_counts()

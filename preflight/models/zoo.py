@@ -25,6 +25,7 @@ named explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,8 +34,7 @@ import platform
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from preflight.config import preflight_home
+from preflight.filelock import file_lock
 from preflight.models.base import ChecksumError, ModelError, TrainResult, sha256_file
 from preflight.models.candidates import Candidate
 from preflight.synth.scene import SYNTH_TAXONOMY
@@ -151,23 +152,10 @@ class Manifest:
         return path
 
 
-@contextmanager
-def zoo_lock(zoo_dir: str | Path) -> Iterator[None]:
+def zoo_lock(zoo_dir: str | Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock on the zoo folder (``<zoo>/.lock``), for the steps several build
     processes share: generating the benchmark data, preparing a view, updating the manifest."""
-    zoo_dir = Path(zoo_dir)
-    zoo_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: one build process at a time is the user's to ensure
-        yield
-        return
-    with open(zoo_dir / LOCK_NAME, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return file_lock(Path(zoo_dir) / LOCK_NAME)
 
 
 @dataclass(frozen=True)
